@@ -1,0 +1,68 @@
+//! The canonical binary encoding.
+//!
+//! Everything that is hashed, signed, stored or sent goes through [`encode`] and
+//! [`decode`], so the format can be swapped in one place. The format is bincode 2 with
+//! fixed-width little-endian integers: `u32`/`u64` take 4/8 bytes, a `Vec` is a `u64`
+//! length followed by its items, an enum is a `u32` variant index followed by its fields,
+//! a fixed array `[u8; N]` is its N bytes with no prefix.
+//!
+//! Decoding is strict: the declared length of every container is checked against
+//! [`MAX_DECODE_BYTES`] before anything is allocated, and bytes left over after the value
+//! are an error, so `encode(decode(b)) == b` for every `b` that decodes.
+
+use bincode::config::{Configuration, Fixint, LittleEndian, Limit};
+use thiserror::Error;
+
+/// The most bytes a single decode may claim (and so allocate), whatever a length prefix
+/// says. It is above every message and block size limit.
+pub const MAX_DECODE_BYTES: usize = 8 * 1024 * 1024;
+
+type Config = Configuration<LittleEndian, Fixint, Limit<MAX_DECODE_BYTES>>;
+
+const CONFIG: Config = bincode::config::standard()
+    .with_little_endian()
+    .with_fixed_int_encoding()
+    .with_limit::<MAX_DECODE_BYTES>();
+
+/// Types that have a canonical encoding.
+pub trait Canonical: bincode::Encode + bincode::Decode<()> {}
+impl<T: bincode::Encode + bincode::Decode<()>> Canonical for T {}
+
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("malformed encoding: {0}")]
+    Malformed(String),
+    #[error("{0} trailing bytes after the value")]
+    TrailingBytes(usize),
+}
+
+/// Encodes a value canonically.
+pub fn encode<T: bincode::Encode>(value: &T) -> Vec<u8> {
+    // Encoding into a Vec only fails when the size limit is exceeded, which the types
+    // in this crate cannot reach when they were built within the consensus limits; a
+    // value past it is a programming error upstream.
+    bincode::encode_to_vec(value, CONFIG).expect("value exceeds the canonical encoding limit")
+}
+
+/// Appends the canonical encoding of `value` to `out`.
+pub fn encode_into<T: bincode::Encode>(value: &T, out: &mut Vec<u8>) {
+    out.extend_from_slice(&encode(value));
+}
+
+/// The length of the canonical encoding without building it.
+pub fn encoded_len<T: bincode::Encode>(value: &T) -> usize {
+    let mut writer = bincode::enc::write::SizeWriter::default();
+    bincode::encode_into_writer(value, &mut writer, CONFIG)
+        .expect("value exceeds the canonical encoding limit");
+    writer.bytes_written
+}
+
+/// Decodes exactly one value from `bytes`; leftover bytes are an error.
+pub fn decode<T: bincode::Decode<()>>(bytes: &[u8]) -> Result<T, DecodeError> {
+    let (value, used) = bincode::decode_from_slice::<T, _>(bytes, CONFIG)
+        .map_err(|e| DecodeError::Malformed(e.to_string()))?;
+    if used != bytes.len() {
+        return Err(DecodeError::TrailingBytes(bytes.len() - used));
+    }
+    Ok(value)
+}

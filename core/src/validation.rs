@@ -1,0 +1,196 @@
+//! Block validity rules, split by what they need.
+//!
+//! - [`check_block_stateless`]: needs only the block and the chain parameters (size,
+//!   structure, coinbase placement, merkle root, duplicate txids, proof of work,
+//!   signatures). It can run on any thread, before the parent is even known.
+//! - [`check_header_contextual`]: needs the parent (height, prev hash, target schedule,
+//!   median-time-past, future drift against the caller's clock).
+//! - [`crate::state::apply_block`]: needs the account state (nonces, balances, coinbase
+//!   amount).
+//!
+//! Every error says what was wrong; [`BlockError::is_peer_fault`] says whether whoever
+//! sent the block should be penalised for it.
+
+use crate::amount::Amount;
+use crate::block::{Block, BlockHeader, BLOCK_VERSION};
+use crate::difficulty;
+use crate::genesis::ChainParams;
+use crate::hash::{BlockHash, Txid};
+use crate::merkle;
+use crate::pow::Target;
+use crate::state::{StateError, TransferStateError};
+use crate::transaction::{Transaction, TxError};
+use std::collections::HashSet;
+use thiserror::Error;
+
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum BlockError {
+    #[error("block is {size} bytes, the limit is {max}")]
+    TooLarge { size: usize, max: usize },
+    #[error("unsupported block version {0}")]
+    BadVersion(u32),
+    #[error("block hash does not meet its target")]
+    BadProofOfWork,
+    #[error("block has no coinbase as its first transaction")]
+    NoCoinbase,
+    #[error("transaction {index} is a coinbase; only the first may be")]
+    ExtraCoinbase { index: usize },
+    #[error("coinbase is for height {got}, block is at height {expected}")]
+    CoinbaseHeight { expected: u64, got: u64 },
+    #[error("merkle root does not match the transactions")]
+    BadMerkleRoot,
+    #[error("duplicate transaction {0}")]
+    DuplicateTxid(Txid),
+    #[error("transfer {index} is invalid: {error}")]
+    InvalidTransfer { index: usize, error: TxError },
+    #[error("block height {got}, expected {expected}")]
+    WrongHeight { expected: u64, got: u64 },
+    #[error("block does not build on the given parent")]
+    WrongParent { expected: BlockHash, got: BlockHash },
+    #[error("block target {got:?}, the schedule requires {expected:?}")]
+    WrongTarget { expected: Target, got: Target },
+    #[error("timestamp {timestamp_ms} is not after the median time past {median_ms}")]
+    TimestampTooOld { timestamp_ms: u64, median_ms: u64 },
+    #[error("timestamp {timestamp_ms} is more than the allowed drift ahead of now (limit {limit_ms})")]
+    TimestampTooNew { timestamp_ms: u64, limit_ms: u64 },
+    #[error("transfer {index} cannot be applied: {error}")]
+    Transfer { index: usize, error: TransferStateError },
+    #[error("transfer {index} overflows the recipient's balance")]
+    BalanceOverflow { index: usize },
+    #[error("sum of fees overflows")]
+    FeeOverflow,
+    #[error("coinbase pays {got}, must pay reward plus fees = {expected}")]
+    CoinbaseAmount { expected: Amount, got: Amount },
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+impl BlockError {
+    /// True when the block is invalid whatever the time or local state: the peer that
+    /// sent it sent invalid data. A block too far in the future may become valid later,
+    /// and a storage failure is ours, so neither is the peer's fault.
+    pub fn is_peer_fault(&self) -> bool {
+        !matches!(self, BlockError::TimestampTooNew { .. } | BlockError::State(_))
+    }
+}
+
+/// Version and proof of work of a header alone: cheap, so it is checked first and
+/// before a block is relayed.
+pub fn check_header_stateless(header: &BlockHeader) -> Result<(), BlockError> {
+    if header.version != BLOCK_VERSION {
+        return Err(BlockError::BadVersion(header.version));
+    }
+    if !header.meets_own_target() {
+        return Err(BlockError::BadProofOfWork);
+    }
+    Ok(())
+}
+
+/// Structure without signatures: size, coinbase first and only first with the block's
+/// height, no duplicate txids, merkle root. Returns the txids so callers need not
+/// hash again.
+pub fn check_block_structure(block: &Block, params: &ChainParams) -> Result<Vec<Txid>, BlockError> {
+    let size = block.encoded_len();
+    let max = params.max_block_bytes as usize;
+    if size > max {
+        return Err(BlockError::TooLarge { size, max });
+    }
+    match block.transactions.first() {
+        Some(Transaction::Coinbase(cb)) => {
+            if cb.height != block.header.height {
+                return Err(BlockError::CoinbaseHeight { expected: block.header.height, got: cb.height });
+            }
+        }
+        _ => return Err(BlockError::NoCoinbase),
+    }
+    if let Some(index) = block
+        .transactions
+        .iter()
+        .skip(1)
+        .position(|tx| matches!(tx, Transaction::Coinbase(_)))
+    {
+        return Err(BlockError::ExtraCoinbase { index: index + 1 });
+    }
+    let txids = block.txids();
+    let mut seen = HashSet::with_capacity(txids.len());
+    for id in &txids {
+        if !seen.insert(*id) {
+            return Err(BlockError::DuplicateTxid(*id));
+        }
+    }
+    if merkle::merkle_root(&txids) != block.header.merkle_root {
+        return Err(BlockError::BadMerkleRoot);
+    }
+    Ok(txids)
+}
+
+/// Verifies the signature and static rules of transfer `index` of `block`.
+pub fn check_transfer_at(block: &Block, index: usize, chain_id: u32) -> Result<(), BlockError> {
+    match &block.transactions[index] {
+        Transaction::Transfer(st) => st.verify(chain_id).map_err(|error| BlockError::InvalidTransfer { index, error }),
+        Transaction::Coinbase(_) => Ok(()),
+    }
+}
+
+/// Every check that needs nothing but the block, signatures verified one after another.
+/// (The node runs the same per-transfer check, [`check_transfer_at`], across cores.)
+pub fn check_block_stateless(block: &Block, params: &ChainParams) -> Result<Vec<Txid>, BlockError> {
+    check_header_stateless(&block.header)?;
+    let txids = check_block_structure(block, params)?;
+    for index in 1..block.transactions.len() {
+        check_transfer_at(block, index, params.chain_id)?;
+    }
+    Ok(txids)
+}
+
+/// What the contextual checks need to know about a block's parent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ParentInfo {
+    pub hash: BlockHash,
+    pub height: u64,
+    pub timestamp_ms: u64,
+    /// Median of the timestamps of the parent and its ancestors, up to
+    /// `params.median_time_blocks` of them.
+    pub median_time_past_ms: u64,
+    /// Timestamp of block 1 on the parent's chain (the difficulty anchor); unused when
+    /// the parent is genesis.
+    pub anchor_timestamp_ms: u64,
+}
+
+impl ParentInfo {
+    /// The target a child of this parent must carry.
+    pub fn next_target(&self, params: &ChainParams) -> Target {
+        difficulty::next_target(params, self.height, self.timestamp_ms, self.anchor_timestamp_ms)
+    }
+}
+
+/// Height, parent, target schedule and timestamp rules. `now_ms` is the caller's clock.
+pub fn check_header_contextual(
+    header: &BlockHeader,
+    parent: &ParentInfo,
+    params: &ChainParams,
+    now_ms: u64,
+) -> Result<(), BlockError> {
+    let expected_height = parent.height + 1;
+    if header.height != expected_height {
+        return Err(BlockError::WrongHeight { expected: expected_height, got: header.height });
+    }
+    if header.prev != parent.hash {
+        return Err(BlockError::WrongParent { expected: parent.hash, got: header.prev });
+    }
+    let expected = parent.next_target(params);
+    if header.target != expected {
+        return Err(BlockError::WrongTarget { expected, got: header.target });
+    }
+    if header.timestamp_ms <= parent.median_time_past_ms {
+        return Err(BlockError::TimestampTooOld {
+            timestamp_ms: header.timestamp_ms,
+            median_ms: parent.median_time_past_ms,
+        });
+    }
+    let limit_ms = now_ms.saturating_add(params.max_future_drift_ms);
+    if header.timestamp_ms > limit_ms {
+        return Err(BlockError::TimestampTooNew { timestamp_ms: header.timestamp_ms, limit_ms });
+    }
+    Ok(())
+}
