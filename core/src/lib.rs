@@ -5,6 +5,7 @@
 //!   integers, bounded lengths, trailing bytes rejected) for all that is hashed, signed,
 //!   stored or sent.
 //! - [`hash`]: SHA-256 with domain tags, and the [`BlockHash`] / [`Txid`] newtypes.
+//! - [`assemble`]: block templates and a plain nonce search for tests and tools.
 //! - [`address`]: 20-byte account addresses and their checksummed text form.
 //! - [`amount`]: [`Amount`], a `u64` of base units with checked arithmetic only.
 //! - [`transaction`]: transfers, their signing hash, low-S ECDSA signatures, coinbases.
@@ -20,6 +21,7 @@
 //! Callers pass the current time in where a rule needs it.
 
 pub mod address;
+pub mod assemble;
 pub mod amount;
 pub mod block;
 pub mod difficulty;

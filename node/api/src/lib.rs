@@ -1,1 +1,175 @@
-//! placeholder
+//! The Cairn JSON-RPC API, defined once.
+//!
+//! [`CairnApiServer`] is implemented by the node; [`CairnApiClient`] is the typed client
+//! the wallet (and tests) call through any jsonrpsee client. Method names are fixed by
+//! the design: `chain_*`, `state_*`, `tx_*`, `mempool_*`, `net_*`.
+//!
+//! Parameters that carry hashes, addresses or hex are taken as strings so the node can
+//! answer a malformed one with a message that says exactly what was wrong (bad hex, bad
+//! address checksum), rather than a generic deserialization error.
+
+use cairn_core::merkle::MerkleProof;
+use cairn_core::{Address, BlockHash, Txid};
+use jsonrpsee::core::{RpcResult, SubscriptionResult};
+use jsonrpsee::proc_macros::rpc;
+use serde::{Deserialize, Serialize};
+
+/// JSON-RPC error codes used beyond the standard ones (-32700 parse error, -32600
+/// invalid request, -32601 method not found, -32602 invalid params, -32603 internal).
+pub mod codes {
+    /// tx_submit: the transfer was refused; the message says why.
+    pub const TX_REJECTED: i32 = -32010;
+    /// An admin method was called without the cookie.
+    pub const UNAUTHORIZED: i32 = -32001;
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainInfo {
+    pub chain_id: u32,
+    pub genesis_hash: BlockHash,
+    pub height: u64,
+    pub best_hash: BlockHash,
+    /// Cumulative work of the best chain, lowercase hex.
+    pub total_work: String,
+    /// Target of the next block, 64 hex characters.
+    pub target: String,
+    pub mempool_size: usize,
+    pub peers: usize,
+    pub syncing: bool,
+    /// Hashes per second of this node's miner over the last few seconds (0 when not mining).
+    pub hashrate: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RpcTransaction {
+    pub txid: Txid,
+    /// "coinbase" or "transfer".
+    pub kind: String,
+    /// Sender address (transfers only).
+    pub from: Option<Address>,
+    pub to: Address,
+    pub amount: u64,
+    pub fee: u64,
+    /// Transfer nonce; for a coinbase, the block height it pays for.
+    pub nonce: u64,
+    /// Canonical encoding, hex (what tx_submit accepts, for transfers).
+    pub hex: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RpcBlock {
+    pub hash: BlockHash,
+    pub height: u64,
+    pub version: u32,
+    pub prev: BlockHash,
+    pub merkle_root: String,
+    pub timestamp_ms: u64,
+    pub target: String,
+    pub nonce: u64,
+    /// Canonical 124-byte header encoding, hex: hash it to check the proof of work.
+    pub header_hex: String,
+    pub size: usize,
+    /// Blocks on top of this one on the best chain, counting itself; 0 if off the best chain.
+    pub confirmations: u64,
+    pub transactions: Vec<RpcTransaction>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RpcTxStatus {
+    pub tx: RpcTransaction,
+    /// "pending" or "confirmed".
+    pub status: String,
+    pub block_hash: Option<BlockHash>,
+    pub height: Option<u64>,
+    pub confirmations: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RpcTxProof {
+    pub txid: Txid,
+    pub block_hash: BlockHash,
+    pub height: u64,
+    /// The block's 124-byte header, hex. Its SHA-256 is `block_hash`; its merkle root
+    /// is bytes 44..76.
+    pub header_hex: String,
+    pub proof: MerkleProof,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewHead {
+    pub hash: BlockHash,
+    pub height: u64,
+    pub prev: BlockHash,
+    pub timestamp_ms: u64,
+    /// Number of blocks disconnected from the previous best chain before this head was
+    /// connected (0 for a plain extension).
+    pub reorg_depth: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RpcAccount {
+    pub address: Address,
+    pub balance: u64,
+    /// The nonce the next transfer must carry, at the tip.
+    pub nonce: u64,
+    /// The nonce after this account's transfers pending in the mempool.
+    pub pending_nonce: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MempoolInfo {
+    pub size: usize,
+    pub bytes: usize,
+    /// Lowest fee the mempool admits now.
+    pub min_fee: u64,
+    pub txids: Vec<Txid>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerInfo {
+    pub addr: String,
+    pub inbound: bool,
+    pub height: u64,
+    pub ping_ms: Option<u64>,
+    pub user_agent: String,
+}
+
+#[rpc(server, client)]
+pub trait CairnApi {
+    #[method(name = "chain_getInfo")]
+    async fn chain_get_info(&self) -> RpcResult<ChainInfo>;
+
+    #[method(name = "chain_getBlockHash")]
+    async fn chain_get_block_hash(&self, height: u64) -> RpcResult<Option<BlockHash>>;
+
+    #[method(name = "chain_getBlock")]
+    async fn chain_get_block(&self, hash: String) -> RpcResult<Option<RpcBlock>>;
+
+    #[method(name = "chain_getBlockByHeight")]
+    async fn chain_get_block_by_height(&self, height: u64) -> RpcResult<Option<RpcBlock>>;
+
+    #[method(name = "chain_getTransaction")]
+    async fn chain_get_transaction(&self, txid: String) -> RpcResult<Option<RpcTxStatus>>;
+
+    #[method(name = "chain_getTxProof")]
+    async fn chain_get_tx_proof(&self, txid: String) -> RpcResult<Option<RpcTxProof>>;
+
+    #[subscription(name = "chain_subscribeNewHeads" => "chain_newHead", unsubscribe = "chain_unsubscribeNewHeads", item = NewHead)]
+    async fn chain_subscribe_new_heads(&self) -> SubscriptionResult;
+
+    #[method(name = "state_getAccount")]
+    async fn state_get_account(&self, address: String) -> RpcResult<RpcAccount>;
+
+    #[method(name = "tx_submit")]
+    async fn tx_submit(&self, hex: String) -> RpcResult<Txid>;
+
+    #[method(name = "mempool_getInfo")]
+    async fn mempool_get_info(&self) -> RpcResult<MempoolInfo>;
+
+    #[method(name = "net_peers")]
+    async fn net_peers(&self) -> RpcResult<Vec<PeerInfo>>;
+
+    /// Admin: connect to a peer. Needs the cookie.
+    #[method(name = "net_addPeer", with_extensions)]
+    async fn net_add_peer(&self, addr: String) -> RpcResult<bool>;
+}

@@ -1,0 +1,30 @@
+//! cairn-node: a Cairn full node.
+//!
+//! A short tour:
+//! - [`store`]: the RocksDB schema and atomic write batches.
+//! - [`chain`]: the block index, most-work fork choice, connect/disconnect with undo
+//!   data, reorgs, headers-first bookkeeping, `check-db`.
+//! - [`mempool`]: pending transfers: admission, fee ordering, replacement, eviction.
+//! - [`miner`]: block templates and the nonce search threads.
+//! - [`p2p`]: the peer protocol (a state machine with no I/O), its wire format, and the
+//!   tokio driver that runs it over TCP.
+//! - [`rpc`]: the JSON-RPC server (the `cairn-api` trait) and cookie auth.
+//! - [`node`]: the glue: one [`node::Node`] owns the chain and mempool, and every block
+//!   or transfer from the miner, a peer or RPC goes through it.
+
+pub mod chain;
+pub mod mempool;
+pub mod miner;
+pub mod node;
+pub mod p2p;
+pub mod rpc;
+pub mod store;
+
+/// Milliseconds since the Unix epoch, from the system clock. The only clock the node
+/// reads; core takes the time as a parameter.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,1 @@
+//! The miner. (In progress.)

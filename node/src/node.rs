@@ -1,0 +1,143 @@
+//! The node: one place that owns the chain and the mempool.
+//!
+//! Blocks and transfers from the miner, from peers and from RPC all enter through
+//! [`Node::submit_block`] and [`Node::submit_transfer`], which keep the mempool in step
+//! with the chain and publish a [`NodeEvent`] for the P2P layer (relay) and RPC
+//! subscribers (new heads).
+
+use crate::chain::{AcceptResult, Acceptance, Chain, ChainError, TipInfo};
+use crate::mempool::{Mempool, MempoolError};
+use cairn_core::block::Block;
+use cairn_core::genesis::Genesis;
+use cairn_core::{BlockHash, SignedTransfer, Txid};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use tokio::sync::broadcast;
+
+/// Where a block or transfer came from (for logs, and so relay skips the sender).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Origin {
+    Local,
+    Rpc,
+    Peer(u64),
+}
+
+/// Something that happened that others may want to relay or report.
+#[derive(Clone, Debug)]
+pub enum NodeEvent {
+    /// The best chain changed: `connected` parent-first, after `disconnected` blocks
+    /// were removed.
+    NewTip { tip: TipInfo, connected: Vec<BlockHash>, disconnected: u64, origin: Origin },
+    /// A transfer entered the mempool.
+    NewTransfer { txid: Txid, origin: Origin },
+}
+
+/// What RPC needs from the P2P layer; registered by [`crate::p2p::start`].
+pub trait Network: Send + Sync {
+    fn peers(&self) -> Vec<cairn_api::PeerInfo>;
+    fn add_peer(&self, addr: SocketAddr) -> Result<(), String>;
+    /// True while a peer has shown more work than our tip and we are fetching it.
+    fn is_syncing(&self) -> bool;
+}
+
+pub struct Node {
+    chain: Mutex<Chain>,
+    mempool: Mutex<Mempool>,
+    events: broadcast::Sender<NodeEvent>,
+    network: OnceLock<Arc<dyn Network>>,
+    genesis: Genesis,
+}
+
+/// Why a submitted transfer was not admitted.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    #[error("invalid transfer: {0}")]
+    Invalid(#[from] cairn_core::transaction::TxError),
+    #[error(transparent)]
+    Rejected(#[from] MempoolError),
+    #[error("already known")]
+    Duplicate,
+}
+
+impl Node {
+    pub fn new(chain: Chain, mempool: Mempool, genesis: Genesis) -> Arc<Node> {
+        let (events, _) = broadcast::channel(1024);
+        Arc::new(Node {
+            chain: Mutex::new(chain),
+            mempool: Mutex::new(mempool),
+            events,
+            network: OnceLock::new(),
+            genesis,
+        })
+    }
+
+    pub fn genesis(&self) -> &Genesis {
+        &self.genesis
+    }
+
+    /// Locks the chain. Hold it briefly: block import takes it too.
+    pub fn chain(&self) -> MutexGuard<'_, Chain> {
+        // A panic while holding the lock leaves the in-memory index possibly mid-update;
+        // the node cannot go on safely, so propagate it.
+        self.chain.lock().expect("chain lock poisoned")
+    }
+
+    pub fn mempool(&self) -> MutexGuard<'_, Mempool> {
+        self.mempool.lock().expect("mempool lock poisoned")
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<NodeEvent> {
+        self.events.subscribe()
+    }
+
+    pub fn set_network(&self, network: Arc<dyn Network>) {
+        let _ = self.network.set(network);
+    }
+
+    pub fn network(&self) -> Option<&Arc<dyn Network>> {
+        self.network.get()
+    }
+
+    /// Validates and stores a block, then brings the mempool in step with the new tip.
+    pub fn submit_block(&self, block: Block, origin: Origin) -> Result<AcceptResult, ChainError> {
+        let now = crate::now_ms();
+        let mut chain = self.chain();
+        let result = chain.accept_block(block, now)?;
+        if let Some(change) = &result.tip_change {
+            let mut mempool = self.mempool();
+            if !change.disconnected.is_empty() {
+                mempool.on_blocks_disconnected(&change.disconnected, &*chain, now);
+            }
+            for b in &change.connected {
+                mempool.on_block_connected(b, &*chain);
+            }
+            drop(mempool);
+            let tip = chain.tip();
+            let _ = self.events.send(NodeEvent::NewTip {
+                tip,
+                connected: change.connected.iter().map(Block::hash).collect(),
+                disconnected: change.disconnected.len() as u64,
+                origin,
+            });
+        }
+        if let Acceptance::Invalid(e) = &result.acceptance {
+            tracing::warn!(?origin, error = %e, "rejected invalid block");
+        }
+        Ok(result)
+    }
+
+    /// Verifies a transfer's signature (without holding any lock) and admits it to the
+    /// mempool against the tip state.
+    pub fn submit_transfer(&self, tx: SignedTransfer, origin: Origin) -> Result<Txid, SubmitError> {
+        let txid = tx.txid();
+        if self.mempool().contains(&txid) {
+            return Err(SubmitError::Duplicate);
+        }
+        tx.verify(self.genesis.params.chain_id)?;
+        let chain = self.chain();
+        let txid = self.mempool().add_verified(tx, &*chain, crate::now_ms())?;
+        drop(chain);
+        let _ = self.events.send(NodeEvent::NewTransfer { txid, origin });
+        Ok(txid)
+    }
+}

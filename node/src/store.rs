@@ -1,0 +1,1 @@
+//! The RocksDB schema. (In progress.)
