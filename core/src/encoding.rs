@@ -10,7 +10,7 @@
 //! [`MAX_DECODE_BYTES`] before anything is allocated, and bytes left over after the value
 //! are an error, so `encode(decode(b)) == b` for every `b` that decodes.
 
-use bincode::config::{Configuration, Fixint, LittleEndian, Limit};
+use bincode::config::{Configuration, Fixint, Limit, LittleEndian};
 use thiserror::Error;
 
 /// The most bytes a single decode may claim (and so allocate), whatever a length prefix

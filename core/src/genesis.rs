@@ -19,7 +19,9 @@ use std::collections::{HashMap, HashSet};
 use thiserror::Error;
 
 /// Every consensus parameter of a chain.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, bincode::Encode, bincode::Decode)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, bincode::Encode, bincode::Decode,
+)]
 #[serde(deny_unknown_fields)]
 pub struct ChainParams {
     /// Signed into every transfer; transfers for another chain are invalid.
@@ -46,7 +48,9 @@ pub struct ChainParams {
 }
 
 /// An initial balance.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, bincode::Encode, bincode::Decode)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, bincode::Encode, bincode::Decode,
+)]
 #[serde(deny_unknown_fields)]
 pub struct Allocation {
     pub address: Address,
@@ -160,10 +164,7 @@ impl Genesis {
 
     /// The state at height 0.
     pub fn initial_state(&self) -> HashMap<Address, Account> {
-        self.allocations
-            .iter()
-            .map(|a| (a.address, Account { balance: a.balance, nonce: 0 }))
-            .collect()
+        self.allocations.iter().map(|a| (a.address, Account { balance: a.balance, nonce: 0 })).collect()
     }
 
     /// The built-in development chain: 1 s blocks, a very low difficulty, and the 10
@@ -174,7 +175,9 @@ impl Genesis {
             params: ChainParams {
                 chain_id: DEV_CHAIN_ID,
                 timestamp_ms: 1_767_225_600_000, // 2026-01-01T00:00:00Z
-                initial_target: hex_target("00000fffffffffffffffffffffffffffffffffffffffffffffffffffffffffff"),
+                initial_target: hex_target(
+                    "00000fffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
+                ),
                 pow_limit: hex_target("7fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff"),
                 target_block_time_ms: 1_000,
                 half_life_ms: 10_000,
@@ -210,7 +213,9 @@ pub fn dev_key_bytes(i: usize) -> [u8; 32] {
 /// The ten dev signing keys.
 pub fn dev_keys() -> Vec<SigningKey> {
     (0..DEV_ACCOUNTS)
-        .map(|i| signing_key_from_bytes(&dev_key_bytes(i)).expect("a SHA-256 output is a valid secp256k1 key"))
+        .map(|i| {
+            signing_key_from_bytes(&dev_key_bytes(i)).expect("a SHA-256 output is a valid secp256k1 key")
+        })
         .collect()
 }
 

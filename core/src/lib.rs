@@ -21,8 +21,8 @@
 //! Callers pass the current time in where a rule needs it.
 
 pub mod address;
-pub mod assemble;
 pub mod amount;
+pub mod assemble;
 pub mod block;
 pub mod difficulty;
 pub mod encoding;

@@ -105,9 +105,7 @@ mod hex_hashes {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<[u8; 32]>, D::Error> {
         let v = Vec::<String>::deserialize(d)?;
-        v.iter()
-            .map(|s| crate::hash::parse_hex32(s).map_err(serde::de::Error::custom))
-            .collect()
+        v.iter().map(|s| crate::hash::parse_hex32(s).map_err(serde::de::Error::custom)).collect()
     }
 }
 

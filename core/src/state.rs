@@ -15,8 +15,18 @@ use crate::validation::BlockError;
 use std::collections::{BTreeMap, HashMap};
 use thiserror::Error;
 
-#[derive(Clone, Copy, Default, PartialEq, Eq, Debug, bincode::Encode, bincode::Decode,
-         serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    Debug,
+    bincode::Encode,
+    bincode::Decode,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 pub struct Account {
     pub balance: Amount,
     /// The nonce the account's next transfer must carry.

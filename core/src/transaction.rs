@@ -92,9 +92,7 @@ impl Transfer {
 
     /// Signs with RFC 6979 deterministic nonces, producing a low-S signature.
     pub fn sign(self, key: &SigningKey) -> Result<SignedTransfer, TxError> {
-        let sig: Signature = key
-            .sign_prehash(&self.signing_hash())
-            .map_err(|_| TxError::BadPrivateKey)?;
+        let sig: Signature = key.sign_prehash(&self.signing_hash()).map_err(|_| TxError::BadPrivateKey)?;
         let sig = sig.normalize_s().unwrap_or(sig);
         Ok(SignedTransfer { transfer: self, signature: sig.to_bytes().into() })
     }
@@ -119,8 +117,7 @@ impl SignedTransfer {
             return Err(TxError::HighS);
         }
         let key = VerifyingKey::from_sec1_bytes(&t.from).map_err(|_| TxError::BadPublicKey)?;
-        key.verify_prehash(&t.signing_hash(), &sig)
-            .map_err(|_| TxError::BadSignature)
+        key.verify_prehash(&t.signing_hash(), &sig).map_err(|_| TxError::BadSignature)
     }
 }
 

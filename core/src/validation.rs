@@ -103,11 +103,8 @@ pub fn check_block_structure(block: &Block, params: &ChainParams) -> Result<Vec<
         }
         _ => return Err(BlockError::NoCoinbase),
     }
-    if let Some(index) = block
-        .transactions
-        .iter()
-        .skip(1)
-        .position(|tx| matches!(tx, Transaction::Coinbase(_)))
+    if let Some(index) =
+        block.transactions.iter().skip(1).position(|tx| matches!(tx, Transaction::Coinbase(_)))
     {
         return Err(BlockError::ExtraCoinbase { index: index + 1 });
     }
@@ -127,7 +124,9 @@ pub fn check_block_structure(block: &Block, params: &ChainParams) -> Result<Vec<
 /// Verifies the signature and static rules of transfer `index` of `block`.
 pub fn check_transfer_at(block: &Block, index: usize, chain_id: u32) -> Result<(), BlockError> {
     match &block.transactions[index] {
-        Transaction::Transfer(st) => st.verify(chain_id).map_err(|error| BlockError::InvalidTransfer { index, error }),
+        Transaction::Transfer(st) => {
+            st.verify(chain_id).map_err(|error| BlockError::InvalidTransfer { index, error })
+        }
         Transaction::Coinbase(_) => Ok(()),
     }
 }
