@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Builds Cairn (if needed) and starts a single-node development chain:
+# `cairn-node --dev`, mining ~1 s blocks, 10 funded dev accounts printed at start.
+# Extra arguments go to cairn-node, e.g. `scripts/dev.sh --data-dir /tmp/devchain`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+cargo build -p cairn-node -p cairn-wallet
+exec cargo run -q -p cairn-node -- --dev "$@"

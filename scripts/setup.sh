@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs what building Cairn needs on a fresh Debian machine, when it is missing:
+# a C/C++ compiler and libclang (RocksDB's bindings are generated with bindgen).
+# Safe to run again: it installs nothing that is already there.
+set -euo pipefail
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "setup: cargo not found. Install Rust (https://rustup.rs) and run this again." >&2
+  exit 1
+fi
+
+missing=()
+dpkg -s libclang-dev >/dev/null 2>&1 || missing+=(libclang-dev)
+command -v c++ >/dev/null 2>&1 || missing+=(g++)
+command -v make >/dev/null 2>&1 || missing+=(make)
+
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo=""
+  if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+  echo "setup: installing ${missing[*]}" >&2
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi

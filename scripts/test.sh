@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Runs Cairn's whole test suite: formatting, lints, and every unit, property,
+# integration and end-to-end test (the end-to-end ones start real cairn-node and
+# cairn-wallet processes on loopback). Installs build prerequisites if missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets -q -- -D warnings
+echo "== cargo build (binaries the end-to-end tests run)"
+cargo build --workspace --bins -q
+echo "== cargo test"
+cargo test --workspace --no-fail-fast
