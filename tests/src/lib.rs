@@ -372,7 +372,7 @@ pub fn wallet_json(
     if !out.status.success() {
         bail!("wallet {:?} failed: {}", args, String::from_utf8_lossy(&out.stderr));
     }
-    Ok(serde_json::from_slice(&out.stdout)
+    serde_json::from_slice(&out.stdout)
         .with_context(|| String::from_utf8_lossy(&out.stdout).to_string())?)
 }
 
