@@ -385,3 +385,19 @@ pub fn dev_key_hex(i: usize) -> String {
 pub fn dev_address(i: usize) -> String {
     cairn_core::transaction::address_of(&cairn_core::genesis::dev_keys()[i]).to_text()
 }
+
+/// Writes a fast local chain's genesis to `dir/genesis.json` and returns its path: the
+/// dev chain's accounts and rules, but `block_ms` blocks and an easy start, so tests
+/// that need hundreds of blocks take seconds.
+pub fn write_fast_genesis(dir: &Path, block_ms: u64) -> Result<PathBuf> {
+    let mut g = cairn_core::genesis::Genesis::dev();
+    g.name = "cairn-e2e".into();
+    g.params.chain_id = 4242;
+    g.params.target_block_time_ms = block_ms;
+    g.params.half_life_ms = block_ms * 20;
+    g.params.initial_target = "0000ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff".parse()?;
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join("genesis.json");
+    std::fs::write(&path, g.to_json())?;
+    Ok(path)
+}
