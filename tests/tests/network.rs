@@ -5,7 +5,7 @@
 
 use cairn_core::encoding::encode;
 use cairn_core::genesis::dev_keys;
-use cairn_core::transaction::{address_of, public_key_of, Transfer};
+use cairn_core::transaction::{public_key_of, Transfer};
 use cairn_core::{Address, Amount};
 use cairn_tests::*;
 use serde_json::{json, Value};
