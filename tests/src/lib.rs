@@ -372,8 +372,7 @@ pub fn wallet_json(
     if !out.status.success() {
         bail!("wallet {:?} failed: {}", args, String::from_utf8_lossy(&out.stderr));
     }
-    serde_json::from_slice(&out.stdout)
-        .with_context(|| String::from_utf8_lossy(&out.stdout).to_string())
+    serde_json::from_slice(&out.stdout).with_context(|| String::from_utf8_lossy(&out.stdout).to_string())
 }
 
 /// Private key hex of dev account `i`.
