@@ -10,7 +10,9 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets -q -- -D warnings
+# Every cargo command here selects the whole workspace with all targets, so they all
+# resolve the same dependency features and RocksDB's C++ build happens once.
 echo "== cargo build (binaries the end-to-end tests run)"
-cargo build --workspace --bins -q
+cargo build --workspace --all-targets -q
 echo "== cargo test"
 cargo test --workspace --no-fail-fast
