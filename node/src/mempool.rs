@@ -1,55 +1,871 @@
-//! The mempool. (API fixed; implementation in progress.)
+//! The mempool: transfers waiting for a block.
+//!
+//! This module owns admission (against the tip state plus the sender's pending
+//! transfers), ordering by fee rate, replacement, the byte cap with eviction, expiry, and
+//! keeping the pool consistent with the chain across block connects and reorgs. It does
+//! not verify signatures: callers ([`crate::node::Node::submit_transfer`]) do that first,
+//! outside any lock, and hand over only verified transfers.
+//!
+//! Invariant: for every sender, the pending transfers carry the consecutive nonces
+//! `state.nonce, state.nonce + 1, ...` and the state balance covers all of them in that
+//! order. So any prefix of a sender's queue applies cleanly on top of the tip, and a
+//! block template may take transfers from each sender in nonce order.
+//!
+//! Decisions where the design was silent:
+//! - **Nonce gaps are refused**, not held: a transfer whose nonce is above the sender's
+//!   next nonce (state nonce plus pending transfers) is rejected with
+//!   [`MempoolError::NonceGap`], which says which nonce is expected. Holding future
+//!   transfers would need a second, separately bounded pool; wallets ask the node for the
+//!   pending nonce (`state_getAccount.pending_nonce`) and never need gaps.
+//! - A sender may have at most [`MempoolConfig::max_per_sender`] pending transfers.
+//! - Replacement (same sender and nonce) needs a fee at least the old fee plus the
+//!   minimum fee (so strictly higher), and the sender's later pending transfers must
+//!   still be affordable afterwards.
+//! - When the byte cap is reached, the transfers with the lowest fee rate are evicted
+//!   together with the same sender's later transfers (which would otherwise be gapped),
+//!   but never the newcomer's own predecessors; if the newcomer's fee rate does not beat
+//!   what would have to go, it is refused with [`MempoolError::Full`].
+//! - Transfers expire [`MempoolConfig::expiry_ms`] after admission (with their
+//!   sender's later transfers).
 
 use cairn_core::block::Block;
-use cairn_core::state::AccountSource;
-use cairn_core::{Address, SignedTransfer, Txid};
+use cairn_core::encoding;
+use cairn_core::state::{debit_sender, Account, AccountSource, TransferStateError};
+use cairn_core::transaction::Transaction;
+use cairn_core::{Address, Amount, SignedTransfer, Txid};
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet};
 use thiserror::Error;
 
 /// Why a transfer was refused. The message is what tx_submit's caller sees.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum MempoolError {
-    #[error("{0}")]
-    Invalid(String),
+    #[error("duplicate: transfer is already in the mempool")]
+    Duplicate,
+    #[error("fee too low: {fee} is below the minimum fee {min_fee}")]
+    FeeTooLow { fee: u64, min_fee: u64 },
+    #[error("nonce too low: account's next nonce is {expected}, transfer has {got}")]
+    NonceTooLow { expected: u64, got: u64 },
+    #[error("nonce gap: account's next nonce (counting pending transfers) is {expected}, transfer has {got}")]
+    NonceGap { expected: u64, got: u64 },
+    #[error("insufficient balance: have {balance} after pending transfers, need {needed}")]
+    InsufficientBalance { balance: u64, needed: u64 },
+    #[error("replacement fee too low: pending transfer with this nonce pays {old_fee}, a replacement must pay at least {min_fee}")]
+    ReplacementFeeTooLow { old_fee: u64, min_fee: u64 },
+    #[error("replacement would leave later pending transfers unaffordable (need {needed}, have {balance})")]
+    ReplacementUnaffordable { balance: u64, needed: u64 },
+    #[error("too many pending transfers from this sender (limit {limit})")]
+    TooManyFromSender { limit: usize },
+    #[error("mempool full: fee rate too low to evict anything (pay more than {min_fee} for this size)")]
+    Full { min_fee: u64 },
+    #[error("amount plus fee overflows")]
+    Overflow,
+    #[error("state unavailable: {0}")]
+    State(String),
 }
 
 impl MempoolError {
     /// True when the sender of the transfer sent something that can never be valid
     /// (a bad signature, wrong chain), as opposed to e.g. a fee too low right now.
+    /// Everything the mempool itself refuses depends on state, time or load, except an
+    /// overflowing amount (which signature verification already rules out).
     pub fn is_peer_fault(&self) -> bool {
-        false
+        matches!(self, MempoolError::Overflow)
     }
+}
+
+/// Limits and policy.
+#[derive(Clone, Debug)]
+pub struct MempoolConfig {
+    /// Cap on the summed canonical sizes of pending transfers.
+    pub max_bytes: usize,
+    /// Lowest fee admitted, and the smallest fee bump of a replacement.
+    pub min_fee: u64,
+    pub max_per_sender: usize,
+    /// How long a transfer may wait before it is dropped.
+    pub expiry_ms: u64,
+}
+
+impl Default for MempoolConfig {
+    fn default() -> Self {
+        MempoolConfig {
+            max_bytes: 64 * 1024 * 1024,
+            min_fee: 1,
+            max_per_sender: 256,
+            expiry_ms: 24 * 60 * 60 * 1000,
+        }
+    }
+}
+
+/// Fee per byte as a fraction, compared exactly by cross-multiplication; newer entries
+/// rank below older ones of the same rate (so eviction drops the newest first).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Priority {
+    fee: u64,
+    size: u64,
+    seq: u64,
+}
+
+impl Ord for Priority {
+    fn cmp(&self, other: &Self) -> Ordering {
+        let a = u128::from(self.fee) * u128::from(other.size);
+        let b = u128::from(other.fee) * u128::from(self.size);
+        a.cmp(&b).then_with(|| other.seq.cmp(&self.seq))
+    }
+}
+
+impl PartialOrd for Priority {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Entry {
+    tx: SignedTransfer,
+    sender: Address,
+    size: usize,
+    added_ms: u64,
+    priority: Priority,
+}
+
+/// A sender's pending transfers, keyed by nonce (consecutive, see the module invariant).
+#[derive(Clone, Debug, Default)]
+struct SenderQueue {
+    txs: BTreeMap<u64, Txid>,
+    /// Sum of amount + fee over `txs`.
+    spent: u64,
 }
 
 pub struct Mempool {
-    _private: (),
+    config: MempoolConfig,
+    entries: HashMap<Txid, Entry>,
+    senders: HashMap<Address, SenderQueue>,
+    by_priority: BTreeSet<(Priority, Txid)>,
+    by_age: BTreeSet<(u64, u64, Txid)>,
+    bytes: usize,
+    next_seq: u64,
+}
+
+/// Canonical size of a transfer inside a block (with its enum tag): what it costs in a
+/// block and in the mempool's byte cap.
+pub fn transfer_size(tx: &SignedTransfer) -> usize {
+    encoding::encoded_len(&Transaction::Transfer(*tx))
+}
+
+fn cost(tx: &SignedTransfer) -> Result<u64, MempoolError> {
+    tx.transfer.total_cost().map(|a| a.0).ok_or(MempoolError::Overflow)
+}
+
+fn state_account(state: &dyn AccountSource, a: &Address) -> Result<Account, MempoolError> {
+    state
+        .account(a)
+        .map(Option::unwrap_or_default)
+        .map_err(|e| MempoolError::State(e.to_string()))
 }
 
 impl Mempool {
-    pub fn new(_max_bytes: usize) -> Self {
-        Mempool { _private: () }
+    pub fn new(max_bytes: usize) -> Self {
+        Self::with_config(MempoolConfig { max_bytes, ..MempoolConfig::default() })
     }
-    pub fn contains(&self, _txid: &Txid) -> bool {
-        false
+
+    pub fn with_config(config: MempoolConfig) -> Self {
+        Mempool {
+            config,
+            entries: HashMap::new(),
+            senders: HashMap::new(),
+            by_priority: BTreeSet::new(),
+            by_age: BTreeSet::new(),
+            bytes: 0,
+            next_seq: 0,
+        }
     }
-    pub fn get(&self, _txid: &Txid) -> Option<SignedTransfer> {
-        None
+
+    pub fn config(&self) -> &MempoolConfig {
+        &self.config
     }
-    /// Admits a transfer whose signature was already verified.
-    pub fn add_verified(&mut self, _tx: SignedTransfer, _state: &dyn AccountSource, _now_ms: u64) -> Result<Txid, MempoolError> {
-        Err(MempoolError::Invalid("mempool not implemented".into()))
+
+    pub fn contains(&self, txid: &Txid) -> bool {
+        self.entries.contains_key(txid)
     }
-    /// Drops what the block confirmed and what it made invalid.
-    pub fn on_block_connected(&mut self, _block: &Block, _state: &dyn AccountSource) {}
-    /// Returns transfers of disconnected blocks that are still valid.
-    pub fn on_blocks_disconnected(&mut self, _blocks: &[Block], _state: &dyn AccountSource, _now_ms: u64) {}
-    /// The nonce `address` would use next, counting its pending transfers.
-    pub fn pending_nonce(&self, _address: &Address, state_nonce: u64) -> u64 {
-        state_nonce
+
+    pub fn get(&self, txid: &Txid) -> Option<SignedTransfer> {
+        self.entries.get(txid).map(|e| e.tx)
     }
+
     pub fn len(&self) -> usize {
-        0
+        self.entries.len()
     }
+
     pub fn is_empty(&self) -> bool {
-        true
+        self.entries.is_empty()
+    }
+
+    /// Summed canonical sizes of the pending transfers.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// The lowest fee a transfer of the usual size would need to be admitted now: the
+    /// configured minimum, or more when the pool is full and something must be evicted.
+    pub fn min_fee(&self) -> u64 {
+        let floor = self.config.min_fee;
+        if self.bytes + 200 <= self.config.max_bytes {
+            return floor;
+        }
+        match self.by_priority.first() {
+            // Beat the lowest entry's rate: for the same size, one more than its fee.
+            Some((p, _)) => floor.max(p.fee.saturating_add(1)),
+            None => floor,
+        }
+    }
+
+    /// The nonce `address` would use next, counting its pending transfers.
+    pub fn pending_nonce(&self, address: &Address, state_nonce: u64) -> u64 {
+        match self.senders.get(address).and_then(|q| q.txs.last_key_value()) {
+            Some((&last, _)) if last >= state_nonce => last + 1,
+            _ => state_nonce,
+        }
+    }
+
+    /// Pending txids, highest priority first.
+    pub fn txids(&self) -> Vec<Txid> {
+        self.by_priority.iter().rev().map(|(_, id)| *id).collect()
+    }
+
+    /// Admits a transfer whose signature was already verified.
+    pub fn add_verified(
+        &mut self,
+        tx: SignedTransfer,
+        state: &dyn AccountSource,
+        now_ms: u64,
+    ) -> Result<Txid, MempoolError> {
+        self.expire(now_ms);
+        let txid = tx.txid();
+        if self.entries.contains_key(&txid) {
+            return Err(MempoolError::Duplicate);
+        }
+        let t = &tx.transfer;
+        if t.fee.0 < self.config.min_fee {
+            return Err(MempoolError::FeeTooLow { fee: t.fee.0, min_fee: self.config.min_fee });
+        }
+        let tx_cost = cost(&tx)?;
+        let sender = t.sender();
+        let account = state_account(state, &sender)?;
+        let queue = self.senders.get(&sender).cloned().unwrap_or_default();
+        let next_nonce = account.nonce + queue.txs.len() as u64;
+        if t.nonce < account.nonce {
+            return Err(MempoolError::NonceTooLow { expected: account.nonce, got: t.nonce });
+        }
+        let size = transfer_size(&tx);
+
+        if let Some(&old_id) = queue.txs.get(&t.nonce) {
+            return self.replace(tx, txid, old_id, sender, account, &queue, size, now_ms);
+        }
+        if t.nonce > next_nonce {
+            return Err(MempoolError::NonceGap { expected: next_nonce, got: t.nonce });
+        }
+        if queue.txs.len() >= self.config.max_per_sender {
+            return Err(MempoolError::TooManyFromSender { limit: self.config.max_per_sender });
+        }
+        // The account as it will be after every pending transfer of this sender; the same
+        // rule block application uses then decides.
+        let after_pending = Account {
+            balance: Amount(account.balance.0.saturating_sub(queue.spent)),
+            nonce: next_nonce,
+        };
+        debit_sender(after_pending, t).map_err(|e| match e {
+            TransferStateError::InsufficientBalance { balance, .. } => {
+                MempoolError::InsufficientBalance { balance: balance.0, needed: tx_cost }
+            }
+            TransferStateError::Nonce { expected, got } => MempoolError::NonceGap { expected, got },
+            TransferStateError::Overflow => MempoolError::Overflow,
+        })?;
+        let priority = self.priority(t.fee.0, size);
+        self.make_room(size, priority, &sender)?;
+        self.insert(txid, tx, sender, size, now_ms, priority);
+        Ok(txid)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn replace(
+        &mut self,
+        tx: SignedTransfer,
+        txid: Txid,
+        old_id: Txid,
+        sender: Address,
+        account: Account,
+        queue: &SenderQueue,
+        size: usize,
+        now_ms: u64,
+    ) -> Result<Txid, MempoolError> {
+        let old = self.entries.get(&old_id).map(|e| e.tx).ok_or(MempoolError::Duplicate)?;
+        let min_fee = old.transfer.fee.0.saturating_add(self.config.min_fee.max(1));
+        if tx.transfer.fee.0 < min_fee {
+            return Err(MempoolError::ReplacementFeeTooLow { old_fee: old.transfer.fee.0, min_fee });
+        }
+        let needed = queue.spent - cost(&old)? + cost(&tx)?;
+        if needed > account.balance.0 {
+            let here_and_before: u64 = queue
+                .txs
+                .range(..tx.transfer.nonce)
+                .filter_map(|(_, id)| self.entries.get(id))
+                .map(|e| cost(&e.tx).unwrap_or(u64::MAX))
+                .fold(0u64, u64::saturating_add);
+            let balance = account.balance.0.saturating_sub(here_and_before);
+            return Err(if cost(&tx)? > balance {
+                MempoolError::InsufficientBalance { balance, needed: cost(&tx)? }
+            } else {
+                MempoolError::ReplacementUnaffordable { balance: account.balance.0, needed }
+            });
+        }
+        let priority = self.priority(tx.transfer.fee.0, size);
+        // Remove only the old entry (no cascade: the replacement takes its nonce).
+        self.remove_one(&old_id);
+        if let Err(e) = self.make_room(size, priority, &sender) {
+            // Put the old one back; nothing else changed.
+            let p = self.priority(old.transfer.fee.0, size);
+            self.insert(old_id, old, sender, size, now_ms, p);
+            return Err(e);
+        }
+        self.insert(txid, tx, sender, size, now_ms, priority);
+        Ok(txid)
+    }
+
+    fn priority(&mut self, fee: u64, size: usize) -> Priority {
+        self.next_seq += 1;
+        Priority { fee, size: size as u64, seq: self.next_seq }
+    }
+
+    /// Evicts lowest-priority entries (with their senders' later transfers) until `size`
+    /// more bytes fit, or refuses if that would mean evicting something that ranks at or
+    /// above the newcomer. Plans first, so a refusal changes nothing.
+    fn make_room(&mut self, size: usize, newcomer: Priority, sender: &Address) -> Result<(), MempoolError> {
+        if self.bytes + size <= self.config.max_bytes {
+            return Ok(());
+        }
+        let mut freed = 0usize;
+        let mut victims: Vec<Txid> = Vec::new();
+        let mut planned: HashSet<Txid> = HashSet::new();
+        for (p, id) in self.by_priority.iter() {
+            if self.bytes + size - freed <= self.config.max_bytes {
+                break;
+            }
+            if planned.contains(id) {
+                continue;
+            }
+            let Some(e) = self.entries.get(id) else { continue };
+            if &e.sender == sender {
+                // Evicting the newcomer's own predecessors would gap it.
+                continue;
+            }
+            if *p >= newcomer {
+                return Err(MempoolError::Full { min_fee: self.min_fee() });
+            }
+            for later in self.chain_from(&e.sender, e.tx.transfer.nonce) {
+                if planned.insert(later) {
+                    freed += self.entries.get(&later).map_or(0, |x| x.size);
+                }
+            }
+            victims.push(*id);
+        }
+        if self.bytes + size - freed.min(self.bytes + size) > self.config.max_bytes {
+            return Err(MempoolError::Full { min_fee: self.min_fee() });
+        }
+        for id in victims {
+            self.remove_with_descendants(&id);
+        }
+        Ok(())
+    }
+
+    /// Txids of `sender`'s pending transfers with nonce >= `nonce`.
+    fn chain_from(&self, sender: &Address, nonce: u64) -> Vec<Txid> {
+        self.senders
+            .get(sender)
+            .map(|q| q.txs.range(nonce..).map(|(_, id)| *id).collect())
+            .unwrap_or_default()
+    }
+
+    fn insert(&mut self, txid: Txid, tx: SignedTransfer, sender: Address, size: usize, now_ms: u64, priority: Priority) {
+        let q = self.senders.entry(sender).or_default();
+        q.txs.insert(tx.transfer.nonce, txid);
+        q.spent = q.spent.saturating_add(cost(&tx).unwrap_or(u64::MAX));
+        self.by_priority.insert((priority, txid));
+        self.by_age.insert((now_ms, priority.seq, txid));
+        self.bytes += size;
+        self.entries.insert(txid, Entry { tx, sender, size, added_ms: now_ms, priority });
+    }
+
+    /// Removes one entry, leaving its sender's later transfers alone (callers fix those).
+    fn remove_one(&mut self, txid: &Txid) -> Option<Entry> {
+        let e = self.entries.remove(txid)?;
+        self.by_priority.remove(&(e.priority, *txid));
+        self.by_age.remove(&(e.added_ms, e.priority.seq, *txid));
+        self.bytes -= e.size;
+        if let Some(q) = self.senders.get_mut(&e.sender) {
+            q.txs.remove(&e.tx.transfer.nonce);
+            q.spent = q.spent.saturating_sub(cost(&e.tx).unwrap_or(0));
+            if q.txs.is_empty() {
+                self.senders.remove(&e.sender);
+            }
+        }
+        Some(e)
+    }
+
+    /// Removes an entry and its sender's later transfers, which it would leave gapped.
+    fn remove_with_descendants(&mut self, txid: &Txid) {
+        let Some(e) = self.entries.get(txid) else { return };
+        for id in self.chain_from(&e.sender.clone(), e.tx.transfer.nonce) {
+            self.remove_one(&id);
+        }
+    }
+
+    /// Drops transfers older than the expiry (and their senders' later transfers).
+    pub fn expire(&mut self, now_ms: u64) {
+        let cutoff = now_ms.saturating_sub(self.config.expiry_ms);
+        while let Some(&(added, _, id)) = self.by_age.first() {
+            if added >= cutoff {
+                break;
+            }
+            self.remove_with_descendants(&id);
+        }
+    }
+
+    /// Re-checks `sender`'s queue against the state: drops transfers the state has passed
+    /// (nonce too low) and everything from the first one that no longer applies.
+    fn revalidate_sender(&mut self, sender: &Address, state: &dyn AccountSource) {
+        let Some(q) = self.senders.get(sender) else { return };
+        let ids: Vec<(u64, Txid)> = q.txs.iter().map(|(n, id)| (*n, *id)).collect();
+        let mut account = match state_account(state, sender) {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(error = %e, "state read failed; dropping sender's pending transfers");
+                for (_, id) in ids {
+                    self.remove_one(&id);
+                }
+                return;
+            }
+        };
+        let mut broken = false;
+        for (nonce, id) in ids {
+            if nonce < account.nonce || broken {
+                self.remove_one(&id);
+                continue;
+            }
+            let Some(e) = self.entries.get(&id) else { continue };
+            match debit_sender(account, &e.tx.transfer) {
+                Ok(next) => account = next,
+                Err(_) => {
+                    broken = true;
+                    self.remove_one(&id);
+                }
+            }
+        }
+    }
+
+    /// Drops what the block confirmed and what it made invalid.
+    pub fn on_block_connected(&mut self, block: &Block, state: &dyn AccountSource) {
+        let mut senders = HashSet::new();
+        for tx in &block.transactions {
+            if let Transaction::Transfer(st) = tx {
+                self.remove_one(&tx.txid());
+                senders.insert(st.transfer.sender());
+            }
+        }
+        for s in senders {
+            self.revalidate_sender(&s, state);
+        }
+    }
+
+    /// Returns transfers of disconnected blocks that are still valid against `state`
+    /// (the tip after the whole reorg), and re-checks every pending transfer, since
+    /// undoing blocks also undoes credits that pending transfers may have spent.
+    pub fn on_blocks_disconnected(&mut self, blocks: &[Block], state: &dyn AccountSource, now_ms: u64) {
+        // Candidates per sender and nonce: pending entries first, then returned transfers
+        // where the slot is free or they pay more.
+        let mut candidates: HashMap<Address, BTreeMap<u64, (SignedTransfer, u64)>> = HashMap::new();
+        let old: Vec<Entry> = self.entries.values().cloned().collect();
+        for e in &old {
+            candidates.entry(e.sender).or_default().insert(e.tx.transfer.nonce, (e.tx, e.added_ms));
+        }
+        for b in blocks {
+            for tx in b.transactions.iter().filter_map(Transaction::as_transfer) {
+                let slot = candidates.entry(tx.transfer.sender()).or_default();
+                match slot.get(&tx.transfer.nonce) {
+                    Some((have, _)) if have.transfer.fee >= tx.transfer.fee => {}
+                    _ => {
+                        slot.insert(tx.transfer.nonce, (*tx, now_ms));
+                    }
+                }
+            }
+        }
+        *self = Mempool { next_seq: self.next_seq, ..Mempool::with_config(self.config.clone()) };
+        let mut senders: Vec<_> = candidates.into_iter().collect();
+        senders.sort_by_key(|(a, _)| *a);
+        for (sender, txs) in senders {
+            let Ok(mut account) = state_account(state, &sender) else { continue };
+            for (nonce, (tx, added)) in txs {
+                if nonce < account.nonce {
+                    continue;
+                }
+                if self.senders.get(&sender).map_or(0, |q| q.txs.len()) >= self.config.max_per_sender {
+                    break;
+                }
+                match debit_sender(account, &tx.transfer) {
+                    Ok(next) => account = next,
+                    Err(_) => break,
+                }
+                let size = transfer_size(&tx);
+                let p = self.priority(tx.transfer.fee.0, size);
+                self.insert(tx.txid(), tx, sender, size, added, p);
+            }
+        }
+        // Returned transfers may push the pool past its cap: trim from the bottom.
+        while self.bytes > self.config.max_bytes {
+            let Some(&(_, id)) = self.by_priority.first() else { break };
+            self.remove_with_descendants(&id);
+        }
+        self.expire(now_ms);
+    }
+
+    /// Transfers for a block of at most `max_bytes` of transfers: highest fee rate first,
+    /// each sender's in nonce order, each checked against `state` with the consensus rule.
+    pub fn select(&self, state: &dyn AccountSource, max_bytes: usize) -> Vec<SignedTransfer> {
+        struct Head {
+            priority: Priority,
+            sender: Address,
+            nonce: u64,
+        }
+        impl PartialEq for Head {
+            fn eq(&self, o: &Self) -> bool {
+                self.priority == o.priority
+            }
+        }
+        impl Eq for Head {}
+        impl PartialOrd for Head {
+            fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+                Some(self.cmp(o))
+            }
+        }
+        impl Ord for Head {
+            fn cmp(&self, o: &Self) -> Ordering {
+                self.priority.cmp(&o.priority)
+            }
+        }
+
+        let mut heap = BinaryHeap::new();
+        let mut accounts: HashMap<Address, Account> = HashMap::new();
+        for (sender, q) in &self.senders {
+            if let Some((&nonce, id)) = q.txs.first_key_value() {
+                if let Some(e) = self.entries.get(id) {
+                    heap.push(Head { priority: e.priority, sender: *sender, nonce });
+                }
+            }
+        }
+        let mut out = Vec::new();
+        let mut used = 0usize;
+        while let Some(head) = heap.pop() {
+            let Some(q) = self.senders.get(&head.sender) else { continue };
+            let Some(e) = q.txs.get(&head.nonce).and_then(|id| self.entries.get(id)) else { continue };
+            if used + e.size > max_bytes {
+                // Sizes are nearly uniform; a sender whose next transfer does not fit is
+                // done (its later ones cannot go before it).
+                continue;
+            }
+            let account = match accounts.get(&head.sender) {
+                Some(a) => *a,
+                None => match state_account(state, &head.sender) {
+                    Ok(a) => a,
+                    Err(_) => continue,
+                },
+            };
+            let Ok(next) = debit_sender(account, &e.tx.transfer) else { continue };
+            accounts.insert(head.sender, next);
+            used += e.size;
+            out.push(e.tx);
+            if let Some((&n, id)) = q.txs.range(head.nonce + 1..).next() {
+                if let Some(e2) = self.entries.get(id) {
+                    heap.push(Head { priority: e2.priority, sender: head.sender, nonce: n });
+                }
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cairn_core::block::{BlockHeader, BLOCK_VERSION};
+    use cairn_core::transaction::{address_of, public_key_of, signing_key_from_bytes, Coinbase, Transfer};
+    use cairn_core::{BlockHash, Target};
+    use k256::ecdsa::SigningKey;
+
+    const CHAIN: u32 = 9;
+
+    fn key(n: u8) -> SigningKey {
+        signing_key_from_bytes(&[n; 32]).unwrap()
+    }
+
+    fn tx(k: &SigningKey, nonce: u64, amount: u64, fee: u64) -> SignedTransfer {
+        Transfer {
+            chain_id: CHAIN,
+            nonce,
+            from: public_key_of(k),
+            to: Address([0xee; 20]),
+            amount: Amount(amount),
+            fee: Amount(fee),
+        }
+        .sign(k)
+        .unwrap()
+    }
+
+    fn state(funded: &[(&SigningKey, u64, u64)]) -> HashMap<Address, Account> {
+        funded
+            .iter()
+            .map(|(k, balance, nonce)| (address_of(k), Account { balance: Amount(*balance), nonce: *nonce }))
+            .collect()
+    }
+
+    fn block(txs: &[SignedTransfer]) -> Block {
+        let mut transactions = vec![Transaction::Coinbase(Coinbase { height: 1, to: Address([1; 20]), amount: Amount(0) })];
+        transactions.extend(txs.iter().copied().map(Transaction::Transfer));
+        Block {
+            header: BlockHeader {
+                version: BLOCK_VERSION,
+                height: 1,
+                prev: BlockHash::ZERO,
+                merkle_root: [0; 32],
+                timestamp_ms: 0,
+                target: Target([0xff; 32]),
+                nonce: 0,
+            },
+            transactions,
+        }
+    }
+
+    /// Applies transfers to a map state the way a block would (sender side only).
+    fn apply(st: &mut HashMap<Address, Account>, txs: &[SignedTransfer]) {
+        for t in txs {
+            let s = t.transfer.sender();
+            let after = debit_sender(st[&s], &t.transfer).unwrap();
+            st.insert(s, after);
+        }
+    }
+
+    #[test]
+    fn admits_in_nonce_order_and_counts_pending_nonce() {
+        let k = key(1);
+        let st = state(&[(&k, 1_000, 0)]);
+        let mut m = Mempool::new(1 << 20);
+        m.add_verified(tx(&k, 0, 10, 1), &st, 0).unwrap();
+        m.add_verified(tx(&k, 1, 10, 1), &st, 0).unwrap();
+        assert_eq!(m.len(), 2);
+        assert_eq!(m.pending_nonce(&address_of(&k), 0), 2);
+        assert_eq!(m.bytes(), 2 * transfer_size(&tx(&k, 0, 10, 1)));
+    }
+
+    #[test]
+    fn refuses_duplicate_low_nonce_gap_fee_and_balance() {
+        let k = key(1);
+        let st = state(&[(&k, 100, 5)]);
+        let mut m = Mempool::with_config(MempoolConfig { min_fee: 2, ..MempoolConfig::default() });
+        let t = tx(&k, 5, 10, 2);
+        m.add_verified(t, &st, 0).unwrap();
+        assert_eq!(m.add_verified(t, &st, 0), Err(MempoolError::Duplicate));
+        assert_eq!(m.add_verified(tx(&k, 4, 10, 2), &st, 0), Err(MempoolError::NonceTooLow { expected: 5, got: 4 }));
+        assert_eq!(m.add_verified(tx(&k, 7, 10, 2), &st, 0), Err(MempoolError::NonceGap { expected: 6, got: 7 }));
+        assert_eq!(m.add_verified(tx(&k, 6, 10, 1), &st, 0), Err(MempoolError::FeeTooLow { fee: 1, min_fee: 2 }));
+        // 100 - 12 pending = 88 left; 80 + 9 = 89 is too much.
+        assert_eq!(
+            m.add_verified(tx(&k, 6, 80, 9), &st, 0),
+            Err(MempoolError::InsufficientBalance { balance: 88, needed: 89 })
+        );
+        m.add_verified(tx(&k, 6, 80, 8), &st, 0).unwrap();
+        assert!(MempoolError::NonceGap { expected: 6, got: 7 }.to_string().contains("nonce gap"));
+    }
+
+    #[test]
+    fn no_double_admission_of_the_same_nonce_without_higher_fee() {
+        let k = key(1);
+        let st = state(&[(&k, 1_000, 0)]);
+        let mut m = Mempool::new(1 << 20);
+        m.add_verified(tx(&k, 0, 10, 5), &st, 0).unwrap();
+        // Same nonce, different transfer, same fee: not a replacement.
+        assert_eq!(
+            m.add_verified(tx(&k, 0, 11, 5), &st, 0),
+            Err(MempoolError::ReplacementFeeTooLow { old_fee: 5, min_fee: 6 })
+        );
+        assert_eq!(m.len(), 1);
+    }
+
+    #[test]
+    fn replacement_with_higher_fee_takes_the_slot() {
+        let k = key(1);
+        let st = state(&[(&k, 1_000, 0)]);
+        let mut m = Mempool::new(1 << 20);
+        let old = m.add_verified(tx(&k, 0, 10, 5), &st, 0).unwrap();
+        m.add_verified(tx(&k, 1, 10, 5), &st, 0).unwrap();
+        let new = m.add_verified(tx(&k, 0, 10, 6), &st, 0).unwrap();
+        assert!(!m.contains(&old));
+        assert!(m.contains(&new));
+        assert_eq!(m.len(), 2);
+        assert_eq!(m.pending_nonce(&address_of(&k), 0), 2);
+    }
+
+    #[test]
+    fn replacement_must_keep_later_transfers_affordable() {
+        let k = key(1);
+        let st = state(&[(&k, 100, 0)]);
+        let mut m = Mempool::new(1 << 20);
+        m.add_verified(tx(&k, 0, 40, 5), &st, 0).unwrap();
+        m.add_verified(tx(&k, 1, 40, 5), &st, 0).unwrap();
+        let err = m.add_verified(tx(&k, 0, 40, 20), &st, 0).unwrap_err();
+        assert!(matches!(err, MempoolError::ReplacementUnaffordable { .. }), "{err}");
+        assert_eq!(m.len(), 2);
+    }
+
+    #[test]
+    fn template_orders_by_fee_and_keeps_nonce_order() {
+        let (a, b) = (key(1), key(2));
+        let st = state(&[(&a, 1_000, 0), (&b, 1_000, 0)]);
+        let mut m = Mempool::new(1 << 20);
+        // a: low fee then high fee; b: middle fee.
+        m.add_verified(tx(&a, 0, 1, 1), &st, 0).unwrap();
+        m.add_verified(tx(&a, 1, 1, 100), &st, 0).unwrap();
+        m.add_verified(tx(&b, 0, 1, 50), &st, 0).unwrap();
+        let sel = m.select(&st, 1 << 20);
+        let order: Vec<(u8, u64)> = sel
+            .iter()
+            .map(|t| (if t.transfer.sender() == address_of(&a) { b'a' } else { b'b' }, t.transfer.nonce))
+            .collect();
+        // a's nonce 1 pays most but cannot precede a's nonce 0.
+        assert_eq!(order, vec![(b'b', 0), (b'a', 0), (b'a', 1)]);
+        // The size limit is respected.
+        let one = transfer_size(&sel[0]);
+        assert_eq!(m.select(&st, 2 * one + 1).len(), 2);
+        // txids() lists by priority.
+        assert_eq!(m.txids()[0], tx(&a, 1, 1, 100).txid());
+    }
+
+    #[test]
+    fn eviction_drops_the_lowest_fee_rate_and_its_descendants() {
+        let (a, b, c) = (key(1), key(2), key(3));
+        let st = state(&[(&a, 1_000, 0), (&b, 1_000, 0), (&c, 1_000, 0)]);
+        let size = transfer_size(&tx(&a, 0, 1, 1));
+        let mut m = Mempool::new(3 * size);
+        m.add_verified(tx(&a, 0, 1, 2), &st, 0).unwrap();
+        m.add_verified(tx(&a, 1, 1, 9), &st, 0).unwrap();
+        m.add_verified(tx(&b, 0, 1, 5), &st, 0).unwrap();
+        // Full. A low newcomer is refused and changes nothing.
+        assert!(matches!(m.add_verified(tx(&c, 0, 1, 2), &st, 0), Err(MempoolError::Full { .. })));
+        assert_eq!(m.len(), 3);
+        assert!(m.min_fee() > 2);
+        // A better one evicts a's nonce 0 (lowest) and with it a's nonce 1.
+        m.add_verified(tx(&c, 0, 1, 6), &st, 0).unwrap();
+        assert_eq!(m.len(), 2);
+        assert!(!m.contains(&tx(&a, 1, 1, 9).txid()));
+        assert!(m.contains(&tx(&b, 0, 1, 5).txid()));
+        assert_eq!(m.bytes(), 2 * size);
+    }
+
+    #[test]
+    fn eviction_never_gaps_the_newcomer() {
+        let (a, b) = (key(1), key(2));
+        let st = state(&[(&a, 1_000, 0), (&b, 1_000, 0)]);
+        let size = transfer_size(&tx(&a, 0, 1, 1));
+        let mut m = Mempool::new(2 * size);
+        m.add_verified(tx(&a, 0, 1, 1), &st, 0).unwrap();
+        m.add_verified(tx(&b, 0, 1, 3), &st, 0).unwrap();
+        // a's nonce 1 must not evict a's nonce 0; b's ranks above it: refused.
+        assert!(matches!(m.add_verified(tx(&a, 1, 1, 2), &st, 0), Err(MempoolError::Full { .. })));
+        // Paying more than b evicts b instead.
+        m.add_verified(tx(&a, 1, 1, 4), &st, 0).unwrap();
+        assert!(!m.contains(&tx(&b, 0, 1, 3).txid()));
+        assert_eq!(m.len(), 2);
+    }
+
+    #[test]
+    fn block_connect_removes_confirmed_and_invalidated() {
+        let (a, b) = (key(1), key(2));
+        let mut st = state(&[(&a, 1_000, 0), (&b, 1_000, 0)]);
+        let mut m = Mempool::new(1 << 20);
+        let a0 = tx(&a, 0, 1, 1);
+        m.add_verified(a0, &st, 0).unwrap();
+        m.add_verified(tx(&a, 1, 1, 1), &st, 0).unwrap();
+        m.add_verified(tx(&b, 0, 1, 1), &st, 0).unwrap();
+        // A block confirms a0 and a conflicting transfer of b (same nonce, other content).
+        let b0_other = tx(&b, 0, 2, 1);
+        apply(&mut st, &[a0, b0_other]);
+        m.on_block_connected(&block(&[a0, b0_other]), &st);
+        assert_eq!(m.len(), 1);
+        assert!(m.contains(&tx(&a, 1, 1, 1).txid()));
+        assert_eq!(m.pending_nonce(&address_of(&b), 1), 1);
+    }
+
+    #[test]
+    fn reorg_returns_still_valid_transfers() {
+        let (a, b) = (key(1), key(2));
+        let before = state(&[(&a, 1_000, 0), (&b, 1_000, 0)]);
+        let mut m = Mempool::new(1 << 20);
+        let a0 = tx(&a, 0, 1, 1);
+        let b0 = tx(&b, 0, 1, 1);
+        let mut after = before.clone();
+        apply(&mut after, &[a0, b0]);
+        // a's next transfer was pending on top of the block.
+        m.add_verified(tx(&a, 1, 1, 1), &after, 0).unwrap();
+        // Reorg to a branch that contains b0 but not a0: state is `before` plus b0.
+        let mut reorged = before.clone();
+        apply(&mut reorged, &[b0]);
+        m.on_blocks_disconnected(&[block(&[a0, b0])], &reorged, 0);
+        assert!(m.contains(&a0.txid()), "a0 came back");
+        assert!(!m.contains(&b0.txid()), "b0 is confirmed on the new branch");
+        assert!(m.contains(&tx(&a, 1, 1, 1).txid()), "a1 still chains on a0");
+        assert_eq!(m.len(), 2);
+        // Template gives a0 before a1.
+        let sel = m.select(&reorged, 1 << 20);
+        assert_eq!(sel.iter().map(|t| t.transfer.nonce).collect::<Vec<_>>(), vec![0, 1]);
+    }
+
+    #[test]
+    fn reorg_drops_transfers_that_spent_undone_credits() {
+        let (a, b) = (key(1), key(2));
+        let before = state(&[(&a, 1_000, 0), (&b, 0, 0)]);
+        // a pays b 500 in a block; b then has a pending transfer spending it.
+        let pay = Transfer { chain_id: CHAIN, nonce: 0, from: public_key_of(&a), to: address_of(&b), amount: Amount(500), fee: Amount(1) }
+            .sign(&a)
+            .unwrap();
+        let mut after = before.clone();
+        apply(&mut after, &[pay]);
+        after.insert(address_of(&b), Account { balance: Amount(500), nonce: 0 });
+        let mut m = Mempool::new(1 << 20);
+        m.add_verified(tx(&b, 0, 400, 1), &after, 0).unwrap();
+        // The block is undone and `pay` (returned) is the only valid thing left.
+        m.on_blocks_disconnected(&[block(&[pay])], &before, 0);
+        assert!(m.contains(&pay.txid()));
+        assert!(!m.contains(&tx(&b, 0, 400, 1).txid()));
+    }
+
+    #[test]
+    fn expiry_drops_old_transfers_with_descendants() {
+        let (a, b) = (key(1), key(2));
+        let st = state(&[(&a, 1_000, 0), (&b, 1_000, 0)]);
+        let mut m = Mempool::with_config(MempoolConfig { expiry_ms: 1_000, ..MempoolConfig::default() });
+        m.add_verified(tx(&a, 0, 1, 1), &st, 0).unwrap();
+        m.add_verified(tx(&a, 1, 1, 1), &st, 900).unwrap();
+        m.add_verified(tx(&b, 0, 1, 1), &st, 500).unwrap();
+        m.expire(1_200);
+        assert_eq!(m.len(), 1);
+        assert!(m.contains(&tx(&b, 0, 1, 1).txid()));
+    }
+
+    #[test]
+    fn per_sender_limit() {
+        let a = key(1);
+        let st = state(&[(&a, 1_000, 0)]);
+        let mut m = Mempool::with_config(MempoolConfig { max_per_sender: 2, ..MempoolConfig::default() });
+        m.add_verified(tx(&a, 0, 1, 1), &st, 0).unwrap();
+        m.add_verified(tx(&a, 1, 1, 1), &st, 0).unwrap();
+        assert_eq!(m.add_verified(tx(&a, 2, 1, 1), &st, 0), Err(MempoolError::TooManyFromSender { limit: 2 }));
     }
 }
