@@ -46,7 +46,9 @@ pub enum MempoolError {
     FeeTooLow { fee: u64, min_fee: u64 },
     #[error("nonce too low: account's next nonce is {expected}, transfer has {got}")]
     NonceTooLow { expected: u64, got: u64 },
-    #[error("nonce gap: account's next nonce (counting pending transfers) is {expected}, transfer has {got}")]
+    #[error(
+        "nonce gap: account's next nonce (counting pending transfers) is {expected}, transfer has {got}"
+    )]
     NonceGap { expected: u64, got: u64 },
     #[error("insufficient balance: have {balance} after pending transfers, need {needed}")]
     InsufficientBalance { balance: u64, needed: u64 },
@@ -158,10 +160,7 @@ fn cost(tx: &SignedTransfer) -> Result<u64, MempoolError> {
 }
 
 fn state_account(state: &dyn AccountSource, a: &Address) -> Result<Account, MempoolError> {
-    state
-        .account(a)
-        .map(Option::unwrap_or_default)
-        .map_err(|e| MempoolError::State(e.to_string()))
+    state.account(a).map(Option::unwrap_or_default).map_err(|e| MempoolError::State(e.to_string()))
 }
 
 impl Mempool {
@@ -270,10 +269,8 @@ impl Mempool {
         }
         // The account as it will be after every pending transfer of this sender; the same
         // rule block application uses then decides.
-        let after_pending = Account {
-            balance: Amount(account.balance.0.saturating_sub(queue.spent)),
-            nonce: next_nonce,
-        };
+        let after_pending =
+            Account { balance: Amount(account.balance.0.saturating_sub(queue.spent)), nonce: next_nonce };
         debit_sender(after_pending, t).map_err(|e| match e {
             TransferStateError::InsufficientBalance { balance, .. } => {
                 MempoolError::InsufficientBalance { balance: balance.0, needed: tx_cost }
@@ -386,7 +383,15 @@ impl Mempool {
             .unwrap_or_default()
     }
 
-    fn insert(&mut self, txid: Txid, tx: SignedTransfer, sender: Address, size: usize, now_ms: u64, priority: Priority) {
+    fn insert(
+        &mut self,
+        txid: Txid,
+        tx: SignedTransfer,
+        sender: Address,
+        size: usize,
+        now_ms: u64,
+        priority: Priority,
+    ) {
         let q = self.senders.entry(sender).or_default();
         q.txs.insert(tx.transfer.nonce, txid);
         q.spent = q.spent.saturating_add(cost(&tx).unwrap_or(u64::MAX));
@@ -628,7 +633,8 @@ mod tests {
     }
 
     fn block(txs: &[SignedTransfer]) -> Block {
-        let mut transactions = vec![Transaction::Coinbase(Coinbase { height: 1, to: Address([1; 20]), amount: Amount(0) })];
+        let mut transactions =
+            vec![Transaction::Coinbase(Coinbase { height: 1, to: Address([1; 20]), amount: Amount(0) })];
         transactions.extend(txs.iter().copied().map(Transaction::Transfer));
         Block {
             header: BlockHeader {
@@ -673,9 +679,18 @@ mod tests {
         let t = tx(&k, 5, 10, 2);
         m.add_verified(t, &st, 0).unwrap();
         assert_eq!(m.add_verified(t, &st, 0), Err(MempoolError::Duplicate));
-        assert_eq!(m.add_verified(tx(&k, 4, 10, 2), &st, 0), Err(MempoolError::NonceTooLow { expected: 5, got: 4 }));
-        assert_eq!(m.add_verified(tx(&k, 7, 10, 2), &st, 0), Err(MempoolError::NonceGap { expected: 6, got: 7 }));
-        assert_eq!(m.add_verified(tx(&k, 6, 10, 1), &st, 0), Err(MempoolError::FeeTooLow { fee: 1, min_fee: 2 }));
+        assert_eq!(
+            m.add_verified(tx(&k, 4, 10, 2), &st, 0),
+            Err(MempoolError::NonceTooLow { expected: 5, got: 4 })
+        );
+        assert_eq!(
+            m.add_verified(tx(&k, 7, 10, 2), &st, 0),
+            Err(MempoolError::NonceGap { expected: 6, got: 7 })
+        );
+        assert_eq!(
+            m.add_verified(tx(&k, 6, 10, 1), &st, 0),
+            Err(MempoolError::FeeTooLow { fee: 1, min_fee: 2 })
+        );
         // 100 - 12 pending = 88 left; 80 + 9 = 89 is too much.
         assert_eq!(
             m.add_verified(tx(&k, 6, 80, 9), &st, 0),
@@ -832,9 +847,16 @@ mod tests {
         let (a, b) = (key(1), key(2));
         let before = state(&[(&a, 1_000, 0), (&b, 0, 0)]);
         // a pays b 500 in a block; b then has a pending transfer spending it.
-        let pay = Transfer { chain_id: CHAIN, nonce: 0, from: public_key_of(&a), to: address_of(&b), amount: Amount(500), fee: Amount(1) }
-            .sign(&a)
-            .unwrap();
+        let pay = Transfer {
+            chain_id: CHAIN,
+            nonce: 0,
+            from: public_key_of(&a),
+            to: address_of(&b),
+            amount: Amount(500),
+            fee: Amount(1),
+        }
+        .sign(&a)
+        .unwrap();
         let mut after = before.clone();
         apply(&mut after, &[pay]);
         after.insert(address_of(&b), Account { balance: Amount(500), nonce: 0 });
@@ -866,6 +888,9 @@ mod tests {
         let mut m = Mempool::with_config(MempoolConfig { max_per_sender: 2, ..MempoolConfig::default() });
         m.add_verified(tx(&a, 0, 1, 1), &st, 0).unwrap();
         m.add_verified(tx(&a, 1, 1, 1), &st, 0).unwrap();
-        assert_eq!(m.add_verified(tx(&a, 2, 1, 1), &st, 0), Err(MempoolError::TooManyFromSender { limit: 2 }));
+        assert_eq!(
+            m.add_verified(tx(&a, 2, 1, 1), &st, 0),
+            Err(MempoolError::TooManyFromSender { limit: 2 })
+        );
     }
 }
