@@ -28,7 +28,11 @@ pub const MAX_DESCENDANTS_CHECKED: u64 = 100;
 const POLL_INTERVAL: Duration = Duration::from_millis(250);
 
 #[derive(Parser, Debug)]
-#[command(name = "cairn-wallet", version, about = "Cairn wallet: keys, signed transfers and verified receipts")]
+#[command(
+    name = "cairn-wallet",
+    version,
+    about = "Cairn wallet: keys, signed transfers and verified receipts"
+)]
 pub struct Cli {
     /// The node's JSON-RPC URL.
     #[arg(long, global = true, env = "CAIRN_RPC_URL", default_value = DEFAULT_RPC_URL, value_name = "URL")]
@@ -144,7 +148,9 @@ pub fn default_wallet_dir() -> Result<PathBuf> {
     let data = std::env::var_os("XDG_DATA_HOME")
         .map(PathBuf::from)
         .filter(|p| p.is_absolute())
-        .or_else(|| std::env::var_os("HOME").filter(|h| !h.is_empty()).map(|h| PathBuf::from(h).join(".local/share")))
+        .or_else(|| {
+            std::env::var_os("HOME").filter(|h| !h.is_empty()).map(|h| PathBuf::from(h).join(".local/share"))
+        })
         .ok_or_else(|| anyhow!("cannot find a data directory (HOME is not set); pass --wallet-dir DIR"))?;
     Ok(data.join("cairn").join("wallet"))
 }
@@ -244,10 +250,15 @@ fn cmd_new(ctx: &Ctx) -> Result<Report> {
 /// Reads a private key from stdin: without echo from a terminal, else all of stdin.
 fn read_private_key() -> Result<Zeroizing<[u8; 32]>> {
     let text = if std::io::stdin().is_terminal() {
-        Zeroizing::new(rpassword::prompt_password("Private key (64 hex characters): ").context("cannot read the key")?)
+        Zeroizing::new(
+            rpassword::prompt_password("Private key (64 hex characters): ").context("cannot read the key")?,
+        )
     } else {
         let mut s = Zeroizing::new(String::new());
-        std::io::stdin().take(4096).read_to_string(&mut s).context("cannot read the private key from stdin")?;
+        std::io::stdin()
+            .take(4096)
+            .read_to_string(&mut s)
+            .context("cannot read the private key from stdin")?;
         s
     };
     let trimmed = text.trim();
@@ -258,7 +269,10 @@ fn read_private_key() -> Result<Zeroizing<[u8; 32]>> {
     let mut key = Zeroizing::new([0u8; 32]);
     // The key itself is never echoed back in an error.
     hex::decode_to_slice(hex_text, key.as_mut()).map_err(|_| {
-        anyhow!("a private key is 64 hex characters (32 bytes); the input has {} characters or is not hex", hex_text.len())
+        anyhow!(
+            "a private key is 64 hex characters (32 bytes); the input has {} characters or is not hex",
+            hex_text.len()
+        )
     })?;
     Ok(key)
 }
@@ -266,7 +280,8 @@ fn read_private_key() -> Result<Zeroizing<[u8; 32]>> {
 fn cmd_import(ctx: &Ctx) -> Result<Report> {
     let ks = ctx.keystore()?;
     let bytes = read_private_key()?;
-    let key = signing_key_from_bytes(bytes.as_ref()).map_err(|_| anyhow!("that is not a valid secp256k1 private key"))?;
+    let key = signing_key_from_bytes(bytes.as_ref())
+        .map_err(|_| anyhow!("that is not a valid secp256k1 private key"))?;
     let address = cairn_core::transaction::address_of(&key);
     // Refuse before asking for a password that would not be used.
     if ks.contains(&address) {
@@ -292,10 +307,8 @@ fn cmd_list(ctx: &Ctx) -> Result<Report> {
     for a in &addresses {
         let _ = writeln!(text, "{a}");
     }
-    let mut notes: Vec<String> = problems
-        .iter()
-        .map(|p| format!("warning: {}", p["error"].as_str().unwrap_or_default()))
-        .collect();
+    let mut notes: Vec<String> =
+        problems.iter().map(|p| format!("warning: {}", p["error"].as_str().unwrap_or_default())).collect();
     if addresses.is_empty() {
         notes.push(format!(
             "The wallet at {} holds no keys: create one with `cairn-wallet new` or `cairn-wallet import`.",
@@ -315,7 +328,11 @@ fn account_json(a: &cairn_api::RpcAccount) -> Value {
 
 fn account_text(a: &cairn_api::RpcAccount) -> String {
     let pending = a.pending_nonce.saturating_sub(a.nonce);
-    let pending_text = if pending > 0 { format!(" ({pending} pending, next transfer uses nonce {})", a.pending_nonce) } else { String::new() };
+    let pending_text = if pending > 0 {
+        format!(" ({pending} pending, next transfer uses nonce {})", a.pending_nonce)
+    } else {
+        String::new()
+    };
     format!("{}  balance {}  nonce {}{pending_text}\n", a.address, format_amount(a.balance), a.nonce)
 }
 
@@ -326,7 +343,10 @@ async fn cmd_balance(ctx: &Ctx, address: Option<Address>) -> Result<Report> {
             let ks = ctx.keystore()?;
             let list: Vec<Address> = ks.list()?.into_iter().filter_map(|e| e.address.ok()).collect();
             if list.is_empty() {
-                bail!("the wallet at {} holds no keys; pass an ADDRESS or create a key with `cairn-wallet new`", ks.dir().display());
+                bail!(
+                    "the wallet at {} holds no keys; pass an ADDRESS or create a key with `cairn-wallet new`",
+                    ks.dir().display()
+                );
             }
             list
         }
@@ -416,7 +436,9 @@ async fn wait_confirmed(node: &Node, txid: &Txid, timeout: Duration) -> Result<(
     let mut last = "unknown to the node".to_string();
     loop {
         if let Some(status) = node.transaction(txid).await? {
-            if let (true, Some(hash), Some(height)) = (status.status == "confirmed", status.block_hash, status.height) {
+            if let (true, Some(hash), Some(height)) =
+                (status.status == "confirmed", status.block_hash, status.height)
+            {
                 return Ok((hash, height));
             }
             last = status.status;
@@ -473,13 +495,17 @@ pub fn decode_signed_hex(text: &str) -> Result<SignedTransfer> {
     let t = text.trim();
     let t = t.strip_prefix("0x").unwrap_or(t);
     let bytes = hex::decode(t).map_err(|e| anyhow!("the transfer is not valid hex: {e}"))?;
-    encoding::decode::<SignedTransfer>(&bytes).map_err(|e| anyhow!("the hex is not an encoded signed transfer: {e}"))
+    encoding::decode::<SignedTransfer>(&bytes)
+        .map_err(|e| anyhow!("the hex is not an encoded signed transfer: {e}"))
 }
 
 async fn cmd_submit(ctx: &Ctx, hex_arg: &str) -> Result<Report> {
     let text = if hex_arg == "-" {
         let mut s = String::new();
-        std::io::stdin().take(1 << 20).read_to_string(&mut s).context("cannot read the transfer from stdin")?;
+        std::io::stdin()
+            .take(1 << 20)
+            .read_to_string(&mut s)
+            .context("cannot read the transfer from stdin")?;
         s
     } else {
         hex_arg.to_string()
@@ -488,7 +514,10 @@ async fn cmd_submit(ctx: &Ctx, hex_arg: &str) -> Result<Report> {
     let node = ctx.node()?;
     let txid = node.submit(hex::encode(encoding::encode(&signed))).await?;
     if txid != signed.txid() {
-        bail!("the node accepted the transfer as txid {txid}, but its txid is {}: the node is misbehaving", signed.txid());
+        bail!(
+            "the node accepted the transfer as txid {txid}, but its txid is {}: the node is misbehaving",
+            signed.txid()
+        );
     }
     Ok(Report::new(json!({ "txid": txid }), format!("txid {txid}\n")))
 }
@@ -496,7 +525,10 @@ async fn cmd_submit(ctx: &Ctx, hex_arg: &str) -> Result<Report> {
 async fn cmd_tx(ctx: &Ctx, txid: Txid, verify: bool) -> Result<Report> {
     let node = ctx.node()?;
     let status = node.transaction(&txid).await?.ok_or_else(|| {
-        anyhow!("transaction {txid} is unknown to the node at {} (neither pending nor in its best chain)", node.url())
+        anyhow!(
+            "transaction {txid} is unknown to the node at {} (neither pending nor in its best chain)",
+            node.url()
+        )
     })?;
     let tx = &status.tx;
     let mut json = json!({
@@ -549,7 +581,11 @@ async fn cmd_tx(ctx: &Ctx, txid: Txid, verify: bool) -> Result<Report> {
 }
 
 /// `tx --verify`: every check the wallet can do itself, then the node's best chain.
-async fn verify_receipt(node: &Node, txid: &Txid, status: &cairn_api::RpcTxStatus) -> Result<(Value, String)> {
+async fn verify_receipt(
+    node: &Node,
+    txid: &Txid,
+    status: &cairn_api::RpcTxStatus,
+) -> Result<(Value, String)> {
     if status.status != "confirmed" {
         bail!("cannot verify {txid} yet: it is {} (not in a block)", status.status);
     }
@@ -559,21 +595,23 @@ async fn verify_receipt(node: &Node, txid: &Txid, status: &cairn_api::RpcTxStatu
 
     let contents_checked = if status.tx.kind == "transfer" {
         let st = receipt::check_transfer_contents(txid, &status.tx.hex).map_err(|e| fail("contents", e))?;
-        st.verify(info.chain_id)
-            .map_err(|e| anyhow!("verification failed (signature): {e}"))?;
+        st.verify(info.chain_id).map_err(|e| anyhow!("verification failed (signature): {e}"))?;
         text.push_str("  ok  the transfer's contents hash to the txid, and its signature is valid\n");
         true
     } else {
         false
     };
 
-    let proof = node
-        .tx_proof(txid)
-        .await?
-        .ok_or_else(|| anyhow!("the node has no inclusion proof for {txid} (was its block just reorganised out? try again)"))?;
+    let proof = node.tx_proof(txid).await?.ok_or_else(|| {
+        anyhow!("the node has no inclusion proof for {txid} (was its block just reorganised out? try again)")
+    })?;
     let v = receipt::verify_proof(txid, &proof).map_err(|e| fail("inclusion proof", e))?;
     let _ = writeln!(text, "  ok  the header hashes to block {} at height {}", v.block_hash, v.height);
-    let _ = writeln!(text, "  ok  proof of work: the block hash is at most the header's target {}", v.header.target);
+    let _ = writeln!(
+        text,
+        "  ok  proof of work: the block hash is at most the header's target {}",
+        v.header.target
+    );
     let _ = writeln!(
         text,
         "  ok  merkle proof: the txid is transaction {} of {} under the header's merkle root {}",
@@ -602,11 +640,11 @@ async fn verify_receipt(node: &Node, txid: &Txid, status: &cairn_api::RpcTxStatu
             .map_err(|e| fail("later headers; the chain may have changed meanwhile, try again", e))?;
         descendants += 1;
     }
-    let _ = writeln!(
-        text,
-        "  ok  {descendants} later header(s) link back to it, each meeting its own target"
+    let _ =
+        writeln!(text, "  ok  {descendants} later header(s) link back to it, each meeting its own target");
+    text.push_str(
+        "not checked: that each target follows the difficulty rules (that takes the whole header chain)\n",
     );
-    text.push_str("not checked: that each target follows the difficulty rules (that takes the whole header chain)\n");
     let json = json!({
         "contents": contents_checked,
         "header_hash": true,
@@ -662,8 +700,13 @@ mod tests {
         let key = signing_key_from_bytes(&dev_key_bytes(0)).unwrap();
         let from = ks.add(&key, b"pw", KdfParams { log_n: 4, r: 8, p: 1 }).unwrap();
         let to = address_of(&signing_key_from_bytes(&dev_key_bytes(1)).unwrap());
-        let ctx = Ctx { rpc: "http://127.0.0.1:1".into(), wallet_dir: Some(ks.dir().to_path_buf()), password_file: Some(pw) };
-        let args = SignArgs { from, to, amount: Amount(1234), fee: Amount(10), nonce: 7, chain_id: DEV_CHAIN_ID };
+        let ctx = Ctx {
+            rpc: "http://127.0.0.1:1".into(),
+            wallet_dir: Some(ks.dir().to_path_buf()),
+            password_file: Some(pw),
+        };
+        let args =
+            SignArgs { from, to, amount: Amount(1234), fee: Amount(10), nonce: 7, chain_id: DEV_CHAIN_ID };
         let report = cmd_sign(&ctx, args).unwrap();
         let hex_text = report.json["hex"].as_str().unwrap();
         let st = decode_signed_hex(hex_text).unwrap();
@@ -682,7 +725,8 @@ mod tests {
         let from = address_of(&signing_key_from_bytes(&dev_key_bytes(2)).unwrap());
         // No password source at all: if the wallet asked, the error would be about that.
         let ctx = Ctx { rpc: String::new(), wallet_dir: Some(tmp.path().to_path_buf()), password_file: None };
-        let args = SignArgs { from, to: from, amount: Amount(1), fee: Amount(1), nonce: 0, chain_id: DEV_CHAIN_ID };
+        let args =
+            SignArgs { from, to: from, amount: Amount(1), fee: Amount(1), nonce: 0, chain_id: DEV_CHAIN_ID };
         let err = format!("{:#}", cmd_sign(&ctx, args).unwrap_err());
         assert!(err.contains("not in the wallet"), "{err}");
     }
@@ -690,7 +734,9 @@ mod tests {
     #[test]
     fn submit_hex_errors_are_clear() {
         assert!(format!("{:#}", decode_signed_hex("zz").unwrap_err()).contains("not valid hex"));
-        assert!(format!("{:#}", decode_signed_hex("00").unwrap_err()).contains("not an encoded signed transfer"));
+        assert!(
+            format!("{:#}", decode_signed_hex("00").unwrap_err()).contains("not an encoded signed transfer")
+        );
     }
 
     #[test]

@@ -195,8 +195,9 @@ fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Erro
 /// scrypt to 64 bytes: encryption key, then password-check material.
 fn derive(password: &[u8], salt: &[u8], params: KdfParams) -> Result<Zeroizing<[u8; 64]>, String> {
     params.check()?;
-    let p = scrypt::Params::new(params.log_n, params.r, params.p, 64)
-        .map_err(|_| format!("invalid scrypt parameters log_n={} r={} p={}", params.log_n, params.r, params.p))?;
+    let p = scrypt::Params::new(params.log_n, params.r, params.p, 64).map_err(|_| {
+        format!("invalid scrypt parameters log_n={} r={} p={}", params.log_n, params.r, params.p)
+    })?;
     let mut out = Zeroizing::new([0u8; 64]);
     scrypt::scrypt(password, salt, &p, out.as_mut()).map_err(|_| "scrypt output length".to_string())?;
     Ok(out)
@@ -293,7 +294,10 @@ fn open(text: &str, expected: &Address, password: &[u8], path: &Path) -> Result<
         cipher(&derived)
             .decrypt(Nonce::from_slice(&nonce), Payload { msg: &ciphertext, aad: &address.0 })
             .map_err(|_| {
-                corrupt("the password is right but the encrypted key fails authentication (the file was altered)".into())
+                corrupt(
+                    "the password is right but the encrypted key fails authentication (the file was altered)"
+                        .into(),
+                )
             })?,
     );
     let key = signing_key_from_bytes(&plain).map_err(|e| corrupt(format!("decrypted key: {e}")))?;
@@ -359,15 +363,20 @@ impl Keystore {
     }
 
     /// Encrypts and stores `key`. Refuses to replace an existing key file.
-    pub fn add(&self, key: &SigningKey, password: &[u8], params: KdfParams) -> Result<Address, KeystoreError> {
+    pub fn add(
+        &self,
+        key: &SigningKey,
+        password: &[u8],
+        params: KdfParams,
+    ) -> Result<Address, KeystoreError> {
         let address = address_of(key);
         let path = self.path_for(&address);
         if path.exists() {
             return Err(KeystoreError::AlreadyExists { address, path });
         }
         self.ensure_dir()?;
-        let (_, text) =
-            seal(key, password, params).map_err(|reason| KeystoreError::Refused { path: path.clone(), reason })?;
+        let (_, text) = seal(key, password, params)
+            .map_err(|reason| KeystoreError::Refused { path: path.clone(), reason })?;
         self.write_atomically(&path, text.as_bytes())?;
         Ok(address)
     }
@@ -433,7 +442,9 @@ impl Keystore {
         let read = match fs::read_dir(&self.dir) {
             Ok(r) => r,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(KeystoreError::Io { action: "cannot read", path: self.dir.clone(), source: e }),
+            Err(e) => {
+                return Err(KeystoreError::Io { action: "cannot read", path: self.dir.clone(), source: e })
+            }
         };
         let mut entries = Vec::new();
         for item in read {
@@ -442,13 +453,18 @@ impl Keystore {
             let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".json")) else { continue };
             let Ok(address) = stem.parse::<Address>() else { continue };
             let address = self.read_text(&address).and_then(|(path, text)| {
-                let file: KeyFile = serde_json::from_str(&text)
-                    .map_err(|e| KeystoreError::Corrupt { path: path.clone(), reason: format!("not a key file: {e}") })?;
+                let file: KeyFile = serde_json::from_str(&text).map_err(|e| KeystoreError::Corrupt {
+                    path: path.clone(),
+                    reason: format!("not a key file: {e}"),
+                })?;
                 match file.address.parse::<Address>() {
                     Ok(a) if a == address => Ok(a),
                     _ => Err(KeystoreError::Corrupt {
                         path,
-                        reason: format!("the file is named for {address} but its address field is {}", file.address),
+                        reason: format!(
+                            "the file is named for {address} but its address field is {}",
+                            file.address
+                        ),
                     }),
                 }
             });
@@ -572,7 +588,8 @@ mod tests {
         let b = ks.add(&key(8), b"pw", FAST).unwrap();
         // Copy a's whole file into b's place, relabelled as b: the associated data
         // (the address) no longer matches, so decryption must fail.
-        let mut v: serde_json::Value = serde_json::from_str(&fs::read_to_string(ks.path_for(&a)).unwrap()).unwrap();
+        let mut v: serde_json::Value =
+            serde_json::from_str(&fs::read_to_string(ks.path_for(&a)).unwrap()).unwrap();
         v["address"] = b.to_text().into();
         fs::write(ks.path_for(&b), v.to_string()).unwrap();
         let err = ks.load(&b, b"pw").unwrap_err();
@@ -605,7 +622,9 @@ mod tests {
         let (_tmp, ks) = store();
         let addr = ks.add(&key(12), b"pw", FAST).unwrap();
         // Each of these would need gigabytes (or hours); all must be refused at once.
-        for (log_n, r, p) in [(30u8, 8u32, 1u32), (21, 8, 1), (18, 16, 1), (16, 8, 1000), (10, 100_000, 1), (0, 8, 1)] {
+        for (log_n, r, p) in
+            [(30u8, 8u32, 1u32), (21, 8, 1), (18, 16, 1), (16, 8, 1000), (10, 100_000, 1), (0, 8, 1)]
+        {
             edit(&ks, &addr, |v| {
                 v["kdf"]["log_n"] = log_n.into();
                 v["kdf"]["r"] = r.into();

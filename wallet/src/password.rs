@@ -25,7 +25,8 @@ pub enum Purpose<'a> {
 /// The first line of a password file, without its line ending.
 pub fn from_file(path: &Path) -> Result<Zeroizing<String>> {
     let text = Zeroizing::new(
-        std::fs::read_to_string(path).with_context(|| format!("cannot read password file {}", path.display()))?,
+        std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read password file {}", path.display()))?,
     );
     let line = text.split('\n').next().unwrap_or("");
     Ok(Zeroizing::new(line.strip_suffix('\r').unwrap_or(line).to_string()))
@@ -33,7 +34,8 @@ pub fn from_file(path: &Path) -> Result<Zeroizing<String>> {
 
 fn can_prompt() -> bool {
     std::io::stdin().is_terminal()
-        || (std::io::stderr().is_terminal() && std::fs::OpenOptions::new().read(true).write(true).open("/dev/tty").is_ok())
+        || (std::io::stderr().is_terminal()
+            && std::fs::OpenOptions::new().read(true).write(true).open("/dev/tty").is_ok())
 }
 
 /// Gets the password from the first source that is set.
@@ -41,11 +43,7 @@ pub fn get(password_file: Option<&Path>, purpose: Purpose<'_>) -> Result<Zeroizi
     let password = if let Some(path) = password_file {
         from_file(path)?
     } else if let Some(value) = std::env::var_os(PASSWORD_ENV) {
-        Zeroizing::new(
-            value
-                .into_string()
-                .map_err(|_| anyhow::anyhow!("{PASSWORD_ENV} is not valid UTF-8"))?,
-        )
+        Zeroizing::new(value.into_string().map_err(|_| anyhow::anyhow!("{PASSWORD_ENV} is not valid UTF-8"))?)
     } else if can_prompt() {
         prompt(purpose)?
     } else {
@@ -63,11 +61,13 @@ pub fn get(password_file: Option<&Path>, purpose: Purpose<'_>) -> Result<Zeroizi
 fn prompt(purpose: Purpose<'_>) -> Result<Zeroizing<String>> {
     match purpose {
         Purpose::Unlock(address) => Ok(Zeroizing::new(
-            rpassword::prompt_password(format!("Password for {address}: ")).context("cannot read the password")?,
+            rpassword::prompt_password(format!("Password for {address}: "))
+                .context("cannot read the password")?,
         )),
         Purpose::NewKey => {
-            let first =
-                Zeroizing::new(rpassword::prompt_password("New password: ").context("cannot read the password")?);
+            let first = Zeroizing::new(
+                rpassword::prompt_password("New password: ").context("cannot read the password")?,
+            );
             let second = Zeroizing::new(
                 rpassword::prompt_password("Repeat the password: ").context("cannot read the password")?,
             );

@@ -121,9 +121,16 @@ mod tests {
 
     fn transfer(n: u64) -> SignedTransfer {
         let k = signing_key_from_bytes(&[3; 32]).unwrap();
-        Transfer { chain_id: 1337, nonce: n, from: public_key_of(&k), to: Address([1; 20]), amount: Amount(5), fee: Amount(1) }
-            .sign(&k)
-            .unwrap()
+        Transfer {
+            chain_id: 1337,
+            nonce: n,
+            from: public_key_of(&k),
+            to: Address([1; 20]),
+            amount: Amount(5),
+            fee: Amount(1),
+        }
+        .sign(&k)
+        .unwrap()
     }
 
     fn mined(height: u64, prev: BlockHash, txids: &[Txid]) -> BlockHeader {

@@ -4,7 +4,9 @@
 //! errors into sentences: which URL could not be reached, which method the node refused
 //! and the node's own reason (for tx_submit, why the transfer was refused).
 
-use cairn_api::{codes, CairnApiClient, ChainInfo, MempoolInfo, RpcAccount, RpcBlock, RpcTxProof, RpcTxStatus};
+use cairn_api::{
+    codes, CairnApiClient, ChainInfo, MempoolInfo, RpcAccount, RpcBlock, RpcTxProof, RpcTxStatus,
+};
 use cairn_core::{Address, BlockHash, Txid};
 use jsonrpsee::core::ClientError;
 use jsonrpsee::http_client::{HttpClient, HttpClientBuilder};
@@ -78,11 +80,15 @@ impl Node {
             ClientError::Call(obj) => {
                 RpcError::Node { method, code: obj.code(), message: obj.message().to_string() }
             }
-            ClientError::Transport(e) => RpcError::Unreachable { url: self.url.clone(), detail: describe(&*e) },
-            ClientError::RequestTimeout => RpcError::Timeout { url: self.url.clone(), method },
-            ClientError::ParseError(e) => {
-                RpcError::Protocol { url: self.url.clone(), method, detail: format!("cannot parse the answer: {e}") }
+            ClientError::Transport(e) => {
+                RpcError::Unreachable { url: self.url.clone(), detail: describe(&*e) }
             }
+            ClientError::RequestTimeout => RpcError::Timeout { url: self.url.clone(), method },
+            ClientError::ParseError(e) => RpcError::Protocol {
+                url: self.url.clone(),
+                method,
+                detail: format!("cannot parse the answer: {e}"),
+            },
             other => RpcError::Protocol { url: self.url.clone(), method, detail: describe(&other) },
         }
     }
