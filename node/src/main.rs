@@ -1,1 +1,261 @@
-fn main() {}
+//! `cairn-node`: the command line (fixed by DESIGN.md), startup, and shutdown.
+//!
+//! Startup order: genesis, data dir, chain, mempool, cookie, RPC, P2P, miner. The bound
+//! RPC and P2P addresses are printed on stdout as `RPC listening on http://ADDR` and
+//! `P2P listening on ADDR` (tests start nodes on port 0 and parse these lines); logs go
+//! to stderr. Ctrl-C or SIGTERM stops the miner, the RPC server and P2P, then closes the
+//! database (and removes a `--dev` temporary data dir).
+
+use anyhow::{bail, Context};
+use cairn_core::genesis::{dev_key_bytes, dev_keys, Genesis};
+use cairn_core::transaction::address_of;
+use cairn_core::Address;
+use cairn_node::chain::Chain;
+use cairn_node::mempool::{Mempool, MempoolConfig};
+use cairn_node::node::Node;
+use cairn_node::{miner, p2p, rpc};
+use clap::{Args, Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Parser, Debug)]
+#[command(name = "cairn-node", version, about = "Cairn full node", args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Args, Debug)]
+struct RunArgs {
+    /// Where the chain database, address book and RPC cookie live [default: ./cairn-data,
+    /// or a temporary directory with --dev].
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// The chain's genesis file [default: ./genesis.json].
+    #[arg(long, value_name = "FILE", conflicts_with = "dev")]
+    genesis: Option<PathBuf>,
+    /// P2P listen address.
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:7333")]
+    listen: SocketAddr,
+    /// JSON-RPC (HTTP and WebSocket) listen address.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7332")]
+    rpc_addr: SocketAddr,
+    /// A peer to connect to (repeatable).
+    #[arg(long = "peer", value_name = "ADDR")]
+    peers: Vec<String>,
+    /// Mine blocks.
+    #[arg(long)]
+    mine: bool,
+    /// Address the coinbase pays [--dev: dev account 0].
+    #[arg(long, value_name = "ADDR")]
+    miner_address: Option<String>,
+    /// Nonce search threads.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    miner_threads: usize,
+    /// Most peers, inbound and outbound together.
+    #[arg(long, value_name = "N", default_value_t = 32)]
+    max_peers: usize,
+    /// Development chain: built-in dev genesis, ~1 s blocks, mining, funded dev accounts.
+    #[arg(long)]
+    dev: bool,
+    /// With --dev: do not mine.
+    #[arg(long, requires = "dev")]
+    no_mine: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Replay the stored chain from genesis and verify state and indexes.
+    CheckDb {
+        #[arg(long, value_name = "DIR")]
+        data_dir: PathBuf,
+        #[arg(long, value_name = "FILE", conflicts_with = "dev")]
+        genesis: Option<PathBuf>,
+        #[arg(long)]
+        dev: bool,
+    },
+}
+
+fn load_genesis(dev: bool, file: Option<&Path>) -> anyhow::Result<Genesis> {
+    if dev {
+        return Ok(Genesis::dev());
+    }
+    let path = file.unwrap_or(Path::new("genesis.json"));
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read genesis file {}", path.display()))?;
+    Genesis::from_json(&text).with_context(|| format!("genesis file {} is invalid", path.display()))
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let result = match cli.command {
+        Some(Command::CheckDb { data_dir, genesis, dev }) => check_db(&data_dir, genesis.as_deref(), dev),
+        None => run(cli.run),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check_db(data_dir: &Path, genesis: Option<&Path>, dev: bool) -> anyhow::Result<()> {
+    let genesis = load_genesis(dev, genesis)?;
+    if !data_dir.exists() {
+        bail!("data dir {} does not exist", data_dir.display());
+    }
+    let report = cairn_node::chain::check_db(data_dir, &genesis)?;
+    println!("{report}");
+    if !report.is_consistent() {
+        bail!("check-db found the stored chain inconsistent");
+    }
+    Ok(())
+}
+
+fn run(args: RunArgs) -> anyhow::Result<()> {
+    let genesis = load_genesis(args.dev, args.genesis.as_deref())?;
+    let mine = if args.dev { !args.no_mine || args.mine } else { args.mine };
+    let miner_address: Option<Address> = match (&args.miner_address, args.dev) {
+        (Some(text), _) => Some(text.parse().map_err(|e| anyhow::anyhow!("bad --miner-address: {e}"))?),
+        (None, true) => Some(address_of(&dev_keys()[0])),
+        (None, false) if mine => bail!("--mine needs --miner-address (or use --dev)"),
+        (None, false) => None,
+    };
+    if args.miner_threads == 0 || args.miner_threads > 1024 {
+        bail!("--miner-threads must be between 1 and 1024");
+    }
+
+    // The temporary dir lives until the end of this function, and is removed then.
+    let mut _temp_dir = None;
+    let data_dir = match (&args.data_dir, args.dev) {
+        (Some(d), _) => d.clone(),
+        (None, true) => {
+            let t = tempfile::Builder::new()
+                .prefix("cairn-dev-")
+                .tempdir()
+                .context("cannot create a temporary data dir")?;
+            let p = t.path().to_path_buf();
+            _temp_dir = Some(t);
+            p
+        }
+        (None, false) => PathBuf::from("cairn-data"),
+    };
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
+
+    let chain = Chain::open(&data_dir, &genesis)
+        .with_context(|| format!("cannot open the chain in {}", data_dir.display()))?;
+    let tip = chain.tip();
+    tracing::info!(height = tip.height, hash = %tip.hash, data_dir = %data_dir.display(), "chain opened");
+    let mempool = Mempool::with_config(MempoolConfig::default());
+    let node = Node::new(chain, mempool, genesis.clone());
+
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start tokio")?;
+    let result = runtime.block_on(serve(node.clone(), &args, &data_dir, mine, miner_address));
+    // Let in-flight blocking tasks finish before the database closes with `node`.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    drop(node);
+    result
+}
+
+async fn serve(
+    node: std::sync::Arc<Node>,
+    args: &RunArgs,
+    data_dir: &Path,
+    mine: bool,
+    miner_address: Option<Address>,
+) -> anyhow::Result<()> {
+    let cookie = rpc::Cookie::create(data_dir)
+        .with_context(|| format!("cannot write the RPC cookie in {}", data_dir.display()))?;
+    let server = rpc::start(node.clone(), args.rpc_addr, &cookie).await?;
+    let p2p_addr = p2p::start(
+        node.clone(),
+        p2p::P2pConfig {
+            listen: args.listen,
+            seeds: args.peers.clone(),
+            max_peers: args.max_peers,
+            data_dir: data_dir.to_path_buf(),
+        },
+    )
+    .await
+    .with_context(|| format!("cannot start P2P on {}", args.listen))?;
+
+    if args.dev {
+        print_dev_banner(node.genesis());
+    }
+    println!("RPC listening on http://{}", server.local_addr);
+    println!("P2P listening on {p2p_addr}");
+    println!("RPC cookie: {}", cookie.path().display());
+    tracing::info!(rpc = %server.local_addr, p2p = %p2p_addr, "node started");
+
+    let miner = match (mine, miner_address) {
+        (true, Some(address)) => Some(
+            miner::start(node.clone(), miner::MinerConfig { address, threads: args.miner_threads })
+                .context("cannot start the miner")?,
+        ),
+        _ => None,
+    };
+
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    if let Some(m) = miner {
+        m.stop();
+    }
+    let _ = server.handle.stop();
+    server.handle.stopped().await;
+    drop(cookie);
+    Ok(())
+}
+
+fn print_dev_banner(genesis: &Genesis) {
+    let mut out = String::new();
+    out.push_str("\ncairn-node --dev: development chain\n");
+    out.push_str(&format!("chain id {}, genesis {}\n\n", genesis.params.chain_id, genesis.hash()));
+    out.push_str("Dev accounts (each funded in the dev genesis):\n");
+    for (i, k) in dev_keys().iter().enumerate() {
+        let balance =
+            genesis.allocations.iter().find(|a| a.address == address_of(k)).map_or(0, |a| a.balance.0);
+        out.push_str(&format!("({i}) {} ({balance})\n", address_of(k)));
+    }
+    out.push_str("\nPrivate keys:\n");
+    for i in 0..dev_keys().len() {
+        out.push_str(&format!("({i}) {}\n", hex::encode(dev_key_bytes(i))));
+    }
+    out.push_str("\nThese keys are public: never use them on a real chain.\n");
+    println!("{out}");
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -11,6 +11,7 @@ use cairn_core::block::Block;
 use cairn_core::genesis::Genesis;
 use cairn_core::{BlockHash, SignedTransfer, Txid};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use tokio::sync::broadcast;
 
@@ -46,6 +47,8 @@ pub struct Node {
     events: broadcast::Sender<NodeEvent>,
     network: OnceLock<Arc<dyn Network>>,
     genesis: Genesis,
+    /// The local miner's recent hashes per second (0 when not mining).
+    hashrate: AtomicU64,
 }
 
 /// Why a submitted transfer was not admitted.
@@ -68,6 +71,7 @@ impl Node {
             events,
             network: OnceLock::new(),
             genesis,
+            hashrate: AtomicU64::new(0),
         })
     }
 
@@ -98,6 +102,14 @@ impl Node {
         self.network.get()
     }
 
+    pub fn set_hashrate(&self, hashes_per_second: u64) {
+        self.hashrate.store(hashes_per_second, Ordering::Relaxed);
+    }
+
+    pub fn hashrate(&self) -> u64 {
+        self.hashrate.load(Ordering::Relaxed)
+    }
+
     /// Validates and stores a block, then brings the mempool in step with the new tip.
     pub fn submit_block(&self, block: Block, origin: Origin) -> Result<AcceptResult, ChainError> {
         let now = crate::now_ms();
@@ -111,6 +123,7 @@ impl Node {
             for b in &change.connected {
                 mempool.on_block_connected(b, &*chain);
             }
+            mempool.expire(now);
             drop(mempool);
             let tip = chain.tip();
             let _ = self.events.send(NodeEvent::NewTip {
@@ -134,9 +147,16 @@ impl Node {
             return Err(SubmitError::Duplicate);
         }
         tx.verify(self.genesis.params.chain_id)?;
+        // Lock order everywhere: chain, then mempool. The chain lock keeps the tip state
+        // from moving under the admission check; both are held only for map lookups.
         let chain = self.chain();
-        let txid = self.mempool().add_verified(tx, &*chain, crate::now_ms())?;
+        let admitted = self.mempool().add_verified(tx, &*chain, crate::now_ms());
         drop(chain);
+        let txid = match admitted {
+            Ok(txid) => txid,
+            Err(MempoolError::Duplicate) => return Err(SubmitError::Duplicate),
+            Err(e) => return Err(e.into()),
+        };
         let _ = self.events.send(NodeEvent::NewTransfer { txid, origin });
         Ok(txid)
     }

@@ -1,1 +1,509 @@
-//! The JSON-RPC server. (In progress.)
+//! The JSON-RPC server.
+//!
+//! This module owns the server side of the `cairn-api` trait: one jsonrpsee server
+//! serving HTTP and WebSocket on `--rpc-addr`, request limits, cookie authentication for
+//! admin methods, parameter parsing with precise error messages, and the new-heads
+//! subscription.
+//!
+//! Cookie auth works like Bitcoin Core's: at each start the node writes a random cookie
+//! to `<data-dir>/.cookie` (mode 0600). An HTTP middleware checks the `Authorization:
+//! Basic` header (user `__cookie__`, password the cookie) and marks the request with
+//! [`Authorized`]; admin methods read the mark through jsonrpsee's request extensions.
+//! Reads and `tx_submit` need no auth.
+//!
+//! Handlers that touch the chain or mempool run on the blocking pool: the locks are
+//! std mutexes that block import may hold for a while, and signature verification is
+//! CPU work; neither should stall the async workers that serve other connections.
+
+use crate::node::{Node, SubmitError};
+use cairn_api::{
+    codes, CairnApiServer, ChainInfo, MempoolInfo, NewHead, PeerInfo, RpcAccount, RpcBlock, RpcTransaction,
+    RpcTxProof, RpcTxStatus,
+};
+use cairn_core::block::Block;
+use cairn_core::transaction::{SignedTransfer, Transaction};
+use cairn_core::{encoding, merkle, Address, BlockHash, Txid};
+use jsonrpsee::core::{async_trait, RpcResult, SubscriptionResult};
+use jsonrpsee::server::{
+    BatchRequestConfig, PendingSubscriptionSink, ServerConfig, ServerHandle, SubscriptionMessage,
+};
+use jsonrpsee::types::error::{ErrorObjectOwned, INTERNAL_ERROR_CODE, INVALID_PARAMS_CODE};
+use jsonrpsee::Extensions;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use tokio::sync::broadcast::error::RecvError;
+
+/// Largest request body (HTTP) or message (WebSocket). A signed transfer is under 400
+/// hex characters, so this leaves room for batches while refusing memory abuse.
+pub const MAX_REQUEST_BYTES: u32 = 512 * 1024;
+/// Largest response: a full block as JSON is a few times its binary size.
+pub const MAX_RESPONSE_BYTES: u32 = 64 * 1024 * 1024;
+pub const MAX_CONNECTIONS: u32 = 128;
+pub const MAX_BATCH: u32 = 100;
+pub const MAX_SUBSCRIPTIONS_PER_CONNECTION: u32 = 16;
+/// User name of cookie auth.
+pub const COOKIE_USER: &str = "__cookie__";
+
+/// Marks a request that carried the right cookie.
+#[derive(Clone, Copy, Debug)]
+pub struct Authorized;
+
+/// The cookie file: written at start, removed when dropped.
+pub struct Cookie {
+    path: PathBuf,
+    secret: String,
+}
+
+impl Cookie {
+    /// Writes a fresh random cookie to `<data_dir>/.cookie` with mode 0600.
+    pub fn create(data_dir: &Path) -> std::io::Result<Cookie> {
+        use rand::RngCore;
+        let mut bytes = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut bytes);
+        let secret = hex::encode(bytes);
+        let path = data_dir.join(".cookie");
+        let tmp = data_dir.join(".cookie.tmp");
+        let _ = std::fs::remove_file(&tmp);
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        let mut f = opts.open(&tmp)?;
+        f.write_all(format!("{COOKIE_USER}:{secret}").as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &path)?;
+        Ok(Cookie { path, secret })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The `Authorization` header value that this cookie accepts.
+    pub fn header_value(&self) -> String {
+        use base64::Engine;
+        let creds =
+            base64::engine::general_purpose::STANDARD.encode(format!("{COOKIE_USER}:{}", self.secret));
+        format!("Basic {creds}")
+    }
+}
+
+impl Drop for Cookie {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Tower layer that checks the `Authorization` header against the cookie.
+#[derive(Clone)]
+struct AuthLayer {
+    expected: Arc<str>,
+}
+
+impl<S> tower::Layer<S> for AuthLayer {
+    type Service = AuthService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        AuthService { inner, expected: self.expected.clone() }
+    }
+}
+
+#[derive(Clone)]
+struct AuthService<S> {
+    inner: S,
+    expected: Arc<str>,
+}
+
+/// Compares without an early exit, so response timing says nothing about the cookie.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+impl<S, B> tower::Service<http::Request<B>> for AuthService<S>
+where
+    S: tower::Service<http::Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
+        let ok = req
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .is_some_and(|v| constant_time_eq(v.as_bytes(), self.expected.as_bytes()));
+        // Never trust a mark a client could have set some other way.
+        req.extensions_mut().remove::<Authorized>();
+        if ok {
+            req.extensions_mut().insert(Authorized);
+        }
+        self.inner.call(req)
+    }
+}
+
+/// A running RPC server.
+pub struct RpcServer {
+    pub local_addr: SocketAddr,
+    pub handle: ServerHandle,
+}
+
+/// Starts the server on `addr` serving `node`; admin methods accept `cookie`.
+pub async fn start(node: Arc<Node>, addr: SocketAddr, cookie: &Cookie) -> anyhow::Result<RpcServer> {
+    let config = ServerConfig::builder()
+        .max_request_body_size(MAX_REQUEST_BYTES)
+        .max_response_body_size(MAX_RESPONSE_BYTES)
+        .max_connections(MAX_CONNECTIONS)
+        .max_subscriptions_per_connection(MAX_SUBSCRIPTIONS_PER_CONNECTION)
+        .set_batch_request_config(BatchRequestConfig::Limit(MAX_BATCH))
+        .build();
+    let http_mw =
+        tower::ServiceBuilder::new().layer(AuthLayer { expected: Arc::from(cookie.header_value().as_str()) });
+    let server = jsonrpsee::server::Server::builder()
+        .set_config(config)
+        .set_http_middleware(http_mw)
+        .build(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen for RPC on {addr}: {e}"))?;
+    let local_addr = server.local_addr()?;
+    let mut module = RpcImpl { node }.into_rpc();
+    // A method that does nothing: the benchmark's yardstick for the server's own cost.
+    module.register_method("rpc_ping", |_, _, _| "pong")?;
+    let handle = server.start(module);
+    Ok(RpcServer { local_addr, handle })
+}
+
+struct RpcImpl {
+    node: Arc<Node>,
+}
+
+fn invalid_params(msg: impl Into<String>) -> ErrorObjectOwned {
+    ErrorObjectOwned::owned(INVALID_PARAMS_CODE, msg, None::<()>)
+}
+
+fn internal(msg: impl std::fmt::Display) -> ErrorObjectOwned {
+    ErrorObjectOwned::owned(INTERNAL_ERROR_CODE, format!("internal error: {msg}"), None::<()>)
+}
+
+fn parse_hash(what: &str, s: &str) -> Result<[u8; 32], ErrorObjectOwned> {
+    cairn_core::hash::parse_hex32(s.trim()).map_err(|e| invalid_params(format!("bad {what}: {e}")))
+}
+
+fn parse_address(s: &str) -> Result<Address, ErrorObjectOwned> {
+    s.parse::<Address>().map_err(|e| invalid_params(format!("bad address: {e}")))
+}
+
+/// Accepts the canonical encoding of a signed transfer, or of a transaction holding one.
+fn parse_transfer_hex(s: &str) -> Result<SignedTransfer, ErrorObjectOwned> {
+    let s = s.trim();
+    let s = s.strip_prefix("0x").unwrap_or(s);
+    if s.len() > 4096 {
+        return Err(invalid_params(format!("bad transfer: {} hex characters is far too long", s.len())));
+    }
+    let bytes = hex::decode(s).map_err(|e| invalid_params(format!("bad hex: {e}")))?;
+    if let Ok(t) = encoding::decode::<SignedTransfer>(&bytes) {
+        return Ok(t);
+    }
+    match encoding::decode::<Transaction>(&bytes) {
+        Ok(Transaction::Transfer(t)) => Ok(t),
+        Ok(Transaction::Coinbase(_)) => Err(invalid_params("bad transfer: a coinbase cannot be submitted")),
+        Err(_) => Err(invalid_params(format!(
+            "bad transfer: {} bytes are not the canonical encoding of a signed transfer ({} bytes)",
+            bytes.len(),
+            encoding::encoded_len(&SignedTransfer {
+                transfer: cairn_core::Transfer {
+                    chain_id: 0,
+                    nonce: 0,
+                    from: [0; 33],
+                    to: Address::default(),
+                    amount: cairn_core::Amount(0),
+                    fee: cairn_core::Amount(0),
+                },
+                signature: [0; 64],
+            })
+        ))),
+    }
+}
+
+/// Runs `f` on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ErrorObjectOwned> + Send + 'static,
+) -> Result<T, ErrorObjectOwned> {
+    tokio::task::spawn_blocking(f).await.map_err(internal)?
+}
+
+pub fn rpc_transaction(tx: &Transaction) -> RpcTransaction {
+    match tx {
+        Transaction::Coinbase(cb) => RpcTransaction {
+            txid: tx.txid(),
+            kind: "coinbase".into(),
+            from: None,
+            to: cb.to,
+            amount: cb.amount.0,
+            fee: 0,
+            nonce: cb.height,
+            hex: hex::encode(encoding::encode(tx)),
+        },
+        Transaction::Transfer(st) => RpcTransaction {
+            txid: tx.txid(),
+            kind: "transfer".into(),
+            from: Some(st.transfer.sender()),
+            to: st.transfer.to,
+            amount: st.transfer.amount.0,
+            fee: st.transfer.fee.0,
+            nonce: st.transfer.nonce,
+            hex: hex::encode(encoding::encode(st)),
+        },
+    }
+}
+
+fn rpc_block(block: &Block, confirmations: u64) -> RpcBlock {
+    let h = &block.header;
+    RpcBlock {
+        hash: block.hash(),
+        height: h.height,
+        version: h.version,
+        prev: h.prev,
+        merkle_root: hex::encode(h.merkle_root),
+        timestamp_ms: h.timestamp_ms,
+        target: h.target.to_hex(),
+        nonce: h.nonce,
+        header_hex: hex::encode(h.to_bytes()),
+        size: block.encoded_len(),
+        confirmations,
+        transactions: block.transactions.iter().map(rpc_transaction).collect(),
+    }
+}
+
+fn block_json(node: &Node, hash: &BlockHash) -> Result<Option<RpcBlock>, ErrorObjectOwned> {
+    let chain = node.chain();
+    let Some(block) = chain.block(hash).map_err(internal)? else { return Ok(None) };
+    let confirmations = if chain.is_on_best_chain(hash) {
+        chain.tip().height.saturating_sub(block.header.height) + 1
+    } else {
+        0
+    };
+    drop(chain);
+    Ok(Some(rpc_block(&block, confirmations)))
+}
+
+#[async_trait]
+impl CairnApiServer for RpcImpl {
+    async fn chain_get_info(&self) -> RpcResult<ChainInfo> {
+        let node = self.node.clone();
+        blocking(move || {
+            let chain = node.chain();
+            let tip = chain.tip();
+            let params = *chain.params();
+            let target = chain.tip_parent_info().next_target(&params);
+            let genesis_hash = chain.genesis_hash();
+            let behind = chain.best_header().total_work > tip.total_work;
+            drop(chain);
+            let mempool_size = node.mempool().len();
+            let (peers, syncing) = match node.network() {
+                Some(n) => (n.peers().len(), n.is_syncing() || behind),
+                None => (0, behind),
+            };
+            Ok(ChainInfo {
+                chain_id: params.chain_id,
+                genesis_hash,
+                height: tip.height,
+                best_hash: tip.hash,
+                total_work: tip.total_work.to_hex(),
+                target: target.to_hex(),
+                mempool_size,
+                peers,
+                syncing,
+                hashrate: node.hashrate(),
+            })
+        })
+        .await
+    }
+
+    async fn chain_get_block_hash(&self, height: u64) -> RpcResult<Option<BlockHash>> {
+        let node = self.node.clone();
+        blocking(move || Ok(node.chain().best_hash_at(height))).await
+    }
+
+    async fn chain_get_block(&self, hash: String) -> RpcResult<Option<RpcBlock>> {
+        let hash = BlockHash(parse_hash("block hash", &hash)?);
+        let node = self.node.clone();
+        blocking(move || block_json(&node, &hash)).await
+    }
+
+    async fn chain_get_block_by_height(&self, height: u64) -> RpcResult<Option<RpcBlock>> {
+        let node = self.node.clone();
+        blocking(move || {
+            let Some(hash) = node.chain().best_hash_at(height) else { return Ok(None) };
+            block_json(&node, &hash)
+        })
+        .await
+    }
+
+    async fn chain_get_transaction(&self, txid: String) -> RpcResult<Option<RpcTxStatus>> {
+        let txid = Txid(parse_hash("txid", &txid)?);
+        let node = self.node.clone();
+        blocking(move || {
+            if let Some(tx) = node.mempool().get(&txid) {
+                return Ok(Some(RpcTxStatus {
+                    tx: rpc_transaction(&Transaction::Transfer(tx)),
+                    status: "pending".into(),
+                    block_hash: None,
+                    height: None,
+                    confirmations: 0,
+                }));
+            }
+            let chain = node.chain();
+            let Some(loc) = chain.tx_location(&txid).map_err(internal)? else { return Ok(None) };
+            let Some(block) = chain.block(&loc.block_hash).map_err(internal)? else { return Ok(None) };
+            let tip = chain.tip().height;
+            drop(chain);
+            let Some(tx) = block.transactions.get(loc.index as usize) else {
+                return Err(internal("transaction index points past its block"));
+            };
+            Ok(Some(RpcTxStatus {
+                tx: rpc_transaction(tx),
+                status: "confirmed".into(),
+                block_hash: Some(loc.block_hash),
+                height: Some(loc.height),
+                confirmations: tip.saturating_sub(loc.height) + 1,
+            }))
+        })
+        .await
+    }
+
+    async fn chain_get_tx_proof(&self, txid: String) -> RpcResult<Option<RpcTxProof>> {
+        let txid = Txid(parse_hash("txid", &txid)?);
+        let node = self.node.clone();
+        blocking(move || {
+            let chain = node.chain();
+            let Some(loc) = chain.tx_location(&txid).map_err(internal)? else { return Ok(None) };
+            let Some(block) = chain.block(&loc.block_hash).map_err(internal)? else { return Ok(None) };
+            drop(chain);
+            let proof = merkle::merkle_proof(&block.txids(), loc.index as usize)
+                .ok_or_else(|| internal("transaction index points past its block"))?;
+            Ok(Some(RpcTxProof {
+                txid,
+                block_hash: loc.block_hash,
+                height: loc.height,
+                header_hex: hex::encode(block.header.to_bytes()),
+                proof,
+            }))
+        })
+        .await
+    }
+
+    async fn chain_subscribe_new_heads(&self, pending: PendingSubscriptionSink) -> SubscriptionResult {
+        // Subscribe before accepting so no head between the two is missed.
+        let mut events = self.node.subscribe();
+        let sink = pending.accept().await?;
+        let node = self.node.clone();
+        tokio::spawn(async move {
+            loop {
+                let event = tokio::select! {
+                    _ = sink.closed() => return,
+                    e = events.recv() => e,
+                };
+                let (connected, disconnected) = match event {
+                    Ok(crate::node::NodeEvent::NewTip { connected, disconnected, .. }) => {
+                        (connected, disconnected)
+                    }
+                    Ok(_) => continue,
+                    Err(RecvError::Lagged(n)) => {
+                        tracing::debug!(skipped = n, "new-heads subscriber lagged");
+                        continue;
+                    }
+                    Err(RecvError::Closed) => return,
+                };
+                let n2 = node.clone();
+                let heads = tokio::task::spawn_blocking(move || {
+                    let chain = n2.chain();
+                    connected.iter().filter_map(|h| chain.header(h).map(|hd| (*h, hd))).collect::<Vec<_>>()
+                })
+                .await
+                .unwrap_or_default();
+                for (i, (hash, header)) in heads.into_iter().enumerate() {
+                    let head = NewHead {
+                        hash,
+                        height: header.height,
+                        prev: header.prev,
+                        timestamp_ms: header.timestamp_ms,
+                        reorg_depth: if i == 0 { disconnected } else { 0 },
+                    };
+                    let Ok(msg) = serde_json::value::to_raw_value(&head) else { continue };
+                    if sink.send(SubscriptionMessage::from(msg)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(())
+    }
+
+    async fn state_get_account(&self, address: String) -> RpcResult<RpcAccount> {
+        let address = parse_address(&address)?;
+        let node = self.node.clone();
+        blocking(move || {
+            let account = node.chain().account(&address).map_err(internal)?;
+            let pending_nonce = node.mempool().pending_nonce(&address, account.nonce);
+            Ok(RpcAccount { address, balance: account.balance.0, nonce: account.nonce, pending_nonce })
+        })
+        .await
+    }
+
+    async fn tx_submit(&self, hex: String) -> RpcResult<Txid> {
+        let tx = parse_transfer_hex(&hex)?;
+        let node = self.node.clone();
+        blocking(move || {
+            node.submit_transfer(tx, crate::node::Origin::Rpc).map_err(|e| {
+                let msg = match &e {
+                    SubmitError::Invalid(inner) => format!("transfer refused: {inner}"),
+                    SubmitError::Rejected(inner) => format!("transfer refused: {inner}"),
+                    SubmitError::Duplicate => {
+                        "transfer refused: duplicate: already in the mempool".to_string()
+                    }
+                };
+                ErrorObjectOwned::owned(codes::TX_REJECTED, msg, None::<()>)
+            })
+        })
+        .await
+    }
+
+    async fn mempool_get_info(&self) -> RpcResult<MempoolInfo> {
+        let node = self.node.clone();
+        blocking(move || {
+            let m = node.mempool();
+            Ok(MempoolInfo { size: m.len(), bytes: m.bytes(), min_fee: m.min_fee(), txids: m.txids() })
+        })
+        .await
+    }
+
+    async fn net_peers(&self) -> RpcResult<Vec<PeerInfo>> {
+        Ok(self.node.network().map(|n| n.peers()).unwrap_or_default())
+    }
+
+    async fn net_add_peer(&self, ext: &Extensions, addr: String) -> RpcResult<bool> {
+        if ext.get::<Authorized>().is_none() {
+            return Err(ErrorObjectOwned::owned(
+                codes::UNAUTHORIZED,
+                "unauthorized: net_addPeer needs HTTP basic auth with the cookie from <data-dir>/.cookie",
+                None::<()>,
+            ));
+        }
+        let sa: SocketAddr = addr
+            .trim()
+            .parse()
+            .map_err(|_| invalid_params(format!("bad peer address {addr:?}: expected IP:PORT")))?;
+        let Some(net) = self.node.network() else { return Err(internal("P2P is not running")) };
+        net.add_peer(sa).map_err(|e| ErrorObjectOwned::owned(INTERNAL_ERROR_CODE, e, None::<()>))?;
+        Ok(true)
+    }
+}
