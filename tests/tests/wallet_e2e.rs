@@ -6,6 +6,8 @@
 //! The node runs on `127.0.0.1:0` in a temporary data dir and is killed when the
 //! `NodeProcess` guard drops, also when the test fails. Every wait polls with a deadline.
 
+#![allow(clippy::unwrap_used)] // test helpers: a failed unwrap is a failed test
+
 use cairn_tests::{dev_address, dev_key_hex, wait_until, wallet, wallet_json, NodeOptions, NodeProcess};
 use serde_json::{json, Value};
 use std::path::Path;
