@@ -1,0 +1,347 @@
+//! The tokio driver: sockets in, [`Protocol`] inputs out, and back.
+//!
+//! One TCP listener, one dial task per outbound attempt, and for every connection a
+//! reader task (bytes → frames → [`Input::Received`]) and a writer task fed by a
+//! bounded queue. The protocol itself runs on a dedicated thread (it calls into the
+//! chain, which may verify signatures and write to RocksDB), fed by one bounded input
+//! channel. A peer whose send queue is full is dropped: a slow reader can stall only
+//! itself.
+
+use super::addrbook::Snapshot;
+use super::protocol::{Config, DisconnectReason, Input, Output, Protocol};
+use super::wire::{FrameCodec, HEADER_BYTES, MAX_PAYLOAD};
+use super::{P2pConfig, PeerId};
+use crate::node::{Network, Node};
+use anyhow::Context;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, Notify};
+
+/// Frames queued to one peer.
+const SEND_QUEUE_FRAMES: usize = 1024;
+/// Bytes queued to one peer before it counts as too slow.
+const SEND_QUEUE_BYTES: usize = 4 * MAX_PAYLOAD;
+/// Inputs waiting for the protocol thread.
+const INPUT_QUEUE: usize = 4096;
+const DIAL_TIMEOUT: Duration = Duration::from_secs(5);
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+const TICK: Duration = Duration::from_millis(200);
+
+struct PeerHandle {
+    frames: mpsc::Sender<Vec<u8>>,
+    queued: Arc<AtomicUsize>,
+    stop: Arc<Notify>,
+}
+
+struct Shared {
+    inputs: mpsc::Sender<Input>,
+    peers: Mutex<Vec<cairn_api::PeerInfo>>,
+    syncing: AtomicBool,
+    handles: Mutex<HashMap<PeerId, PeerHandle>>,
+    next_id: AtomicU64,
+    codec: FrameCodec,
+}
+
+impl Shared {
+    fn handles(&self) -> std::sync::MutexGuard<'_, HashMap<PeerId, PeerHandle>> {
+        self.handles.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+struct NetHandle(Arc<Shared>);
+
+impl Network for NetHandle {
+    fn peers(&self) -> Vec<cairn_api::PeerInfo> {
+        self.0.peers.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+    fn add_peer(&self, addr: SocketAddr) -> Result<(), String> {
+        self.0.inputs.try_send(Input::AddPeer(addr)).map_err(|e| format!("network busy: {e}"))
+    }
+    fn is_syncing(&self) -> bool {
+        self.0.syncing.load(Ordering::Relaxed)
+    }
+}
+
+pub(super) async fn start(node: Arc<Node>, config: P2pConfig) -> anyhow::Result<SocketAddr> {
+    let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding P2P address {}", config.listen))?;
+    let local = listener.local_addr()?;
+    let genesis_hash = node.genesis().hash();
+    let codec = FrameCodec::for_genesis(&genesis_hash);
+    let (inputs, rx) = mpsc::channel(INPUT_QUEUE);
+    let shared = Arc::new(Shared {
+        inputs,
+        peers: Mutex::new(Vec::new()),
+        syncing: AtomicBool::new(false),
+        handles: Mutex::new(HashMap::new()),
+        next_id: AtomicU64::new(1),
+        codec,
+    });
+    node.set_network(Arc::new(NetHandle(shared.clone())));
+
+    let snapshot = load_snapshot(&config.data_dir);
+    let pconfig = Config { listen_port: local.port(), max_inbound: config.max_peers, ..Config::default() };
+    let protocol = Protocol::new(node.clone(), pconfig, snapshot, rand::random(), crate::now_ms());
+    let runtime = tokio::runtime::Handle::current();
+    let data_dir = config.data_dir.clone();
+    let sh = shared.clone();
+    std::thread::Builder::new()
+        .name("p2p".into())
+        .spawn(move || protocol_thread(protocol, rx, sh, runtime, data_dir))
+        .context("spawning the P2P thread")?;
+
+    // Node events (new tips, new transfers) to relay.
+    let mut events = node.subscribe();
+    let sh = shared.clone();
+    tokio::spawn(async move {
+        loop {
+            match events.recv().await {
+                Ok(ev) => {
+                    if sh.inputs.send(Input::Node(ev)).await.is_err() {
+                        break;
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(n, "P2P relay lagged behind node events");
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            }
+        }
+    });
+    let sh = shared.clone();
+    tokio::spawn(async move {
+        let mut t = tokio::time::interval(TICK);
+        loop {
+            t.tick().await;
+            match sh.inputs.try_send(Input::Tick) {
+                Err(mpsc::error::TrySendError::Closed(_)) => break,
+                _ => continue, // a full queue skips a tick, nothing more
+            }
+        }
+    });
+    for seed in config.seeds {
+        match tokio::net::lookup_host(seed.as_str()).await {
+            Ok(addrs) => {
+                // One address per seed name: the first, IPv4 preferred.
+                let mut addrs: Vec<SocketAddr> = addrs.collect();
+                addrs.sort_by_key(|a| !a.is_ipv4());
+                if let Some(a) = addrs.first() {
+                    let _ = shared.inputs.send(Input::AddPeer(*a)).await;
+                }
+            }
+            Err(e) => tracing::warn!(%seed, error = %e, "cannot resolve seed peer"),
+        }
+    }
+    let sh = shared.clone();
+    tokio::spawn(async move {
+        loop {
+            match listener.accept().await {
+                Ok((stream, addr)) => {
+                    let id = sh.next_id.fetch_add(1, Ordering::Relaxed);
+                    run_connection(&sh, id, stream);
+                    if sh.inputs.send(Input::Connected { peer: id, addr, inbound: true }).await.is_err() {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    });
+    tracing::info!(addr = %local, "P2P listening");
+    Ok(local)
+}
+
+/// Registers a connection and spawns its reader and writer.
+fn run_connection(shared: &Arc<Shared>, id: PeerId, stream: TcpStream) {
+    let _ = stream.set_nodelay(true);
+    let (mut rd, mut wr) = stream.into_split();
+    let (tx, mut frames) = mpsc::channel::<Vec<u8>>(SEND_QUEUE_FRAMES);
+    let queued = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(Notify::new());
+    shared.handles().insert(id, PeerHandle { frames: tx, queued: queued.clone(), stop: stop.clone() });
+
+    let sh = shared.clone();
+    let stop_r = stop.clone();
+    tokio::spawn(async move {
+        let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
+        let mut chunk = vec![0u8; 64 * 1024];
+        let reason = 'read: loop {
+            let n = tokio::select! {
+                _ = stop_r.notified() => return,
+                r = rd.read(&mut chunk) => match r {
+                    Ok(0) | Err(_) => break 'read DisconnectReason::Closed,
+                    Ok(n) => n,
+                },
+            };
+            buf.extend_from_slice(&chunk[..n]);
+            let mut start = 0;
+            loop {
+                match sh.codec.parse(&buf[start..]) {
+                    Ok(Some((msg, used))) => {
+                        start += used;
+                        if sh.inputs.send(Input::Received { peer: id, msg }).await.is_err() {
+                            return;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(error) => {
+                        let _ = sh.inputs.send(Input::BadFrame { peer: id, error }).await;
+                        return;
+                    }
+                }
+            }
+            buf.drain(..start);
+            debug_assert!(buf.len() <= HEADER_BYTES + MAX_PAYLOAD);
+        };
+        let _ = sh.inputs.send(Input::Disconnected { peer: id, reason }).await;
+    });
+
+    let sh = shared.clone();
+    tokio::spawn(async move {
+        while let Some(frame) = frames.recv().await {
+            queued.fetch_sub(frame.len(), Ordering::Relaxed);
+            match tokio::time::timeout(WRITE_TIMEOUT, wr.write_all(&frame)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => {
+                    stop.notify_one();
+                    let _ = sh.inputs.send(Input::Disconnected { peer: id, reason: DisconnectReason::Closed }).await;
+                    return;
+                }
+                Err(_) => {
+                    stop.notify_one();
+                    let reason = DisconnectReason::SlowReader;
+                    let _ = sh.inputs.send(Input::Disconnected { peer: id, reason }).await;
+                    return;
+                }
+            }
+        }
+        let _ = wr.shutdown().await;
+    });
+}
+
+fn protocol_thread(
+    mut protocol: Protocol,
+    mut rx: mpsc::Receiver<Input>,
+    shared: Arc<Shared>,
+    runtime: tokio::runtime::Handle,
+    data_dir: PathBuf,
+) {
+    let mut pending: Vec<Input> = Vec::new();
+    while let Some(first) = rx.blocking_recv() {
+        pending.push(first);
+        // Take what else is waiting, so the shared peer list is refreshed once per batch.
+        while pending.len() < 256 {
+            match rx.try_recv() {
+                Ok(i) => pending.push(i),
+                Err(_) => break,
+            }
+        }
+        while !pending.is_empty() {
+            for input in std::mem::take(&mut pending) {
+                protocol.step(crate::now_ms(), input);
+                for out in protocol.drain() {
+                    handle_output(out, &shared, &runtime, &data_dir, &mut pending);
+                }
+            }
+        }
+        *shared.peers.lock().unwrap_or_else(|e| e.into_inner()) = protocol.peer_infos();
+        shared.syncing.store(protocol.is_syncing(), Ordering::Relaxed);
+    }
+    save_snapshot(&data_dir, &protocol.snapshot());
+}
+
+fn handle_output(out: Output, shared: &Arc<Shared>, runtime: &tokio::runtime::Handle, data_dir: &Path, pending: &mut Vec<Input>) {
+    match out {
+        Output::Send(peer, msg) => {
+            let frame = shared.codec.encode(&msg);
+            let mut handles = shared.handles();
+            let Some(h) = handles.get(&peer) else { return };
+            let len = frame.len();
+            let over = h.queued.load(Ordering::Relaxed) + len > SEND_QUEUE_BYTES;
+            if over || h.frames.try_send(frame).is_err() {
+                if let Some(h) = handles.remove(&peer) {
+                    h.stop.notify_one();
+                }
+                pending.push(Input::Disconnected { peer, reason: DisconnectReason::SlowReader });
+            } else {
+                h.queued.fetch_add(len, Ordering::Relaxed);
+            }
+        }
+        Output::Disconnect(peer, reason) => {
+            tracing::debug!(peer, %reason, "dropping peer");
+            if let Some(h) = shared.handles().remove(&peer) {
+                // Dropping the frame sender ends the writer once the queue is flushed;
+                // the reader stops now.
+                h.stop.notify_one();
+            }
+        }
+        Output::Connect(addr) => {
+            let sh = shared.clone();
+            runtime.spawn(async move {
+                match tokio::time::timeout(DIAL_TIMEOUT, TcpStream::connect(addr)).await {
+                    Ok(Ok(stream)) => {
+                        let id = sh.next_id.fetch_add(1, Ordering::Relaxed);
+                        run_connection(&sh, id, stream);
+                        let _ = sh.inputs.send(Input::Connected { peer: id, addr, inbound: false }).await;
+                    }
+                    _ => {
+                        let _ = sh.inputs.send(Input::ConnectFailed { addr }).await;
+                    }
+                }
+            });
+        }
+        Output::Save(snapshot) => save_snapshot(data_dir, &snapshot),
+    }
+}
+
+fn load_snapshot(dir: &Path) -> Snapshot {
+    let mut s = Snapshot::default();
+    if let Some(mut p) = read_json::<Snapshot>(&dir.join("peers.json")) {
+        s.addrs = std::mem::take(&mut p.addrs);
+    }
+    if let Some(mut b) = read_json::<Snapshot>(&dir.join("bans.json")) {
+        s.bans = std::mem::take(&mut b.bans);
+    }
+    s
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Option<T> {
+    let text = std::fs::read_to_string(path).ok()?;
+    match serde_json::from_str(&text) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "ignoring unreadable file");
+            None
+        }
+    }
+}
+
+/// Writes `peers.json` and `bans.json` atomically (temp file, then rename).
+fn save_snapshot(dir: &Path, s: &Snapshot) {
+    let peers = Snapshot { addrs: s.addrs.clone(), bans: Vec::new() };
+    let bans = Snapshot { addrs: Vec::new(), bans: s.bans.clone() };
+    for (name, value) in [("peers.json", &peers), ("bans.json", &bans)] {
+        if let Err(e) = write_atomic(&dir.join(name), value) {
+            tracing::warn!(file = name, error = %e, "cannot save P2P state");
+        }
+    }
+}
+
+fn write_atomic(path: &Path, value: &Snapshot) -> std::io::Result<()> {
+    let text = serde_json::to_vec_pretty(value).map_err(std::io::Error::other)?;
+    let tmp = path.with_extension("json.tmp");
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        std::io::Write::write_all(&mut f, &text)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)
+}

@@ -1,0 +1,1153 @@
+//! The peer protocol as a state machine with no I/O.
+//!
+//! [`Protocol::step`] takes one [`Input`] (a connection opened or closed, a message
+//! received, a node event to relay, a clock tick) with the current time, and queues
+//! [`Output`]s (send a message, dial an address, drop a peer, save the address book)
+//! that the caller drains with [`Protocol::drain`]. Time and randomness come from the
+//! caller, so the tokio driver ([`super::net`]) and the deterministic simulator run the
+//! very same code. The only thing it touches besides its own state is the [`Node`]
+//! (chain queries, block and transfer submission).
+//!
+//! It owns: handshakes and liveness (ping), peer exchange and the address book
+//! ([`super::addrbook`]), inventory gossip, headers-first sync with parallel block
+//! downloads ([`super::sync`]), and misbehaviour scoring and bans.
+
+use super::addrbook::{self, AddrBook, Snapshot};
+use super::sync::BlockDownloads;
+use super::wire::{self, GetHeaders, InvItem, Message, NetAddr, Version, WireError};
+use super::PeerId;
+use crate::chain::{Acceptance, TipInfo};
+use crate::node::{Node, NodeEvent, Origin, SubmitError};
+use cairn_core::block::{Block, BlockHeader};
+use cairn_core::{BlockHash, SignedTransfer, Txid, Work};
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use thiserror::Error;
+
+/// Tunables. The defaults are for real networks; the simulator shortens the timeouts.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Port we accept connections on, told to peers (0: none).
+    pub listen_port: u16,
+    pub user_agent: String,
+    /// Outbound connections to keep.
+    pub target_outbound: usize,
+    /// Most inbound connections (`--max-peers`).
+    pub max_inbound: usize,
+    /// Dials in progress at once.
+    pub max_dialing: usize,
+    pub handshake_timeout_ms: u64,
+    pub ping_interval_ms: u64,
+    pub ping_timeout_ms: u64,
+    /// A `getheaders` not answered in this time drops the peer.
+    pub headers_timeout_ms: u64,
+    /// A block request not answered in this time drops the peer and moves its requests.
+    pub block_timeout_ms: u64,
+    pub tx_request_timeout_ms: u64,
+    /// Block requests in flight to one peer.
+    pub max_blocks_in_flight_per_peer: usize,
+    /// How far past the tip (in missing blocks) downloads are scheduled.
+    pub download_window: usize,
+    pub ban_duration_ms: u64,
+    /// How often a changed address book is saved.
+    pub save_interval_ms: u64,
+    /// How often sync progress is logged while syncing.
+    pub progress_interval_ms: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen_port: 0,
+            user_agent: format!("cairn-node/{}", env!("CARGO_PKG_VERSION")),
+            target_outbound: 8,
+            max_inbound: 117,
+            max_dialing: 4,
+            handshake_timeout_ms: 10_000,
+            ping_interval_ms: 30_000,
+            ping_timeout_ms: 30_000,
+            headers_timeout_ms: 30_000,
+            block_timeout_ms: 30_000,
+            tx_request_timeout_ms: 30_000,
+            max_blocks_in_flight_per_peer: 16,
+            download_window: 1024,
+            ban_duration_ms: 24 * 3600 * 1000,
+            save_interval_ms: 30_000,
+            progress_interval_ms: 5_000,
+        }
+    }
+}
+
+/// Bounds that are protocol rules rather than tunables.
+pub mod limits {
+    /// Blocks one `getdata` may ask for (more is misbehaviour).
+    pub const MAX_BLOCKS_PER_GETDATA: usize = 16;
+    /// Inventory items a peer may send us per [`INV_WINDOW_MS`] before it is flooding.
+    pub const MAX_INV_PER_WINDOW: u32 = 5_000;
+    pub const INV_WINDOW_MS: u64 = 10_000;
+    /// Unsolicited addresses accepted per peer: a bucket of this many, refilled by one
+    /// every [`ADDR_REFILL_MS`].
+    pub const ADDR_BUCKET: u64 = 20;
+    pub const ADDR_REFILL_MS: u64 = 10_000;
+    /// Items remembered per peer as known to it (announced by it or to it).
+    pub const KNOWN_INV: usize = 8_192;
+    /// Transfers remembered as rejected, so they are not fetched again.
+    pub const RECENT_REJECTS: usize = 8_192;
+    /// Transfer requests in flight over all peers.
+    pub const MAX_TX_REQUESTS: usize = 4_096;
+    /// Misbehaviour score at which a peer is banned.
+    pub const BAN_SCORE: u32 = 100;
+    /// `headers` that do not connect before the peer is dropped.
+    pub const MAX_UNCONNECTED_HEADERS: u32 = 8;
+}
+
+/// Why we dropped a peer. Logged; the serious ones also ban.
+#[derive(Clone, Debug, Error, PartialEq, Eq)]
+pub enum DisconnectReason {
+    #[error("handshake timed out")]
+    HandshakeTimeout,
+    #[error("no pong in time")]
+    PingTimeout,
+    #[error("peer is on another network: {0}")]
+    WrongNetwork(String),
+    #[error("connected to ourselves")]
+    SelfConnection,
+    #[error("already connected to this node")]
+    Duplicate,
+    #[error("too many inbound peers")]
+    TooManyPeers,
+    #[error("address is banned")]
+    Banned,
+    #[error("protocol violation: {0}")]
+    Protocol(String),
+    #[error("misbehaviour: {0}")]
+    Misbehaviour(String),
+    #[error("malformed frame: {0}")]
+    Wire(WireError),
+    #[error("stalled block download")]
+    Stalled,
+    #[error("claimed more work but did not deliver headers")]
+    NoHeaders,
+    #[error("send queue full (peer reads too slowly)")]
+    SlowReader,
+    #[error("connection closed")]
+    Closed,
+}
+
+/// Something the driver or simulator tells the protocol.
+#[derive(Clone, Debug)]
+pub enum Input {
+    /// A TCP connection is up. `addr` is the remote address (for an outbound
+    /// connection, the address we dialled).
+    Connected { peer: PeerId, addr: SocketAddr, inbound: bool },
+    /// A dial failed.
+    ConnectFailed { addr: SocketAddr },
+    Received { peer: PeerId, msg: Message },
+    /// The peer's byte stream was not valid frames; the driver stops reading it.
+    BadFrame { peer: PeerId, error: WireError },
+    /// The connection closed (by the peer, an I/O error, or a full send queue).
+    Disconnected { peer: PeerId, reason: DisconnectReason },
+    /// The node's chain or mempool changed: relay.
+    Node(NodeEvent),
+    /// `--peer` / `net_addPeer`: remember and dial.
+    AddPeer(SocketAddr),
+    /// Time passed: timeouts, pings, dials, saves.
+    Tick,
+}
+
+/// Something the protocol asks the driver to do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Output {
+    Send(PeerId, Message),
+    Connect(SocketAddr),
+    Disconnect(PeerId, DisconnectReason),
+    /// Save the address book and bans.
+    Save(Snapshot),
+}
+
+/// A set with a fixed capacity that forgets its oldest entries.
+#[derive(Debug)]
+struct BoundedSet<T: std::hash::Hash + Eq + Clone> {
+    set: HashSet<T>,
+    order: VecDeque<T>,
+    cap: usize,
+}
+
+impl<T: std::hash::Hash + Eq + Clone> BoundedSet<T> {
+    fn new(cap: usize) -> Self {
+        BoundedSet { set: HashSet::new(), order: VecDeque::new(), cap }
+    }
+    fn insert(&mut self, v: T) {
+        if self.set.insert(v.clone()) {
+            self.order.push_back(v);
+            if self.order.len() > self.cap {
+                if let Some(old) = self.order.pop_front() {
+                    self.set.remove(&old);
+                }
+            }
+        }
+    }
+    fn contains(&self, v: &T) -> bool {
+        self.set.contains(v)
+    }
+}
+
+#[derive(Debug)]
+struct Peer {
+    addr: SocketAddr,
+    inbound: bool,
+    connected_ms: u64,
+    version: Option<Version>,
+    got_verack: bool,
+    ready: bool,
+    /// Where the peer accepts connections (known after its version).
+    listen_addr: Option<SocketAddr>,
+    best_height: u64,
+    claimed_work: Work,
+    ping: Option<(u64, u64)>,
+    last_ping_ms: u64,
+    rtt_ms: Option<u64>,
+    known: BoundedSet<InvItem>,
+    not_found: BoundedSet<BlockHash>,
+    /// When our oldest unanswered `getheaders` was sent.
+    headers_asked_ms: Option<u64>,
+    /// An inv arrived while a `getheaders` was out: ask again when it is answered.
+    headers_again: bool,
+    /// We asked for headers because it claimed more work than we knew of.
+    expect_more_work: bool,
+    unconnected_headers: u32,
+    requested_txs: HashSet<Txid>,
+    sent_getaddr: bool,
+    got_addr_reply: bool,
+    answered_getaddr: bool,
+    addr_tokens: u64,
+    addr_refill_ms: u64,
+    inv_window_start: u64,
+    inv_in_window: u32,
+    score: u32,
+}
+
+impl Peer {
+    fn new(addr: SocketAddr, inbound: bool, now_ms: u64) -> Peer {
+        Peer {
+            addr,
+            inbound,
+            connected_ms: now_ms,
+            version: None,
+            got_verack: false,
+            ready: false,
+            listen_addr: None,
+            best_height: 0,
+            claimed_work: Work::ZERO,
+            ping: None,
+            last_ping_ms: now_ms,
+            rtt_ms: None,
+            known: BoundedSet::new(limits::KNOWN_INV),
+            not_found: BoundedSet::new(1024),
+            headers_asked_ms: None,
+            headers_again: false,
+            expect_more_work: false,
+            unconnected_headers: 0,
+            requested_txs: HashSet::new(),
+            sent_getaddr: false,
+            got_addr_reply: false,
+            answered_getaddr: false,
+            addr_tokens: limits::ADDR_BUCKET,
+            addr_refill_ms: now_ms,
+            inv_window_start: now_ms,
+            inv_in_window: 0,
+            score: 0,
+        }
+    }
+
+    fn nonce(&self) -> Option<u64> {
+        self.version.as_ref().map(|v| v.nonce)
+    }
+}
+
+/// The protocol state of one node.
+pub struct Protocol {
+    node: Arc<Node>,
+    config: Config,
+    rng: StdRng,
+    /// Our node's handshake nonce.
+    nonce: u64,
+    peers: BTreeMap<PeerId, Peer>,
+    book: AddrBook,
+    dialing: BTreeSet<SocketAddr>,
+    /// Addresses found to be ourselves.
+    self_addrs: BTreeSet<SocketAddr>,
+    downloads: BlockDownloads,
+    tx_requests: BTreeMap<Txid, (PeerId, u64)>,
+    recent_rejects: BoundedSet<Txid>,
+    out: Vec<Output>,
+    now_ms: u64,
+    last_save_ms: u64,
+    last_progress_ms: u64,
+    syncing: bool,
+}
+
+impl Protocol {
+    /// A protocol instance for `node`. `seed` drives every random choice (nonces, peer
+    /// selection), so the same inputs always give the same outputs.
+    pub fn new(node: Arc<Node>, config: Config, book: Snapshot, seed: u64, now_ms: u64) -> Protocol {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let nonce = rng.gen();
+        Protocol {
+            node,
+            config,
+            rng,
+            nonce,
+            peers: BTreeMap::new(),
+            book: AddrBook::from_snapshot(book, now_ms),
+            dialing: BTreeSet::new(),
+            self_addrs: BTreeSet::new(),
+            downloads: BlockDownloads::default(),
+            tx_requests: BTreeMap::new(),
+            recent_rejects: BoundedSet::new(limits::RECENT_REJECTS),
+            out: Vec::new(),
+            now_ms,
+            last_save_ms: now_ms,
+            last_progress_ms: now_ms,
+            syncing: false,
+        }
+    }
+
+    pub fn nonce(&self) -> u64 {
+        self.nonce
+    }
+
+    /// True while peers have shown more work than our tip and we are fetching it.
+    pub fn is_syncing(&self) -> bool {
+        self.syncing
+    }
+
+    pub fn address_book(&self) -> &AddrBook {
+        &self.book
+    }
+
+    /// Ready peers, for `net_peers`.
+    pub fn peer_infos(&self) -> Vec<cairn_api::PeerInfo> {
+        self.peers
+            .values()
+            .filter(|p| p.ready)
+            .map(|p| cairn_api::PeerInfo {
+                addr: p.listen_addr.unwrap_or(p.addr).to_string(),
+                inbound: p.inbound,
+                height: p.best_height,
+                ping_ms: p.rtt_ms,
+                user_agent: p.version.as_ref().map(|v| v.user_agent.clone()).unwrap_or_default(),
+            })
+            .collect()
+    }
+
+    /// Ids of peers that finished the handshake.
+    pub fn ready_peers(&self) -> Vec<PeerId> {
+        self.peers.iter().filter(|(_, p)| p.ready).map(|(id, _)| *id).collect()
+    }
+
+    pub fn drain(&mut self) -> Vec<Output> {
+        std::mem::take(&mut self.out)
+    }
+
+    /// Handles one input at time `now_ms`.
+    pub fn step(&mut self, now_ms: u64, input: Input) {
+        self.now_ms = now_ms.max(self.now_ms);
+        match input {
+            Input::Connected { peer, addr, inbound } => self.on_connected(peer, addr, inbound),
+            Input::ConnectFailed { addr } => {
+                self.dialing.remove(&addr);
+                self.book.mark_failure(&addr);
+                tracing::debug!(%addr, "dial failed");
+            }
+            Input::Received { peer, msg } => self.on_message(peer, msg),
+            Input::BadFrame { peer, error } => {
+                let serious = !matches!(error, WireError::BadMagic(_));
+                if serious {
+                    self.ban_peer(peer, &error.to_string());
+                }
+                self.disconnect(peer, DisconnectReason::Wire(error));
+            }
+            Input::Disconnected { peer, reason } => self.remove_peer(peer, &reason),
+            Input::Node(event) => self.on_node_event(event),
+            Input::AddPeer(addr) => {
+                self.book.add(addr, true, self.now_ms);
+                if !self.is_connected_to(&addr) && !self.dialing.contains(&addr) {
+                    self.dial(addr);
+                }
+            }
+            Input::Tick => self.on_tick(),
+        }
+    }
+
+    // ----- connections -------------------------------------------------------------
+
+    fn on_connected(&mut self, peer: PeerId, addr: SocketAddr, inbound: bool) {
+        if !inbound {
+            self.dialing.remove(&addr);
+        }
+        if self.book.is_banned(&addr, self.now_ms) {
+            self.out.push(Output::Disconnect(peer, DisconnectReason::Banned));
+            return;
+        }
+        if inbound && self.peers.values().filter(|p| p.inbound).count() >= self.config.max_inbound {
+            self.out.push(Output::Disconnect(peer, DisconnectReason::TooManyPeers));
+            return;
+        }
+        self.peers.insert(peer, Peer::new(addr, inbound, self.now_ms));
+        let version = self.our_version();
+        self.send(peer, Message::Version(version));
+    }
+
+    fn our_version(&self) -> Version {
+        let chain = self.node.chain();
+        let tip = chain.tip();
+        Version {
+            protocol_version: wire::PROTOCOL_VERSION,
+            chain_id: self.node.genesis().params.chain_id,
+            genesis_hash: chain.genesis_hash(),
+            best_height: tip.height,
+            best_work: tip.total_work.to_be_bytes(),
+            listen_port: self.config.listen_port,
+            nonce: self.nonce,
+            user_agent: self.config.user_agent.chars().take(wire::MAX_USER_AGENT).collect(),
+        }
+    }
+
+    fn dial(&mut self, addr: SocketAddr) {
+        self.book.mark_attempt(&addr, self.now_ms);
+        self.dialing.insert(addr);
+        self.out.push(Output::Connect(addr));
+    }
+
+    fn is_connected_to(&self, addr: &SocketAddr) -> bool {
+        self.peers.values().any(|p| (!p.inbound && p.addr == *addr) || p.listen_addr == Some(*addr))
+    }
+
+    /// Drops a peer we decided to drop.
+    fn disconnect(&mut self, peer: PeerId, reason: DisconnectReason) {
+        if self.peers.contains_key(&peer) {
+            self.remove_peer(peer, &reason);
+            self.out.push(Output::Disconnect(peer, reason));
+        }
+    }
+
+    /// Forgets a peer and moves its requests elsewhere.
+    fn remove_peer(&mut self, peer: PeerId, reason: &DisconnectReason) {
+        let Some(p) = self.peers.remove(&peer) else { return };
+        if p.ready {
+            tracing::info!(peer, addr = %p.addr, %reason, "peer disconnected");
+        } else {
+            tracing::debug!(peer, addr = %p.addr, %reason, "connection dropped before handshake");
+            if !p.inbound && !matches!(reason, DisconnectReason::Duplicate | DisconnectReason::SelfConnection) {
+                self.book.mark_failure(&p.addr);
+            }
+        }
+        self.downloads.remove_peer(peer);
+        self.tx_requests.retain(|_, (p, _)| *p != peer);
+    }
+
+    /// Adds misbehaviour points; at [`limits::BAN_SCORE`] the peer is banned and dropped.
+    fn misbehave(&mut self, peer: PeerId, points: u32, what: &str) {
+        let Some(p) = self.peers.get_mut(&peer) else { return };
+        p.score = p.score.saturating_add(points);
+        tracing::debug!(peer, score = p.score, what, "peer misbehaved");
+        if p.score >= limits::BAN_SCORE {
+            self.ban_peer(peer, what);
+            self.disconnect(peer, DisconnectReason::Misbehaviour(what.to_string()));
+        }
+    }
+
+    fn ban_peer(&mut self, peer: PeerId, why: &str) {
+        let Some(p) = self.peers.get(&peer) else { return };
+        let until = self.now_ms.saturating_add(self.config.ban_duration_ms);
+        let (addr, listen) = (p.addr, p.listen_addr);
+        tracing::warn!(peer, %addr, why, "banning peer");
+        self.book.ban(&addr, until, why);
+        if let Some(l) = listen {
+            self.book.ban(&l, until, why);
+        }
+    }
+
+    fn send(&mut self, peer: PeerId, msg: Message) {
+        self.out.push(Output::Send(peer, msg));
+    }
+
+    // ----- messages ----------------------------------------------------------------
+
+    fn on_message(&mut self, peer: PeerId, msg: Message) {
+        let Some(p) = self.peers.get(&peer) else { return };
+        if !p.ready {
+            match msg {
+                Message::Version(v) => self.on_version(peer, v),
+                Message::Verack => {
+                    let Some(p) = self.peers.get_mut(&peer) else { return };
+                    if p.version.is_none() || p.got_verack {
+                        self.disconnect(peer, DisconnectReason::Protocol("verack out of order".into()));
+                        return;
+                    }
+                    p.got_verack = true;
+                    self.on_ready(peer);
+                }
+                other => self.disconnect(
+                    peer,
+                    DisconnectReason::Protocol(format!("{} before the handshake finished", other.name())),
+                ),
+            }
+            return;
+        }
+        match msg {
+            Message::Version(_) | Message::Verack => self.misbehave(peer, 20, "repeated handshake"),
+            Message::Ping(n) => self.send(peer, Message::Pong(n)),
+            Message::Pong(n) => self.on_pong(peer, n),
+            Message::GetAddr => self.on_getaddr(peer),
+            Message::Addr(addrs) => self.on_addr(peer, addrs),
+            Message::Inv(items) => self.on_inv(peer, items),
+            Message::GetData(items) => self.on_getdata(peer, items),
+            Message::NotFound(items) => self.on_notfound(peer, items),
+            Message::GetHeaders(g) => self.on_getheaders(peer, g),
+            Message::Headers(h) => self.on_headers(peer, h),
+            Message::Block(b) => self.on_block(peer, *b),
+            Message::Tx(t) => self.on_tx(peer, t),
+        }
+    }
+
+    fn on_version(&mut self, peer: PeerId, v: Version) {
+        let genesis = self.node.genesis();
+        let our_genesis = self.node.chain().genesis_hash();
+        let mismatch = if v.protocol_version != wire::PROTOCOL_VERSION {
+            Some(format!("protocol version {} (we speak {})", v.protocol_version, wire::PROTOCOL_VERSION))
+        } else if v.chain_id != genesis.params.chain_id {
+            Some(format!("chain id {} (ours is {})", v.chain_id, genesis.params.chain_id))
+        } else if v.genesis_hash != our_genesis {
+            Some(format!("genesis {} (ours is {})", v.genesis_hash, our_genesis))
+        } else {
+            None
+        };
+        let Some(p) = self.peers.get(&peer) else { return };
+        let (addr, inbound) = (p.addr, p.inbound);
+        if let Some(why) = mismatch {
+            tracing::info!(peer, %addr, %why, "refusing peer on another network");
+            if !inbound {
+                self.book.remove(&addr);
+            }
+            self.disconnect(peer, DisconnectReason::WrongNetwork(why));
+            return;
+        }
+        if v.nonce == self.nonce {
+            if !inbound {
+                self.self_addrs.insert(addr);
+                self.book.remove(&addr);
+            }
+            self.disconnect(peer, DisconnectReason::SelfConnection);
+            return;
+        }
+        // Two connections to one node: both ends keep the one dialled by the node with
+        // the lower nonce, so they agree without talking about it.
+        if let Some((&other, o)) = self.peers.iter().find(|(id, o)| **id != peer && o.nonce() == Some(v.nonce)) {
+            let we_dial = self.nonce < v.nonce;
+            let keep_new = !inbound == we_dial && o.inbound == we_dial;
+            let drop = if keep_new { other } else { peer };
+            if let Some(d) = self.peers.get(&drop) {
+                if !d.inbound {
+                    let a = d.addr;
+                    self.book.mark_attempt(&a, self.now_ms);
+                }
+            }
+            self.disconnect(drop, DisconnectReason::Duplicate);
+            if drop == peer {
+                return;
+            }
+        }
+        let Some(p) = self.peers.get_mut(&peer) else { return };
+        p.best_height = v.best_height;
+        p.claimed_work = Work::from_be_bytes(&v.best_work);
+        p.listen_addr = if !inbound {
+            Some(addr)
+        } else if v.listen_port != 0 {
+            Some(SocketAddr::new(addr.ip(), v.listen_port))
+        } else {
+            None
+        };
+        p.version = Some(v);
+        self.send(peer, Message::Verack);
+    }
+
+    fn on_ready(&mut self, peer: PeerId) {
+        let now = self.now_ms;
+        let our_best = self.node.chain().best_header().total_work;
+        let Some(p) = self.peers.get_mut(&peer) else { return };
+        p.ready = true;
+        p.last_ping_ms = now;
+        let (inbound, addr, listen, claimed) = (p.inbound, p.addr, p.listen_addr, p.claimed_work);
+        let ua = p.version.as_ref().map(|v| v.user_agent.clone()).unwrap_or_default();
+        tracing::info!(peer, %addr, inbound, height = p.best_height, user_agent = %ua, "peer connected");
+        if !inbound {
+            self.book.mark_success(&addr, now);
+            if let Some(p) = self.peers.get_mut(&peer) {
+                p.sent_getaddr = true;
+            }
+            self.send(peer, Message::GetAddr);
+        } else if let Some(l) = listen {
+            if self.book.add(l, false, now) {
+                // A node we had not heard of: tell a couple of others, so addresses
+                // spread without anyone having to ask.
+                self.relay_addrs(peer, &[l]);
+            }
+        }
+        if claimed > our_best {
+            if let Some(p) = self.peers.get_mut(&peer) {
+                p.expect_more_work = true;
+            }
+            self.request_headers(peer);
+        }
+    }
+
+    fn on_pong(&mut self, peer: PeerId, n: u64) {
+        let now = self.now_ms;
+        let Some(p) = self.peers.get_mut(&peer) else { return };
+        match p.ping {
+            Some((nonce, sent)) if nonce == n => {
+                p.rtt_ms = Some(now.saturating_sub(sent));
+                p.ping = None;
+            }
+            _ => self.misbehave(peer, 10, "unsolicited pong"),
+        }
+    }
+
+    // ----- addresses ---------------------------------------------------------------
+
+    fn on_getaddr(&mut self, peer: PeerId) {
+        let Some(p) = self.peers.get_mut(&peer) else { return };
+        if p.answered_getaddr {
+            return; // once per connection: no scraping the whole book by asking again
+        }
+        p.answered_getaddr = true;
+        let sample = self.book.sample(wire::MAX_ADDRS, self.now_ms, &mut self.rng);
+        let addrs = sample.into_iter().map(NetAddr::from_socket).collect();
+        self.send(peer, Message::Addr(addrs));
+    }
+
+    fn on_addr(&mut self, peer: PeerId, addrs: Vec<NetAddr>) {
+        let now = self.now_ms;
+        let Some(p) = self.peers.get_mut(&peer) else { return };
+        let solicited = p.sent_getaddr && !p.got_addr_reply;
+        let allowed = if solicited {
+            p.got_addr_reply = true;
+            addrs.len()
+        } else {
+            let refill = now.saturating_sub(p.addr_refill_ms) / limits::ADDR_REFILL_MS;
+            if refill > 0 {
+                p.addr_tokens = (p.addr_tokens + refill).min(limits::ADDR_BUCKET);
+                p.addr_refill_ms = now;
+            }
+            let n = (p.addr_tokens as usize).min(addrs.len());
+            p.addr_tokens -= n as u64;
+            n
+        };
+        let mut fresh = Vec::new();
+        for a in addrs.into_iter().take(allowed) {
+            let a = a.to_socket();
+            if self.self_addrs.contains(&a) || self.book.is_banned(&a, now) {
+                continue;
+            }
+            if self.book.add(a, false, now) {
+                fresh.push(a);
+            }
+        }
+        // Relay what small unsolicited announcements taught us; big answers to getaddr
+        // are not relayed (everyone can ask for them).
+        if !solicited && !fresh.is_empty() && fresh.len() <= 10 {
+            self.relay_addrs(peer, &fresh);
+        }
+    }
+
+    fn relay_addrs(&mut self, from: PeerId, addrs: &[SocketAddr]) {
+        let mut targets: Vec<PeerId> = self.peers.iter().filter(|(id, p)| p.ready && **id != from).map(|(id, _)| *id).collect();
+        targets.shuffle(&mut self.rng);
+        let msg = Message::Addr(addrs.iter().map(|a| NetAddr::from_socket(*a)).collect());
+        for t in targets.into_iter().take(2) {
+            self.send(t, msg.clone());
+        }
+    }
+
+    // ----- inventory ---------------------------------------------------------------
+
+    fn on_inv(&mut self, peer: PeerId, items: Vec<InvItem>) {
+        let now = self.now_ms;
+        let Some(p) = self.peers.get_mut(&peer) else { return };
+        if now.saturating_sub(p.inv_window_start) > limits::INV_WINDOW_MS {
+            p.inv_window_start = now;
+            p.inv_in_window = 0;
+        }
+        p.inv_in_window = p.inv_in_window.saturating_add(items.len() as u32);
+        if p.inv_in_window > limits::MAX_INV_PER_WINDOW {
+            self.misbehave(peer, 50, "inventory flood");
+            return;
+        }
+        let mut want_txs = Vec::new();
+        let mut new_block = false;
+        {
+            let chain = self.node.chain();
+            let mempool = self.node.mempool();
+            for item in &items {
+                p.known.insert(*item);
+                match item {
+                    InvItem::Block(h) => {
+                        if !chain.is_known(h) {
+                            new_block = true;
+                        }
+                    }
+                    InvItem::Tx(t) => {
+                        if !mempool.contains(t)
+                            && !self.recent_rejects.contains(t)
+                            && !self.tx_requests.contains_key(t)
+                            && self.tx_requests.len() < limits::MAX_TX_REQUESTS
+                        {
+                            want_txs.push(*t);
+                        }
+                    }
+                }
+            }
+        }
+        if new_block {
+            self.request_headers(peer);
+        }
+        if !want_txs.is_empty() {
+            let Some(p) = self.peers.get_mut(&peer) else { return };
+            for t in &want_txs {
+                p.requested_txs.insert(*t);
+                self.tx_requests.insert(*t, (peer, now));
+            }
+            self.send(peer, Message::GetData(want_txs.into_iter().map(InvItem::Tx).collect()));
+        }
+    }
+
+    fn on_getdata(&mut self, peer: PeerId, items: Vec<InvItem>) {
+        let blocks = items.iter().filter(|i| matches!(i, InvItem::Block(_))).count();
+        if blocks > limits::MAX_BLOCKS_PER_GETDATA {
+            self.misbehave(peer, 50, "getdata asks for too many blocks");
+            return;
+        }
+        let mut not_found = Vec::new();
+        for item in items {
+            match item {
+                InvItem::Block(h) => {
+                    let block = self.node.chain().block(&h);
+                    match block {
+                        Ok(Some(b)) => {
+                            self.mark_known(peer, item);
+                            self.send(peer, Message::Block(Box::new(b)));
+                        }
+                        Ok(None) => not_found.push(item),
+                        Err(e) => {
+                            tracing::error!(error = %e, "cannot read a block to serve");
+                            not_found.push(item);
+                        }
+                    }
+                }
+                InvItem::Tx(t) => {
+                    let tx = self.node.mempool().get(&t);
+                    match tx {
+                        Some(tx) => {
+                            self.mark_known(peer, item);
+                            self.send(peer, Message::Tx(tx));
+                        }
+                        None => not_found.push(item),
+                    }
+                }
+            }
+        }
+        if !not_found.is_empty() {
+            self.send(peer, Message::NotFound(not_found));
+        }
+    }
+
+    fn on_notfound(&mut self, peer: PeerId, items: Vec<InvItem>) {
+        for item in items {
+            match item {
+                InvItem::Block(h) => {
+                    if self.downloads.received(&h, peer) {
+                        if let Some(p) = self.peers.get_mut(&peer) {
+                            p.not_found.insert(h);
+                        }
+                    }
+                }
+                InvItem::Tx(t) => {
+                    if let Some(p) = self.peers.get_mut(&peer) {
+                        if p.requested_txs.remove(&t) {
+                            self.tx_requests.remove(&t);
+                        }
+                    }
+                }
+            }
+        }
+        self.schedule_downloads();
+    }
+
+    fn mark_known(&mut self, peer: PeerId, item: InvItem) {
+        if let Some(p) = self.peers.get_mut(&peer) {
+            p.known.insert(item);
+        }
+    }
+
+    fn on_tx(&mut self, peer: PeerId, tx: SignedTransfer) {
+        let txid = tx.txid();
+        let Some(p) = self.peers.get_mut(&peer) else { return };
+        if !p.requested_txs.remove(&txid) {
+            self.misbehave(peer, 10, "unrequested transfer");
+            return;
+        }
+        p.known.insert(InvItem::Tx(txid));
+        self.tx_requests.remove(&txid);
+        match self.node.submit_transfer(tx, Origin::Peer(peer)) {
+            Ok(_) | Err(SubmitError::Duplicate) => {}
+            Err(SubmitError::Invalid(e)) => {
+                self.recent_rejects.insert(txid);
+                self.misbehave(peer, limits::BAN_SCORE, &format!("invalid transfer: {e}"));
+            }
+            Err(SubmitError::Rejected(e)) => {
+                self.recent_rejects.insert(txid);
+                if e.is_peer_fault() {
+                    self.misbehave(peer, limits::BAN_SCORE, &format!("invalid transfer: {e}"));
+                }
+            }
+        }
+    }
+
+    // ----- headers and blocks ------------------------------------------------------
+
+    /// Sends `getheaders` from our best chain, unless one is already out to this peer
+    /// (then asks again once it is answered).
+    fn request_headers(&mut self, peer: PeerId) {
+        let now = self.now_ms;
+        let Some(p) = self.peers.get_mut(&peer) else { return };
+        if p.headers_asked_ms.is_some() {
+            p.headers_again = true;
+            return;
+        }
+        p.headers_asked_ms = Some(now);
+        p.headers_again = false;
+        let locator = self.locator(None);
+        self.send(peer, Message::GetHeaders(GetHeaders { locator, stop: BlockHash::ZERO }));
+    }
+
+    /// Our best-chain locator, optionally led by a hash we just learned (to continue a
+    /// long header download past our tip).
+    fn locator(&self, first: Option<BlockHash>) -> Vec<BlockHash> {
+        let mut locator: Vec<BlockHash> = first.into_iter().collect();
+        locator.extend(self.node.chain().locator());
+        locator.truncate(wire::MAX_LOCATOR);
+        locator
+    }
+
+    fn on_getheaders(&mut self, peer: PeerId, g: GetHeaders) {
+        let mut headers = self.node.chain().headers_after(&g.locator, wire::MAX_HEADERS);
+        if g.stop != BlockHash::ZERO {
+            if let Some(i) = headers.iter().position(|h| h.hash() == g.stop) {
+                headers.truncate(i + 1);
+            }
+        }
+        if let Some(last) = headers.last() {
+            self.mark_known(peer, InvItem::Block(last.hash()));
+        }
+        self.send(peer, Message::Headers(headers));
+    }
+
+    fn on_headers(&mut self, peer: PeerId, headers: Vec<BlockHeader>) {
+        let now = self.now_ms;
+        let Some(p) = self.peers.get_mut(&peer) else { return };
+        if p.headers_asked_ms.take().is_none() {
+            self.misbehave(peer, 20, "unrequested headers");
+            return;
+        }
+        let again = std::mem::take(&mut p.headers_again);
+        if headers.is_empty() {
+            let expected = std::mem::take(&mut p.expect_more_work);
+            let claimed = p.claimed_work;
+            if expected && claimed > self.node.chain().best_header().total_work {
+                self.disconnect(peer, DisconnectReason::NoHeaders);
+            }
+            return;
+        }
+        p.expect_more_work = false;
+        // The chain checks each header against its parent; a list that is not a chain
+        // fails there as an unconnected or invalid header.
+        let result = self.node.chain().accept_headers(&headers, crate::now_ms());
+        let result = match result {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "storing headers failed");
+                return;
+            }
+        };
+        if let Some((hash, err)) = &result.invalid {
+            if err.is_peer_fault() {
+                self.misbehave(peer, limits::BAN_SCORE, &format!("invalid header {hash}: {err}"));
+                return;
+            }
+        }
+        let Some(p) = self.peers.get_mut(&peer) else { return };
+        if result.unconnected {
+            p.unconnected_headers += 1;
+            if p.unconnected_headers >= limits::MAX_UNCONNECTED_HEADERS {
+                self.misbehave(peer, 50, "headers that do not connect");
+            } else {
+                self.request_headers(peer);
+            }
+            return;
+        }
+        let last = headers[headers.len() - 1];
+        let last_hash = last.hash();
+        for h in &headers {
+            p.known.insert(InvItem::Block(h.hash()));
+        }
+        p.best_height = p.best_height.max(last.height);
+        if result.added > 0 {
+            tracing::debug!(peer, added = result.added, height = last.height, "headers");
+        }
+        if headers.len() == wire::MAX_HEADERS {
+            // A full batch: there may be more.
+            p.headers_asked_ms = Some(now);
+            let locator = self.locator(Some(last_hash));
+            self.send(peer, Message::GetHeaders(GetHeaders { locator, stop: BlockHash::ZERO }));
+        } else if again {
+            self.request_headers(peer);
+        }
+        self.schedule_downloads();
+    }
+
+    fn on_block(&mut self, peer: PeerId, block: Block) {
+        let hash = block.hash();
+        if !self.downloads.received(&hash, peer) {
+            self.misbehave(peer, 20, "unrequested block");
+            return;
+        }
+        let height = block.header.height;
+        if let Some(p) = self.peers.get_mut(&peer) {
+            p.known.insert(InvItem::Block(hash));
+            p.best_height = p.best_height.max(height);
+        }
+        match self.node.submit_block(block, Origin::Peer(peer)) {
+            Ok(r) => match r.acceptance {
+                Acceptance::Invalid(e) if e.is_peer_fault() => {
+                    self.misbehave(peer, limits::BAN_SCORE, &format!("invalid block {hash}: {e}"));
+                }
+                Acceptance::Orphan { .. } => self.request_headers(peer),
+                _ => {}
+            },
+            Err(e) => tracing::error!(error = %e, "storing a block failed"),
+        }
+        self.schedule_downloads();
+    }
+
+    /// Hands missing blocks of the best header chain to peers that have them and have
+    /// room, least loaded first.
+    fn schedule_downloads(&mut self) {
+        let now = self.now_ms;
+        let max = self.config.max_blocks_in_flight_per_peer;
+        let ready: Vec<PeerId> = self
+            .peers
+            .iter()
+            .filter(|(id, p)| p.ready && self.downloads.count(**id) < max)
+            .map(|(id, _)| *id)
+            .collect();
+        if ready.is_empty() {
+            return;
+        }
+        let missing: Vec<(BlockHash, u64)> = {
+            let chain = self.node.chain();
+            chain
+                .missing_blocks(self.config.download_window)
+                .into_iter()
+                .filter(|h| !self.downloads.is_in_flight(h))
+                .map(|h| {
+                    let height = chain.height_of(&h).unwrap_or(u64::MAX);
+                    (h, height)
+                })
+                .collect()
+        };
+        let mut batches: BTreeMap<PeerId, Vec<InvItem>> = BTreeMap::new();
+        for (hash, height) in missing {
+            let item = InvItem::Block(hash);
+            let best = ready
+                .iter()
+                .filter(|id| {
+                    let p = &self.peers[id];
+                    (p.known.contains(&item) || p.best_height >= height)
+                        && !p.not_found.contains(&hash)
+                        && self.downloads.count(**id) < max
+                })
+                .min_by_key(|id| (self.downloads.count(**id), !self.peers[id].known.contains(&item), **id));
+            let Some(&peer) = best else { continue };
+            self.downloads.request(hash, peer, now);
+            batches.entry(peer).or_default().push(item);
+        }
+        for (peer, items) in batches {
+            for chunk in items.chunks(limits::MAX_BLOCKS_PER_GETDATA) {
+                self.send(peer, Message::GetData(chunk.to_vec()));
+            }
+        }
+    }
+
+    // ----- relay -------------------------------------------------------------------
+
+    fn on_node_event(&mut self, event: NodeEvent) {
+        match event {
+            NodeEvent::NewTip { tip, origin, .. } => {
+                self.update_syncing();
+                if self.syncing {
+                    return; // announcing every block of a long download helps nobody
+                }
+                self.announce(InvItem::Block(tip.hash), origin);
+                self.schedule_downloads();
+            }
+            NodeEvent::NewTransfer { txid, origin } => self.announce(InvItem::Tx(txid), origin),
+        }
+    }
+
+    /// Tells every ready peer about `item`, except the one it came from and those that
+    /// already know it.
+    fn announce(&mut self, item: InvItem, origin: Origin) {
+        let mut to = Vec::new();
+        for (id, p) in self.peers.iter_mut() {
+            if !p.ready || origin == Origin::Peer(*id) || p.known.contains(&item) {
+                continue;
+            }
+            p.known.insert(item);
+            to.push(*id);
+        }
+        for id in to {
+            self.send(id, Message::Inv(vec![item]));
+        }
+    }
+
+    // ----- timers ------------------------------------------------------------------
+
+    fn on_tick(&mut self) {
+        let now = self.now_ms;
+        let c = self.config.clone();
+        let mut drops = Vec::new();
+        let mut pings = Vec::new();
+        for (id, p) in self.peers.iter_mut() {
+            if !p.ready {
+                if now.saturating_sub(p.connected_ms) > c.handshake_timeout_ms {
+                    drops.push((*id, DisconnectReason::HandshakeTimeout));
+                }
+                continue;
+            }
+            if let Some((_, sent)) = p.ping {
+                if now.saturating_sub(sent) > c.ping_timeout_ms {
+                    drops.push((*id, DisconnectReason::PingTimeout));
+                    continue;
+                }
+            } else if now.saturating_sub(p.last_ping_ms) >= c.ping_interval_ms {
+                let n = self.rng.gen();
+                p.ping = Some((n, now));
+                p.last_ping_ms = now;
+                pings.push((*id, n));
+            }
+            if let Some(asked) = p.headers_asked_ms {
+                if now.saturating_sub(asked) > c.headers_timeout_ms {
+                    drops.push((*id, DisconnectReason::NoHeaders));
+                }
+            }
+        }
+        for (id, n) in pings {
+            self.send(id, Message::Ping(n));
+        }
+        for id in self.downloads.stalled(now, c.block_timeout_ms) {
+            drops.push((id, DisconnectReason::Stalled));
+        }
+        for (id, reason) in drops {
+            self.disconnect(id, reason);
+        }
+        // Forget transfer requests nobody answered, so another peer can be asked.
+        let expired: Vec<(Txid, PeerId)> = self
+            .tx_requests
+            .iter()
+            .filter(|(_, (_, t))| now.saturating_sub(*t) > c.tx_request_timeout_ms)
+            .map(|(tx, (p, _))| (*tx, *p))
+            .collect();
+        for (tx, p) in expired {
+            self.tx_requests.remove(&tx);
+            if let Some(p) = self.peers.get_mut(&p) {
+                p.requested_txs.remove(&tx);
+            }
+        }
+        self.maintain_outbound();
+        self.schedule_downloads();
+        self.update_syncing();
+        if self.syncing && now.saturating_sub(self.last_progress_ms) >= c.progress_interval_ms {
+            self.last_progress_ms = now;
+            let (tip, best) = {
+                let chain = self.node.chain();
+                (chain.tip(), chain.best_header())
+            };
+            tracing::info!(
+                height = tip.height,
+                best_header = best.height,
+                in_flight = self.downloads.total(),
+                peers = self.ready_peers().len(),
+                "syncing"
+            );
+        }
+        self.book.expire_bans(now);
+        if now.saturating_sub(self.last_save_ms) >= c.save_interval_ms && self.book.take_dirty() {
+            self.last_save_ms = now;
+            self.out.push(Output::Save(self.book.snapshot()));
+        }
+    }
+
+    /// A final save (at shutdown).
+    pub fn snapshot(&self) -> Snapshot {
+        self.book.snapshot()
+    }
+
+    fn update_syncing(&mut self) {
+        let (tip, best): (TipInfo, TipInfo) = {
+            let chain = self.node.chain();
+            (chain.tip(), chain.best_header())
+        };
+        let peer_ahead = self.peers.values().any(|p| p.ready && p.expect_more_work && p.claimed_work > tip.total_work);
+        let syncing = best.total_work > tip.total_work || peer_ahead;
+        if syncing != self.syncing {
+            if syncing {
+                tracing::info!(height = tip.height, best_header = best.height, "sync started");
+            } else {
+                tracing::info!(height = tip.height, hash = %tip.hash, "sync finished");
+            }
+            self.syncing = syncing;
+        }
+    }
+
+    fn maintain_outbound(&mut self) {
+        let outbound = self.peers.values().filter(|p| !p.inbound).count() + self.dialing.len();
+        if outbound >= self.config.target_outbound || self.dialing.len() >= self.config.max_dialing {
+            return;
+        }
+        let want = (self.config.target_outbound - outbound).min(self.config.max_dialing - self.dialing.len());
+        let used: Vec<[u8; 4]> = self
+            .peers
+            .values()
+            .filter(|p| !p.inbound)
+            .map(|p| addrbook::group(&p.addr.ip()))
+            .collect();
+        let peers = &self.peers;
+        let dialing = &self.dialing;
+        let selfs = &self.self_addrs;
+        let exclude = |a: &SocketAddr| {
+            dialing.contains(a)
+                || selfs.contains(a)
+                || peers.values().any(|p| (!p.inbound && p.addr == *a) || p.listen_addr == Some(*a))
+        };
+        let picks = self.book.pick_dial_candidates(want, self.now_ms, exclude, &used, &mut self.rng);
+        for a in picks {
+            self.dial(a);
+        }
+    }
+}

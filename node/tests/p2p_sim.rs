@@ -1,0 +1,646 @@
+//! A deterministic network simulator for the peer protocol.
+//!
+//! Every simulated node is a real [`Protocol`] over a real [`Node`] with an in-memory
+//! chain; only the sockets are simulated. Messages go through the real frame codec and
+//! arrive after a random latency, in order per connection; "loss" resets a connection
+//! (what loss looks like over TCP); a partition resets every connection across it and
+//! fails dials across it. Everything random comes from one seed, and maps are ordered,
+//! so the same seed replays the same run.
+
+use cairn_core::assemble::{assemble_block, grind};
+use cairn_core::block::{Block, BlockHeader};
+use cairn_core::difficulty::median_time_past;
+use cairn_core::genesis::{dev_keys, Genesis};
+use cairn_core::transaction::{address_of, public_key_of, Coinbase, Transaction};
+use cairn_core::validation::ParentInfo;
+use cairn_core::{Address, Amount, BlockHash, SignedTransfer, Target, Transfer, Txid};
+use cairn_node::chain::Chain;
+use cairn_node::mempool::Mempool;
+use cairn_node::node::{Node, NodeEvent, Origin};
+use cairn_node::p2p::addrbook::Snapshot;
+use cairn_node::p2p::protocol::{Config, Input, Output, Protocol};
+use cairn_node::p2p::wire::{FrameCodec, InvItem, Message, Version, PROTOCOL_VERSION};
+use cairn_node::p2p::PeerId;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::sync::broadcast;
+
+const TICK_MS: u64 = 100;
+
+fn sim_genesis() -> Genesis {
+    let mut g = Genesis::dev();
+    g.name = "cairn-sim".into();
+    // In the past of the real clock, so the future-drift rule never bites.
+    g.params.timestamp_ms = 1_700_000_000_000;
+    let easy: Target = "7fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff".parse().unwrap();
+    g.params.initial_target = easy;
+    g.params.pow_limit = easy;
+    g.params.target_block_time_ms = 1_000;
+    g.params.half_life_ms = 60_000;
+    g
+}
+
+fn sim_config() -> Config {
+    Config {
+        listen_port: 7333,
+        user_agent: "cairn-sim".into(),
+        handshake_timeout_ms: 2_000,
+        ping_interval_ms: 2_000,
+        ping_timeout_ms: 4_000,
+        headers_timeout_ms: 4_000,
+        block_timeout_ms: 3_000,
+        tx_request_timeout_ms: 3_000,
+        save_interval_ms: u64::MAX,
+        ..Config::default()
+    }
+}
+
+/// What a simulated node does besides following the protocol.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Behaviour {
+    Honest,
+    /// Follows the protocol but never sends a block it is asked for.
+    WithholdsBlocks,
+    /// Not a protocol instance: answers the handshake and then offers `chain`, whose
+    /// first block is invalid, to anyone who asks.
+    FeedsInvalidChain { chain: Vec<Block> },
+}
+
+struct SimNode {
+    node: Arc<Node>,
+    proto: Protocol,
+    events: broadcast::Receiver<NodeEvent>,
+    addr: SocketAddr,
+    up: bool,
+    side: u8,
+    behaviour: Behaviour,
+    next_peer: PeerId,
+    miner: Address,
+}
+
+#[derive(Debug)]
+struct Conn {
+    ends: [(usize, PeerId); 2],
+    open: bool,
+    /// Earliest delivery time per direction, so a connection stays in order.
+    clear_at: [u64; 2],
+}
+
+#[derive(Debug)]
+enum Ev {
+    Input(usize, Input),
+    Deliver { conn: usize, dir: usize, frame: Vec<u8> },
+    Tick(usize),
+}
+
+struct Sim {
+    now: u64,
+    seq: u64,
+    rng: StdRng,
+    genesis: Genesis,
+    codec: FrameCodec,
+    nodes: Vec<SimNode>,
+    conns: Vec<Conn>,
+    by_end: BTreeMap<(usize, PeerId), usize>,
+    queue: BTreeMap<(u64, u64), Ev>,
+    latency: (u64, u64),
+    loss: f64,
+    /// Messages delivered, by command: a cheap fingerprint of the whole run.
+    delivered: BTreeMap<&'static str, u64>,
+    start_ms: u64,
+}
+
+impl Sim {
+    fn new(seed: u64) -> Sim {
+        let genesis = sim_genesis();
+        let codec = FrameCodec::for_genesis(&genesis.hash());
+        Sim {
+            now: 0,
+            seq: 0,
+            rng: StdRng::seed_from_u64(seed),
+            start_ms: genesis.params.timestamp_ms + 1_000,
+            genesis,
+            codec,
+            nodes: Vec::new(),
+            conns: Vec::new(),
+            by_end: BTreeMap::new(),
+            queue: BTreeMap::new(),
+            latency: (10, 120),
+            loss: 0.0,
+            delivered: BTreeMap::new(),
+        }
+    }
+
+    fn addr_of(i: usize) -> SocketAddr {
+        SocketAddr::new([10, (i / 250) as u8, (i % 250) as u8 + 1, 1].into(), 7333)
+    }
+
+    fn add_node(&mut self, seeds: &[usize], behaviour: Behaviour) -> usize {
+        let i = self.nodes.len();
+        let chain = Chain::open_in_memory(&self.genesis);
+        let node = Node::new(chain, Mempool::new(1 << 20), self.genesis.clone());
+        let events = node.subscribe();
+        let seed = self.rng.gen();
+        let mut proto = Protocol::new(node.clone(), sim_config(), Snapshot::default(), seed, self.now);
+        let addr = Self::addr_of(i);
+        let mut key = [0u8; 20];
+        key[..8].copy_from_slice(&(i as u64).to_le_bytes());
+        for s in seeds {
+            proto.step(self.now, Input::AddPeer(Self::addr_of(*s)));
+        }
+        self.nodes.push(SimNode {
+            node,
+            proto,
+            events,
+            addr,
+            up: true,
+            side: 0,
+            behaviour,
+            next_peer: 1,
+            miner: Address(key),
+        });
+        let offset = self.rng.gen_range(0..TICK_MS);
+        self.push(self.now + offset, Ev::Tick(i));
+        self.flush(i);
+        i
+    }
+
+    fn push(&mut self, at: u64, ev: Ev) {
+        self.seq += 1;
+        self.queue.insert((at, self.seq), ev);
+    }
+
+    fn latency(&mut self) -> u64 {
+        self.rng.gen_range(self.latency.0..=self.latency.1)
+    }
+
+    fn reachable(&self, a: usize, b: usize) -> bool {
+        self.nodes[a].up && self.nodes[b].up && self.nodes[a].side == self.nodes[b].side
+    }
+
+    /// Runs the simulation for `ms` of simulated time.
+    fn run_for(&mut self, ms: u64) {
+        let end = self.now + ms;
+        while let Some(entry) = self.queue.first_entry() {
+            let (at, _) = *entry.key();
+            if at > end {
+                break;
+            }
+            let ev = entry.remove();
+            self.now = at;
+            match ev {
+                Ev::Tick(i) => {
+                    if self.nodes[i].up {
+                        self.input(i, Input::Tick);
+                    }
+                    self.push(self.now + TICK_MS, Ev::Tick(i));
+                }
+                Ev::Input(i, input) => {
+                    if self.nodes[i].up {
+                        self.input(i, input);
+                    }
+                }
+                Ev::Deliver { conn, dir, frame } => {
+                    if !self.conns[conn].open {
+                        continue;
+                    }
+                    let (to, peer) = self.conns[conn].ends[1 - dir];
+                    let (msg, used) = self.codec.parse(&frame).expect("valid frame").expect("whole frame");
+                    assert_eq!(used, frame.len());
+                    *self.delivered.entry(msg.name()).or_default() += 1;
+                    self.input(to, Input::Received { peer, msg });
+                }
+            }
+        }
+        self.now = end;
+    }
+
+    fn input(&mut self, i: usize, input: Input) {
+        if let Behaviour::FeedsInvalidChain { .. } = self.nodes[i].behaviour {
+            self.adversary_input(i, input);
+            return;
+        }
+        let now = self.now;
+        self.nodes[i].proto.step(now, input);
+        self.flush(i);
+    }
+
+    /// Feeds node events back in and carries out the protocol's outputs.
+    fn flush(&mut self, i: usize) {
+        loop {
+            let outs = self.nodes[i].proto.drain();
+            let mut events = Vec::new();
+            while let Ok(ev) = self.nodes[i].events.try_recv() {
+                events.push(ev);
+            }
+            if outs.is_empty() && events.is_empty() {
+                return;
+            }
+            for out in outs {
+                self.output(i, out);
+            }
+            for ev in events {
+                let now = self.now;
+                self.nodes[i].proto.step(now, Input::Node(ev));
+            }
+        }
+    }
+
+    fn output(&mut self, i: usize, out: Output) {
+        match out {
+            Output::Send(peer, msg) => self.send(i, peer, &msg),
+            Output::Connect(addr) => {
+                let lat = self.latency();
+                let target = self.nodes.iter().position(|n| n.addr == addr);
+                match target {
+                    Some(j) if j != i && self.reachable(i, j) => {
+                        let (pi, pj) = (self.next_peer(i), self.next_peer(j));
+                        let conn = self.conns.len();
+                        self.conns.push(Conn { ends: [(i, pi), (j, pj)], open: true, clear_at: [0, 0] });
+                        self.by_end.insert((i, pi), conn);
+                        self.by_end.insert((j, pj), conn);
+                        let from = SocketAddr::new(self.nodes[i].addr.ip(), 40_000 + (conn % 20_000) as u16);
+                        let at = self.now + lat;
+                        self.push(at, Ev::Input(i, Input::Connected { peer: pi, addr, inbound: false }));
+                        self.push(at, Ev::Input(j, Input::Connected { peer: pj, addr: from, inbound: true }));
+                    }
+                    _ => self.push(self.now + lat, Ev::Input(i, Input::ConnectFailed { addr })),
+                }
+            }
+            Output::Disconnect(peer, _) => {
+                if let Some(&c) = self.by_end.get(&(i, peer)) {
+                    self.close(c, Some(i));
+                }
+            }
+            Output::Save(_) => {}
+        }
+    }
+
+    fn next_peer(&mut self, i: usize) -> PeerId {
+        let p = self.nodes[i].next_peer;
+        self.nodes[i].next_peer += 1;
+        p
+    }
+
+    /// Closes a connection; the ends other than `closer` hear of it after a latency.
+    fn close(&mut self, c: usize, closer: Option<usize>) {
+        if !self.conns[c].open {
+            return;
+        }
+        self.conns[c].open = false;
+        for (n, p) in self.conns[c].ends {
+            if Some(n) != closer {
+                let at = self.now + self.latency();
+                let reason = cairn_node::p2p::protocol::DisconnectReason::Closed;
+                self.push(at, Ev::Input(n, Input::Disconnected { peer: p, reason }));
+            }
+        }
+    }
+
+    fn send(&mut self, i: usize, peer: PeerId, msg: &Message) {
+        let Some(&c) = self.by_end.get(&(i, peer)) else { return };
+        if !self.conns[c].open {
+            return;
+        }
+        if self.nodes[i].behaviour == Behaviour::WithholdsBlocks && matches!(msg, Message::Block(_)) {
+            return;
+        }
+        let dir = if self.conns[c].ends[0].0 == i { 0 } else { 1 };
+        let other = self.conns[c].ends[1 - dir].0;
+        if !self.reachable(i, other) || (self.loss > 0.0 && self.rng.gen_bool(self.loss)) {
+            self.close(c, None);
+            return;
+        }
+        let at = (self.now + self.latency()).max(self.conns[c].clear_at[dir]);
+        self.conns[c].clear_at[dir] = at;
+        let frame = self.codec.encode(msg);
+        self.push(at, Ev::Deliver { conn: c, dir, frame });
+    }
+
+    /// The scripted peer that offers an invalid chain.
+    fn adversary_input(&mut self, i: usize, input: Input) {
+        let Behaviour::FeedsInvalidChain { chain } = self.nodes[i].behaviour.clone() else { return };
+        match input {
+            Input::Connected { peer, .. } => {
+                let last = chain.last().expect("non-empty");
+                let v = Version {
+                    protocol_version: PROTOCOL_VERSION,
+                    chain_id: self.genesis.params.chain_id,
+                    genesis_hash: self.genesis.hash(),
+                    best_height: last.header.height,
+                    best_work: [0x7f; 32],
+                    listen_port: 7333,
+                    nonce: 0xbad,
+                    user_agent: "evil".into(),
+                };
+                self.send(i, peer, &Message::Version(v));
+            }
+            Input::Received { peer, msg } => match msg {
+                Message::Version(_) => self.send(i, peer, &Message::Verack),
+                Message::Ping(n) => self.send(i, peer, &Message::Pong(n)),
+                Message::GetHeaders(_) => {
+                    let headers: Vec<BlockHeader> = chain.iter().map(|b| b.header).collect();
+                    self.send(i, peer, &Message::Headers(headers));
+                }
+                Message::GetData(items) => {
+                    for item in items {
+                        if let InvItem::Block(h) = item {
+                            if let Some(b) = chain.iter().find(|b| b.hash() == h) {
+                                self.send(i, peer, &Message::Block(Box::new(b.clone())));
+                            }
+                        }
+                    }
+                }
+                _ => {}
+            },
+            _ => {}
+        }
+    }
+
+    /// Mines one block on node `i`'s tip with `transfers`, and submits it there.
+    fn mine(&mut self, i: usize, transfers: &[SignedTransfer]) -> BlockHash {
+        let node = self.nodes[i].node.clone();
+        let (parent, params) = {
+            let chain = node.chain();
+            (chain.tip_parent_info(), *chain.params())
+        };
+        let ts = self.start_ms + self.now;
+        let mut block = assemble_block(&params, &parent, ts, self.nodes[i].miner, transfers).expect("template");
+        assert!(grind(&mut block.header, 10_000_000));
+        let hash = block.hash();
+        node.submit_block(block, Origin::Local).expect("submit");
+        self.flush(i);
+        hash
+    }
+
+    fn tip(&self, i: usize) -> (BlockHash, u64) {
+        let t = self.nodes[i].node.chain().tip();
+        (t.hash, t.height)
+    }
+
+    /// The most-work tip over the given nodes.
+    fn best_tip(&self, nodes: impl Iterator<Item = usize>) -> BlockHash {
+        nodes
+            .map(|i| self.nodes[i].node.chain().tip())
+            .max_by_key(|t| t.total_work)
+            .expect("some node")
+            .hash
+    }
+
+    /// Runs until every node in `nodes` has tip `hash`, or `max_ms` passes.
+    fn run_until_tip(&mut self, nodes: &[usize], hash: BlockHash, max_ms: u64) -> bool {
+        let mut waited = 0;
+        while waited < max_ms {
+            if nodes.iter().all(|&i| self.tip(i).0 == hash) {
+                return true;
+            }
+            self.run_for(200);
+            waited += 200;
+        }
+        nodes.iter().all(|&i| self.tip(i).0 == hash)
+    }
+
+    fn tips_summary(&self, nodes: &[usize]) -> String {
+        nodes.iter().map(|&i| format!("{i}:{}", self.tip(i).1)).collect::<Vec<_>>().join(" ")
+    }
+}
+
+/// A signed transfer from dev account `k` with nonce `nonce`.
+fn transfer(g: &Genesis, k: usize, nonce: u64) -> SignedTransfer {
+    let keys = dev_keys();
+    let t = Transfer {
+        chain_id: g.params.chain_id,
+        nonce,
+        from: public_key_of(&keys[k]),
+        to: address_of(&keys[(k + 1) % keys.len()]),
+        amount: Amount(1_000),
+        fee: Amount(10),
+    };
+    t.sign(&keys[k]).expect("sign")
+}
+
+/// A chain of `len` blocks on genesis whose first block pays its miner one unit too
+/// much; every header is otherwise valid, so it passes headers-first checks.
+fn invalid_chain(g: &Genesis, len: usize, start_ms: u64) -> Vec<Block> {
+    let params = g.params;
+    let gen = g.block();
+    let mut out: Vec<Block> = Vec::new();
+    let mut timestamps = vec![gen.header.timestamp_ms];
+    let mut parent = ParentInfo {
+        hash: gen.hash(),
+        height: 0,
+        timestamp_ms: gen.header.timestamp_ms,
+        median_time_past_ms: gen.header.timestamp_ms,
+        anchor_timestamp_ms: 0,
+    };
+    for k in 0..len {
+        let ts = start_ms + 1_000 * k as u64;
+        let mut block = assemble_block(&params, &parent, ts, Address([0xee; 20]), &[]).expect("template");
+        if k == 0 {
+            block.transactions[0] = Transaction::Coinbase(Coinbase {
+                height: 1,
+                to: Address([0xee; 20]),
+                amount: Amount(params.block_reward.0 + 1),
+            });
+            block.header.merkle_root = block.compute_merkle_root();
+        }
+        assert!(grind(&mut block.header, 10_000_000));
+        timestamps.push(block.header.timestamp_ms);
+        let n = (params.median_time_blocks as usize).min(timestamps.len());
+        let anchor = out.first().map(|b| b.header.timestamp_ms).unwrap_or(block.header.timestamp_ms);
+        parent = ParentInfo {
+            hash: block.hash(),
+            height: block.header.height,
+            timestamp_ms: block.header.timestamp_ms,
+            median_time_past_ms: median_time_past(&timestamps[timestamps.len() - n..]),
+            anchor_timestamp_ms: anchor,
+        };
+        out.push(block);
+    }
+    out
+}
+
+/// `n` honest nodes, each seeded with one earlier node only.
+fn honest_network(sim: &mut Sim, n: usize) -> Vec<usize> {
+    let mut ids = vec![sim.add_node(&[], Behaviour::Honest)];
+    for k in 1..n {
+        let seed = sim.rng.gen_range(0..k);
+        ids.push(sim.add_node(&[ids[seed]], Behaviour::Honest));
+    }
+    ids
+}
+
+/// 24 nodes, mining on random nodes, with latency and connection resets: all end on
+/// the most-work tip, and peer exchange gave everyone several peers from one seed.
+fn converge(seed: u64) -> (BlockHash, BTreeMap<&'static str, u64>) {
+    let mut sim = Sim::new(seed);
+    sim.loss = 0.002;
+    let ids = honest_network(&mut sim, 24);
+    sim.run_for(3_000);
+    for _ in 0..15 {
+        let i = sim.rng.gen_range(0..ids.len());
+        sim.mine(i, &[]);
+        let wait = sim.rng.gen_range(100..800);
+        sim.run_for(wait);
+    }
+    let best = sim.best_tip(ids.iter().copied());
+    assert!(
+        sim.run_until_tip(&ids, best, 30_000),
+        "seed {seed}: no convergence: {}",
+        sim.tips_summary(&ids)
+    );
+    for &i in &ids {
+        let peers = sim.nodes[i].proto.ready_peers().len();
+        assert!(peers >= 4, "seed {seed}: node {i} has only {peers} peers");
+        assert!(sim.nodes[i].proto.address_book().len() >= 8, "seed {seed}: node {i} learned few addresses");
+    }
+    (best, sim.delivered.clone())
+}
+
+#[test]
+fn twenty_four_nodes_converge_on_the_most_work_tip() {
+    for seed in 1..=4 {
+        converge(seed);
+    }
+}
+
+#[test]
+fn same_seed_same_run() {
+    let a = converge(77);
+    let b = converge(77);
+    assert_eq!(a, b);
+}
+
+#[test]
+fn partition_heals_to_the_heavier_side_and_losing_transfers_return() {
+    for seed in 10..13 {
+        let mut sim = Sim::new(seed);
+        let ids = honest_network(&mut sim, 12);
+        sim.run_for(3_000);
+        sim.mine(0, &[]);
+        let t = sim.tip(0).0;
+        assert!(sim.run_until_tip(&ids, t, 10_000), "seed {seed}: initial sync");
+
+        let (a, b): (Vec<usize>, Vec<usize>) = ids.iter().partition(|&&i| i < 6);
+        for &i in &b {
+            sim.nodes[i].side = 1;
+        }
+        sim.run_for(1_000);
+        // Side B confirms a transfer; side A mines more and wins.
+        let tx = transfer(&sim.genesis, 3, 0);
+        let txid: Txid = tx.txid();
+        sim.mine(b[0], &[tx]);
+        sim.run_for(500);
+        sim.mine(b[1], &[]);
+        for k in 0..5 {
+            sim.mine(a[k % a.len()], &[]);
+            sim.run_for(400);
+        }
+        let tip_a = sim.best_tip(a.iter().copied());
+        let tip_b = sim.best_tip(b.iter().copied());
+        assert!(sim.run_until_tip(&a, tip_a, 10_000), "seed {seed}: side A");
+        assert!(sim.run_until_tip(&b, tip_b, 10_000), "seed {seed}: side B");
+
+        for n in sim.nodes.iter_mut() {
+            n.side = 0;
+        }
+        // A new block on A after healing announces the heavier chain everywhere.
+        sim.run_for(2_000);
+        sim.mine(a[0], &[]);
+        let best = sim.tip(a[0]).0;
+        assert!(sim.run_until_tip(&ids, best, 30_000), "seed {seed}: after heal: {}", sim.tips_summary(&ids));
+        for &i in &b {
+            let n = &sim.nodes[i].node;
+            assert!(n.chain().tx_location(&txid).unwrap().is_none());
+            assert!(n.mempool().contains(&txid), "seed {seed}: node {i} lost the transfer of the losing side");
+        }
+    }
+}
+
+#[test]
+fn late_joiner_syncs_the_whole_chain() {
+    for seed in 20..23 {
+        let mut sim = Sim::new(seed);
+        let ids = honest_network(&mut sim, 6);
+        sim.run_for(2_000);
+        for k in 0..80 {
+            sim.mine(ids[k % ids.len()], &[]);
+            sim.run_for(50);
+        }
+        let best = sim.best_tip(ids.iter().copied());
+        assert!(sim.run_until_tip(&ids, best, 20_000));
+        let late = sim.add_node(&[ids[3]], Behaviour::Honest);
+        assert!(sim.run_until_tip(&[late], best, 20_000), "seed {seed}: late joiner at {}", sim.tip(late).1);
+        assert!(!sim.nodes[late].proto.is_syncing());
+    }
+}
+
+#[test]
+fn invalid_chain_feeder_is_banned_and_honest_sync_goes_on() {
+    for seed in 30..33 {
+        let mut sim = Sim::new(seed);
+        let bad = invalid_chain(&sim.genesis, 30, sim.start_ms);
+        let evil = sim.add_node(&[], Behaviour::FeedsInvalidChain { chain: bad });
+        let ids = {
+            let mut ids = vec![sim.add_node(&[evil], Behaviour::Honest)];
+            for k in 1..6 {
+                ids.push(sim.add_node(&[evil, ids[k - 1]], Behaviour::Honest));
+            }
+            ids
+        };
+        sim.run_for(2_000);
+        for k in 0..10 {
+            sim.mine(ids[k % ids.len()], &[]);
+            sim.run_for(300);
+        }
+        let best = sim.best_tip(ids.iter().copied());
+        assert!(sim.run_until_tip(&ids, best, 20_000), "seed {seed}: {}", sim.tips_summary(&ids));
+        let evil_addr = sim.nodes[evil].addr;
+        for &i in &ids {
+            assert!(
+                sim.nodes[i].proto.address_book().is_banned(&evil_addr, sim.now),
+                "seed {seed}: node {i} did not ban the feeder"
+            );
+            assert_eq!(sim.tip(i).1, 10);
+        }
+    }
+}
+
+#[test]
+fn stalling_peer_does_not_stop_sync() {
+    for seed in 40..43 {
+        let mut sim = Sim::new(seed);
+        let ids = honest_network(&mut sim, 4);
+        let staller = sim.add_node(&[ids[0]], Behaviour::Honest);
+        sim.run_for(2_000);
+        for k in 0..40 {
+            sim.mine(ids[k % ids.len()], &[]);
+            sim.run_for(50);
+        }
+        let best = sim.best_tip(ids.iter().copied());
+        assert!(sim.run_until_tip(&ids, best, 20_000));
+        assert!(sim.run_until_tip(&[staller], best, 20_000));
+        sim.nodes[staller].behaviour = Behaviour::WithholdsBlocks;
+        // The joiner knows the staller first and one honest node.
+        let late = sim.add_node(&[staller, ids[2]], Behaviour::Honest);
+        assert!(sim.run_until_tip(&[late], best, 30_000), "seed {seed}: joiner stuck at {}", sim.tip(late).1);
+    }
+}
+
+#[test]
+fn transfers_spread_to_every_mempool() {
+    let mut sim = Sim::new(50);
+    let ids = honest_network(&mut sim, 10);
+    sim.run_for(3_000);
+    let tx = transfer(&sim.genesis, 1, 0);
+    let txid = tx.txid();
+    sim.nodes[ids[4]].node.submit_transfer(tx, Origin::Rpc).expect("admitted");
+    sim.flush(ids[4]);
+    sim.run_for(3_000);
+    for &i in &ids {
+        assert!(sim.nodes[i].node.mempool().contains(&txid), "node {i} never heard of the transfer");
+    }
+}
