@@ -61,6 +61,10 @@ pub enum BlockError {
     FeeOverflow,
     #[error("coinbase pays {got}, must pay reward plus fees = {expected}")]
     CoinbaseAmount { expected: Amount, got: Amount },
+    /// The block builds on a block already found invalid (descendants of an invalid
+    /// block are invalid whatever they contain).
+    #[error("block builds on invalid block {0}")]
+    InvalidAncestor(BlockHash),
     #[error(transparent)]
     State(#[from] StateError),
 }
