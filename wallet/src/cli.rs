@@ -112,7 +112,8 @@ pub struct SignArgs {
     pub amount: Amount,
     #[arg(long, value_parser = parse_amount, value_name = "N")]
     pub fee: Amount,
-    /// The sender's next nonce (`balance` shows it as "next nonce").
+    /// The nonce the transfer must carry: `nonce` from `cairn-wallet balance` (its
+    /// `pending_nonce` when the sender has transfers waiting in the mempool).
     #[arg(long, value_name = "N")]
     pub nonce: u64,
     /// Chain the transfer is for (signed into it); the dev chain's id by default.
