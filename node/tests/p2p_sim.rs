@@ -66,7 +66,9 @@ enum Behaviour {
     WithholdsBlocks,
     /// Not a protocol instance: answers the handshake and then offers `chain`, whose
     /// first block is invalid, to anyone who asks.
-    FeedsInvalidChain { chain: Vec<Block> },
+    FeedsInvalidChain {
+        chain: Vec<Block>,
+    },
 }
 
 struct SimNode {
@@ -368,7 +370,8 @@ impl Sim {
             (chain.tip_parent_info(), *chain.params())
         };
         let ts = self.start_ms + self.now;
-        let mut block = assemble_block(&params, &parent, ts, self.nodes[i].miner, transfers).expect("template");
+        let mut block =
+            assemble_block(&params, &parent, ts, self.nodes[i].miner, transfers).expect("template");
         assert!(grind(&mut block.header, 10_000_000));
         let hash = block.hash();
         node.submit_block(block, Origin::Local).expect("submit");
@@ -383,11 +386,7 @@ impl Sim {
 
     /// The most-work tip over the given nodes.
     fn best_tip(&self, nodes: impl Iterator<Item = usize>) -> BlockHash {
-        nodes
-            .map(|i| self.nodes[i].node.chain().tip())
-            .max_by_key(|t| t.total_work)
-            .expect("some node")
-            .hash
+        nodes.map(|i| self.nodes[i].node.chain().tip()).max_by_key(|t| t.total_work).expect("some node").hash
     }
 
     /// Runs until every node in `nodes` has tip `hash`, or `max_ms` passes.
@@ -487,11 +486,7 @@ fn converge(seed: u64) -> (BlockHash, BTreeMap<&'static str, u64>) {
         sim.run_for(wait);
     }
     let best = sim.best_tip(ids.iter().copied());
-    assert!(
-        sim.run_until_tip(&ids, best, 30_000),
-        "seed {seed}: no convergence: {}",
-        sim.tips_summary(&ids)
-    );
+    assert!(sim.run_until_tip(&ids, best, 30_000), "seed {seed}: no convergence: {}", sim.tips_summary(&ids));
     for &i in &ids {
         let peers = sim.nodes[i].proto.ready_peers().len();
         assert!(peers >= 4, "seed {seed}: node {i} has only {peers} peers");
@@ -555,7 +550,10 @@ fn partition_heals_to_the_heavier_side_and_losing_transfers_return() {
         for &i in &b {
             let n = &sim.nodes[i].node;
             assert!(n.chain().tx_location(&txid).unwrap().is_none());
-            assert!(n.mempool().contains(&txid), "seed {seed}: node {i} lost the transfer of the losing side");
+            assert!(
+                n.mempool().contains(&txid),
+                "seed {seed}: node {i} lost the transfer of the losing side"
+            );
         }
     }
 }

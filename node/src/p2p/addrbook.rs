@@ -105,7 +105,10 @@ impl AddrBook {
     }
 
     pub fn snapshot(&self) -> Snapshot {
-        Snapshot { addrs: self.addrs.values().cloned().collect(), bans: self.bans.values().cloned().collect() }
+        Snapshot {
+            addrs: self.addrs.values().cloned().collect(),
+            bans: self.bans.values().cloned().collect(),
+        }
     }
 
     /// True once since the last call if anything worth saving changed.
@@ -156,7 +159,14 @@ impl AddrBook {
         }
         self.addrs.insert(
             addr,
-            AddrEntry { addr, seed, last_seen_ms: now_ms, last_success_ms: 0, last_attempt_ms: 0, failures: 0 },
+            AddrEntry {
+                addr,
+                seed,
+                last_seen_ms: now_ms,
+                last_success_ms: 0,
+                last_attempt_ms: 0,
+                failures: 0,
+            },
         );
         self.dirty = true;
         true

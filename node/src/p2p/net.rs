@@ -69,7 +69,9 @@ impl Network for NetHandle {
 }
 
 pub(super) async fn start(node: Arc<Node>, config: P2pConfig) -> anyhow::Result<SocketAddr> {
-    let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding P2P address {}", config.listen))?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding P2P address {}", config.listen))?;
     let local = listener.local_addr()?;
     let genesis_hash = node.genesis().hash();
     let codec = FrameCodec::for_genesis(&genesis_hash);
@@ -212,7 +214,10 @@ fn run_connection(shared: &Arc<Shared>, id: PeerId, stream: TcpStream) {
                 Ok(Ok(())) => {}
                 Ok(Err(_)) => {
                     stop.notify_one();
-                    let _ = sh.inputs.send(Input::Disconnected { peer: id, reason: DisconnectReason::Closed }).await;
+                    let _ = sh
+                        .inputs
+                        .send(Input::Disconnected { peer: id, reason: DisconnectReason::Closed })
+                        .await;
                     return;
                 }
                 Err(_) => {
@@ -258,7 +263,13 @@ fn protocol_thread(
     save_snapshot(&data_dir, &protocol.snapshot());
 }
 
-fn handle_output(out: Output, shared: &Arc<Shared>, runtime: &tokio::runtime::Handle, data_dir: &Path, pending: &mut Vec<Input>) {
+fn handle_output(
+    out: Output,
+    shared: &Arc<Shared>,
+    runtime: &tokio::runtime::Handle,
+    data_dir: &Path,
+    pending: &mut Vec<Input>,
+) {
     match out {
         Output::Send(peer, msg) => {
             let frame = shared.codec.encode(&msg);

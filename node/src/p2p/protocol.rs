@@ -143,14 +143,29 @@ pub enum DisconnectReason {
 pub enum Input {
     /// A TCP connection is up. `addr` is the remote address (for an outbound
     /// connection, the address we dialled).
-    Connected { peer: PeerId, addr: SocketAddr, inbound: bool },
+    Connected {
+        peer: PeerId,
+        addr: SocketAddr,
+        inbound: bool,
+    },
     /// A dial failed.
-    ConnectFailed { addr: SocketAddr },
-    Received { peer: PeerId, msg: Message },
+    ConnectFailed {
+        addr: SocketAddr,
+    },
+    Received {
+        peer: PeerId,
+        msg: Message,
+    },
     /// The peer's byte stream was not valid frames; the driver stops reading it.
-    BadFrame { peer: PeerId, error: WireError },
+    BadFrame {
+        peer: PeerId,
+        error: WireError,
+    },
     /// The connection closed (by the peer, an I/O error, or a full send queue).
-    Disconnected { peer: PeerId, reason: DisconnectReason },
+    Disconnected {
+        peer: PeerId,
+        reason: DisconnectReason,
+    },
     /// The node's chain or mempool changed: relay.
     Node(NodeEvent),
     /// `--peer` / `net_addPeer`: remember and dial.
@@ -311,7 +326,8 @@ impl Protocol {
             recent_rejects: BoundedSet::new(limits::RECENT_REJECTS),
             out: Vec::new(),
             now_ms,
-            last_save_ms: now_ms,
+            // Zero: the first change is saved at once, later ones at most every interval.
+            last_save_ms: 0,
             last_progress_ms: now_ms,
             syncing: false,
         }
@@ -443,9 +459,20 @@ impl Protocol {
             tracing::info!(peer, addr = %p.addr, %reason, "peer disconnected");
         } else {
             tracing::debug!(peer, addr = %p.addr, %reason, "connection dropped before handshake");
-            if !p.inbound && !matches!(reason, DisconnectReason::Duplicate | DisconnectReason::SelfConnection) {
+            if !p.inbound && !matches!(reason, DisconnectReason::Duplicate | DisconnectReason::SelfConnection)
+            {
                 self.book.mark_failure(&p.addr);
             }
+        }
+        if p.ready
+            && !p.inbound
+            && matches!(
+                reason,
+                DisconnectReason::Stalled | DisconnectReason::NoHeaders | DisconnectReason::PingTimeout
+            )
+        {
+            // Back off before dialling a slow or silent peer again.
+            self.book.mark_failure(&p.addr);
         }
         self.downloads.remove_peer(peer);
         self.tx_requests.retain(|_, (p, _)| *p != peer);
@@ -548,7 +575,9 @@ impl Protocol {
         }
         // Two connections to one node: both ends keep the one dialled by the node with
         // the lower nonce, so they agree without talking about it.
-        if let Some((&other, o)) = self.peers.iter().find(|(id, o)| **id != peer && o.nonce() == Some(v.nonce)) {
+        if let Some((&other, o)) =
+            self.peers.iter().find(|(id, o)| **id != peer && o.nonce() == Some(v.nonce))
+        {
             let we_dial = self.nonce < v.nonce;
             let keep_new = !inbound == we_dial && o.inbound == we_dial;
             let drop = if keep_new { other } else { peer };
@@ -667,7 +696,8 @@ impl Protocol {
     }
 
     fn relay_addrs(&mut self, from: PeerId, addrs: &[SocketAddr]) {
-        let mut targets: Vec<PeerId> = self.peers.iter().filter(|(id, p)| p.ready && **id != from).map(|(id, _)| *id).collect();
+        let mut targets: Vec<PeerId> =
+            self.peers.iter().filter(|(id, p)| p.ready && **id != from).map(|(id, _)| *id).collect();
         targets.shuffle(&mut self.rng);
         let msg = Message::Addr(addrs.iter().map(|a| NetAddr::from_socket(*a)).collect());
         for t in targets.into_iter().take(2) {
@@ -1113,7 +1143,8 @@ impl Protocol {
             let chain = self.node.chain();
             (chain.tip(), chain.best_header())
         };
-        let peer_ahead = self.peers.values().any(|p| p.ready && p.expect_more_work && p.claimed_work > tip.total_work);
+        let peer_ahead =
+            self.peers.values().any(|p| p.ready && p.expect_more_work && p.claimed_work > tip.total_work);
         let syncing = best.total_work > tip.total_work || peer_ahead;
         if syncing != self.syncing {
             if syncing {
@@ -1131,12 +1162,8 @@ impl Protocol {
             return;
         }
         let want = (self.config.target_outbound - outbound).min(self.config.max_dialing - self.dialing.len());
-        let used: Vec<[u8; 4]> = self
-            .peers
-            .values()
-            .filter(|p| !p.inbound)
-            .map(|p| addrbook::group(&p.addr.ip()))
-            .collect();
+        let used: Vec<[u8; 4]> =
+            self.peers.values().filter(|p| !p.inbound).map(|p| addrbook::group(&p.addr.ip())).collect();
         let peers = &self.peers;
         let dialing = &self.dialing;
         let selfs = &self.self_addrs;

@@ -394,6 +394,49 @@ mod tests {
         }
     }
 
+    /// The frames documented in docs/PROTOCOL.md, rebuilt from fixed inputs.
+    fn vectors() -> String {
+        let genesis = cairn_core::Genesis::dev();
+        let c = FrameCodec::for_genesis(&genesis.hash());
+        let mut work = [0u8; 32];
+        work[31] = 10;
+        let version = Message::Version(Version {
+            protocol_version: PROTOCOL_VERSION,
+            chain_id: genesis.params.chain_id,
+            genesis_hash: genesis.hash(),
+            best_height: 5,
+            best_work: work,
+            listen_port: 7333,
+            nonce: 0x1122_3344_5566_7788,
+            user_agent: "cairn-node/0.1.0".into(),
+        });
+        let cases = [
+            ("version (height 5, work 10, port 7333, nonce 0x1122334455667788, user agent \"cairn-node/0.1.0\")", version),
+            ("verack", Message::Verack),
+            ("ping 0x0102030405060708", Message::Ping(0x0102_0304_0506_0708)),
+            ("getaddr", Message::GetAddr),
+            ("addr [127.0.0.1:7333]", Message::Addr(vec![NetAddr::from_socket("127.0.0.1:7333".parse().expect("addr"))])),
+            ("inv [block ab..ab, tx cd..cd]", Message::Inv(vec![InvItem::Block(BlockHash([0xab; 32])), InvItem::Tx(Txid([0xcd; 32]))])),
+            (
+                "getheaders { locator: [genesis], stop: 0 }",
+                Message::GetHeaders(GetHeaders { locator: vec![genesis.hash()], stop: BlockHash::ZERO }),
+            ),
+        ];
+        let mut out =
+            format!("Dev genesis hash `{}`, so the magic is `{}`.\n\n", genesis.hash(), hex::encode(c.magic));
+        for (what, msg) in cases {
+            out.push_str(&format!("- {what}:\n\n  ```\n  {}\n  ```\n\n", hex::encode(c.encode(&msg))));
+        }
+        out
+    }
+
+    #[test]
+    fn protocol_md_test_vectors() {
+        let doc = include_str!("../../../docs/PROTOCOL.md");
+        let v = vectors();
+        assert!(doc.contains(&v), "docs/PROTOCOL.md test vectors are out of date; expected:\n{v}");
+    }
+
     #[test]
     fn net_addr_maps_ipv4() {
         let a: SocketAddr = "127.0.0.1:40000".parse().unwrap();
