@@ -579,7 +579,7 @@ impl Protocol {
             self.peers.iter().find(|(id, o)| **id != peer && o.nonce() == Some(v.nonce))
         {
             let we_dial = self.nonce < v.nonce;
-            let keep_new = !inbound == we_dial && o.inbound == we_dial;
+            let keep_new = inbound != we_dial && o.inbound == we_dial;
             let drop = if keep_new { other } else { peer };
             if let Some(d) = self.peers.get(&drop) {
                 if !d.inbound {
