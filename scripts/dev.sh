@@ -5,5 +5,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-cargo build -p cairn-node -p cairn-wallet
-exec cargo run -q -p cairn-node -- --dev "$@"
+# The same cargo selection as scripts/test.sh, so both share one RocksDB build.
+cargo build --workspace --all-targets -q
+exec "${CARGO_TARGET_DIR:-$PWD/target}/debug/cairn-node" --dev "$@"

@@ -30,7 +30,8 @@ nodes() { ls -d "$dir"/node* 2>/dev/null | sort -V; }
 start() {
   local n="${1:-4}"
   scripts/setup.sh
-  cargo build -q -p cairn-node -p cairn-wallet
+  # The same cargo selection as scripts/test.sh, so both share one RocksDB build.
+  cargo build --workspace --all-targets -q
   mkdir -p "$dir"
   for ((i = 0; i < n; i++)); do
     local p2p=$((base + 2 * i)) rpcp=$((base + 2 * i + 1)) d="$dir/node$i"
