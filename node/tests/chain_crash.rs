@@ -4,6 +4,7 @@
 //!
 //! `CAIRN_CRASH_KILLS` sets the number of kills (default 30) and `CAIRN_CRASH_SEED` the
 //! random seed (printed, so a failure can be replayed).
+#![allow(clippy::unwrap_used)] // test helpers fail loudly
 
 use cairn_core::genesis::Genesis;
 use cairn_node::chain::check_db;
@@ -116,7 +117,7 @@ fn sigkill_at_random_moments_never_corrupts_the_store() {
     let seed: u64 = std::env::var("CAIRN_CRASH_SEED")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| cairn_node::now_ms());
+        .unwrap_or_else(cairn_node::now_ms);
     eprintln!("crash test: {kills} kills, seed {seed}");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let genesis = Genesis::dev();

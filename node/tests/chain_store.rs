@@ -2,6 +2,7 @@
 //! 100 against a fresh replay, most-work fork choice, invalid branches, duplicates and
 //! out-of-order delivery, headers-first, reopen, and check-db on good and corrupted
 //! databases.
+#![allow(clippy::unwrap_used)] // test helpers fail loudly
 
 use cairn_core::assemble::{assemble_block, grind};
 use cairn_core::block::{Block, BlockHeader};
@@ -286,8 +287,8 @@ fn heavier_shorter_branch_beats_longer_lighter_one() {
     }
     assert!(heavy.tip().height < light.tip().height);
     assert!(heavy.work() > light.work(), "heavy {:?} light {:?}", heavy.work(), light.work());
-    for b in heavy.blocks[1..].to_vec() {
-        accept(&mut chain, &b, &g);
+    for b in &heavy.blocks[1..] {
+        accept(&mut chain, b, &g);
     }
     assert_matches_branch(&chain, &heavy);
     assert_eq!(chain.tip().height, 3);

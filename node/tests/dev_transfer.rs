@@ -1,6 +1,7 @@
 //! `cairn-node --dev` end to end: a transfer signed by dev account 0 and submitted with
 //! tx_submit is confirmed within a few blocks; balances and nonces move by exactly the
 //! amount and fee, and the miner is paid reward + fees.
+#![allow(clippy::unwrap_used)] // test helpers fail loudly
 
 mod rpc_support;
 

@@ -2,6 +2,7 @@
 //! `--peer` each) reach the same tip and learn each other's addresses; a node restarted
 //! after the others moved on catches up. Every wait polls with a deadline; children are
 //! killed by a Drop guard.
+#![allow(clippy::unwrap_used)] // test helpers fail loudly
 
 use serde_json::{json, Value};
 use std::io::{Read, Write};

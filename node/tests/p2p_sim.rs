@@ -6,6 +6,7 @@
 //! (what loss looks like over TCP); a partition resets every connection across it and
 //! fails dials across it. Everything random comes from one seed, and maps are ordered,
 //! so the same seed replays the same run.
+#![allow(clippy::unwrap_used)] // test helpers fail loudly
 
 use cairn_core::assemble::{assemble_block, grind};
 use cairn_core::block::{Block, BlockHeader};

@@ -90,11 +90,21 @@ impl NodeProcess {
 }
 
 pub fn raw_post(addr: SocketAddr, body: &[u8], auth: Option<&str>) -> (u16, String) {
+    raw_post_declared(addr, body.len(), body, auth)
+}
+
+/// Like [`raw_post`], but declares `declared_len` bytes of body whatever `body` holds
+/// (to send an oversized request without racing the server's early answer).
+pub fn raw_post_declared(
+    addr: SocketAddr,
+    declared_len: usize,
+    body: &[u8],
+    auth: Option<&str>,
+) -> (u16, String) {
     let mut s = TcpStream::connect(addr).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let mut req = format!(
-        "POST / HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
-        body.len()
+        "POST / HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {declared_len}\r\nConnection: close\r\n"
     );
     if let Some(a) = auth {
         req.push_str(&format!("Authorization: {a}\r\n"));
