@@ -64,6 +64,10 @@ struct RunArgs {
     /// With --dev: do not mine.
     #[arg(long, requires = "dev")]
     no_mine: bool,
+    /// Cap on the summed size of pending transfers, in bytes; when full, a newcomer must
+    /// pay a higher fee rate than the lowest pending one, which is evicted.
+    #[arg(long, value_name = "BYTES", default_value_t = MempoolConfig::default().max_bytes)]
+    mempool_max_bytes: usize,
 }
 
 #[derive(Subcommand, Debug)]
@@ -159,7 +163,8 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot open the chain in {}", data_dir.display()))?;
     let tip = chain.tip();
     tracing::info!(height = tip.height, hash = %tip.hash, data_dir = %data_dir.display(), "chain opened");
-    let mempool = Mempool::with_config(MempoolConfig::default());
+    let mempool =
+        Mempool::with_config(MempoolConfig { max_bytes: args.mempool_max_bytes, ..MempoolConfig::default() });
     let node = Node::new(chain, mempool, genesis.clone());
 
     let runtime =

@@ -58,7 +58,7 @@ pub enum MempoolError {
     ReplacementUnaffordable { balance: u64, needed: u64 },
     #[error("too many pending transfers from this sender (limit {limit})")]
     TooManyFromSender { limit: usize },
-    #[error("mempool full: fee rate too low to evict anything (pay more than {min_fee} for this size)")]
+    #[error("mempool full: fee rate too low to evict anything (pay at least {min_fee} for this size)")]
     Full { min_fee: u64 },
     #[error("amount plus fee overflows")]
     Overflow,

@@ -245,6 +245,44 @@ async fn rpc_errors_say_what_was_wrong() {
     c.chain_get_info().await.unwrap();
 }
 
+/// A node started with a small `--mempool-max-bytes`: once full, a transfer paying no
+/// more than the lowest pending one is refused with "mempool full" and changes nothing;
+/// one paying more is admitted and the lowest is evicted.
+#[tokio::test]
+async fn rpc_mempool_full_refuses_low_fee_and_evicts() {
+    let size = encoding::encode(&transfer(2, 0, 5, 10)).len();
+    let cap = 4 * size;
+    let node = NodeProcess::start_dev(&["--no-mine", "--mempool-max-bytes", &cap.to_string()]);
+    let c = client(&node);
+
+    // Four senders fill the pool exactly; the first pays the least.
+    let fees = [10u64, 20, 30, 40];
+    let mut pending = Vec::new();
+    for (i, fee) in fees.iter().enumerate() {
+        pending.push(c.tx_submit(hex_of(&transfer(2 + i, 0, 5, *fee))).await.unwrap());
+    }
+    let m = c.mempool_get_info().await.unwrap();
+    assert_eq!((m.size, m.bytes), (4, cap));
+    assert_eq!(m.min_fee, 11, "full: a newcomer must beat the lowest fee (10)");
+
+    // No better than the lowest: refused, with the fee it would need; nothing changes.
+    let (code, msg) = call_err(c.tx_submit(hex_of(&transfer(6, 0, 5, 10))).await);
+    assert_eq!(code, codes::TX_REJECTED, "{msg}");
+    assert!(msg.contains("mempool full") && msg.contains("at least 11"), "{msg}");
+    let after = c.mempool_get_info().await.unwrap();
+    assert_eq!(after.txids, m.txids);
+
+    // A higher fee rate gets in and the fee-10 transfer is evicted.
+    let rich = c.tx_submit(hex_of(&transfer(7, 0, 5, 25))).await.unwrap();
+    let after = c.mempool_get_info().await.unwrap();
+    assert_eq!(after.size, 4);
+    assert!(after.txids.contains(&rich));
+    assert!(!after.txids.contains(&pending[0]), "the lowest fee was not evicted");
+    assert!(pending[1..].iter().all(|t| after.txids.contains(t)));
+    assert!(c.chain_get_transaction(pending[0].to_string()).await.unwrap().is_none());
+    assert_eq!(after.min_fee, 21);
+}
+
 #[tokio::test]
 async fn rpc_batch_junk_and_oversized_requests() {
     let node = NodeProcess::start_dev(&["--no-mine"]);
