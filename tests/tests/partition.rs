@@ -83,22 +83,30 @@ fn assert_supply(node: &NodeProcess, genesis: &Genesis, holders: &[String]) {
     );
 }
 
-/// Waits until no node of one side has a peer on the other side, and every link in
-/// `links` (node, peer) is up.
+/// Links between the two sides, as (node, peer address) from each node's `net_peers`.
+fn cross_links(nodes: &[NodeProcess]) -> anyhow::Result<Vec<(usize, SocketAddr)>> {
+    let mut out = Vec::new();
+    for (i, n) in nodes.iter().enumerate() {
+        let other: &[usize] = if SIDE_A.contains(&i) { &SIDE_B } else { &SIDE_A };
+        for p in n.peer_addrs()? {
+            if other.iter().any(|j| nodes[*j].p2p_addr == p) {
+                out.push((i, p));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Waits until every link in `links` (node, peer) is up and, when `cut`, no node has a
+/// peer on the other side.
 fn wait_links(nodes: &[NodeProcess], links: &[(usize, usize)], cut: bool) {
-    let addr_of = |i: usize| nodes[i].p2p_addr;
-    let other_side = |i: usize| -> Vec<SocketAddr> {
-        let ids: &[usize] = if SIDE_A.contains(&i) { &SIDE_B } else { &SIDE_A };
-        ids.iter().map(|j| addr_of(*j)).collect()
-    };
     let what = if cut { "the partition to take effect" } else { "the links to come up" };
     wait_until(Duration::from_secs(60), what, || {
-        for (i, n) in nodes.iter().enumerate() {
-            let peers = n.peer_addrs()?;
-            if cut && peers.iter().any(|p| other_side(i).contains(p)) {
-                return Ok(None);
-            }
-            if links.iter().any(|(a, b)| *a == i && !peers.contains(&addr_of(*b))) {
+        if cut && !cross_links(nodes)?.is_empty() {
+            return Ok(None);
+        }
+        for (a, b) in links {
+            if !nodes[*a].peer_addrs()?.contains(&nodes[*b].p2p_addr) {
                 return Ok(None);
             }
         }
@@ -189,6 +197,9 @@ fn a_partition_heals_onto_the_heavier_side_and_no_coins_appear_or_vanish() {
             let (Some(block_a), Some(block_b)) = (tx_state(a, &tx_a)?, tx_state(b, &tx_b)?) else {
                 return Ok(None);
             };
+            // The cut holds although peer exchange and outbound maintenance keep trying.
+            let crossing = cross_links(&nodes)?;
+            assert!(crossing.is_empty(), "the sides reconnected during the partition: {crossing:?}");
             assert!(tx_state(a, &tx_b).is_err(), "side A learned side B's transfer during the partition");
             assert!(tx_state(b, &tx_a).is_err(), "side B learned side A's transfer during the partition");
             let margin = LEAD_BLOCKS * na.max(nb);

@@ -628,6 +628,18 @@ impl Protocol {
             self.disconnect(peer, DisconnectReason::SelfConnection);
             return;
         }
+        let listen_addr = if !inbound {
+            Some(addr)
+        } else if v.listen_port != 0 {
+            Some(SocketAddr::new(addr.ip(), v.listen_port))
+        } else {
+            None
+        };
+        // Before the duplicate check, so a refused connection never displaces a kept one.
+        if listen_addr.is_some_and(|l| self.blocked.contains(&l)) {
+            self.disconnect(peer, DisconnectReason::Blocked);
+            return;
+        }
         // Two connections to one node: both ends keep the one dialled by the node with
         // the lower nonce, so they agree without talking about it.
         if let Some((&other, o)) =
@@ -646,17 +658,6 @@ impl Protocol {
             if drop == peer {
                 return;
             }
-        }
-        let listen_addr = if !inbound {
-            Some(addr)
-        } else if v.listen_port != 0 {
-            Some(SocketAddr::new(addr.ip(), v.listen_port))
-        } else {
-            None
-        };
-        if listen_addr.is_some_and(|l| self.blocked.contains(&l)) {
-            self.disconnect(peer, DisconnectReason::Blocked);
-            return;
         }
         let Some(p) = self.peers.get_mut(&peer) else { return };
         p.best_height = v.best_height;
