@@ -3,6 +3,10 @@
 #
 #   scripts/testnet.sh start [N]   start N nodes (default 4); nodes 0 and 1 mine
 #   scripts/testnet.sh status      height, tip and peer count of every node
+#   scripts/testnet.sh partition 0,1 2,3
+#                                  cut the links between two groups of nodes: each node
+#                                  blocks the other group (admin RPC net_blockPeer)
+#   scripts/testnet.sh heal        lift every block and reconnect every node to node 0
 #   scripts/testnet.sh stop        stop every node (SIGTERM)
 #   scripts/testnet.sh clean       stop, then delete the testnet's data and logs
 #
@@ -22,6 +26,25 @@ rpc() { # rpc PORT METHOD [PARAMS]
   curl -s --max-time 2 -H 'Content-Type: application/json' \
     -d "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"$2\",\"params\":${3:-[]}}" "http://127.0.0.1:$1/"
 }
+
+admin() { # admin NODE METHOD PARAMS: an admin call with the node's cookie
+  local d="$dir/node$1"
+  [ -f "$d/.cookie" ] || { echo "node$1 is not running (no $d/.cookie)" >&2; return 1; }
+  curl -s --max-time 5 --user "$(cat "$d/.cookie")" -H 'Content-Type: application/json' \
+    -d "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"$2\",\"params\":$3}" \
+    "http://127.0.0.1:$((base + 2 * $1 + 1))/"
+}
+
+failed=0
+admin_ok() { # like admin, but reports a JSON-RPC error (or no answer) and counts it
+  local out; out="$(admin "$@" || true)"
+  case "$out" in
+    *'"result"'*) ;;
+    *) echo "node$1 $2 $3: ${out:-no answer}" >&2; failed=$((failed + 1)) ;;
+  esac
+}
+
+p2p_addr() { echo "127.0.0.1:$((base + 2 * $1))"; }
 
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
@@ -51,12 +74,42 @@ start() {
     for _ in $(seq 1 200); do rpc "$rpcp" chain_getInfo >/dev/null && break; sleep 0.1; done
     echo "node$i  p2p 127.0.0.1:$p2p  rpc http://127.0.0.1:$rpcp  $([ "$i" -lt 2 ] && echo mining)  log $d/node.log"
   done
+  # The dev banner of node 0 lists the funded accounts: (0) ADDRESS, later (0) KEY.
+  local lines; lines="$(grep '^(0) ' "$dir/node0/node.log" || true)"
   cat <<MSG
 
-Funded key (dev account 0): $(printf 'cairn dev account 0' | sha256sum | cut -d' ' -f1)
-Try:  cairn-wallet --rpc http://127.0.0.1:$((base + 1)) balance <ADDRESS>
+Funded dev account 0: address $(echo "$lines" | sed -n 1p | cut -d' ' -f2)
+                      private key $(echo "$lines" | sed -n 2p | cut -d' ' -f2)
+Try:  $target/debug/cairn-wallet --rpc http://127.0.0.1:$((base + 1)) balance $(echo "$lines" | sed -n 1p | cut -d' ' -f2)
       scripts/testnet.sh status
 MSG
+}
+
+# partition "0,1" "2,3": every node of each group blocks every node of the other.
+partition() {
+  local a="${1:?usage: partition NODES NODES (e.g. 0,1 2,3)}" b="${2:?usage: partition NODES NODES}" i j
+  for i in ${a//,/ }; do
+    for j in ${b//,/ }; do
+      admin_ok "$i" net_blockPeer "[\"$(p2p_addr "$j")\"]"
+      admin_ok "$j" net_blockPeer "[\"$(p2p_addr "$i")\"]"
+    done
+  done
+  [ "$failed" = 0 ] || { echo "$failed calls failed" >&2; exit 1; }
+  echo "blocked links between nodes {$a} and {$b}; see: scripts/testnet.sh status"
+}
+
+# heal: every node unblocks every other, then dials node 0 (as at start).
+heal() {
+  local all i j
+  all="$(for d in $(nodes); do echo "${d##*node}"; done)"
+  for i in $all; do
+    for j in $all; do
+      [ "$i" = "$j" ] || admin_ok "$i" net_unblockPeer "[\"$(p2p_addr "$j")\"]"
+    done
+    [ "$i" = 0 ] || admin_ok "$i" net_addPeer "[\"$(p2p_addr 0)\"]"
+  done
+  [ "$failed" = 0 ] || { echo "$failed calls failed" >&2; exit 1; }
+  echo "lifted every block; see: scripts/testnet.sh status"
 }
 
 status() {
@@ -66,7 +119,8 @@ status() {
     [ -f "$d/pid" ] && kill -0 "$(cat "$d/pid")" 2>/dev/null && pid="$(cat "$d/pid")"
     info="$(rpc "$rpcp" chain_getInfo || true)"
     if [ -z "$info" ]; then printf '%-6s %-7s %s\n' "node$i" "$pid" "(not answering)"; continue; fi
-    peers="$(rpc "$rpcp" net_peers | grep -o '"addr"' | wc -l)"
+    # grep finds nothing for a node without peers: not an error (pipefail).
+    peers="$(rpc "$rpcp" net_peers | { grep -o '"addr"' || true; } | wc -l)"
     printf '%-6s %-7s %-8s %-66s %s\n' "node$i" "$pid" \
       "$(echo "$info" | grep -o '"height":[0-9]*' | cut -d: -f2)" \
       "$(echo "$info" | grep -o '"best_hash":"[0-9a-f]*"' | cut -d'"' -f4)" "$peers"
@@ -90,7 +144,9 @@ stop() {
 case "${1:-}" in
   start) start "${2:-4}" ;;
   status) status ;;
+  partition) partition "${2:-}" "${3:-}" ;;
+  heal) heal ;;
   stop) stop ;;
   clean) stop; rm -rf "$dir"; echo "removed $dir" ;;
-  *) sed -n '2,15p' "$0"; exit 2 ;;
+  *) sed -n '2,17p' "$0"; exit 2 ;;
 esac

@@ -37,6 +37,11 @@ pub enum NodeEvent {
 pub trait Network: Send + Sync {
     fn peers(&self) -> Vec<cairn_api::PeerInfo>;
     fn add_peer(&self, addr: SocketAddr) -> Result<(), String>;
+    /// Drops the peer listening at `addr` and refuses it until unblocked. Returns
+    /// false if it was already blocked.
+    fn block_peer(&self, addr: SocketAddr) -> Result<bool, String>;
+    /// Lifts [`Network::block_peer`]. Returns false if `addr` was not blocked.
+    fn unblock_peer(&self, addr: SocketAddr) -> Result<bool, String>;
     /// True while a peer has shown more work than our tip and we are fetching it.
     fn is_syncing(&self) -> bool;
 }

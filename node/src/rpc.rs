@@ -491,19 +491,49 @@ impl CairnApiServer for RpcImpl {
     }
 
     async fn net_add_peer(&self, ext: &Extensions, addr: String) -> RpcResult<bool> {
-        if ext.get::<Authorized>().is_none() {
-            return Err(ErrorObjectOwned::owned(
-                codes::UNAUTHORIZED,
-                "unauthorized: net_addPeer needs HTTP basic auth with the cookie from <data-dir>/.cookie",
-                None::<()>,
-            ));
-        }
-        let sa: SocketAddr = addr
-            .trim()
-            .parse()
-            .map_err(|_| invalid_params(format!("bad peer address {addr:?}: expected IP:PORT")))?;
-        let Some(net) = self.node.network() else { return Err(internal("P2P is not running")) };
+        require_admin(ext, "net_addPeer")?;
+        let sa = parse_peer_addr(&addr)?;
+        let net = self.network()?;
         net.add_peer(sa).map_err(|e| ErrorObjectOwned::owned(INTERNAL_ERROR_CODE, e, None::<()>))?;
         Ok(true)
     }
+
+    async fn net_block_peer(&self, ext: &Extensions, addr: String) -> RpcResult<bool> {
+        require_admin(ext, "net_blockPeer")?;
+        let sa = parse_peer_addr(&addr)?;
+        self.network()?
+            .block_peer(sa)
+            .map_err(|e| ErrorObjectOwned::owned(INTERNAL_ERROR_CODE, e, None::<()>))
+    }
+
+    async fn net_unblock_peer(&self, ext: &Extensions, addr: String) -> RpcResult<bool> {
+        require_admin(ext, "net_unblockPeer")?;
+        let sa = parse_peer_addr(&addr)?;
+        self.network()?
+            .unblock_peer(sa)
+            .map_err(|e| ErrorObjectOwned::owned(INTERNAL_ERROR_CODE, e, None::<()>))
+    }
+}
+
+impl RpcImpl {
+    fn network(&self) -> Result<&Arc<dyn crate::node::Network>, ErrorObjectOwned> {
+        self.node.network().ok_or_else(|| internal("P2P is not running"))
+    }
+}
+
+/// Refuses an admin call that did not carry the cookie.
+fn require_admin(ext: &Extensions, method: &str) -> Result<(), ErrorObjectOwned> {
+    if ext.get::<Authorized>().is_some() {
+        return Ok(());
+    }
+    Err(ErrorObjectOwned::owned(
+        codes::UNAUTHORIZED,
+        format!("unauthorized: {method} needs HTTP basic auth with the cookie from <data-dir>/.cookie"),
+        None::<()>,
+    ))
+}
+
+/// A peer's address as `IP:PORT` (no host names: the P2P layer matches addresses exactly).
+fn parse_peer_addr(addr: &str) -> Result<SocketAddr, ErrorObjectOwned> {
+    addr.trim().parse().map_err(|_| invalid_params(format!("bad peer address {addr:?}: expected IP:PORT")))
 }

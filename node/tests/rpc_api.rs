@@ -137,6 +137,7 @@ async fn rpc_errors_say_what_was_wrong() {
     let node = NodeProcess::start_dev(&["--no-mine"]);
     let c = client(&node);
     const INVALID_PARAMS: i32 = -32602;
+    const INTERNAL_ERROR: i32 = -32603;
 
     let (code, msg) = call_err(c.chain_get_block("zz".repeat(32)).await);
     assert_eq!(code, INVALID_PARAMS);
@@ -233,6 +234,22 @@ async fn rpc_errors_say_what_was_wrong() {
         Err(ClientError::Call(e)) => assert_ne!(e.code(), codes::UNAUTHORIZED, "{}", e.message()),
         Err(e) => panic!("{e}"),
     }
+
+    // Blocking a peer: admin only, IP:PORT only, and the result says whether it changed.
+    let (code, _) = call_err(c.net_block_peer("127.0.0.1:1".into()).await);
+    assert_eq!(code, codes::UNAUTHORIZED);
+    let (code, _) = call_err(wrong.net_unblock_peer("127.0.0.1:1".into()).await);
+    assert_eq!(code, codes::UNAUTHORIZED);
+    let (code, msg) = call_err(admin.net_block_peer("127.0.0.1".into()).await);
+    assert_eq!(code, INVALID_PARAMS);
+    assert!(msg.contains("expected IP:PORT"), "{msg}");
+    assert!(!admin.net_unblock_peer("127.0.0.1:1".into()).await.unwrap(), "was not blocked");
+    assert!(admin.net_block_peer("127.0.0.1:1".into()).await.unwrap());
+    assert!(!admin.net_block_peer(" 127.0.0.1:1 ".into()).await.unwrap(), "already blocked");
+    let (code, msg) = call_err(admin.net_add_peer("127.0.0.1:1".into()).await);
+    assert_eq!(code, INTERNAL_ERROR, "{msg}");
+    assert!(msg.contains("is blocked"), "{msg}");
+    assert!(admin.net_unblock_peer("127.0.0.1:1".into()).await.unwrap());
 
     #[cfg(unix)]
     {

@@ -297,6 +297,59 @@ impl NodeProcess {
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
     }
+
+    /// Listen addresses of the peers this node has finished a handshake with.
+    pub fn peer_addrs(&self) -> Result<Vec<SocketAddr>> {
+        let peers = self.rpc("net_peers", json!([]))?;
+        let peers = peers.as_array().ok_or_else(|| anyhow!("net_peers: not a list"))?;
+        peers
+            .iter()
+            .map(|p| {
+                let a = p["addr"].as_str().unwrap_or_default();
+                a.parse().with_context(|| format!("bad peer address {a:?}"))
+            })
+            .collect()
+    }
+}
+
+/// Starts `n` nodes of the chain in `genesis` under `root/node<i>`: node 0 first, every
+/// other node given only node 0 as its seed (peer exchange does the rest). Node `i`
+/// mines when it is in `miners`, paying dev account `9 - i`.
+pub fn start_seeded_network(
+    root: &Path,
+    genesis: &Path,
+    n: usize,
+    miners: &[usize],
+) -> Result<Vec<NodeProcess>> {
+    let mut nodes: Vec<NodeProcess> = Vec::new();
+    for i in 0..n {
+        let mine = miners.contains(&i);
+        let opts = NodeOptions {
+            mine,
+            miner_address: mine.then(|| dev_address(9 - i)),
+            genesis: Some(genesis.to_path_buf()),
+            peers: nodes.first().map(|seed| vec![seed.p2p_addr]).unwrap_or_default(),
+            ..NodeOptions::default()
+        };
+        nodes.push(NodeProcess::start(&root.join(format!("node{i}")), &opts)?);
+    }
+    Ok(nodes)
+}
+
+/// Waits until every node in `nodes` reports the same best hash at height >= `min_height`
+/// and returns that hash.
+pub fn wait_same_tip(nodes: &[&NodeProcess], min_height: u64, timeout: Duration) -> String {
+    wait_until(timeout, "nodes on one tip", || {
+        let mut tips = Vec::new();
+        for n in nodes {
+            let info = n.info()?;
+            if info["height"].as_u64().unwrap_or(0) < min_height {
+                return Ok(None);
+            }
+            tips.push(info["best_hash"].as_str().unwrap_or_default().to_string());
+        }
+        Ok(tips.windows(2).all(|w| w[0] == w[1]).then(|| tips[0].clone()))
+    })
 }
 
 impl Drop for NodeProcess {

@@ -172,4 +172,14 @@ pub trait CairnApi {
     /// Admin: connect to a peer. Needs the cookie.
     #[method(name = "net_addPeer", with_extensions)]
     async fn net_add_peer(&self, addr: String) -> RpcResult<bool>;
+
+    /// Admin: disconnect the peer whose listen address is `addr` (IP:PORT) and refuse
+    /// to dial it or accept its handshake until `net_unblockPeer`. Needs the cookie.
+    /// Returns false if it was already blocked.
+    #[method(name = "net_blockPeer", with_extensions)]
+    async fn net_block_peer(&self, addr: String) -> RpcResult<bool>;
+
+    /// Admin: accept `addr` again. Needs the cookie. Returns false if it was not blocked.
+    #[method(name = "net_unblockPeer", with_extensions)]
+    async fn net_unblock_peer(&self, addr: String) -> RpcResult<bool>;
 }

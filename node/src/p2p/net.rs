@@ -13,7 +13,7 @@ use super::wire::{FrameCodec, HEADER_BYTES, MAX_PAYLOAD};
 use super::{P2pConfig, PeerId};
 use crate::node::{Network, Node};
 use anyhow::Context;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -46,6 +46,10 @@ struct Shared {
     handles: Mutex<HashMap<PeerId, PeerHandle>>,
     next_id: AtomicU64,
     codec: FrameCodec,
+    /// Mirror of the protocol's blocked set, so RPC can answer whether a call changed
+    /// anything. Updated under its lock together with the input it sends, so the two
+    /// never disagree about order.
+    blocked: Mutex<BTreeSet<SocketAddr>>,
 }
 
 impl Shared {
@@ -61,10 +65,24 @@ impl Network for NetHandle {
         self.0.peers.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
     fn add_peer(&self, addr: SocketAddr) -> Result<(), String> {
+        let blocked = self.0.blocked.lock().unwrap_or_else(|e| e.into_inner());
+        if blocked.contains(&addr) {
+            return Err(format!("{addr} is blocked: call net_unblockPeer first"));
+        }
         self.0.inputs.try_send(Input::AddPeer(addr)).map_err(|e| format!("network busy: {e}"))
     }
     fn is_syncing(&self) -> bool {
         self.0.syncing.load(Ordering::Relaxed)
+    }
+    fn block_peer(&self, addr: SocketAddr) -> Result<bool, String> {
+        let mut blocked = self.0.blocked.lock().unwrap_or_else(|e| e.into_inner());
+        self.0.inputs.try_send(Input::BlockPeer(addr)).map_err(|e| format!("network busy: {e}"))?;
+        Ok(blocked.insert(addr))
+    }
+    fn unblock_peer(&self, addr: SocketAddr) -> Result<bool, String> {
+        let mut blocked = self.0.blocked.lock().unwrap_or_else(|e| e.into_inner());
+        self.0.inputs.try_send(Input::UnblockPeer(addr)).map_err(|e| format!("network busy: {e}"))?;
+        Ok(blocked.remove(&addr))
     }
 }
 
@@ -83,6 +101,7 @@ pub(super) async fn start(node: Arc<Node>, config: P2pConfig) -> anyhow::Result<
         handles: Mutex::new(HashMap::new()),
         next_id: AtomicU64::new(1),
         codec,
+        blocked: Mutex::new(BTreeSet::new()),
     });
     node.set_network(Arc::new(NetHandle(shared.clone())));
 

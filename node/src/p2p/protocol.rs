@@ -122,6 +122,8 @@ pub enum DisconnectReason {
     TooManyPeers,
     #[error("address is banned")]
     Banned,
+    #[error("blocked by the operator (net_blockPeer)")]
+    Blocked,
     #[error("protocol violation: {0}")]
     Protocol(String),
     #[error("misbehaviour: {0}")]
@@ -170,6 +172,12 @@ pub enum Input {
     Node(NodeEvent),
     /// `--peer` / `net_addPeer`: remember and dial.
     AddPeer(SocketAddr),
+    /// `net_blockPeer`: drop the peer listening at this address and refuse it (dials
+    /// and handshakes) until [`Input::UnblockPeer`]. Operator partitions, not bans.
+    BlockPeer(SocketAddr),
+    /// `net_unblockPeer`: accept the address again (no dial; peer maintenance or
+    /// `net_addPeer` reconnects).
+    UnblockPeer(SocketAddr),
     /// Time passed: timeouts, pings, dials, saves.
     Tick,
 }
@@ -296,6 +304,8 @@ pub struct Protocol {
     dialing: BTreeSet<SocketAddr>,
     /// Addresses found to be ourselves.
     self_addrs: BTreeSet<SocketAddr>,
+    /// Listen addresses the operator blocked (`net_blockPeer`); in memory only.
+    blocked: BTreeSet<SocketAddr>,
     downloads: BlockDownloads,
     tx_requests: BTreeMap<Txid, (PeerId, u64)>,
     recent_rejects: BoundedSet<Txid>,
@@ -321,6 +331,7 @@ impl Protocol {
             book: AddrBook::from_snapshot(book, now_ms),
             dialing: BTreeSet::new(),
             self_addrs: BTreeSet::new(),
+            blocked: BTreeSet::new(),
             downloads: BlockDownloads::default(),
             tx_requests: BTreeMap::new(),
             recent_rejects: BoundedSet::new(limits::RECENT_REJECTS),
@@ -396,7 +407,36 @@ impl Protocol {
                     self.dial(addr);
                 }
             }
+            Input::BlockPeer(addr) => self.block_peer(addr),
+            Input::UnblockPeer(addr) => {
+                if self.blocked.remove(&addr) {
+                    tracing::info!(%addr, "peer unblocked");
+                }
+            }
             Input::Tick => self.on_tick(),
+        }
+    }
+
+    /// Listen addresses blocked with `net_blockPeer`.
+    pub fn blocked_peers(&self) -> Vec<SocketAddr> {
+        self.blocked.iter().copied().collect()
+    }
+
+    /// Refuses `addr` from now on and drops every connection to the node listening
+    /// there. Matching is by listen address (IP and port), not by IP alone, so nodes
+    /// sharing one host can be cut apart.
+    fn block_peer(&mut self, addr: SocketAddr) {
+        if self.blocked.insert(addr) {
+            tracing::info!(%addr, "peer blocked");
+        }
+        let drop: Vec<PeerId> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| (!p.inbound && p.addr == addr) || p.listen_addr == Some(addr))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in drop {
+            self.disconnect(id, DisconnectReason::Blocked);
         }
     }
 
@@ -408,6 +448,11 @@ impl Protocol {
         }
         if self.book.is_banned(&addr, self.now_ms) {
             self.out.push(Output::Disconnect(peer, DisconnectReason::Banned));
+            return;
+        }
+        if !inbound && self.blocked.contains(&addr) {
+            // Blocked while the dial was in flight.
+            self.out.push(Output::Disconnect(peer, DisconnectReason::Blocked));
             return;
         }
         if inbound && self.peers.values().filter(|p| p.inbound).count() >= self.config.max_inbound {
@@ -435,6 +480,10 @@ impl Protocol {
     }
 
     fn dial(&mut self, addr: SocketAddr) {
+        if self.blocked.contains(&addr) {
+            tracing::debug!(%addr, "not dialling a blocked peer");
+            return;
+        }
         self.book.mark_attempt(&addr, self.now_ms);
         self.dialing.insert(addr);
         self.out.push(Output::Connect(addr));
@@ -459,7 +508,13 @@ impl Protocol {
             tracing::info!(peer, addr = %p.addr, %reason, "peer disconnected");
         } else {
             tracing::debug!(peer, addr = %p.addr, %reason, "connection dropped before handshake");
-            if !p.inbound && !matches!(reason, DisconnectReason::Duplicate | DisconnectReason::SelfConnection)
+            if !p.inbound
+                && !matches!(
+                    reason,
+                    DisconnectReason::Duplicate
+                        | DisconnectReason::SelfConnection
+                        | DisconnectReason::Blocked
+                )
             {
                 self.book.mark_failure(&p.addr);
             }
@@ -573,6 +628,18 @@ impl Protocol {
             self.disconnect(peer, DisconnectReason::SelfConnection);
             return;
         }
+        let listen_addr = if !inbound {
+            Some(addr)
+        } else if v.listen_port != 0 {
+            Some(SocketAddr::new(addr.ip(), v.listen_port))
+        } else {
+            None
+        };
+        // Before the duplicate check, so a refused connection never displaces a kept one.
+        if listen_addr.is_some_and(|l| self.blocked.contains(&l)) {
+            self.disconnect(peer, DisconnectReason::Blocked);
+            return;
+        }
         // Two connections to one node: both ends keep the one dialled by the node with
         // the lower nonce, so they agree without talking about it.
         if let Some((&other, o)) =
@@ -595,13 +662,7 @@ impl Protocol {
         let Some(p) = self.peers.get_mut(&peer) else { return };
         p.best_height = v.best_height;
         p.claimed_work = Work::from_be_bytes(&v.best_work);
-        p.listen_addr = if !inbound {
-            Some(addr)
-        } else if v.listen_port != 0 {
-            Some(SocketAddr::new(addr.ip(), v.listen_port))
-        } else {
-            None
-        };
+        p.listen_addr = listen_addr;
         p.version = Some(v);
         self.send(peer, Message::Verack);
     }
@@ -1167,9 +1228,11 @@ impl Protocol {
         let peers = &self.peers;
         let dialing = &self.dialing;
         let selfs = &self.self_addrs;
+        let blocked = &self.blocked;
         let exclude = |a: &SocketAddr| {
             dialing.contains(a)
                 || selfs.contains(a)
+                || blocked.contains(a)
                 || peers.values().any(|p| (!p.inbound && p.addr == *a) || p.listen_addr == Some(*a))
         };
         let picks = self.book.pick_dial_candidates(want, self.now_ms, exclude, &used, &mut self.rng);
