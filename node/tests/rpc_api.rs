@@ -267,7 +267,8 @@ async fn rpc_errors_say_what_was_wrong() {
 /// one paying more is admitted and the lowest is evicted.
 #[tokio::test]
 async fn rpc_mempool_full_refuses_low_fee_and_evicts() {
-    let size = encoding::encode(&transfer(2, 0, 5, 10)).len();
+    // Sizes are counted as in a block: the transfer wrapped as a transaction.
+    let size = cairn_node::mempool::transfer_size(&transfer(2, 0, 5, 10));
     let cap = 4 * size;
     let node = NodeProcess::start_dev(&["--no-mine", "--mempool-max-bytes", &cap.to_string()]);
     let c = client(&node);
