@@ -38,11 +38,15 @@ mod check;
 mod index;
 mod orphans;
 
-pub use check::{check_db, check_store, CheckReport};
+#[cfg(feature = "rocksdb")]
+pub use check::check_db;
+pub use check::{check_store, CheckReport};
 
+#[cfg(feature = "rocksdb")]
+use crate::store::RocksStore;
 use crate::store::{
     self, height_key, meta_key, status, Batch, Column, IndexRecord, KvStore, MemStore, RecordError,
-    RocksStore, StoreError, TxLocationRecord, SCHEMA_VERSION,
+    StoreError, TxLocationRecord, SCHEMA_VERSION,
 };
 use cairn_core::block::{Block, BlockHeader};
 use cairn_core::difficulty::median_time_past;
@@ -239,6 +243,7 @@ pub struct Chain {
 
 impl Chain {
     /// Opens (or creates) the chain in `data_dir`, in time independent of chain length.
+    #[cfg(feature = "rocksdb")]
     pub fn open(data_dir: &Path, genesis: &Genesis) -> Result<Chain, ChainError> {
         std::fs::create_dir_all(data_dir)
             .map_err(|e| ChainError::Db(format!("creating {}: {e}", data_dir.display())))?;

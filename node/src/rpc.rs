@@ -174,11 +174,18 @@ pub async fn start(node: Arc<Node>, addr: SocketAddr, cookie: &Cookie) -> anyhow
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen for RPC on {addr}: {e}"))?;
     let local_addr = server.local_addr()?;
-    let mut module = RpcImpl { node }.into_rpc();
+    let handle = server.start(methods(node)?);
+    Ok(RpcServer { local_addr, handle })
+}
+
+/// Every RPC method, without a server: what [`start`] serves, and what in-process
+/// callers (the fuzz targets in fuzz/) call with raw JSON.
+pub fn methods(node: Arc<Node>) -> anyhow::Result<jsonrpsee::RpcModule<()>> {
+    let mut module = jsonrpsee::RpcModule::new(());
+    module.merge(RpcImpl { node }.into_rpc())?;
     // A method that does nothing: the benchmark's yardstick for the server's own cost.
     module.register_method("rpc_ping", |_, _, _| "pong")?;
-    let handle = server.start(module);
-    Ok(RpcServer { local_addr, handle })
+    Ok(module)
 }
 
 struct RpcImpl {

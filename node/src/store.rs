@@ -108,6 +108,7 @@ impl Column {
 /// A failure of the storage engine.
 #[derive(Debug, Error)]
 pub enum StoreError {
+    #[cfg(feature = "rocksdb")]
     #[error("rocksdb: {context}: {source}")]
     Rocks {
         context: String,
@@ -165,10 +166,12 @@ pub trait KvStore: Send + Sync {
 }
 
 /// The RocksDB backend.
+#[cfg(feature = "rocksdb")]
 pub struct RocksStore {
     db: rocksdb::DB,
 }
 
+#[cfg(feature = "rocksdb")]
 impl RocksStore {
     /// Opens or creates the database at `path` with every column family.
     pub fn open(path: &Path) -> Result<RocksStore, StoreError> {
@@ -200,6 +203,7 @@ impl RocksStore {
     }
 }
 
+#[cfg(feature = "rocksdb")]
 impl KvStore for RocksStore {
     fn get(&self, column: Column, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         let cf = self.cf(column)?;
@@ -446,6 +450,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "rocksdb")]
     fn both_backends_behave_alike() {
         exercise(&MemStore::new());
         let dir = tempfile::tempdir().unwrap();

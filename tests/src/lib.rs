@@ -6,9 +6,12 @@
 //! - [`rpc`] is a tiny blocking JSON-RPC over HTTP client (std only).
 //! - [`wait_until`] polls a condition until a deadline: tests never sleep to synchronise.
 //! - [`wallet`] runs the wallet binary.
+//! - [`adversary`] is a misbehaving peer that speaks the wire protocol on its own.
 //!
 //! Binaries are found next to the test executable (`target/<profile>/`), or in
 //! `$CAIRN_BIN_DIR`. `scripts/test.sh` builds them before running the tests.
+
+pub mod adversary;
 
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{json, Value};
@@ -17,6 +20,14 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
 
 /// Directory holding the built binaries.
 pub fn bin_dir() -> PathBuf {

@@ -10,9 +10,10 @@
 //! and the best chain's hashes (32 bytes per block).
 
 use super::{add_work, check_signatures_parallel, ChainError};
+#[cfg(feature = "rocksdb")]
+use crate::store::RocksStore;
 use crate::store::{
-    self, height_key, meta_key, status, Column, IndexRecord, KvStore, RocksStore, TxLocationRecord,
-    SCHEMA_VERSION,
+    self, height_key, meta_key, status, Column, IndexRecord, KvStore, TxLocationRecord, SCHEMA_VERSION,
 };
 use cairn_core::block::Block;
 use cairn_core::difficulty::median_time_past;
@@ -86,6 +87,7 @@ impl fmt::Display for CheckReport {
 
 /// Checks the chain database in `data_dir` (the node must not be running: RocksDB
 /// allows one process at a time). `Err` only when the database cannot be read at all.
+#[cfg(feature = "rocksdb")]
 pub fn check_db(data_dir: &Path, genesis: &Genesis) -> Result<CheckReport, ChainError> {
     let path = data_dir.join("chain");
     if !path.join("CURRENT").exists() {

@@ -164,8 +164,7 @@ pub(super) async fn start(node: Arc<Node>, config: P2pConfig) -> anyhow::Result<
             match listener.accept().await {
                 Ok((stream, addr)) => {
                     let id = sh.next_id.fetch_add(1, Ordering::Relaxed);
-                    run_connection(&sh, id, stream);
-                    if sh.inputs.send(Input::Connected { peer: id, addr, inbound: true }).await.is_err() {
+                    if !run_connection(&sh, id, stream, addr, true).await {
                         break;
                     }
                 }
@@ -180,14 +179,30 @@ pub(super) async fn start(node: Arc<Node>, config: P2pConfig) -> anyhow::Result<
     Ok(local)
 }
 
-/// Registers a connection and spawns its reader and writer.
-fn run_connection(shared: &Arc<Shared>, id: PeerId, stream: TcpStream) {
+/// Registers a connection, tells the protocol about it, then spawns its reader and
+/// writer. `false` once the protocol thread is gone.
+///
+/// The protocol must hear `Connected` before any frame of the connection: the reader
+/// sends into the same queue, and a frame (or a bad-frame report) that overtook
+/// `Connected` would be dropped as coming from an unknown peer, losing a handshake or
+/// letting a peer that sent garbage escape its ban.
+async fn run_connection(
+    shared: &Arc<Shared>,
+    id: PeerId,
+    stream: TcpStream,
+    addr: SocketAddr,
+    inbound: bool,
+) -> bool {
     let _ = stream.set_nodelay(true);
     let (mut rd, mut wr) = stream.into_split();
     let (tx, mut frames) = mpsc::channel::<Vec<u8>>(SEND_QUEUE_FRAMES);
     let queued = Arc::new(AtomicUsize::new(0));
     let stop = Arc::new(Notify::new());
     shared.handles().insert(id, PeerHandle { frames: tx, queued: queued.clone(), stop: stop.clone() });
+    if shared.inputs.send(Input::Connected { peer: id, addr, inbound }).await.is_err() {
+        shared.handles().remove(&id);
+        return false;
+    }
 
     let sh = shared.clone();
     let stop_r = stop.clone();
@@ -249,6 +264,7 @@ fn run_connection(shared: &Arc<Shared>, id: PeerId, stream: TcpStream) {
         }
         let _ = wr.shutdown().await;
     });
+    true
 }
 
 fn protocol_thread(
@@ -319,8 +335,7 @@ fn handle_output(
                 match tokio::time::timeout(DIAL_TIMEOUT, TcpStream::connect(addr)).await {
                     Ok(Ok(stream)) => {
                         let id = sh.next_id.fetch_add(1, Ordering::Relaxed);
-                        run_connection(&sh, id, stream);
-                        let _ = sh.inputs.send(Input::Connected { peer: id, addr, inbound: false }).await;
+                        run_connection(&sh, id, stream, addr, false).await;
                     }
                     _ => {
                         let _ = sh.inputs.send(Input::ConnectFailed { addr }).await;
