@@ -562,7 +562,12 @@ fn converge(seed: u64) -> (BlockHash, BTreeMap<&'static str, u64>) {
     for &i in &ids {
         let peers = sim.nodes[i].proto.ready_peers().len();
         assert!(peers >= 4, "seed {seed}: node {i} has only {peers} peers");
-        assert!(sim.nodes[i].proto.address_book().len() >= 8, "seed {seed}: node {i} learned few addresses");
+        let known = sim.nodes[i].proto.address_book().len();
+        assert!(
+            known >= 8,
+            "seed {seed}: node {i} learned only {known} addresses; peers {:?}",
+            sim.nodes[i].proto.peer_infos().iter().map(|p| (p.addr.clone(), p.inbound)).collect::<Vec<_>>()
+        );
         assert!(!sim.nodes[i].proto.is_syncing(), "seed {seed}: node {i} still syncing");
     }
     (best, sim.delivered.clone())
@@ -602,18 +607,16 @@ fn partition_heals_to_the_heavier_side_and_losing_transfers_return() {
         // Side B confirms a transfer; side A mines more and wins.
         let tx = transfer(&sim.genesis, 3, 0);
         let txid: Txid = tx.txid();
-        sim.mine(b[0], &[tx]);
-        sim.run_for(500);
-        sim.mine(b[1], &[]);
+        // Each block is mined once its side has the previous one, so no side forks.
+        let b1 = sim.mine(b[0], &[tx]);
+        assert!(sim.run_until_tip(&b, b1, 10_000), "seed {seed}: side B: {}", sim.tips_summary(&b));
+        let tip_b = sim.mine(b[1], &[]);
+        let mut tip_a = BlockHash::ZERO;
         for k in 0..5 {
-            sim.mine(a[k % a.len()], &[]);
-            sim.run_for(400);
+            tip_a = sim.mine(a[k % a.len()], &[]);
+            assert!(sim.run_until_tip(&a, tip_a, 10_000), "seed {seed}: side A: {}", sim.tips_summary(&a));
         }
-        let tip_a = sim.best_tip(a.iter().copied());
-        let tip_b = sim.best_tip(b.iter().copied());
-        assert_ne!(tip_a, tip_b);
-        assert!(sim.run_until_tip(&a, tip_a, 10_000), "seed {seed}: side A");
-        assert!(sim.run_until_tip(&b, tip_b, 10_000), "seed {seed}: side B");
+        assert!(sim.run_until_tip(&b, tip_b, 10_000), "seed {seed}: side B: {}", sim.tips_summary(&b));
         for &i in &b {
             assert!(sim.nodes[i].node.chain().tx_location(&txid).unwrap().is_some());
         }

@@ -642,16 +642,22 @@ impl Protocol {
         tracing::info!(peer, %addr, inbound, height = p.best_height, user_agent = %ua, "peer connected");
         if !inbound {
             self.book.mark_success(&addr, now);
-            if let Some(p) = self.peers.get_mut(&peer) {
-                p.sent_getaddr = true;
-            }
-            self.send(peer, Message::GetAddr);
         } else if let Some(l) = listen {
             if self.book.add(l, false, now) {
                 // A node we had not heard of: tell a couple of others, so addresses
                 // spread without anyone having to ask.
                 self.relay_addrs(peer, &[l]);
             }
+        }
+        // Outbound peers are always asked for addresses; inbound ones too while the book
+        // is small: a node that others reached first may have no outbound peer at all
+        // (each duplicate connection keeps one direction), and would otherwise learn
+        // addresses only from relays.
+        if !inbound || self.book.len() < wire::MAX_ADDRS {
+            if let Some(p) = self.peers.get_mut(&peer) {
+                p.sent_getaddr = true;
+            }
+            self.send(peer, Message::GetAddr);
         }
         if claimed > our_best {
             if let Some(p) = self.peers.get_mut(&peer) {
