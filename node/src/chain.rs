@@ -961,6 +961,54 @@ impl Chain {
         out
     }
 
+    /// Blocks whose bodies we lack on the way from the best chain to `target`, lowest
+    /// first, at most `max`: what to download to reach a peer's best block. Empty when
+    /// `target` is not indexed, is invalid, or has every body up to it.
+    pub fn missing_blocks_toward(&self, target: &BlockHash, max: usize) -> Vec<BlockHash> {
+        let Some(t) = self.index.get(target) else { return Vec::new() };
+        let te = self.index.e(t);
+        if te.has(status::FAILED_MASK) || te.has(CHAIN_COMPLETE) {
+            return Vec::new();
+        }
+        let height = te.height as usize;
+        let hc = &self.index.header_chain;
+        if hc.get(height) == Some(&t) {
+            // On the best header chain (the common case, and the long one while
+            // syncing): scan the array from where it leaves the best chain.
+            let best = &self.index.best;
+            let mut h = (best.len() - 1).min(height);
+            while h > 0 && hc[h] != best[h] {
+                h -= 1;
+            }
+            return hc[h + 1..=height]
+                .iter()
+                .map(|&i| self.index.e(i))
+                .filter(|e| !e.has(status::HAVE_BODY))
+                .take(max)
+                .map(|e| e.hash)
+                .collect();
+        }
+        // A side branch: walk back to the best chain.
+        let mut path = Vec::new();
+        let mut c = t;
+        while c != NONE && !self.index.on_best_chain(c) {
+            let e = self.index.e(c);
+            if !e.has(status::HAVE_BODY) {
+                path.push(e.hash);
+            }
+            c = e.prev;
+        }
+        path.reverse();
+        path.truncate(max);
+        path
+    }
+
+    /// Cumulative work of any indexed block, `None` if it is not indexed or invalid.
+    pub fn work_of(&self, hash: &BlockHash) -> Option<Work> {
+        let e = self.index.e(self.index.get(hash)?);
+        (!e.has(status::FAILED_MASK)).then_some(e.work)
+    }
+
     pub fn header(&self, hash: &BlockHash) -> Option<BlockHeader> {
         self.index.get(hash)?;
         match self.read_record(hash) {

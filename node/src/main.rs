@@ -55,7 +55,8 @@ struct RunArgs {
     /// Nonce search threads.
     #[arg(long, value_name = "N", default_value_t = 1)]
     miner_threads: usize,
-    /// Most peers, inbound and outbound together.
+    /// Most peers, inbound and outbound together (8 of them outbound, or half of a
+    /// smaller cap; the rest inbound).
     #[arg(long, value_name = "N", default_value_t = 32)]
     max_peers: usize,
     /// Development chain: built-in dev genesis, ~1 s blocks, mining, funded dev accounts.

@@ -74,6 +74,23 @@ impl MempoolError {
     pub fn is_peer_fault(&self) -> bool {
         matches!(self, MempoolError::Overflow)
     }
+
+    /// True when the very same transfer may be admitted later: it waits for its
+    /// predecessor (a nonce gap), for funds, or for room. The P2P layer does not
+    /// remember these as rejects, so the transfer is fetched again when announced again.
+    /// The others (fee below the minimum, nonce already used, a replacement that does
+    /// not pay enough) stay refused.
+    pub fn is_temporary(&self) -> bool {
+        matches!(
+            self,
+            MempoolError::NonceGap { .. }
+                | MempoolError::InsufficientBalance { .. }
+                | MempoolError::ReplacementUnaffordable { .. }
+                | MempoolError::TooManyFromSender { .. }
+                | MempoolError::Full { .. }
+                | MempoolError::State(_)
+        )
+    }
 }
 
 /// Limits and policy.

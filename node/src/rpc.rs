@@ -316,7 +316,9 @@ impl CairnApiServer for RpcImpl {
             drop(chain);
             let mempool_size = node.mempool().len();
             let (peers, syncing) = match node.network() {
-                Some(n) => (n.peers().len(), n.is_syncing() || behind),
+                // The P2P layer knows whether a peer can deliver what we lack; a header-only
+                // branch nobody offers is not "syncing".
+                Some(n) => (n.peers().len(), n.is_syncing()),
                 None => (0, behind),
             };
             Ok(ChainInfo {

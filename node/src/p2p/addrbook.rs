@@ -31,6 +31,12 @@ pub struct AddrEntry {
     pub last_attempt_ms: u64,
     /// Failed dials since the last success.
     pub failures: u32,
+    /// Times it was dropped for not delivering (stalled, or blocks of the chain it
+    /// showed us not found) since it last delivered a block. Unlike `failures`, a
+    /// successful handshake does not clear it, so the backoff grows for a peer that
+    /// connects fine but never delivers.
+    #[serde(default)]
+    pub strikes: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -166,6 +172,7 @@ impl AddrBook {
                 last_success_ms: 0,
                 last_attempt_ms: 0,
                 failures: 0,
+                strikes: 0,
             },
         );
         self.dirty = true;
@@ -190,6 +197,24 @@ impl AddrBook {
             e.last_seen_ms = now_ms;
             e.failures = 0;
             self.dirty = true;
+        }
+    }
+
+    /// The peer was dropped for not delivering what it offered.
+    pub fn mark_strike(&mut self, addr: &SocketAddr) {
+        if let Some(e) = self.addrs.get_mut(addr) {
+            e.strikes = e.strikes.saturating_add(1);
+            self.dirty = true;
+        }
+    }
+
+    /// The peer delivered a block we asked for.
+    pub fn mark_delivered(&mut self, addr: &SocketAddr) {
+        if let Some(e) = self.addrs.get_mut(addr) {
+            if e.strikes != 0 {
+                e.strikes = 0;
+                self.dirty = true;
+            }
         }
     }
 
@@ -222,7 +247,8 @@ impl AddrBook {
             if exclude(&e.addr) || self.is_banned(&e.addr, now_ms) {
                 continue;
             }
-            if e.last_attempt_ms != 0 && now_ms < e.last_attempt_ms.saturating_add(backoff_ms(e.failures)) {
+            let backoff = backoff_ms(e.failures.saturating_add(e.strikes));
+            if e.last_attempt_ms != 0 && now_ms < e.last_attempt_ms.saturating_add(backoff) {
                 continue;
             }
             if used_groups.contains(&group(&e.addr.ip())) {
@@ -233,20 +259,23 @@ impl AddrBook {
         }
         fresh.shuffle(rng);
         same_group.shuffle(rng);
-        // At most one new dial per group from the fresh list in one round.
+        // One dial per fresh group first; the fresh group's other addresses and then the
+        // used groups only fill what is left (dropping them would leave a network on one
+        // IP, or one /16, with a single dial per round).
         let mut out: Vec<SocketAddr> = Vec::new();
         let mut groups: Vec<[u8; 4]> = Vec::new();
+        let mut rest: Vec<SocketAddr> = Vec::new();
         for a in fresh {
-            if out.len() >= n {
-                break;
-            }
             let g = group(&a.ip());
-            if !groups.contains(&g) {
+            if groups.contains(&g) {
+                rest.push(a);
+            } else {
                 groups.push(g);
                 out.push(a);
             }
         }
-        for a in same_group {
+        out.truncate(n);
+        for a in rest.into_iter().chain(same_group) {
             if out.len() >= n {
                 break;
             }
@@ -331,7 +360,6 @@ mod tests {
     }
 
     #[test]
-    #[ignore = "known failure: dialling falls back to one address per group (issue 4 open)"]
     fn dial_candidates_prefer_new_groups_but_allow_one_ip() {
         let mut b = AddrBook::default();
         for p in 1..=5 {

@@ -106,7 +106,7 @@ pub(super) async fn start(node: Arc<Node>, config: P2pConfig) -> anyhow::Result<
     node.set_network(Arc::new(NetHandle(shared.clone())));
 
     let snapshot = load_snapshot(&config.data_dir);
-    let pconfig = Config { listen_port: local.port(), max_inbound: config.max_peers, ..Config::default() };
+    let pconfig = Config { listen_port: local.port(), ..Config::default() }.with_max_peers(config.max_peers);
     let protocol = Protocol::new(node.clone(), pconfig, snapshot, rand::random(), crate::now_ms());
     let runtime = tokio::runtime::Handle::current();
     let data_dir = config.data_dir.clone();

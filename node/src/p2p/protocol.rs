@@ -36,7 +36,7 @@ pub struct Config {
     pub user_agent: String,
     /// Outbound connections to keep.
     pub target_outbound: usize,
-    /// Most inbound connections (`--max-peers`).
+    /// Most inbound connections (what `--max-peers` leaves after the outbound slots).
     pub max_inbound: usize,
     /// Dials in progress at once.
     pub max_dialing: usize,
@@ -79,6 +79,16 @@ impl Default for Config {
             save_interval_ms: 30_000,
             progress_interval_ms: 5_000,
         }
+    }
+}
+
+impl Config {
+    /// Splits `--max-peers` (inbound and outbound together) into outbound slots (8, or
+    /// half of a smaller cap, rounded up) and inbound slots (the rest), so the peers we
+    /// chose ourselves always have room however many dial in.
+    pub fn with_max_peers(self, max_peers: usize) -> Config {
+        let target_outbound = self.target_outbound.min(max_peers.div_ceil(2));
+        Config { target_outbound, max_inbound: max_peers - target_outbound, ..self }
     }
 }
 
@@ -134,6 +144,8 @@ pub enum DisconnectReason {
     Stalled,
     #[error("claimed more work but did not deliver headers")]
     NoHeaders,
+    #[error("did not deliver a block of the chain it showed us")]
+    NotDelivered,
     #[error("send queue full (peer reads too slowly)")]
     SlowReader,
     #[error("connection closed")]
@@ -235,7 +247,11 @@ struct Peer {
     last_ping_ms: u64,
     rtt_ms: Option<u64>,
     known: BoundedSet<InvItem>,
-    not_found: BoundedSet<BlockHash>,
+    /// The most-work block the peer has shown us (headers, inv, block): block bodies
+    /// are fetched from a peer only on the way to this block, which it must be able to
+    /// serve (a Cairn node keeps the body of every block it announces or sends headers
+    /// of).
+    best_known: Option<(BlockHash, Work)>,
     /// When our oldest unanswered `getheaders` was sent.
     headers_asked_ms: Option<u64>,
     /// An inv arrived while a `getheaders` was out: ask again when it is answered.
@@ -270,7 +286,7 @@ impl Peer {
             last_ping_ms: now_ms,
             rtt_ms: None,
             known: BoundedSet::new(limits::KNOWN_INV),
-            not_found: BoundedSet::new(1024),
+            best_known: None,
             headers_asked_ms: None,
             headers_again: false,
             expect_more_work: false,
@@ -523,11 +539,18 @@ impl Protocol {
             && !p.inbound
             && matches!(
                 reason,
-                DisconnectReason::Stalled | DisconnectReason::NoHeaders | DisconnectReason::PingTimeout
+                DisconnectReason::Stalled
+                    | DisconnectReason::NoHeaders
+                    | DisconnectReason::NotDelivered
+                    | DisconnectReason::PingTimeout
             )
         {
-            // Back off before dialling a slow or silent peer again.
+            // Back off before dialling a slow or silent peer again; one that keeps
+            // offering what it does not deliver backs off longer each time.
             self.book.mark_failure(&p.addr);
+            if reason != &DisconnectReason::PingTimeout {
+                self.book.mark_strike(&p.addr);
+            }
         }
         self.downloads.remove_peer(peer);
         self.tx_requests.retain(|_, (p, _)| *p != peer);
@@ -669,7 +692,9 @@ impl Protocol {
 
     fn on_ready(&mut self, peer: PeerId) {
         let now = self.now_ms;
-        let our_best = self.node.chain().best_header().total_work;
+        // Against the tip, not the best header: a header-only branch nobody delivers
+        // must not stop us from asking a new peer for its chain.
+        let our_best = self.node.chain().tip().total_work;
         let Some(p) = self.peers.get_mut(&peer) else { return };
         p.ready = true;
         p.last_ping_ms = now;
@@ -678,16 +703,22 @@ impl Protocol {
         tracing::info!(peer, %addr, inbound, height = p.best_height, user_agent = %ua, "peer connected");
         if !inbound {
             self.book.mark_success(&addr, now);
-            if let Some(p) = self.peers.get_mut(&peer) {
-                p.sent_getaddr = true;
-            }
-            self.send(peer, Message::GetAddr);
         } else if let Some(l) = listen {
             if self.book.add(l, false, now) {
                 // A node we had not heard of: tell a couple of others, so addresses
                 // spread without anyone having to ask.
                 self.relay_addrs(peer, &[l]);
             }
+        }
+        // Outbound peers are always asked for addresses; inbound ones too while the book
+        // is small: a node that others reached first may have no outbound peer at all
+        // (each duplicate connection keeps one direction), and would otherwise learn
+        // addresses only from relays.
+        if !inbound || self.book.len() < wire::MAX_ADDRS {
+            if let Some(p) = self.peers.get_mut(&peer) {
+                p.sent_getaddr = true;
+            }
+            self.send(peer, Message::GetAddr);
         }
         if claimed > our_best {
             if let Some(p) = self.peers.get_mut(&peer) {
@@ -782,6 +813,7 @@ impl Protocol {
         }
         let mut want_txs = Vec::new();
         let mut new_block = false;
+        let mut known_blocks = Vec::new();
         {
             let chain = self.node.chain();
             let mempool = self.node.mempool();
@@ -789,7 +821,9 @@ impl Protocol {
                 p.known.insert(*item);
                 match item {
                     InvItem::Block(h) => {
-                        if !chain.is_known(h) {
+                        if chain.work_of(h).is_some() {
+                            known_blocks.push(*h);
+                        } else if !chain.is_known(h) {
                             new_block = true;
                         }
                     }
@@ -805,8 +839,15 @@ impl Protocol {
                 }
             }
         }
+        let noted = !known_blocks.is_empty();
+        for h in known_blocks {
+            self.note_best(peer, h);
+        }
         if new_block {
             self.request_headers(peer);
+        }
+        if noted {
+            self.schedule_downloads();
         }
         if !want_txs.is_empty() {
             let Some(p) = self.peers.get_mut(&peer) else { return };
@@ -859,14 +900,14 @@ impl Protocol {
     }
 
     fn on_notfound(&mut self, peer: PeerId, items: Vec<InvItem>) {
+        let mut undelivered = false;
         for item in items {
             match item {
                 InvItem::Block(h) => {
-                    if self.downloads.received(&h, peer) {
-                        if let Some(p) = self.peers.get_mut(&peer) {
-                            p.not_found.insert(h);
-                        }
-                    }
+                    // We only ask a peer for blocks on the way to its own best block,
+                    // whose bodies it keeps: "not found" means it showed us a chain it
+                    // cannot or will not deliver.
+                    undelivered |= self.downloads.received(&h, peer);
                 }
                 InvItem::Tx(t) => {
                     if let Some(p) = self.peers.get_mut(&peer) {
@@ -877,7 +918,20 @@ impl Protocol {
                 }
             }
         }
+        if undelivered {
+            self.disconnect(peer, DisconnectReason::NotDelivered);
+        }
         self.schedule_downloads();
+    }
+
+    /// Remembers `hash` as the peer's best block if it has more work than the best one
+    /// it showed us before.
+    fn note_best(&mut self, peer: PeerId, hash: BlockHash) {
+        let Some(work) = self.node.chain().work_of(&hash) else { return };
+        let Some(p) = self.peers.get_mut(&peer) else { return };
+        if p.best_known.is_none_or(|(_, w)| work > w) {
+            p.best_known = Some((hash, work));
+        }
     }
 
     fn mark_known(&mut self, peer: PeerId, item: InvItem) {
@@ -902,7 +956,12 @@ impl Protocol {
                 self.misbehave(peer, limits::BAN_SCORE, &format!("invalid transfer: {e}"));
             }
             Err(SubmitError::Rejected(e)) => {
-                self.recent_rejects.insert(txid);
+                // A refusal that may pass later (a nonce gap: the predecessor is still on
+                // its way; missing funds; a full pool) is not remembered, so the transfer
+                // is fetched again when another peer announces it.
+                if !e.is_temporary() {
+                    self.recent_rejects.insert(txid);
+                }
                 if e.is_peer_fault() {
                     self.misbehave(peer, limits::BAN_SCORE, &format!("invalid transfer: {e}"));
                 }
@@ -960,7 +1019,7 @@ impl Protocol {
         if headers.is_empty() {
             let expected = std::mem::take(&mut p.expect_more_work);
             let claimed = p.claimed_work;
-            if expected && claimed > self.node.chain().best_header().total_work {
+            if expected && claimed > self.node.chain().tip().total_work {
                 self.disconnect(peer, DisconnectReason::NoHeaders);
             }
             return;
@@ -981,6 +1040,14 @@ impl Protocol {
                 self.misbehave(peer, limits::BAN_SCORE, &format!("invalid header {hash}: {err}"));
                 return;
             }
+        }
+        // The peer's best block: the last of these headers that we indexed.
+        let shown = {
+            let chain = self.node.chain();
+            headers.iter().rev().map(BlockHeader::hash).find(|h| chain.work_of(h).is_some())
+        };
+        if let Some(h) = shown {
+            self.note_best(peer, h);
         }
         let Some(p) = self.peers.get_mut(&peer) else { return };
         if result.unconnected {
@@ -1022,6 +1089,9 @@ impl Protocol {
         if let Some(p) = self.peers.get_mut(&peer) {
             p.known.insert(InvItem::Block(hash));
             p.best_height = p.best_height.max(height);
+            if let Some(l) = p.listen_addr {
+                self.book.mark_delivered(&l);
+            }
         }
         match self.node.submit_block(block, Origin::Peer(peer)) {
             Ok(r) => match r.acceptance {
@@ -1029,54 +1099,66 @@ impl Protocol {
                     self.misbehave(peer, limits::BAN_SCORE, &format!("invalid block {hash}: {e}"));
                 }
                 Acceptance::Orphan { .. } => self.request_headers(peer),
-                _ => {}
+                _ => self.note_best(peer, hash),
             },
             Err(e) => tracing::error!(error = %e, "storing a block failed"),
         }
         self.schedule_downloads();
     }
 
-    /// Hands missing blocks of the best header chain to peers that have them and have
-    /// room, least loaded first.
+    /// Hands missing blocks to peers with room, least loaded first. Each peer is asked
+    /// only for blocks on the way from our best chain to its best block
+    /// ([`Peer::best_known`]), so a branch that only a vanished or lying peer showed us
+    /// is never waited for: the other peers' chains download regardless, and the tip
+    /// follows the most-work chain whose blocks actually arrive.
     fn schedule_downloads(&mut self) {
         let now = self.now_ms;
         let max = self.config.max_blocks_in_flight_per_peer;
-        let ready: Vec<PeerId> = self
-            .peers
-            .iter()
-            .filter(|(id, p)| p.ready && self.downloads.count(**id) < max)
-            .map(|(id, _)| *id)
-            .collect();
-        if ready.is_empty() {
+        let window = self.config.download_window;
+        let tip_work = self.node.chain().tip().total_work;
+        let mut by_target: BTreeMap<BlockHash, Vec<PeerId>> = BTreeMap::new();
+        let mut room = 0;
+        for (id, p) in &self.peers {
+            if !p.ready || self.downloads.count(*id) >= max {
+                continue;
+            }
+            if let Some((h, w)) = p.best_known {
+                if w > tip_work {
+                    by_target.entry(h).or_default().push(*id);
+                    room += max - self.downloads.count(*id);
+                }
+            }
+        }
+        if by_target.is_empty() {
             return;
         }
-        let missing: Vec<(BlockHash, u64)> = {
+        // Every block some target lacks, lowest first, with the peers that can serve it.
+        let mut wanted: BTreeMap<(u64, BlockHash), Vec<PeerId>> = BTreeMap::new();
+        {
             let chain = self.node.chain();
-            chain
-                .missing_blocks(self.config.download_window)
-                .into_iter()
-                .filter(|h| !self.downloads.is_in_flight(h))
-                .map(|h| {
-                    let height = chain.height_of(&h).unwrap_or(u64::MAX);
-                    (h, height)
-                })
-                .collect()
-        };
+            for (target, peers) in &by_target {
+                for hash in chain.missing_blocks_toward(target, window) {
+                    if self.downloads.is_in_flight(&hash) {
+                        continue;
+                    }
+                    let height = chain.height_of(&hash).unwrap_or(u64::MAX);
+                    wanted.entry((height, hash)).or_default().extend(peers.iter().copied());
+                }
+            }
+        }
         let mut batches: BTreeMap<PeerId, Vec<InvItem>> = BTreeMap::new();
-        for (hash, height) in missing {
-            let item = InvItem::Block(hash);
-            let best = ready
+        for ((_, hash), peers) in wanted {
+            if room == 0 {
+                break;
+            }
+            let best = peers
                 .iter()
-                .filter(|id| {
-                    let p = &self.peers[id];
-                    (p.known.contains(&item) || p.best_height >= height)
-                        && !p.not_found.contains(&hash)
-                        && self.downloads.count(**id) < max
-                })
-                .min_by_key(|id| (self.downloads.count(**id), !self.peers[id].known.contains(&item), **id));
+                .filter(|id| self.downloads.count(**id) < max)
+                .min_by_key(|id| (self.downloads.count(**id), **id));
             let Some(&peer) = best else { continue };
             self.downloads.request(hash, peer, now);
-            batches.entry(peer).or_default().push(item);
+            room -= 1;
+            batches.entry(peer).or_default().push(InvItem::Block(hash));
         }
         for (peer, items) in batches {
             for chunk in items.chunks(limits::MAX_BLOCKS_PER_GETDATA) {
@@ -1175,13 +1257,10 @@ impl Protocol {
         self.update_syncing();
         if self.syncing && now.saturating_sub(self.last_progress_ms) >= c.progress_interval_ms {
             self.last_progress_ms = now;
-            let (tip, best) = {
-                let chain = self.node.chain();
-                (chain.tip(), chain.best_header())
-            };
+            let (tip, target) = self.sync_target();
             tracing::info!(
                 height = tip.height,
-                best_header = best.height,
+                target = target.map_or(tip.height, |(h, _)| h),
                 in_flight = self.downloads.total(),
                 peers = self.ready_peers().len(),
                 "syncing"
@@ -1199,21 +1278,42 @@ impl Protocol {
         self.book.snapshot()
     }
 
+    /// Our tip, and the height and work of the most-work block a ready peer has shown us
+    /// that beats it (what we are syncing toward), if any.
+    fn sync_target(&self) -> (TipInfo, Option<(u64, Work)>) {
+        let chain = self.node.chain();
+        let tip = chain.tip();
+        let target = self
+            .peers
+            .values()
+            .filter(|p| p.ready)
+            .filter_map(|p| p.best_known)
+            .filter(|(h, w)| *w > tip.total_work && chain.work_of(h).is_some())
+            .max_by_key(|(_, w)| *w)
+            .and_then(|(h, w)| Some((chain.height_of(&h)?, w)));
+        (tip, target)
+    }
+
+    /// Syncing: a ready peer has shown us a block with more work than our tip, or has
+    /// claimed more work in its handshake and its headers are on their way. A header-only
+    /// branch that no connected peer offers does not count (nobody could deliver it).
     fn update_syncing(&mut self) {
-        let (tip, best): (TipInfo, TipInfo) = {
-            let chain = self.node.chain();
-            (chain.tip(), chain.best_header())
-        };
+        let (tip, target) = self.sync_target();
         let peer_ahead =
             self.peers.values().any(|p| p.ready && p.expect_more_work && p.claimed_work > tip.total_work);
-        let syncing = best.total_work > tip.total_work || peer_ahead;
+        let syncing = target.is_some() || peer_ahead;
         if syncing != self.syncing {
+            let target_height = target.map_or(tip.height, |(h, _)| h);
             if syncing {
-                tracing::info!(height = tip.height, best_header = best.height, "sync started");
+                tracing::info!(height = tip.height, target = target_height, "sync started");
             } else {
                 tracing::info!(height = tip.height, hash = %tip.hash, "sync finished");
             }
             self.syncing = syncing;
+            if !syncing {
+                // Tips reached while syncing were not announced; announce where we are.
+                self.announce(InvItem::Block(tip.hash), Origin::Local);
+            }
         }
     }
 

@@ -465,17 +465,36 @@ mod tests {
     }
 
     #[test]
-    #[ignore = "known failure: an empty-payload message with a trailing byte is accepted (issue 4 open)"]
     fn trailing_bytes_and_bad_counts_are_malformed() {
         let c = codec();
+        // In a frame, a payload one byte longer than the command allows is refused on
+        // the header, before the payload is read.
         let mut f = c.encode(&Message::Ping(1));
         f[5] = 9;
         f.push(0);
-        assert!(c.parse(&f).is_err());
+        assert!(matches!(c.parse(&f), Err(WireError::Oversized { command: command::PING, len: 9, max: 8 })));
         let mut f = c.encode(&Message::Verack);
         f[5] = 1;
         f.push(0);
-        assert!(matches!(c.parse(&f), Err(WireError::Malformed { .. })));
+        assert!(matches!(
+            c.parse(&f),
+            Err(WireError::Oversized { command: command::VERACK, len: 1, max: 0 })
+        ));
+        // A payload with bytes after the value is malformed, bodiless commands included.
+        for (cmd, payload) in [
+            (command::VERACK, vec![0u8]),
+            (command::GETADDR, vec![0u8]),
+            (command::PING, vec![0u8; 9]),
+            (command::ADDR, [0u64.to_le_bytes().to_vec(), vec![0]].concat()),
+        ] {
+            match Message::decode_payload(cmd, &payload) {
+                Err(WireError::Malformed { command, reason }) => {
+                    assert_eq!(command, cmd);
+                    assert!(reason.contains("trailing"), "{reason}");
+                }
+                other => panic!("command {cmd} with a trailing byte: {other:?}"),
+            }
+        }
         // An inv whose count claims more items than it holds.
         let mut payload = 3u64.to_le_bytes().to_vec();
         payload.extend_from_slice(&[0u8; 36]);
