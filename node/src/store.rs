@@ -43,6 +43,10 @@
 //! of block commits and when it is dropped. Syncing every batch would cost an fsync per
 //! block during initial sync for no gain in consistency, only in the last second of
 //! blocks, which the network still has.
+//!
+//! The WAL is bounded (`max_total_wal_size`, 32 MiB: past it RocksDB flushes memtables)
+//! and a clean close flushes every memtable, so opening never replays more than that
+//! bound, whatever the chain length.
 
 use cairn_core::block::{BlockHeader, HEADER_LEN};
 use cairn_core::encoding;
@@ -183,6 +187,10 @@ impl RocksStore {
         opts.set_wal_recovery_mode(rocksdb::DBRecoveryMode::PointInTime);
         opts.set_max_open_files(512);
         opts.set_keep_log_file_num(4);
+        // Flush memtables once the WAL holds this much, so that opening after a crash
+        // replays at most this much (a restart's cost would otherwise grow with the
+        // chain written since the last flush: 100,000 blocks took ~2.5 s to replay).
+        opts.set_max_total_wal_size(MAX_WAL_BYTES);
         let cfs = Column::ALL.iter().map(|c| {
             let mut o = rocksdb::Options::default();
             if matches!(c, Column::Accounts | Column::Index | Column::TxIndex) {
@@ -200,6 +208,25 @@ impl RocksStore {
 
     fn cf(&self, column: Column) -> Result<&rocksdb::ColumnFamily, StoreError> {
         self.db.cf_handle(column.name()).ok_or(StoreError::MissingColumn(column.name()))
+    }
+}
+
+/// Bound on the write-ahead log kept before memtables are flushed (see `open`).
+#[cfg(feature = "rocksdb")]
+const MAX_WAL_BYTES: u64 = 32 << 20;
+
+#[cfg(feature = "rocksdb")]
+impl Drop for RocksStore {
+    /// A clean close writes the memtables out, so the next open has no WAL to replay.
+    /// (After a kill -9 the WAL is replayed instead: nothing committed is lost either way.)
+    fn drop(&mut self) {
+        for c in Column::ALL {
+            if let Ok(cf) = self.cf(c) {
+                if let Err(e) = self.db.flush_cf(cf) {
+                    tracing::warn!(column = c.name(), error = %e, "flushing on close failed");
+                }
+            }
+        }
     }
 }
 

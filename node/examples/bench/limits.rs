@@ -1,0 +1,96 @@
+//! The machine's limits, measured in the same run as the scenarios: single-thread
+//! signature verification, raw SHA-256 compressions, loopback TCP round trips. (The
+//! do-nothing jsonrpsee method is measured with the RPC scenario, on the same server.)
+
+use cairn_core::SignedTransfer;
+use sha2::digest::generic_array::GenericArray;
+use std::hint::black_box;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+/// Single-thread k256 verifications per second over `txs`, for at least `duration`.
+pub fn verify_rate(txs: &[&SignedTransfer], chain_id: u32, duration: Duration) -> f64 {
+    let start = Instant::now();
+    let mut n = 0usize;
+    while start.elapsed() < duration {
+        for _ in 0..64 {
+            black_box(txs[n % txs.len()].verify(chain_id)).expect("generated transfers are valid");
+            n += 1;
+        }
+    }
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Verifications per second with every core busy (rayon), right now: what the machine
+/// gives this process at the moment, which on a shared machine is less than
+/// single-thread x cores.
+pub fn verify_rate_parallel(txs: &[&SignedTransfer], chain_id: u32, duration: Duration) -> f64 {
+    use rayon::prelude::*;
+    let start = Instant::now();
+    let mut n = 0usize;
+    while start.elapsed() < duration {
+        txs.par_iter().for_each(|t| t.verify(chain_id).expect("generated transfers are valid"));
+        n += txs.len();
+    }
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+/// CPU time (user + system) this process has used so far, in seconds, from
+/// /proc/self/stat (clock ticks of 1/100 s, Linux's USER_HZ).
+pub fn cpu_secs() -> f64 {
+    let Ok(text) = std::fs::read_to_string("/proc/self/stat") else { return f64::NAN };
+    let Some((_, rest)) = text.rsplit_once(')') else { return f64::NAN };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // After the command name: state is field 3, utime field 14, stime field 15.
+    let ticks = |i: usize| f.get(i - 3).and_then(|v| v.parse::<f64>().ok()).unwrap_or(f64::NAN);
+    (ticks(14) + ticks(15)) / 100.0
+}
+
+/// SHA-256 compression-function runs per second on one thread (`sha2::compress256`,
+/// which uses the CPU's SHA extensions when it has them, as the miner does), fed 64
+/// blocks per call so that the call's own cost is spread thin.
+pub fn sha256_compressions_per_second(duration: Duration) -> f64 {
+    let mut state = [0x6a09e667u32, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19];
+    let mut blocks = [GenericArray::from([0u8; 64]); 64];
+    let start = Instant::now();
+    let mut n = 0u64;
+    while start.elapsed() < duration {
+        for i in 0..256u32 {
+            blocks[0][..4].copy_from_slice(&i.to_le_bytes());
+            sha2::compress256(&mut state, black_box(&blocks));
+        }
+        n += 256 * 64;
+    }
+    black_box(state);
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Median round trip of a 1-byte ping-pong over a loopback TCP connection, in µs.
+pub fn loopback_rtt_us(rounds: usize) -> std::io::Result<f64> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    let echo = std::thread::spawn(move || -> std::io::Result<()> {
+        let (mut s, _) = listener.accept()?;
+        s.set_nodelay(true)?;
+        let mut b = [0u8; 1];
+        while s.read(&mut b)? == 1 {
+            s.write_all(&b)?;
+        }
+        Ok(())
+    });
+    let mut c = TcpStream::connect(addr)?;
+    c.set_nodelay(true)?;
+    let mut samples = Vec::with_capacity(rounds);
+    let mut b = [7u8; 1];
+    for _ in 0..rounds {
+        let t = Instant::now();
+        c.write_all(&b)?;
+        c.read_exact(&mut b)?;
+        samples.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    drop(c);
+    let _ = echo.join();
+    samples.sort_by(f64::total_cmp);
+    Ok(samples[samples.len() / 2])
+}

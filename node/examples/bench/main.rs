@@ -1,0 +1,361 @@
+//! Cairn's benchmark suite (issue 8): every figure beside a limit of this machine that is
+//! measured in the same run, with the ratio and the target it must meet.
+//!
+//! ```text
+//! scripts/bench.sh [--quick]          # builds in release mode and runs this
+//! target/release/examples/bench [--quick] [--only NAME,NAME] [--out FILE]
+//! ```
+//!
+//! Limits: single-thread k256 verifications/s (times the cores), SHA-256 compressions/s
+//! on one thread, the do-nothing JSON-RPC method `rpc_ping` under 32 clients, loopback
+//! TCP round trip. Scenarios (`--only` names): `import`, `miner`, `rpc`, `accounts`,
+//! `memory`, `sync`, `restart`, `propagation`. Data is generated from fixed seeds;
+//! traffic stays on 127.0.0.1. Real `cairn-node` processes are found as the test
+//! harness finds them (`$CAIRN_BIN_DIR`, else next to this program's directory).
+
+mod gen;
+mod inproc;
+mod limits;
+mod procs;
+mod report;
+
+use report::{Goal, Row};
+use std::path::PathBuf;
+use std::time::Duration;
+
+struct Args {
+    quick: bool,
+    only: Option<Vec<String>>,
+    out: PathBuf,
+}
+
+const SCENARIOS: [&str; 8] = ["import", "miner", "rpc", "accounts", "memory", "sync", "restart", "propagation"];
+
+fn parse_args() -> Result<Args, String> {
+    let mut a = Args { quick: false, only: None, out: PathBuf::from("target/bench/results.json") };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        match flag.as_str() {
+            "--quick" => a.quick = true,
+            "--only" => {
+                let list: Vec<String> =
+                    it.next().ok_or("--only needs a list")?.split(',').map(str::to_string).collect();
+                if let Some(bad) = list.iter().find(|n| !SCENARIOS.contains(&n.as_str())) {
+                    return Err(format!("unknown scenario {bad}; known: {}", SCENARIOS.join(",")));
+                }
+                a.only = Some(list);
+            }
+            "--out" => a.out = PathBuf::from(it.next().ok_or("--out needs a path")?),
+            "-h" | "--help" => return Err("usage: bench [--quick] [--only NAME,NAME] [--out FILE]".into()),
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    Ok(a)
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| t.lines().find(|l| l.starts_with("model name")).map(|l| l.to_string()))
+        .and_then(|l| l.split_once(':').map(|(_, m)| m.trim().to_string()))
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn step(what: &str) {
+    eprintln!("[bench] {what}");
+}
+
+/// A row for a scenario that could not be measured.
+fn failed(scenario: &str, unit: &'static str, e: &anyhow::Error) -> Row {
+    Row {
+        scenario: scenario.into(),
+        figure: f64::NAN,
+        unit,
+        limit: None,
+        goal: Goal::None,
+        note: format!("NOT MEASURED: {e:#}"),
+    }
+}
+
+fn main() {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(2);
+        }
+    };
+    let wants = |name: &str| args.only.as_ref().is_none_or(|l| l.iter().any(|n| n == name));
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let work = tempfile::Builder::new().prefix("cairn-bench-").tempdir().expect("temp dir");
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut rows: Vec<Row> = Vec::new();
+    let q = args.quick;
+
+    // The chain of blocks full of transfers: imported, then served to a syncing node.
+    let (blocks_n, per_block) = if q { (10, 2000) } else { (50, 2000) };
+    step(&format!("generating {blocks_n} blocks x {per_block} transfers (500 senders)"));
+    let senders: Vec<_> = (0..500).map(|i| gen::key("sender", i)).collect();
+    let genesis = gen::genesis("cairn-bench-import", &senders, 0);
+    let chain_id = genesis.params.chain_id;
+    let blocks = gen::transfer_blocks(&genesis, &senders, blocks_n, per_block, &gen::fresh_recipient);
+
+    // Limits.
+    step("measuring the limits");
+    let sample: Vec<_> = blocks[0].transactions.iter().filter_map(|t| t.as_transfer()).collect();
+    let verify1 = limits::verify_rate(&sample, chain_id, Duration::from_secs(2));
+    let verify_all = verify1 * cores as f64;
+    let sha = limits::sha256_compressions_per_second(Duration::from_secs(1));
+    rows.push(Row::limit("limit: k256 verify, 1 thread", verify1, "sig/s", "ECDSA verify + low-S + chain id"));
+    rows.push(Row::limit("limit: cores (available_parallelism)", cores as f64, "cores", ""));
+    rows.push(Row::limit("limit: SHA-256 compressions, 1 thread", sha, "compr/s", "sha2::compress256"));
+    match limits::loopback_rtt_us(5000) {
+        Ok(us) => rows.push(Row::limit("limit: loopback TCP round trip (median)", us, "us", "1-byte ping-pong")),
+        Err(e) => rows.push(failed("limit: loopback TCP round trip", "us", &e.into())),
+    }
+    let verify_limit = (verify_all, format!("verify/s x {cores} cores"));
+
+    let import_dir = work.path().join("import");
+    let mut import_rate = None;
+    if wants("import") || wants("sync") {
+        step("import");
+        let sample: Vec<_> = blocks[0].transactions.iter().filter_map(|t| t.as_transfer()).collect();
+        let verify_par = limits::verify_rate_parallel(&sample, chain_id, Duration::from_millis(1500));
+        match inproc::import(&import_dir, &genesis, blocks) {
+            Ok(run) => {
+                import_rate = Some(run.rate());
+                let per_cpu = run.transfers as f64 / run.cpu_secs;
+                rows.push(Row {
+                    scenario: format!("import {} transfers ({blocks_n} blocks)", run.transfers),
+                    figure: run.rate(),
+                    unit: "tx/s",
+                    limit: Some(verify_limit.clone()),
+                    goal: Goal::RatioAtLeast(0.75),
+                    note: format!(
+                        "validate + apply + commit into RocksDB, {:.2} s wall, {:.2} s CPU ({:.2} cores busy); \
+                         {} tx per CPU-second = {:.2} x 1-thread verify; verify on all cores just before: {} /s",
+                        run.secs,
+                        run.cpu_secs,
+                        run.cpu_secs / run.secs,
+                        report::num(per_cpu),
+                        per_cpu / verify1,
+                        report::num(verify_par)
+                    ),
+                });
+            }
+            Err(e) => rows.push(failed("import", "tx/s", &e)),
+        }
+    } else {
+        drop(blocks);
+    }
+
+    if wants("miner") {
+        step("miner");
+        let loop_rate = inproc::midstate_loop_rate(Duration::from_secs(1));
+        match inproc::miner_rate(Duration::from_millis(4300)) {
+            Ok(rate) => rows.push(Row {
+                scenario: "miner hashes, 1 search thread".into(),
+                figure: rate,
+                unit: "H/s",
+                limit: Some((sha / 2.0, "compressions/s / 2 per nonce".into())),
+                goal: Goal::RatioAtLeast(0.8),
+                note: format!(
+                    "the node's miner (midstate: 2 compressions per nonce); bare HeaderHasher loop {} H/s",
+                    report::num(loop_rate)
+                ),
+            }),
+            Err(e) => rows.push(failed("miner", "H/s", &e)),
+        }
+    }
+
+    if wants("rpc") {
+        step("rpc (32 HTTP clients)");
+        let per_client = if q { 150 } else { 500 };
+        let window = Duration::from_secs(if q { 2 } else { 4 });
+        match inproc::rpc(&rt, per_client, window) {
+            Ok(f) => {
+                rows.push(Row::limit("limit: rpc_ping (does nothing), 32 clients", f.ping, "calls/s", ""));
+                rows.push(Row {
+                    scenario: format!("tx_submit admissions, 32 clients ({})", f.admitted),
+                    figure: f.submit_rate,
+                    unit: "tx/s",
+                    limit: Some(verify_limit.clone()),
+                    goal: Goal::RatioAtLeast(0.5),
+                    note: String::new(),
+                });
+                rows.push(Row {
+                    scenario: "chain_getInfo, 32 clients".into(),
+                    figure: f.get_info,
+                    unit: "calls/s",
+                    limit: Some((f.ping, "rpc_ping calls/s".into())),
+                    goal: Goal::RatioAtLeast(0.5),
+                    note: String::new(),
+                });
+            }
+            Err(e) => rows.push(failed("rpc", "calls/s", &e)),
+        }
+    }
+
+    if wants("accounts") {
+        step("import with 10,000 and 1,000,000 accounts");
+        let blocks_n = if q { 5 } else { 10 };
+        match accounts(work.path(), blocks_n) {
+            Ok((small, big)) => rows.push(Row {
+                scenario: format!("import with 1M accounts ({} tx)", big.transfers),
+                figure: big.rate(),
+                unit: "tx/s",
+                limit: Some((small.rate(), "same with 10k accounts".into())),
+                goal: Goal::RatioAtLeast(0.8),
+                note: "transfers to existing accounts picked at random (fixed seed)".into(),
+            }),
+            Err(e) => rows.push(failed("accounts", "tx/s", &e)),
+        }
+    }
+
+    let genesis_file = procs::write_genesis(work.path(), &genesis).expect("genesis file");
+    if wants("memory") {
+        step("memory of an idle node");
+        match procs::idle_rss(&genesis_file, work.path(), Duration::from_secs(2)) {
+            Ok(mib) => rows.push(Row {
+                scenario: "memory: idle node (VmRSS)".into(),
+                figure: mib,
+                unit: "MiB",
+                limit: Some((64.0, "bound".into())),
+                goal: Goal::AtMost,
+                note: "fresh data dir, no peers, 2 s after its RPC answered".into(),
+            }),
+            Err(e) => rows.push(failed("memory: idle node", "MiB", &e)),
+        }
+    }
+
+    if wants("sync") || (wants("memory") && import_rate.is_some()) {
+        if let Some(import_rate) = import_rate {
+            step("sync from a peer process");
+            let total = blocks_n * per_block;
+            match procs::sync(
+                &genesis_file,
+                &import_dir,
+                work.path(),
+                blocks_n as u64,
+                total,
+                Duration::from_secs(if q { 120 } else { 300 }),
+            ) {
+                Ok(s) => {
+                    let done = s.reached >= s.target;
+                    let synced_tx = total as f64 * (s.reached as f64 / s.target as f64);
+                    rows.push(Row {
+                        scenario: format!("sync {} transfers from a peer process", s.transfers),
+                        figure: synced_tx / s.secs,
+                        unit: "tx/s",
+                        limit: Some((import_rate, "import rate, same run".into())),
+                        goal: Goal::RatioAtLeast(0.6),
+                        note: if done {
+                            format!("fresh node spawn to tip at height {}: {:.2} s", s.target, s.secs)
+                        } else {
+                            format!("DID NOT FINISH: height {} of {} after {:.0} s", s.reached, s.target, s.secs)
+                        },
+                    });
+                    rows.push(Row {
+                        scenario: "memory: node after sync (VmRSS)".into(),
+                        figure: s.rss_mib,
+                        unit: "MiB",
+                        limit: Some((256.0, "bound".into())),
+                        goal: Goal::AtMost,
+                        note: format!("the syncing node at height {}", s.reached),
+                    });
+                }
+                Err(e) => rows.push(failed("sync", "tx/s", &e)),
+            }
+        }
+    }
+
+    if wants("restart") {
+        let n = 100_000u64;
+        step(&format!("restart of a node with {n} blocks (generating the chain)"));
+        let dir = work.path().join("long");
+        let long_genesis = gen::genesis("cairn-bench-long", &[], 0);
+        let r = gen::empty_chain(&dir, &long_genesis, n).and_then(|()| {
+            let file = procs::write_genesis(&dir, &long_genesis)?;
+            procs::restart(&cairn_tests::bin("cairn-node"), &dir, &file, n)
+        });
+        match r {
+            Ok(r) => rows.push(Row {
+                scenario: format!("restart with {n} blocks to RPC answering"),
+                figure: r.secs,
+                unit: "s",
+                limit: Some((2.0, "bound".into())),
+                goal: Goal::AtMost,
+                note: format!("spawn to chain_getInfo at height {n}; VmRSS then {:.1} MiB", r.rss_mib),
+            }),
+            Err(e) => rows.push(failed("restart", "s", &e)),
+        }
+    }
+
+    if wants("propagation") {
+        let (empty, full) = if q { (10, 3) } else { (30, 10) };
+        step(&format!("propagation across 10 nodes ({empty} empty blocks, {full} of 1000 transfers)"));
+        match procs::propagation(&rt, &work.path().join("net"), 10, empty, full, 1000) {
+            Ok(p) => {
+                rows.push(Row {
+                    scenario: format!("empty block to all 10 nodes, p95 of {}", p.empty_ms.len()),
+                    figure: procs::quantile(&p.empty_ms, 0.95),
+                    unit: "ms",
+                    limit: Some((50.0, "bound".into())),
+                    goal: Goal::AtMost,
+                    note: format!(
+                        "line of {} hops; median {:.1} ms",
+                        p.hops,
+                        procs::quantile(&p.empty_ms, 0.5)
+                    ),
+                });
+                let import_ms = procs::quantile(&p.full_import_ms, 0.5);
+                rows.push(Row {
+                    scenario: format!("1000-tx block to all 10 nodes, p95 of {}", p.full_ms.len()),
+                    figure: procs::quantile(&p.full_ms, 0.95),
+                    unit: "ms",
+                    limit: Some(((p.hops + 1) as f64 * import_ms, format!("(hops+1) x import {import_ms:.1} ms"))),
+                    goal: Goal::AtMost,
+                    note: format!("median {:.1} ms", procs::quantile(&p.full_ms, 0.5)),
+                });
+            }
+            Err(e) => rows.push(failed("propagation", "ms", &e)),
+        }
+    }
+
+    report::print_table(&rows);
+    let meta = serde_json::json!({
+        "quick": q,
+        "cores": cores,
+        "cpu": cpu_model(),
+        "unix_time": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+        "args": std::env::args().skip(1).collect::<Vec<_>>(),
+    });
+    match report::write_json(&args.out, &rows, meta) {
+        Ok(()) => println!("\nresults written to {}", args.out.display()),
+        Err(e) => eprintln!("cannot write {}: {e}", args.out.display()),
+    }
+}
+
+/// The same import (blocks of transfers to existing accounts picked at random) on a
+/// state of 10,000 accounts and on one of 1,000,000.
+fn accounts(work: &std::path::Path, blocks_n: usize) -> anyhow::Result<(inproc::ImportRun, inproc::ImportRun)> {
+    let senders: Vec<_> = (0..200).map(|i| gen::key("acct", i)).collect();
+    let mut runs = Vec::new();
+    for population in [10_000usize, 1_000_000] {
+        let genesis = gen::genesis(&format!("cairn-bench-acct-{population}"), &senders, population);
+        let pick = move |n: usize| gen::account((splitmix(n as u64) % population as u64) as usize);
+        let blocks = gen::transfer_blocks(&genesis, &senders, blocks_n, 2000, &pick);
+        runs.push(inproc::import(&work.join(format!("acct-{population}")), &genesis, blocks)?);
+    }
+    let big = runs.pop().expect("two runs");
+    let small = runs.pop().expect("two runs");
+    Ok((small, big))
+}
+
+/// A fixed pseudo-random permutation of u64 (SplitMix64's finaliser).
+fn splitmix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e3779b97f4a7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58476d1ce4e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d049bb133111eb);
+    z ^ (z >> 31)
+}
