@@ -330,6 +330,8 @@ pub struct Protocol {
     last_save_ms: u64,
     last_progress_ms: u64,
     syncing: bool,
+    /// The current sync was logged as started (it was more than one block behind).
+    sync_logged: bool,
 }
 
 impl Protocol {
@@ -357,6 +359,7 @@ impl Protocol {
             last_save_ms: 0,
             last_progress_ms: now_ms,
             syncing: false,
+            sync_logged: false,
         }
     }
 
@@ -1099,6 +1102,14 @@ impl Protocol {
                     self.misbehave(peer, limits::BAN_SCORE, &format!("invalid block {hash}: {e}"));
                 }
                 Acceptance::Orphan { .. } => self.request_headers(peer),
+                Acceptance::Connected => {
+                    self.note_best(peer, hash);
+                    // Relay in this very step, not after the node event comes back round.
+                    self.update_syncing();
+                    if !self.syncing && self.node.chain().tip().hash == hash {
+                        self.announce(InvItem::Block(hash), Origin::Peer(peer));
+                    }
+                }
                 _ => self.note_best(peer, hash),
             },
             Err(e) => tracing::error!(error = %e, "storing a block failed"),
@@ -1302,11 +1313,15 @@ impl Protocol {
         let peer_ahead =
             self.peers.values().any(|p| p.ready && p.expect_more_work && p.claimed_work > tip.total_work);
         let syncing = target.is_some() || peer_ahead;
+        let target_height = target.map_or(tip.height, |(h, _)| h);
+        if syncing && !self.sync_logged && target_height > tip.height.saturating_add(1) {
+            // Fetching the one new block a peer announced is not worth an info line; a
+            // real catch-up is.
+            tracing::info!(height = tip.height, target = target_height, "sync started");
+            self.sync_logged = true;
+        }
         if syncing != self.syncing {
-            let target_height = target.map_or(tip.height, |(h, _)| h);
-            if syncing {
-                tracing::info!(height = tip.height, target = target_height, "sync started");
-            } else {
+            if !syncing && std::mem::take(&mut self.sync_logged) {
                 tracing::info!(height = tip.height, hash = %tip.hash, "sync finished");
             }
             self.syncing = syncing;
