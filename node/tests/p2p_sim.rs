@@ -611,11 +611,13 @@ fn partition_heals_to_the_heavier_side_and_losing_transfers_return() {
         let b1 = sim.mine(b[0], &[tx]);
         assert!(sim.run_until_tip(&b, b1, 10_000), "seed {seed}: side B: {}", sim.tips_summary(&b));
         let tip_b = sim.mine(b[1], &[]);
-        let mut tip_a = BlockHash::ZERO;
+        let mut tip_a = None;
         for k in 0..5 {
-            tip_a = sim.mine(a[k % a.len()], &[]);
-            assert!(sim.run_until_tip(&a, tip_a, 10_000), "seed {seed}: side A: {}", sim.tips_summary(&a));
+            let t = sim.mine(a[k % a.len()], &[]);
+            assert!(sim.run_until_tip(&a, t, 10_000), "seed {seed}: side A: {}", sim.tips_summary(&a));
+            tip_a = Some(t);
         }
+        let tip_a = tip_a.expect("side A mined");
         assert!(sim.run_until_tip(&b, tip_b, 10_000), "seed {seed}: side B: {}", sim.tips_summary(&b));
         for &i in &b {
             assert!(sim.nodes[i].node.chain().tx_location(&txid).unwrap().is_some());
