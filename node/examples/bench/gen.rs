@@ -9,10 +9,10 @@ use cairn_core::difficulty::median_time_past;
 use cairn_core::genesis::{Allocation, Genesis};
 use cairn_core::hash::sha256;
 use cairn_core::transaction::{address_of, public_key_of, signing_key_from_bytes, Transfer};
-use k256::ecdsa::SigningKey;
 use cairn_core::validation::ParentInfo;
 use cairn_core::{Address, Amount, SignedTransfer};
 use cairn_node::chain::{Acceptance, Chain};
+use k256::ecdsa::SigningKey;
 use rayon::prelude::*;
 use std::path::Path;
 
@@ -142,7 +142,11 @@ pub fn empty_chain(dir: &Path, genesis: &Genesis, n: u64) -> anyhow::Result<()> 
         .expect("an empty block assembles");
         assert!(grind(&mut block.header, u64::MAX));
         let r = chain.accept_block(block, now)?;
-        anyhow::ensure!(r.acceptance == Acceptance::Connected, "empty block not connected: {:?}", r.acceptance);
+        anyhow::ensure!(
+            r.acceptance == Acceptance::Connected,
+            "empty block not connected: {:?}",
+            r.acceptance
+        );
     }
     chain.sync()?;
     Ok(())
