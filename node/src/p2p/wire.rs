@@ -465,17 +465,19 @@ mod tests {
     }
 
     #[test]
-    #[ignore = "known failure: an empty-payload message with a trailing byte is accepted (issue 4 open)"]
     fn trailing_bytes_and_bad_counts_are_malformed() {
         let c = codec();
         let mut f = c.encode(&Message::Ping(1));
         f[5] = 9;
         f.push(0);
         assert!(c.parse(&f).is_err());
+        // A verack with a byte of payload: refused on the header (its limit is 0), and
+        // the payload alone does not decode either.
         let mut f = c.encode(&Message::Verack);
         f[5] = 1;
         f.push(0);
-        assert!(matches!(c.parse(&f), Err(WireError::Malformed { .. })));
+        assert!(matches!(c.parse(&f), Err(WireError::Oversized { .. })));
+        assert!(matches!(Message::decode_payload(command::VERACK, &[0]), Err(WireError::Malformed { .. })));
         // An inv whose count claims more items than it holds.
         let mut payload = 3u64.to_le_bytes().to_vec();
         payload.extend_from_slice(&[0u8; 36]);
