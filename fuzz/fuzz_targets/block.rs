@@ -10,7 +10,9 @@
 use cairn_core::block::{Block, BlockHeader};
 use cairn_core::encoding::{decode, encode};
 use cairn_core::genesis::Genesis;
-use cairn_core::validation::{check_block_stateless, check_header_contextual, check_header_stateless, ParentInfo};
+use cairn_core::validation::{
+    check_block_stateless, check_header_contextual, check_header_stateless, ParentInfo,
+};
 use cairn_node::chain::Chain;
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;

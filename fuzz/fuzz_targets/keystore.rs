@@ -23,7 +23,8 @@ fn store() -> &'static (tempfile::TempDir, Keystore) {
 fn too_slow_for_fuzzing(text: &str) -> bool {
     let Ok(v) = serde_json::from_str::<serde_json::Value>(text) else { return false };
     let kdf = &v["kdf"];
-    let (Some(log_n), Some(r), Some(p)) = (kdf["log_n"].as_u64(), kdf["r"].as_u64(), kdf["p"].as_u64()) else {
+    let (Some(log_n), Some(r), Some(p)) = (kdf["log_n"].as_u64(), kdf["r"].as_u64(), kdf["p"].as_u64())
+    else {
         return false;
     };
     let (Ok(log_n), Ok(r), Ok(p)) = (u8::try_from(log_n), u32::try_from(r), u32::try_from(p)) else {

@@ -63,6 +63,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     }
     let Ok(params) = serde_json::from_str::<serde_json::Value>(text) else { return };
-    let request = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": METHODS[pick as usize], "params": params});
+    let request =
+        serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": METHODS[pick as usize], "params": params});
     answer(c, &request.to_string());
 });
