@@ -62,6 +62,7 @@ use index::{BlockIndex, Idx, CHAIN_COMPLETE, NONE};
 use orphans::OrphanPool;
 use rayon::prelude::*;
 use std::collections::{HashMap, VecDeque};
+#[cfg(feature = "rocksdb")]
 use std::path::Path;
 use thiserror::Error;
 

@@ -52,6 +52,7 @@ use cairn_core::block::{BlockHeader, HEADER_LEN};
 use cairn_core::encoding;
 use cairn_core::{BlockHash, Work};
 use std::collections::BTreeMap;
+#[cfg(feature = "rocksdb")]
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use thiserror::Error;

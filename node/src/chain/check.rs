@@ -26,6 +26,7 @@ use cairn_core::validation::{
 use cairn_core::{Address, BlockHash};
 use std::collections::VecDeque;
 use std::fmt;
+#[cfg(feature = "rocksdb")]
 use std::path::Path;
 
 /// Problems beyond this many are counted, not listed.
