@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Runs Cairn's whole test suite: formatting, lints, and every unit, property,
-# integration and end-to-end test (the end-to-end ones start real cairn-node and
-# cairn-wallet processes on loopback). Installs build prerequisites if missing.
+# Runs Cairn's whole test suite: formatting, lints, every unit, property, integration
+# and end-to-end test (the end-to-end ones start real cairn-node and cairn-wallet
+# processes on loopback), then each fuzz target briefly. Installs build prerequisites
+# if missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -16,3 +17,6 @@ echo "== cargo build (binaries the end-to-end tests run)"
 cargo build --workspace --all-targets -q
 echo "== cargo test"
 cargo test --workspace --no-fail-fast
+# Every fuzz target for a few seconds (a longer run: scripts/fuzz.sh 600).
+echo "== fuzz"
+scripts/fuzz.sh "${FUZZ_SECONDS:-10}"
