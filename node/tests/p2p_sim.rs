@@ -611,13 +611,10 @@ fn partition_heals_to_the_heavier_side_and_losing_transfers_return() {
         let b1 = sim.mine(b[0], &[tx]);
         assert!(sim.run_until_tip(&b, b1, 10_000), "seed {seed}: side B: {}", sim.tips_summary(&b));
         let tip_b = sim.mine(b[1], &[]);
-        let mut tip_a = None;
         for k in 0..5 {
             let t = sim.mine(a[k % a.len()], &[]);
             assert!(sim.run_until_tip(&a, t, 10_000), "seed {seed}: side A: {}", sim.tips_summary(&a));
-            tip_a = Some(t);
         }
-        let tip_a = tip_a.expect("side A mined");
         assert!(sim.run_until_tip(&b, tip_b, 10_000), "seed {seed}: side B: {}", sim.tips_summary(&b));
         for &i in &b {
             assert!(sim.nodes[i].node.chain().tx_location(&txid).unwrap().is_some());
@@ -849,7 +846,7 @@ fn transfer_refused_for_a_nonce_gap_is_fetched_again() {
     let id1 = t1.txid();
     let outs = s.step(Input::Received { peer: 1, msg: Message::Inv(vec![InvItem::Tx(id1)]) });
     assert!(asked_for_tx(&outs, 1, id1));
-    s.step(Input::Received { peer: 1, msg: Message::Tx(t1.clone()) });
+    s.step(Input::Received { peer: 1, msg: Message::Tx(t1) });
     assert!(!s.node.mempool().contains(&id1), "a nonce gap is refused");
     assert!(s.proto.ready_peers().contains(&1), "a nonce gap is not misbehaviour");
     s.node.submit_transfer(t0, Origin::Rpc).expect("predecessor admitted");

@@ -14,35 +14,17 @@ use std::time::Duration;
 
 const CHAIN_ID: u32 = 4242; // write_fast_genesis
 
+/// `n` nodes of a fast local chain found through node 0; the first `miners` mine.
 fn start_network(root: &Path, n: usize, miners: usize, block_ms: u64) -> Vec<NodeProcess> {
     let genesis = write_fast_genesis(root, block_ms).unwrap();
-    let mut nodes: Vec<NodeProcess> = Vec::new();
-    for i in 0..n {
-        let opts = NodeOptions {
-            mine: i < miners,
-            miner_address: (i < miners).then(|| dev_address(9 - i)),
-            genesis: Some(genesis.clone()),
-            peers: nodes.first().map(|seed| vec![seed.p2p_addr]).unwrap_or_default(),
-            ..NodeOptions::default()
-        };
-        nodes.push(NodeProcess::start(&root.join(format!("node{i}")), &opts).unwrap());
-    }
-    nodes
+    let miners: Vec<usize> = (0..miners).collect();
+    start_seeded_network(root, &genesis, n, &miners).unwrap()
 }
 
 /// Waits until every node reports the same best hash at height >= `min_height`.
 fn wait_converged(nodes: &[NodeProcess], min_height: u64, timeout: Duration) -> String {
-    wait_until(timeout, "all nodes on one tip", || {
-        let mut tips = Vec::new();
-        for n in nodes {
-            let info = n.info()?;
-            if info["height"].as_u64().unwrap_or(0) < min_height {
-                return Ok(None);
-            }
-            tips.push(info["best_hash"].as_str().unwrap_or_default().to_string());
-        }
-        Ok(tips.windows(2).all(|w| w[0] == w[1]).then(|| tips[0].clone()))
-    })
+    let nodes: Vec<&NodeProcess> = nodes.iter().collect();
+    wait_same_tip(&nodes, min_height, timeout)
 }
 
 fn signed_hex(from: usize, nonce: u64, to: Address, amount: u64, fee: u64) -> String {
