@@ -29,8 +29,9 @@ use std::time::{Duration, Instant};
 const MAX_RSS_MIB: u64 = 400;
 /// The RPC must answer every sample within this.
 const MAX_RPC: Duration = Duration::from_secs(1);
-/// Inbound connections the victim accepts (its default `--max-peers`).
-const MAX_INBOUND: usize = 32;
+/// Inbound connections the victim accepts: its default `--max-peers` (32) less the 8
+/// slots kept for outbound peers.
+const MAX_INBOUND: usize = 24;
 
 struct Net {
     _tmp: tempfile::TempDir,
