@@ -200,6 +200,11 @@ fn internal(msg: impl std::fmt::Display) -> ErrorObjectOwned {
     ErrorObjectOwned::owned(INTERNAL_ERROR_CODE, format!("internal error: {msg}"), None::<()>)
 }
 
+/// A refusal from the P2P layer (e.g. "is blocked"), passed on as it was worded.
+fn network_error(msg: String) -> ErrorObjectOwned {
+    ErrorObjectOwned::owned(INTERNAL_ERROR_CODE, msg, None::<()>)
+}
+
 fn parse_hash(what: &str, s: &str) -> Result<[u8; 32], ErrorObjectOwned> {
     cairn_core::hash::parse_hex32(s.trim()).map_err(|e| invalid_params(format!("bad {what}: {e}")))
 }
@@ -503,24 +508,20 @@ impl CairnApiServer for RpcImpl {
         require_admin(ext, "net_addPeer")?;
         let sa = parse_peer_addr(&addr)?;
         let net = self.network()?;
-        net.add_peer(sa).map_err(|e| ErrorObjectOwned::owned(INTERNAL_ERROR_CODE, e, None::<()>))?;
+        net.add_peer(sa).map_err(network_error)?;
         Ok(true)
     }
 
     async fn net_block_peer(&self, ext: &Extensions, addr: String) -> RpcResult<bool> {
         require_admin(ext, "net_blockPeer")?;
         let sa = parse_peer_addr(&addr)?;
-        self.network()?
-            .block_peer(sa)
-            .map_err(|e| ErrorObjectOwned::owned(INTERNAL_ERROR_CODE, e, None::<()>))
+        self.network()?.block_peer(sa).map_err(network_error)
     }
 
     async fn net_unblock_peer(&self, ext: &Extensions, addr: String) -> RpcResult<bool> {
         require_admin(ext, "net_unblockPeer")?;
         let sa = parse_peer_addr(&addr)?;
-        self.network()?
-            .unblock_peer(sa)
-            .map_err(|e| ErrorObjectOwned::owned(INTERNAL_ERROR_CODE, e, None::<()>))
+        self.network()?.unblock_peer(sa).map_err(network_error)
     }
 }
 
