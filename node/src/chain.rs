@@ -1010,6 +1010,24 @@ impl Chain {
         (!e.has(status::FAILED_MASK)).then_some(e.work)
     }
 
+    /// What checking headers on top of a stored, valid one needs: its [`ParentInfo`], its
+    /// cumulative work, and its own and its ancestors' timestamps as far back as the
+    /// median-time rule looks (see [`crate::p2p::presync`]).
+    pub fn header_context(&self, hash: &BlockHash) -> Option<(ParentInfo, Work, Vec<u64>)> {
+        let idx = self.index.get(hash)?;
+        let e = self.index.e(idx);
+        if e.has(status::FAILED_MASK) {
+            return None;
+        }
+        let stamps = self.index.recent_timestamps(idx, self.genesis.params.median_time_blocks as usize);
+        Some((self.parent_info(idx), e.work, stamps))
+    }
+
+    /// Work of one block at the target the next block on the tip must meet.
+    pub fn next_block_work(&self) -> Work {
+        self.tip_parent_info().next_target(&self.genesis.params).work()
+    }
+
     pub fn header(&self, hash: &BlockHash) -> Option<BlockHeader> {
         self.index.get(hash)?;
         match self.read_record(hash) {

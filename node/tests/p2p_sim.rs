@@ -20,7 +20,7 @@ use cairn_node::mempool::Mempool;
 use cairn_node::node::{Node, NodeEvent, Origin};
 use cairn_node::p2p::addrbook::Snapshot;
 use cairn_node::p2p::protocol::{Config, DisconnectReason, Input, Output, Protocol};
-use cairn_node::p2p::wire::{FrameCodec, InvItem, Message, Version, PROTOCOL_VERSION};
+use cairn_node::p2p::wire::{FrameCodec, InvItem, Message, Version, MAX_HEADERS, PROTOCOL_VERSION};
 use cairn_node::p2p::PeerId;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -66,11 +66,14 @@ enum Behaviour {
     /// Follows the protocol but never sends a block it is asked for.
     WithholdsBlocks,
     /// Not a protocol instance: answers the handshake claiming more work than anyone,
-    /// then offers the headers of `chain` to anyone who asks, and its blocks as `serve`
-    /// says.
+    /// then offers the headers of `chain` to anyone who asks (from the first locator
+    /// hash it has, as many as a `headers` message holds), and its blocks as `serve`
+    /// says. With `switch: Some((n, other))`, requests after the first `n` get the
+    /// headers of `other` instead.
     Scripted {
         chain: Vec<Block>,
         serve: Serve,
+        switch: Option<(u32, Vec<Block>)>,
     },
 }
 
@@ -337,7 +340,7 @@ impl Sim {
 
     /// A scripted peer: offers `chain`, serves its blocks as `serve` says.
     fn adversary_input(&mut self, i: usize, input: Input) {
-        let Behaviour::Scripted { chain, serve } = self.nodes[i].behaviour.clone() else { return };
+        let Behaviour::Scripted { chain, serve, switch } = self.nodes[i].behaviour.clone() else { return };
         match input {
             Input::Connected { peer, .. } => {
                 let last = chain.last().expect("non-empty");
@@ -348,7 +351,9 @@ impl Sim {
                     best_height: last.header.height,
                     best_work: [0x7f; 32],
                     listen_port: 7333,
-                    nonce: 0xbad,
+                    // One per scripted node, or the victim takes a second one for a
+                    // duplicate connection to the first.
+                    nonce: 0xbad + i as u64,
                     user_agent: "evil".into(),
                 };
                 self.send(i, peer, &Message::Version(v));
@@ -356,8 +361,22 @@ impl Sim {
             Input::Received { peer, msg } => match msg {
                 Message::Version(_) => self.send(i, peer, &Message::Verack),
                 Message::Ping(n) => self.send(i, peer, &Message::Pong(n)),
-                Message::GetHeaders(_) => {
-                    let headers: Vec<BlockHeader> = chain.iter().map(|b| b.header).collect();
+                Message::GetHeaders(g) => {
+                    let offered = match &switch {
+                        Some((0, other)) => other,
+                        _ => &chain,
+                    };
+                    if let Behaviour::Scripted { switch: Some((n, _)), .. } = &mut self.nodes[i].behaviour {
+                        *n = n.saturating_sub(1);
+                    }
+                    let hashes: Vec<BlockHash> = offered.iter().map(Block::hash).collect();
+                    let start = g
+                        .locator
+                        .iter()
+                        .find_map(|h| hashes.iter().position(|x| x == h).map(|k| k + 1))
+                        .unwrap_or(0);
+                    let headers: Vec<BlockHeader> =
+                        offered.iter().skip(start).take(MAX_HEADERS).map(|b| b.header).collect();
                     self.send(i, peer, &Message::Headers(headers));
                 }
                 Message::GetData(items) => match serve {
@@ -666,7 +685,7 @@ fn invalid_chain_feeder_is_banned_and_honest_sync_goes_on() {
     for seed in seeds(30, 2) {
         let mut sim = Sim::new(seed);
         let bad = scripted_chain(&sim.genesis, 30, sim.start_ms, true);
-        let evil = sim.add_node(&[], Behaviour::Scripted { chain: bad, serve: Serve::Blocks });
+        let evil = sim.add_node(&[], Behaviour::Scripted { chain: bad, serve: Serve::Blocks, switch: None });
         let ids = {
             let mut ids = vec![sim.add_node(&[evil], Behaviour::Honest)];
             for k in 1..6 {
@@ -702,7 +721,7 @@ fn header_only_branch_does_not_block_sync() {
         let mut sim = Sim::new(seed);
         let fake = scripted_chain(&sim.genesis, 30, sim.start_ms, false);
         let fake_tip = fake.last().unwrap().hash();
-        let liar = sim.add_node(&[], Behaviour::Scripted { chain: fake, serve });
+        let liar = sim.add_node(&[], Behaviour::Scripted { chain: fake, serve, switch: None });
         let mut ids = vec![sim.add_node(&[liar], Behaviour::Honest)];
         for k in 1..5 {
             ids.push(sim.add_node(&[liar, ids[k - 1]], Behaviour::Honest));
@@ -744,6 +763,69 @@ fn header_only_branch_does_not_block_sync() {
         }
         assert!(idle, "seed {seed} {serve:?}: still syncing toward the liar's branch");
     }
+}
+
+/// Headers of a branch with less work than our tip are never stored; a branch that
+/// starts below our work and ends above it is checked, fetched again, stored and
+/// followed; a peer that sends another chain the second time is banned, and nothing of
+/// that chain is stored.
+#[test]
+fn low_work_headers_are_checked_before_any_is_stored() {
+    let mut sim = Sim::new(80);
+    let g = sim.genesis.clone();
+    // Every block of these chains has the same work (one target spacing apart, so the
+    // target never moves): a chain's work is its length.
+    let ours = scripted_chain(&g, 2_300, sim.start_ms, false);
+    let light = scripted_chain(&g, 2_100, sim.start_ms + 1, false);
+    let heavy = scripted_chain(&g, 2_400, sim.start_ms + 2, false);
+    let other = scripted_chain(&g, 2_400, sim.start_ms + 3, false);
+    let scripted = |chain: &Vec<Block>, switch| Behaviour::Scripted {
+        chain: chain.clone(),
+        serve: Serve::Blocks,
+        switch,
+    };
+    let light_peer = sim.add_node(&[], scripted(&light, None));
+    // Serves `heavy` for the presync (two requests), then `other`.
+    let liar = sim.add_node(&[], scripted(&heavy, Some((2, other.clone()))));
+    let heavy_peer = sim.add_node(&[], scripted(&heavy, None));
+    let victim = sim.add_node(&[], Behaviour::Honest);
+    for b in &ours {
+        let r = sim.nodes[victim].node.submit_block(b.clone(), Origin::Local).unwrap();
+        assert_eq!(r.acceptance, Acceptance::Connected);
+        sim.flush(victim);
+    }
+    let our_tip = ours.last().unwrap().hash();
+    let connect = |sim: &mut Sim, to: usize| {
+        let now = sim.now;
+        sim.nodes[victim].proto.step(now, Input::AddPeer(Sim::addr_of(to)));
+        sim.flush(victim);
+        sim.run_for(5_000);
+    };
+    let stored = |sim: &Sim, chain: &[Block]| {
+        let c = sim.nodes[victim].node.chain();
+        chain.iter().filter(|b| c.block_status(&b.hash()).is_some()).count()
+    };
+
+    // 2 000 + 100 headers, all below our work: checked and forgotten. An honest peer on
+    // a shorter chain is not punished for it.
+    connect(&mut sim, light_peer);
+    assert_eq!(stored(&sim, &light), 0, "headers of the lighter branch were stored");
+    assert_eq!(sim.tip(victim).0, our_tip);
+    assert!(!sim.nodes[victim].proto.address_book().is_banned(&Sim::addr_of(light_peer), sim.now));
+
+    // Presync reaches our work, the second download is another chain: banned.
+    connect(&mut sim, liar);
+    assert!(sim.nodes[victim].proto.address_book().is_banned(&Sim::addr_of(liar), sim.now));
+    assert_eq!(stored(&sim, &other), 0, "headers of the switched chain were stored");
+    assert_eq!(stored(&sim, &heavy), 0);
+    assert_eq!(sim.tip(victim).0, our_tip);
+
+    // The same heavier branch from an honest peer: stored and followed.
+    connect(&mut sim, heavy_peer);
+    let heavy_tip = heavy.last().unwrap().hash();
+    assert!(sim.run_until_tip(&[victim], heavy_tip, 60_000), "victim at {}", sim.tip(victim).1);
+    assert_eq!(stored(&sim, &heavy), heavy.len());
+    assert_eq!(stored(&sim, &light), 0);
 }
 
 #[test]

@@ -5,12 +5,14 @@
 //!   peer exchange, gossip, headers-first sync, misbehaviour).
 //! - [`addrbook`]: known addresses and bans (saved as `peers.json` / `bans.json`).
 //! - [`sync`]: which block bodies are requested from whom.
+//! - [`presync`]: headers of low-work branches are checked before any is stored.
 //! - `net`: the thin tokio driver that runs the protocol over TCP.
 //!
 //! The protocol is also driven by a deterministic simulator (node/tests/p2p_sim.rs).
 
 pub mod addrbook;
 mod net;
+pub mod presync;
 pub mod protocol;
 pub mod sync;
 pub mod wire;

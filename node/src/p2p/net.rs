@@ -5,7 +5,11 @@
 //! bounded queue. The protocol itself runs on a dedicated thread (it calls into the
 //! chain, which may verify signatures and write to RocksDB), fed by one bounded input
 //! channel. A peer whose send queue is full is dropped: a slow reader can stall only
-//! itself.
+//! itself. Decoded messages waiting for the protocol thread hold a share of a byte
+//! budget ([`INPUT_QUEUE_BYTES`], counted in wire bytes) from the moment they are
+//! decoded until the protocol has handled them; a reader that finds the budget spent
+//! waits, and so stops reading its socket, so queued input stays bounded in bytes as
+//! well as in messages however many peers send maximum-size blocks at once.
 
 use super::addrbook::Snapshot;
 use super::protocol::{Config, DisconnectReason, Input, Output, Protocol};
@@ -21,7 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
 
 /// Frames queued to one peer.
 const SEND_QUEUE_FRAMES: usize = 1024;
@@ -29,6 +33,8 @@ const SEND_QUEUE_FRAMES: usize = 1024;
 const SEND_QUEUE_BYTES: usize = 4 * MAX_PAYLOAD;
 /// Inputs waiting for the protocol thread.
 const INPUT_QUEUE: usize = 4096;
+/// Wire bytes of received messages decoded but not yet handled by the protocol thread.
+const INPUT_QUEUE_BYTES: usize = 32 << 20;
 const DIAL_TIMEOUT: Duration = Duration::from_secs(5);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 const TICK: Duration = Duration::from_millis(200);
@@ -39,8 +45,13 @@ struct PeerHandle {
     stop: Arc<Notify>,
 }
 
+/// An input for the protocol thread, with the byte-budget share a received message
+/// holds until it is handled.
+type Queued = (Input, Option<OwnedSemaphorePermit>);
+
 struct Shared {
-    inputs: mpsc::Sender<Input>,
+    inputs: mpsc::Sender<Queued>,
+    input_bytes: Arc<Semaphore>,
     peers: Mutex<Vec<cairn_api::PeerInfo>>,
     syncing: AtomicBool,
     handles: Mutex<HashMap<PeerId, PeerHandle>>,
@@ -53,6 +64,15 @@ struct Shared {
 }
 
 impl Shared {
+    /// Queues an input, waiting for room; false once the protocol thread is gone.
+    async fn send(&self, input: Input) -> bool {
+        self.inputs.send((input, None)).await.is_ok()
+    }
+
+    fn try_send(&self, input: Input) -> Result<(), mpsc::error::TrySendError<Queued>> {
+        self.inputs.try_send((input, None))
+    }
+
     fn handles(&self) -> std::sync::MutexGuard<'_, HashMap<PeerId, PeerHandle>> {
         self.handles.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -69,19 +89,19 @@ impl Network for NetHandle {
         if blocked.contains(&addr) {
             return Err(format!("{addr} is blocked: call net_unblockPeer first"));
         }
-        self.0.inputs.try_send(Input::AddPeer(addr)).map_err(|e| format!("network busy: {e}"))
+        self.0.try_send(Input::AddPeer(addr)).map_err(|e| format!("network busy: {e}"))
     }
     fn is_syncing(&self) -> bool {
         self.0.syncing.load(Ordering::Relaxed)
     }
     fn block_peer(&self, addr: SocketAddr) -> Result<bool, String> {
         let mut blocked = self.0.blocked.lock().unwrap_or_else(|e| e.into_inner());
-        self.0.inputs.try_send(Input::BlockPeer(addr)).map_err(|e| format!("network busy: {e}"))?;
+        self.0.try_send(Input::BlockPeer(addr)).map_err(|e| format!("network busy: {e}"))?;
         Ok(blocked.insert(addr))
     }
     fn unblock_peer(&self, addr: SocketAddr) -> Result<bool, String> {
         let mut blocked = self.0.blocked.lock().unwrap_or_else(|e| e.into_inner());
-        self.0.inputs.try_send(Input::UnblockPeer(addr)).map_err(|e| format!("network busy: {e}"))?;
+        self.0.try_send(Input::UnblockPeer(addr)).map_err(|e| format!("network busy: {e}"))?;
         Ok(blocked.remove(&addr))
     }
 }
@@ -96,6 +116,7 @@ pub(super) async fn start(node: Arc<Node>, config: P2pConfig) -> anyhow::Result<
     let (inputs, rx) = mpsc::channel(INPUT_QUEUE);
     let shared = Arc::new(Shared {
         inputs,
+        input_bytes: Arc::new(Semaphore::new(INPUT_QUEUE_BYTES)),
         peers: Mutex::new(Vec::new()),
         syncing: AtomicBool::new(false),
         handles: Mutex::new(HashMap::new()),
@@ -123,7 +144,7 @@ pub(super) async fn start(node: Arc<Node>, config: P2pConfig) -> anyhow::Result<
         loop {
             match events.recv().await {
                 Ok(ev) => {
-                    if sh.inputs.send(Input::Node(ev)).await.is_err() {
+                    if !sh.send(Input::Node(ev)).await {
                         break;
                     }
                 }
@@ -139,7 +160,7 @@ pub(super) async fn start(node: Arc<Node>, config: P2pConfig) -> anyhow::Result<
         let mut t = tokio::time::interval(TICK);
         loop {
             t.tick().await;
-            match sh.inputs.try_send(Input::Tick) {
+            match sh.try_send(Input::Tick) {
                 Err(mpsc::error::TrySendError::Closed(_)) => break,
                 _ => continue, // a full queue skips a tick, nothing more
             }
@@ -152,7 +173,7 @@ pub(super) async fn start(node: Arc<Node>, config: P2pConfig) -> anyhow::Result<
                 let mut addrs: Vec<SocketAddr> = addrs.collect();
                 addrs.sort_by_key(|a| !a.is_ipv4());
                 if let Some(a) = addrs.first() {
-                    let _ = shared.inputs.send(Input::AddPeer(*a)).await;
+                    shared.send(Input::AddPeer(*a)).await;
                 }
             }
             Err(e) => tracing::warn!(%seed, error = %e, "cannot resolve seed peer"),
@@ -199,7 +220,7 @@ async fn run_connection(
     let queued = Arc::new(AtomicUsize::new(0));
     let stop = Arc::new(Notify::new());
     shared.handles().insert(id, PeerHandle { frames: tx, queued: queued.clone(), stop: stop.clone() });
-    if shared.inputs.send(Input::Connected { peer: id, addr, inbound }).await.is_err() {
+    if !shared.send(Input::Connected { peer: id, addr, inbound }).await {
         shared.handles().remove(&id);
         return false;
     }
@@ -223,13 +244,22 @@ async fn run_connection(
                 match sh.codec.parse(&buf[start..]) {
                     Ok(Some((msg, used))) => {
                         start += used;
-                        if sh.inputs.send(Input::Received { peer: id, msg }).await.is_err() {
+                        let budget = sh.input_bytes.clone();
+                        let permit = tokio::select! {
+                            _ = stop_r.notified() => return,
+                            p = budget.acquire_many_owned(used as u32) => match p {
+                                Ok(p) => p,
+                                Err(_) => return,
+                            },
+                        };
+                        let input = Input::Received { peer: id, msg };
+                        if sh.inputs.send((input, Some(permit))).await.is_err() {
                             return;
                         }
                     }
                     Ok(None) => break,
                     Err(error) => {
-                        let _ = sh.inputs.send(Input::BadFrame { peer: id, error }).await;
+                        sh.send(Input::BadFrame { peer: id, error }).await;
                         return;
                     }
                 }
@@ -237,7 +267,7 @@ async fn run_connection(
             buf.drain(..start);
             debug_assert!(buf.len() <= HEADER_BYTES + MAX_PAYLOAD);
         };
-        let _ = sh.inputs.send(Input::Disconnected { peer: id, reason }).await;
+        sh.send(Input::Disconnected { peer: id, reason }).await;
     });
 
     let sh = shared.clone();
@@ -248,16 +278,13 @@ async fn run_connection(
                 Ok(Ok(())) => {}
                 Ok(Err(_)) => {
                     stop.notify_one();
-                    let _ = sh
-                        .inputs
-                        .send(Input::Disconnected { peer: id, reason: DisconnectReason::Closed })
-                        .await;
+                    sh.send(Input::Disconnected { peer: id, reason: DisconnectReason::Closed }).await;
                     return;
                 }
                 Err(_) => {
                     stop.notify_one();
                     let reason = DisconnectReason::SlowReader;
-                    let _ = sh.inputs.send(Input::Disconnected { peer: id, reason }).await;
+                    sh.send(Input::Disconnected { peer: id, reason }).await;
                     return;
                 }
             }
@@ -269,12 +296,12 @@ async fn run_connection(
 
 fn protocol_thread(
     mut protocol: Protocol,
-    mut rx: mpsc::Receiver<Input>,
+    mut rx: mpsc::Receiver<Queued>,
     shared: Arc<Shared>,
     runtime: tokio::runtime::Handle,
     data_dir: PathBuf,
 ) {
-    let mut pending: Vec<Input> = Vec::new();
+    let mut pending: Vec<Queued> = Vec::new();
     while let Some(first) = rx.blocking_recv() {
         pending.push(first);
         // Take what else is waiting, so the shared peer list is refreshed once per batch.
@@ -285,8 +312,10 @@ fn protocol_thread(
             }
         }
         while !pending.is_empty() {
-            for input in std::mem::take(&mut pending) {
+            for (input, budget) in std::mem::take(&mut pending) {
                 protocol.step(crate::now_ms(), input);
+                // The message is handled: its bytes go back to the readers.
+                drop(budget);
                 for out in protocol.drain() {
                     handle_output(out, &shared, &runtime, &data_dir, &mut pending);
                 }
@@ -303,7 +332,7 @@ fn handle_output(
     shared: &Arc<Shared>,
     runtime: &tokio::runtime::Handle,
     data_dir: &Path,
-    pending: &mut Vec<Input>,
+    pending: &mut Vec<Queued>,
 ) {
     match out {
         Output::Send(peer, msg) => {
@@ -316,7 +345,7 @@ fn handle_output(
                 if let Some(h) = handles.remove(&peer) {
                     h.stop.notify_one();
                 }
-                pending.push(Input::Disconnected { peer, reason: DisconnectReason::SlowReader });
+                pending.push((Input::Disconnected { peer, reason: DisconnectReason::SlowReader }, None));
             } else {
                 h.queued.fetch_add(len, Ordering::Relaxed);
             }
@@ -338,7 +367,7 @@ fn handle_output(
                         run_connection(&sh, id, stream, addr, false).await;
                     }
                     _ => {
-                        let _ = sh.inputs.send(Input::ConnectFailed { addr }).await;
+                        sh.send(Input::ConnectFailed { addr }).await;
                     }
                 }
             });

@@ -13,12 +13,14 @@
 //! downloads ([`super::sync`]), and misbehaviour scoring and bans.
 
 use super::addrbook::{self, AddrBook, Snapshot};
+use super::presync::{self, Next, Presync, PresyncError};
 use super::sync::BlockDownloads;
 use super::wire::{self, GetHeaders, InvItem, Message, NetAddr, Version, WireError};
 use super::PeerId;
 use crate::chain::{Acceptance, TipInfo};
 use crate::node::{Node, NodeEvent, Origin, SubmitError};
 use cairn_core::block::{Block, BlockHeader};
+use cairn_core::validation::BlockError;
 use cairn_core::{BlockHash, SignedTransfer, Txid, Work};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -259,6 +261,8 @@ struct Peer {
     /// We asked for headers because it claimed more work than we knew of.
     expect_more_work: bool,
     unconnected_headers: u32,
+    /// A low-work branch of this peer's being checked before it is stored.
+    presync: Option<Presync>,
     requested_txs: HashSet<Txid>,
     sent_getaddr: bool,
     got_addr_reply: bool,
@@ -291,6 +295,7 @@ impl Peer {
             headers_again: false,
             expect_more_work: false,
             unconnected_headers: 0,
+            presync: None,
             requested_txs: HashSet::new(),
             sent_getaddr: false,
             got_addr_reply: false,
@@ -1020,6 +1025,8 @@ impl Protocol {
         }
         let again = std::mem::take(&mut p.headers_again);
         if headers.is_empty() {
+            // Whatever branch was being checked ends here.
+            p.presync = None;
             let expected = std::mem::take(&mut p.expect_more_work);
             let claimed = p.claimed_work;
             if expected && claimed > self.node.chain().tip().total_work {
@@ -1028,6 +1035,9 @@ impl Protocol {
             return;
         }
         p.expect_more_work = false;
+        if self.screen_low_work(peer, &headers, again) {
+            return;
+        }
         // The chain checks each header against its parent; a list that is not a chain
         // fails there as an unconnected or invalid header.
         let result = self.node.chain().accept_headers(&headers, crate::now_ms());
@@ -1080,6 +1090,83 @@ impl Protocol {
             self.request_headers(peer);
         }
         self.schedule_downloads();
+    }
+
+    /// Keeps the headers of a branch with less work than ours out of the chain until the
+    /// branch proves it has enough ([`super::presync`]). Returns true when it dealt with
+    /// the batch; false when the batch is to be stored as usual.
+    fn screen_low_work(&mut self, peer: PeerId, headers: &[BlockHeader], again: bool) -> bool {
+        let (threshold, params) = {
+            let chain = self.node.chain();
+            (presync::threshold(chain.tip().total_work, chain.next_block_work()), *chain.params())
+        };
+        let Some(p) = self.peers.get_mut(&peer) else { return true };
+        if let Some(ps) = p.presync.as_ref().filter(|ps| ps.is_redownloading()) {
+            return match ps.check_redownload(headers) {
+                Ok(done) => {
+                    if done {
+                        p.presync = None;
+                    }
+                    false
+                }
+                Err(e) => {
+                    p.presync = None;
+                    self.misbehave(peer, limits::BAN_SCORE, &e.to_string());
+                    true
+                }
+            };
+        }
+        if p.presync.is_none() {
+            let chain = self.node.chain();
+            // An unconnected batch, or one we already have, goes the usual way.
+            let Some((fork, work, recent)) = chain.header_context(&headers[0].prev) else { return false };
+            if chain.work_of(&headers[headers.len() - 1].hash()).is_some() {
+                return false;
+            }
+            let end = headers.iter().fold(work, |w, h| w.saturating_add(h.target.work()));
+            if end >= threshold {
+                return false;
+            }
+            drop(chain);
+            let offset = self.rng.gen();
+            let Some(p) = self.peers.get_mut(&peer) else { return true };
+            tracing::debug!(peer, fork = %fork.hash, "low-work headers: checking before storing");
+            p.presync = Some(Presync::new(fork, work, recent, offset));
+        }
+        let Some(p) = self.peers.get_mut(&peer) else { return true };
+        let Some(ps) = p.presync.as_mut() else { return true };
+        let full = headers.len() == wire::MAX_HEADERS;
+        match ps.feed(headers, full, &params, crate::now_ms(), threshold) {
+            Ok(Next::More(from)) | Ok(Next::Redownload(from)) => {
+                if ps.is_redownloading() {
+                    tracing::debug!(peer, "low-work branch reached our work: fetching its headers again");
+                }
+                p.headers_asked_ms = Some(self.now_ms);
+                let locator = self.locator(Some(from));
+                self.send(peer, Message::GetHeaders(GetHeaders { locator, stop: BlockHash::ZERO }));
+            }
+            Ok(Next::Done) => {
+                p.presync = None;
+                tracing::debug!(peer, "low-work branch ended below our work: nothing stored");
+                if again {
+                    self.request_headers(peer);
+                }
+            }
+            Err(PresyncError::NotContinued) => {
+                // Not the branch we were checking (its chain may have changed): start over.
+                p.presync = None;
+                return self.screen_low_work(peer, headers, again);
+            }
+            Err(e @ PresyncError::Invalid(_, BlockError::TimestampTooNew { .. })) => {
+                p.presync = None;
+                tracing::debug!(peer, error = %e, "low-work branch from the future: dropped");
+            }
+            Err(e) => {
+                p.presync = None;
+                self.misbehave(peer, limits::BAN_SCORE, &e.to_string());
+            }
+        }
+        true
     }
 
     fn on_block(&mut self, peer: PeerId, block: Block) {
