@@ -69,8 +69,13 @@ impl Shared {
         self.inputs.send((input, None)).await.is_ok()
     }
 
-    fn try_send(&self, input: Input) -> Result<(), mpsc::error::TrySendError<Queued>> {
-        self.inputs.try_send((input, None))
+    /// Queues an input if there is room (the input is dropped otherwise).
+    fn try_send(&self, input: Input) -> Result<(), mpsc::error::TrySendError<()>> {
+        use mpsc::error::TrySendError;
+        self.inputs.try_send((input, None)).map_err(|e| match e {
+            TrySendError::Full(_) => TrySendError::Full(()),
+            TrySendError::Closed(_) => TrySendError::Closed(()),
+        })
     }
 
     fn handles(&self) -> std::sync::MutexGuard<'_, HashMap<PeerId, PeerHandle>> {
