@@ -4,7 +4,7 @@
 # met) and writes the same as JSON to $CARGO_TARGET_DIR/bench/results.json (or
 # target/bench/results.json).
 #
-#   scripts/bench.sh            # the full run (100,000-transfer chain, ~10 minutes)
+#   scripts/bench.sh            # the full run (100,000-transfer chain, ~4 minutes once built)
 #   scripts/bench.sh --quick    # smaller chains, under 5 minutes once built
 #   scripts/bench.sh --only import,miner
 #
