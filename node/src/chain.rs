@@ -1012,7 +1012,7 @@ impl Chain {
 
     /// What checking headers on top of a stored, valid one needs: its [`ParentInfo`], its
     /// cumulative work, and its own and its ancestors' timestamps as far back as the
-    /// median-time rule looks (see [`crate::p2p::presync`]).
+    /// median-time rule looks, newest first (see [`crate::p2p::presync`]).
     pub fn header_context(&self, hash: &BlockHash) -> Option<(ParentInfo, Work, Vec<u64>)> {
         let idx = self.index.get(hash)?;
         let e = self.index.e(idx);

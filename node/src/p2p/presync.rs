@@ -17,8 +17,8 @@
 //!   it passed (fewer than [`COMMIT_INTERVAL`]), and getting that far cost it as much
 //!   work as our whole chain.
 //!
-//! Memory per peer: the summary (about 200 bytes) plus 40 bytes per [`COMMIT_INTERVAL`]
-//! headers, at most [`MAX_PRESYNC_HEADERS`] headers (about 200 KB).
+//! Memory per peer (from the field sizes): the summary, a few hundred bytes, plus 40 bytes
+//! per [`COMMIT_INTERVAL`] headers, at most [`MAX_PRESYNC_HEADERS`] headers (about 200 KB).
 
 use cairn_core::block::BlockHeader;
 use cairn_core::difficulty::median_time_past;
@@ -91,10 +91,12 @@ pub struct Presync {
 
 impl Presync {
     /// Starts at the stored header `fork`, given its context: its [`ParentInfo`], its
-    /// cumulative work, and its own and its ancestors' timestamps (any order).
-    pub fn new(fork: ParentInfo, work: Work, recent: Vec<u64>, offset: u64) -> Presync {
-        let mut recent: Vec<u64> = recent;
-        recent.sort_unstable();
+    /// cumulative work, and its own and its ancestors' timestamps, newest first (as
+    /// [`crate::chain::Chain::header_context`] gives them).
+    pub fn new(fork: ParentInfo, work: Work, mut recent: Vec<u64>, offset: u64) -> Presync {
+        // The window drops its oldest entry as headers come: keep it in chain order, not
+        // sorted by value (timestamps need not increase).
+        recent.reverse();
         Presync {
             fork: fork.hash,
             last: fork,
@@ -169,13 +171,15 @@ impl Presync {
     pub fn check_redownload(&self, headers: &[BlockHeader]) -> Result<bool, PresyncError> {
         let Some((end_height, end_hash)) = self.redownload_until else { return Ok(true) };
         let mut done = false;
+        // Only headers at a recorded height are hashed (the end is one of them).
         for h in headers {
             if let Some(expected) = self.commitments.get(&h.height) {
-                if h.hash() != *expected {
+                let hash = h.hash();
+                if hash != *expected {
                     return Err(PresyncError::Mismatch(h.height));
                 }
+                done |= h.height == end_height && hash == end_hash;
             }
-            done |= h.height == end_height && h.hash() == end_hash;
         }
         Ok(done)
     }
