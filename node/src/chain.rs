@@ -37,6 +37,7 @@
 mod check;
 mod index;
 mod orphans;
+mod sigcache;
 
 #[cfg(feature = "rocksdb")]
 pub use check::check_db;
@@ -44,6 +45,8 @@ pub use check::{check_store, CheckReport};
 
 #[cfg(feature = "rocksdb")]
 use crate::store::RocksStore;
+use sigcache::{SigCache, SIG_CACHE_ENTRIES};
+
 use crate::store::{
     self, height_key, meta_key, status, Batch, Column, IndexRecord, KvStore, MemStore, RecordError,
     StoreError, TxLocationRecord, SCHEMA_VERSION,
@@ -219,9 +222,20 @@ pub fn check_block_parallel(block: &Block, params: &ChainParams) -> Result<Vec<T
 /// Verifies every transfer's signature on the rayon pool; the reported error is the
 /// lowest failing index, as a serial check would report.
 pub fn check_signatures_parallel(block: &Block, chain_id: u32) -> Result<(), BlockError> {
+    check_signatures_except(block, chain_id, |_| false)
+}
+
+/// [`check_signatures_parallel`], skipping the transfers at indexes for which
+/// `verified` says this node has checked these very bytes already.
+fn check_signatures_except(
+    block: &Block,
+    chain_id: u32,
+    verified: impl Fn(usize) -> bool + Sync,
+) -> Result<(), BlockError> {
     let first_err = (1..block.transactions.len())
         .into_par_iter()
         .with_min_len(16)
+        .filter(|&i| !verified(i))
         .map(|i| check_transfer_at(block, i, chain_id))
         .find_first(Result::is_err);
     match first_err {
@@ -240,6 +254,7 @@ pub struct Chain {
     next_seq: u64,
     last_sync_ms: u64,
     unsynced: bool,
+    sig_cache: SigCache,
 }
 
 impl Chain {
@@ -272,6 +287,7 @@ impl Chain {
             next_seq: 1,
             last_sync_ms: 0,
             unsynced: false,
+            sig_cache: SigCache::new(SIG_CACHE_ENTRIES),
         };
         match chain.store.get(Column::Meta, meta_key::GENESIS)? {
             None => chain.initialize()?,
@@ -522,19 +538,22 @@ impl Chain {
             // Free to produce: not worth remembering.
             return Ok(Processed::Rejected(e));
         }
-        if let Err(e) = check_block_structure(block, &params) {
+        let txids = match check_block_structure(block, &params) {
+            Ok(txids) => txids,
             // Only a body that matches the header condemns the header; a mismatching
             // one may be a corrupted copy of a good block.
-            if e != BlockError::BadMerkleRoot && block.compute_merkle_root() == block.header.merkle_root {
-                return self.body_invalid(hash, block, e);
+            Err(e) => {
+                if e != BlockError::BadMerkleRoot && block.compute_merkle_root() == block.header.merkle_root {
+                    return self.body_invalid(hash, block, e);
+                }
+                return Ok(Processed::Rejected(e));
             }
-            return Ok(Processed::Rejected(e));
-        }
+        };
         let existing = self.index.get(&hash);
         let parent = self.index.get(&block.header.prev);
         let Some(parent) = parent else {
             if !sigs_checked {
-                if let Err(e) = check_signatures_parallel(block, params.chain_id) {
+                if let Err(e) = self.check_signatures(block, &txids) {
                     self.rejected.insert(hash, e.clone());
                     return Ok(Processed::Rejected(e));
                 }
@@ -556,7 +575,7 @@ impl Chain {
             }
         }
         if !sigs_checked {
-            if let Err(e) = check_signatures_parallel(block, params.chain_id) {
+            if let Err(e) = self.check_signatures(block, &txids) {
                 return self.body_invalid(hash, block, e);
             }
         }
@@ -584,6 +603,22 @@ impl Chain {
         self.index.consider_header(idx);
         self.on_body_stored(idx);
         Ok(Processed::Stored(idx))
+    }
+
+    /// Verifies the signatures of `block` (whose txids are `txids`) that the signature
+    /// cache does not vouch for.
+    fn check_signatures(&self, block: &Block, txids: &[Txid]) -> Result<(), BlockError> {
+        let cache = &self.sig_cache;
+        check_signatures_except(block, self.genesis.params.chain_id, |i| {
+            txids.get(i).is_some_and(|id| cache.contains(id))
+        })
+    }
+
+    /// Records that the transfer `txid` passed [`cairn_core::SignedTransfer::verify`] on
+    /// this node (it was admitted to the mempool), so that a block carrying it skips the
+    /// signature check. See [`sigcache`].
+    pub fn remember_verified(&mut self, txid: Txid) {
+        self.sig_cache.insert(txid);
     }
 
     /// A block whose body (matching its header) breaks a rule. With its parent indexed

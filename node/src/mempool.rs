@@ -268,26 +268,29 @@ impl Mempool {
         let tx_cost = cost(&tx)?;
         let sender = t.sender();
         let account = state_account(state, &sender)?;
-        let queue = self.senders.get(&sender).cloned().unwrap_or_default();
-        let next_nonce = account.nonce + queue.txs.len() as u64;
+        let (pending, spent, same_nonce) = match self.senders.get(&sender) {
+            Some(q) => (q.txs.len(), q.spent, q.txs.get(&t.nonce).copied()),
+            None => (0, 0, None),
+        };
+        let next_nonce = account.nonce + pending as u64;
         if t.nonce < account.nonce {
             return Err(MempoolError::NonceTooLow { expected: account.nonce, got: t.nonce });
         }
         let size = transfer_size(&tx);
 
-        if let Some(&old_id) = queue.txs.get(&t.nonce) {
-            return self.replace(tx, txid, old_id, sender, account, &queue, size, now_ms);
+        if let Some(old_id) = same_nonce {
+            return self.replace(tx, txid, old_id, sender, account, spent, size, now_ms);
         }
         if t.nonce > next_nonce {
             return Err(MempoolError::NonceGap { expected: next_nonce, got: t.nonce });
         }
-        if queue.txs.len() >= self.config.max_per_sender {
+        if pending >= self.config.max_per_sender {
             return Err(MempoolError::TooManyFromSender { limit: self.config.max_per_sender });
         }
         // The account as it will be after every pending transfer of this sender; the same
         // rule block application uses then decides.
         let after_pending =
-            Account { balance: Amount(account.balance.0.saturating_sub(queue.spent)), nonce: next_nonce };
+            Account { balance: Amount(account.balance.0.saturating_sub(spent)), nonce: next_nonce };
         debit_sender(after_pending, t).map_err(|e| match e {
             TransferStateError::InsufficientBalance { balance, .. } => {
                 MempoolError::InsufficientBalance { balance: balance.0, needed: tx_cost }
@@ -309,7 +312,7 @@ impl Mempool {
         old_id: Txid,
         sender: Address,
         account: Account,
-        queue: &SenderQueue,
+        spent: u64,
         size: usize,
         now_ms: u64,
     ) -> Result<Txid, MempoolError> {
@@ -318,11 +321,13 @@ impl Mempool {
         if tx.transfer.fee.0 < min_fee {
             return Err(MempoolError::ReplacementFeeTooLow { old_fee: old.transfer.fee.0, min_fee });
         }
-        let needed = queue.spent - cost(&old)? + cost(&tx)?;
+        let needed = spent - cost(&old)? + cost(&tx)?;
         if needed > account.balance.0 {
-            let here_and_before: u64 = queue
-                .txs
-                .range(..tx.transfer.nonce)
+            let here_and_before: u64 = self
+                .senders
+                .get(&sender)
+                .into_iter()
+                .flat_map(|q| q.txs.range(..tx.transfer.nonce))
                 .filter_map(|(_, id)| self.entries.get(id))
                 .map(|e| cost(&e.tx).unwrap_or(u64::MAX))
                 .fold(0u64, u64::saturating_add);

@@ -9,7 +9,7 @@ use crate::chain::{AcceptResult, Acceptance, Chain, ChainError, TipInfo};
 use crate::mempool::{Mempool, MempoolError};
 use cairn_core::block::Block;
 use cairn_core::genesis::Genesis;
-use cairn_core::{BlockHash, SignedTransfer, Txid};
+use cairn_core::{Address, BlockHash, SignedTransfer, Txid};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -144,6 +144,13 @@ impl Node {
         Ok(result)
     }
 
+    /// The nonce `address`'s next transfer must carry, counting its pending transfers.
+    pub fn next_nonce(&self, address: &Address) -> Result<u64, ChainError> {
+        let chain = self.chain();
+        let state_nonce = chain.account(address)?.nonce;
+        Ok(self.mempool().pending_nonce(address, state_nonce))
+    }
+
     /// Verifies a transfer's signature (without holding any lock) and admits it to the
     /// mempool against the tip state.
     pub fn submit_transfer(&self, tx: SignedTransfer, origin: Origin) -> Result<Txid, SubmitError> {
@@ -152,10 +159,21 @@ impl Node {
             return Err(SubmitError::Duplicate);
         }
         tx.verify(self.genesis.params.chain_id)?;
+        self.admit_verified(tx, origin)
+    }
+
+    /// Admits a transfer whose signature this node has verified already
+    /// ([`SignedTransfer::verify`]): [`Node::submit_transfer`] after its check, and the
+    /// P2P layer for transfers that waited for their predecessor.
+    pub fn admit_verified(&self, tx: SignedTransfer, origin: Origin) -> Result<Txid, SubmitError> {
         // Lock order everywhere: chain, then mempool. The chain lock keeps the tip state
         // from moving under the admission check; both are held only for map lookups.
-        let chain = self.chain();
+        let mut chain = self.chain();
         let admitted = self.mempool().add_verified(tx, &*chain, crate::now_ms());
+        if let Ok(txid) = admitted {
+            // A block carrying it will not verify it again.
+            chain.remember_verified(txid);
+        }
         drop(chain);
         let txid = match admitted {
             Ok(txid) => txid,

@@ -252,6 +252,25 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f).await.map_err(internal)?
 }
 
+/// Runs CPU-bound work (signature checks) on the rayon pool, one thread per core.
+/// Tokio's blocking pool would start a thread per concurrent call and have them preempt
+/// each other: under 32 clients that cost ~100 us of CPU per `tx_submit` (see
+/// docs/PERFORMANCE.md). A panic is caught and reported as an internal error, as
+/// `spawn_blocking` would (rayon would abort the process).
+async fn on_cores<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ErrorObjectOwned> + Send + 'static,
+) -> Result<T, ErrorObjectOwned> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    rayon::spawn(move || {
+        let _ = tx.send(std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)));
+    });
+    match rx.await {
+        Ok(Ok(result)) => result,
+        Ok(Err(_)) => Err(internal("the call panicked")),
+        Err(_) => Err(internal("the call was dropped")),
+    }
+}
+
 pub fn rpc_transaction(tx: &Transaction) -> RpcTransaction {
     match tx {
         Transaction::Coinbase(cb) => RpcTransaction {
@@ -476,7 +495,7 @@ impl CairnApiServer for RpcImpl {
     async fn tx_submit(&self, hex: String) -> RpcResult<Txid> {
         let tx = parse_transfer_hex(&hex)?;
         let node = self.node.clone();
-        blocking(move || {
+        on_cores(move || {
             node.submit_transfer(tx, crate::node::Origin::Rpc).map_err(|e| {
                 let msg = match &e {
                     SubmitError::Invalid(inner) => format!("transfer refused: {inner}"),

@@ -395,6 +395,37 @@ fn bad_signature_is_reported_at_its_index() {
 }
 
 #[test]
+fn the_signature_cache_vouches_only_for_the_bytes_it_verified() {
+    let g = test_genesis();
+    let dir = tempfile::tempdir().unwrap();
+    let mut chain = open(dir.path(), &g);
+    let mut a = Branch::new(&g);
+    let good = a.transfers(4, 1);
+    // As the mempool does after verifying each of them.
+    for t in &good {
+        chain.remember_verified(t.txid());
+    }
+    // A copy of a cached transfer with one signature bit flipped is a different txid:
+    // it is verified, and fails.
+    let mut forged = good.clone();
+    forged[2].signature[40] ^= 1;
+    let parent = a.parent_info();
+    let mut block =
+        assemble_block(&g.params, &parent, parent.timestamp_ms + 1000, Address([1; 20]), &forged).unwrap();
+    assert!(grind(&mut block.header, u64::MAX));
+    match accept(&mut chain, &block, &g) {
+        Acceptance::Invalid(BlockError::InvalidTransfer { index, .. }) => assert_eq!(index, 3),
+        other => panic!("expected an invalid transfer, got {other:?}"),
+    }
+    // The block of the cached transfers themselves connects.
+    let mut block =
+        assemble_block(&g.params, &parent, parent.timestamp_ms + 1000, Address([1; 20]), &good).unwrap();
+    assert!(grind(&mut block.header, u64::MAX));
+    assert_eq!(accept(&mut chain, &block, &g), Acceptance::Connected);
+    assert_eq!(chain.tip().height, 1);
+}
+
+#[test]
 fn duplicates_and_out_of_order_delivery_change_nothing() {
     let g = test_genesis();
     let mut reference = Branch::new(&g);

@@ -86,8 +86,11 @@ pub fn midstate_loop_rate(duration: Duration) -> f64 {
 pub struct RpcFigures {
     pub submit_rate: f64,
     pub admitted: usize,
+    /// CPU time of the whole process (clients and server) per admission, and per ping.
+    pub submit_cpu_us: f64,
     pub get_info: f64,
     pub ping: f64,
+    pub ping_cpu_us: f64,
 }
 
 const CLIENTS: usize = 32;
@@ -130,6 +133,7 @@ pub fn rpc(rt: &tokio::runtime::Runtime, per_client: usize, window: Duration) ->
         let cookie = rpc::Cookie::create(dir.path())?;
         let server = rpc::start(node.clone(), "127.0.0.1:0".parse()?, &cookie).await?;
         let url = format!("http://{}", server.local_addr);
+        let cpu0 = crate::limits::cpu_secs();
         let start = Instant::now();
         let mut tasks = Vec::new();
         for list in txs {
@@ -149,15 +153,18 @@ pub fn rpc(rt: &tokio::runtime::Runtime, per_client: usize, window: Duration) ->
             admitted += t.await?;
         }
         let submit_rate = admitted as f64 / start.elapsed().as_secs_f64();
+        let submit_cpu_us = (crate::limits::cpu_secs() - cpu0) * 1e6 / admitted.max(1) as f64;
         anyhow::ensure!(
             admitted == per_client * CLIENTS && node.mempool().len() == admitted,
             "only {admitted} of {} transfers admitted",
             per_client * CLIENTS
         );
         let get_info = calls_per_second(&url, window, "chain_getInfo").await?;
+        let cpu0 = crate::limits::cpu_secs();
         let ping = calls_per_second(&url, window, "rpc_ping").await?;
+        let ping_cpu_us = (crate::limits::cpu_secs() - cpu0) * 1e6 / (ping * window.as_secs_f64()).max(1.0);
         let _ = server.handle.stop();
-        Ok(RpcFigures { submit_rate, admitted, get_info, ping })
+        Ok(RpcFigures { submit_rate, admitted, submit_cpu_us, get_info, ping, ping_cpu_us })
     })
 }
 

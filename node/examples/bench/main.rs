@@ -185,14 +185,23 @@ fn main() {
         let window = Duration::from_secs(if q { 2 } else { 4 });
         match inproc::rpc(&rt, per_client, window) {
             Ok(f) => {
-                rows.push(Row::limit("limit: rpc_ping (does nothing), 32 clients", f.ping, "calls/s", ""));
+                rows.push(Row::limit(
+                    "limit: rpc_ping (does nothing), 32 clients",
+                    f.ping,
+                    "calls/s",
+                    &format!("{:.0} us of CPU per call, clients and server together", f.ping_cpu_us),
+                ));
                 rows.push(Row {
                     scenario: format!("tx_submit admissions, 32 clients ({})", f.admitted),
                     figure: f.submit_rate,
                     unit: "tx/s",
                     limit: Some(verify_limit.clone()),
                     goal: Goal::RatioAtLeast(0.5),
-                    note: String::new(),
+                    note: format!(
+                        "{:.0} us of CPU per admission, clients and server together (one verify: {:.0} us)",
+                        f.submit_cpu_us,
+                        1e6 / verify1
+                    ),
                 });
                 rows.push(Row {
                     scenario: "chain_getInfo, 32 clients".into(),

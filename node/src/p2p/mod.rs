@@ -15,6 +15,7 @@ mod net;
 pub mod presync;
 pub mod protocol;
 pub mod sync;
+mod waiting;
 pub mod wire;
 
 use crate::node::Node;

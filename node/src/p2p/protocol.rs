@@ -15,9 +15,11 @@
 use super::addrbook::{self, AddrBook, Snapshot};
 use super::presync::{self, Next, Presync, PresyncError};
 use super::sync::BlockDownloads;
+use super::waiting::{self, WaitingTransfers};
 use super::wire::{self, GetHeaders, InvItem, Message, NetAddr, Version, WireError};
 use super::PeerId;
 use crate::chain::{Acceptance, TipInfo};
+use crate::mempool::MempoolError;
 use crate::node::{Node, NodeEvent, Origin, SubmitError};
 use cairn_core::block::{Block, BlockHeader};
 use cairn_core::validation::BlockError;
@@ -98,8 +100,12 @@ impl Config {
 pub mod limits {
     /// Blocks one `getdata` may ask for (more is misbehaviour).
     pub const MAX_BLOCKS_PER_GETDATA: usize = 16;
-    /// Inventory items a peer may send us per [`INV_WINDOW_MS`] before it is flooding.
-    pub const MAX_INV_PER_WINDOW: u32 = 5_000;
+    /// Inventory items a peer may send us per [`INV_WINDOW_MS`] before it is flooding:
+    /// 10,000 a second, above the transfers two cores can verify and admit (about
+    /// 8,600 a second in docs/PERFORMANCE.md), so an honest peer relaying a busy
+    /// network never reaches it. (It was 5,000 per window, and a benchmark of 1,000
+    /// transfers a second got its source node scored as a flooder.)
+    pub const MAX_INV_PER_WINDOW: u32 = 100_000;
     pub const INV_WINDOW_MS: u64 = 10_000;
     /// Unsolicited addresses accepted per peer: a bucket of this many, refilled by one
     /// every [`ADDR_REFILL_MS`].
@@ -330,6 +336,8 @@ pub struct Protocol {
     downloads: BlockDownloads,
     tx_requests: BTreeMap<Txid, (PeerId, u64)>,
     recent_rejects: BoundedSet<Txid>,
+    /// Transfers from peers waiting for their predecessor (see [`waiting`]).
+    waiting: WaitingTransfers,
     out: Vec<Output>,
     now_ms: u64,
     last_save_ms: u64,
@@ -358,6 +366,7 @@ impl Protocol {
             downloads: BlockDownloads::default(),
             tx_requests: BTreeMap::new(),
             recent_rejects: BoundedSet::new(limits::RECENT_REJECTS),
+            waiting: WaitingTransfers::default(),
             out: Vec::new(),
             now_ms,
             // Zero: the first change is saved at once, later ones at most every interval.
@@ -528,6 +537,7 @@ impl Protocol {
     /// Forgets a peer and moves its requests elsewhere.
     fn remove_peer(&mut self, peer: PeerId, reason: &DisconnectReason) {
         let Some(p) = self.peers.remove(&peer) else { return };
+        self.waiting.forget_peer(peer);
         if p.ready {
             tracing::info!(peer, addr = %p.addr, %reason, "peer disconnected");
         } else {
@@ -838,6 +848,7 @@ impl Protocol {
                     InvItem::Tx(t) => {
                         if !mempool.contains(t)
                             && !self.recent_rejects.contains(t)
+                            && !self.waiting.contains(t)
                             && !self.tx_requests.contains_key(t)
                             && self.tx_requests.len() < limits::MAX_TX_REQUESTS
                         {
@@ -959,6 +970,13 @@ impl Protocol {
         self.tx_requests.remove(&txid);
         match self.node.submit_transfer(tx, Origin::Peer(peer)) {
             Ok(_) | Err(SubmitError::Duplicate) => {}
+            Err(SubmitError::Rejected(MempoolError::NonceGap { .. })) => {
+                // Its predecessor is still on its way (perhaps from another peer): wait
+                // for it rather than fetch this one again.
+                if !self.waiting.hold(tx, txid, peer, self.now_ms) {
+                    tracing::debug!(peer, %txid, "nonce gap and no room to wait: dropped");
+                }
+            }
             Err(SubmitError::Invalid(e)) => {
                 self.recent_rejects.insert(txid);
                 self.misbehave(peer, limits::BAN_SCORE, &format!("invalid transfer: {e}"));
@@ -1270,6 +1288,7 @@ impl Protocol {
     fn on_node_event(&mut self, event: NodeEvent) {
         match event {
             NodeEvent::NewTip { tip, origin, .. } => {
+                self.retry_waiting();
                 self.update_syncing();
                 if self.syncing {
                     return; // announcing every block of a long download helps nobody
@@ -1277,7 +1296,49 @@ impl Protocol {
                 self.announce(InvItem::Block(tip.hash), origin);
                 self.schedule_downloads();
             }
-            NodeEvent::NewTransfer { txid, origin } => self.announce(InvItem::Tx(txid), origin),
+            NodeEvent::NewTransfer { txid, origin } => {
+                self.announce(InvItem::Tx(txid), origin);
+                self.release_waiting_after(txid);
+            }
+        }
+    }
+
+    /// `txid` was admitted: admits the transfer of the same sender waiting for the next
+    /// nonce, if any (its own admission event then releases the one after it).
+    fn release_waiting_after(&mut self, txid: Txid) {
+        if self.waiting.is_empty() {
+            return;
+        }
+        let Some(tx) = self.node.mempool().get(&txid) else { return };
+        let next = tx.transfer.nonce.saturating_add(1);
+        if let Some(w) = self.waiting.take(&tx.transfer.sender(), next) {
+            self.admit_waiting(w);
+        }
+    }
+
+    /// A block moved some senders' nonces: drops waiting transfers left behind and
+    /// admits those that are next now.
+    fn retry_waiting(&mut self) {
+        for (sender, _) in self.waiting.senders() {
+            let next = match self.node.next_nonce(&sender) {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading an account failed");
+                    return;
+                }
+            };
+            self.waiting.drop_below(&sender, next);
+            if let Some(w) = self.waiting.take(&sender, next) {
+                self.admit_waiting(w);
+            }
+        }
+    }
+
+    fn admit_waiting(&mut self, w: waiting::Waiting) {
+        // Verified when it arrived; admitted as from the peer that sent it.
+        match self.node.admit_verified(w.tx, Origin::Peer(w.peer)) {
+            Ok(_) | Err(SubmitError::Duplicate) => {}
+            Err(e) => tracing::debug!(txid = %w.txid, error = %e, "waiting transfer refused"),
         }
     }
 
@@ -1301,6 +1362,7 @@ impl Protocol {
 
     fn on_tick(&mut self) {
         let now = self.now_ms;
+        self.waiting.expire(now);
         let c = self.config.clone();
         let mut drops = Vec::new();
         let mut pings = Vec::new();

@@ -1,0 +1,67 @@
+//! The signature cache: txids of transfers whose signature this node has already
+//! verified, so that a block made of transfers from our own mempool is not verified a
+//! second time when it arrives.
+//!
+//! A txid commits to the whole signed transfer (chain id, fields, public key and the
+//! exact signature bytes), so a hit means "these very bytes passed
+//! [`cairn_core::SignedTransfer::verify`] on this node", never "a transfer like it did".
+//! Only transfers admitted to the mempool are entered ([`crate::node::Node::submit_transfer`]),
+//! so an entry cost its sender a valid signature on a funded account. The cache is
+//! bounded; the oldest entries leave first, which costs a re-verification and nothing
+//! else. It is memory only: after a restart every signature is checked again.
+
+use cairn_core::Txid;
+use std::collections::{HashSet, VecDeque};
+
+/// Entries kept: about 80 bytes each (the set and the queue), so ~16 MiB at most, the
+/// transfers of a full 64 MiB mempool several times over.
+pub const SIG_CACHE_ENTRIES: usize = 200_000;
+
+pub struct SigCache {
+    known: HashSet<Txid>,
+    order: VecDeque<Txid>,
+    capacity: usize,
+}
+
+impl SigCache {
+    pub fn new(capacity: usize) -> SigCache {
+        SigCache { known: HashSet::new(), order: VecDeque::new(), capacity }
+    }
+
+    /// Records that `txid`'s signature verified.
+    pub fn insert(&mut self, txid: Txid) {
+        if self.capacity == 0 || !self.known.insert(txid) {
+            return;
+        }
+        self.order.push_back(txid);
+        while self.order.len() > self.capacity {
+            if let Some(old) = self.order.pop_front() {
+                self.known.remove(&old);
+            }
+        }
+    }
+
+    pub fn contains(&self, txid: &Txid) -> bool {
+        self.known.contains(txid)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_the_newest_entries_up_to_capacity() {
+        let mut c = SigCache::new(2);
+        let id = |b: u8| Txid([b; 32]);
+        c.insert(id(1));
+        c.insert(id(2));
+        c.insert(id(1)); // already there: no second slot, no reordering
+        assert_eq!(c.order.len(), 2);
+        c.insert(id(3));
+        assert!(!c.contains(&id(1)) && c.contains(&id(2)) && c.contains(&id(3)));
+        let mut off = SigCache::new(0);
+        off.insert(id(1));
+        assert!(off.order.is_empty() && !off.contains(&id(1)));
+    }
+}
