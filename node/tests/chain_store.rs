@@ -399,7 +399,7 @@ fn the_signature_cache_vouches_only_for_the_bytes_it_verified() {
     let g = test_genesis();
     let dir = tempfile::tempdir().unwrap();
     let mut chain = open(dir.path(), &g);
-    let mut a = Branch::new(&g);
+    let a = Branch::new(&g);
     let good = a.transfers(4, 1);
     // As the mempool does after verifying each of them.
     for t in &good {

@@ -916,11 +916,11 @@ fn asked_for_tx(outs: &[Output], to: PeerId, txid: Txid) -> bool {
     outs.iter().any(|o| matches!(o, Output::Send(p, Message::GetData(items)) if *p == to && items.contains(&InvItem::Tx(txid))))
 }
 
-/// A transfer that arrives before its predecessor is refused for the nonce gap, but
-/// not remembered as rejected: announced again, it is fetched again, and admitted once
-/// the predecessor is in.
+/// A transfer that arrives before its predecessor waits for it (not fetched again from
+/// other peers meanwhile) and is admitted as soon as the predecessor is in, without
+/// being announced again; what a disconnected peer left waiting is forgotten.
 #[test]
-fn transfer_refused_for_a_nonce_gap_is_fetched_again() {
+fn transfer_that_overtakes_its_predecessor_waits_for_it() {
     let mut s = Solo::new(sim_config());
     s.connect(1);
     s.connect(2);
@@ -929,25 +929,40 @@ fn transfer_refused_for_a_nonce_gap_is_fetched_again() {
     let outs = s.step(Input::Received { peer: 1, msg: Message::Inv(vec![InvItem::Tx(id1)]) });
     assert!(asked_for_tx(&outs, 1, id1));
     s.step(Input::Received { peer: 1, msg: Message::Tx(t1) });
-    assert!(!s.node.mempool().contains(&id1), "a nonce gap is refused");
+    assert!(!s.node.mempool().contains(&id1), "a nonce gap is not admitted");
     assert!(s.proto.ready_peers().contains(&1), "a nonce gap is not misbehaviour");
-    s.node.submit_transfer(t0, Origin::Rpc).expect("predecessor admitted");
     let outs = s.step(Input::Received { peer: 2, msg: Message::Inv(vec![InvItem::Tx(id1)]) });
-    assert!(asked_for_tx(&outs, 2, id1), "the gap refusal was remembered as a reject");
-    s.step(Input::Received { peer: 2, msg: Message::Tx(t1) });
-    assert!(s.node.mempool().contains(&id1));
+    assert!(!asked_for_tx(&outs, 2, id1), "a waiting transfer is fetched again");
+    s.node.submit_transfer(t0, Origin::Rpc).expect("predecessor admitted");
+    s.step(Input::Tick);
+    assert!(s.node.mempool().contains(&id1), "the waiting transfer was not admitted after its predecessor");
+
+    // Waiting transfers leave with their peer: the next one is then fetched again.
+    let (t2, t3) = (transfer(&s.genesis, 2, 2), transfer(&s.genesis, 2, 3));
+    let id3 = t3.txid();
+    s.step(Input::Received { peer: 1, msg: Message::Inv(vec![InvItem::Tx(id3)]) });
+    s.step(Input::Received { peer: 1, msg: Message::Tx(t3) });
+    s.step(Input::Disconnected { peer: 1, reason: DisconnectReason::Closed });
+    s.node.submit_transfer(t2, Origin::Rpc).expect("predecessor admitted");
+    s.step(Input::Tick);
+    assert!(!s.node.mempool().contains(&id3), "a gone peer's waiting transfer was admitted");
+    let outs = s.step(Input::Received { peer: 2, msg: Message::Inv(vec![InvItem::Tx(id3)]) });
+    assert!(asked_for_tx(&outs, 2, id3));
+    s.step(Input::Received { peer: 2, msg: Message::Tx(t3) });
+    assert!(s.node.mempool().contains(&id3));
 
     // A permanent refusal (a fee below the minimum) is remembered: not fetched again.
     let mut cheap = transfer(&s.genesis, 3, 0).transfer;
     cheap.fee = Amount(0);
     let cheap = cheap.sign(&dev_keys()[3]).unwrap();
     let idc = cheap.txid();
-    let outs = s.step(Input::Received { peer: 1, msg: Message::Inv(vec![InvItem::Tx(idc)]) });
-    assert!(asked_for_tx(&outs, 1, idc));
-    s.step(Input::Received { peer: 1, msg: Message::Tx(cheap) });
-    assert!(!s.node.mempool().contains(&idc));
     let outs = s.step(Input::Received { peer: 2, msg: Message::Inv(vec![InvItem::Tx(idc)]) });
-    assert!(!asked_for_tx(&outs, 2, idc), "a transfer refused for good is fetched again");
+    assert!(asked_for_tx(&outs, 2, idc));
+    s.step(Input::Received { peer: 2, msg: Message::Tx(cheap) });
+    assert!(!s.node.mempool().contains(&idc));
+    s.connect(3);
+    let outs = s.step(Input::Received { peer: 3, msg: Message::Inv(vec![InvItem::Tx(idc)]) });
+    assert!(!asked_for_tx(&outs, 3, idc), "a transfer refused for good is fetched again");
 }
 
 /// `--max-peers` counts inbound and outbound together: 8 outbound slots (half of a

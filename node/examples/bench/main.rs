@@ -218,7 +218,7 @@ fn main() {
 
     if wants("accounts") {
         step("import with 10,000 and 1,000,000 accounts");
-        let blocks_n = if q { 5 } else { 10 };
+        let blocks_n = if q { 5 } else { 25 };
         match accounts(work.path(), blocks_n) {
             Ok((small, big)) => rows.push(Row {
                 scenario: format!("import with 1M accounts ({} tx)", big.transfers),
@@ -226,7 +226,7 @@ fn main() {
                 unit: "tx/s",
                 limit: Some((small.rate(), "same with 10k accounts".into())),
                 goal: Goal::RatioAtLeast(0.8),
-                note: "transfers to existing accounts picked at random (fixed seed)".into(),
+                note: "transfers to existing accounts picked at random (fixed seed); best of 2 runs each, interleaved".into(),
             }),
             Err(e) => rows.push(failed("accounts", "tx/s", &e)),
         }
@@ -363,21 +363,34 @@ fn main() {
 }
 
 /// The same import (blocks of transfers to existing accounts picked at random) on a
-/// state of 10,000 accounts and on one of 1,000,000.
+/// state of 10,000 accounts and on one of 1,000,000: two runs of each, interleaved, and
+/// the faster of each pair (signature checks are most of the time and the machine's
+/// noise is in them; the state's cost is what the ratio is about).
 fn accounts(
     work: &std::path::Path,
     blocks_n: usize,
 ) -> anyhow::Result<(inproc::ImportRun, inproc::ImportRun)> {
     let senders: Vec<_> = (0..200).map(|i| gen::key("acct", i)).collect();
-    let mut runs = Vec::new();
+    let mut cases = Vec::new();
     for population in [10_000usize, 1_000_000] {
         let genesis = gen::genesis(&format!("cairn-bench-acct-{population}"), &senders, population);
         let pick = move |n: usize| gen::account((splitmix(n as u64) % population as u64) as usize);
         let blocks = gen::transfer_blocks(&genesis, &senders, blocks_n, 2000, &pick);
-        runs.push(inproc::import(&work.join(format!("acct-{population}")), &genesis, blocks)?);
+        cases.push((population, genesis, blocks));
     }
-    let big = runs.pop().expect("two runs");
-    let small = runs.pop().expect("two runs");
+    let mut best: Vec<Option<inproc::ImportRun>> = vec![None, None];
+    for round in 0..2 {
+        for (i, (population, genesis, blocks)) in cases.iter().enumerate() {
+            let dir = work.join(format!("acct-{population}-{round}"));
+            let run = inproc::import(&dir, genesis, blocks.clone())?;
+            std::fs::remove_dir_all(&dir)?;
+            if best[i].as_ref().is_none_or(|b| run.rate() > b.rate()) {
+                best[i] = Some(run);
+            }
+        }
+    }
+    let big = best.pop().flatten().expect("two runs");
+    let small = best.pop().flatten().expect("two runs");
     Ok((small, big))
 }
 
