@@ -315,7 +315,7 @@ fn main() {
     }
 
     if wants("propagation") {
-        let (empty, full) = if q { (10, 3) } else { (30, 10) };
+        let (empty, full) = if q { (10, 3) } else { (30, 20) };
         step(&format!("propagation across 10 nodes ({empty} empty blocks, {full} of 1000 transfers)"));
         match procs::propagation(&rt, &work.path().join("net"), 10, empty, full, 1000) {
             Ok(p) => {
