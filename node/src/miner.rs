@@ -60,6 +60,13 @@ impl HeaderHasher {
     /// SHA-256 of the header with `nonce`, equal to `BlockHeader::hash`.
     #[inline]
     pub fn hash(&mut self, nonce: u64) -> [u8; 32] {
+        Self::to_bytes(self.state(nonce))
+    }
+
+    /// The hash of the header with `nonce` as SHA-256's eight state words (the hash is
+    /// their big-endian bytes, so words 0 and 1 are its leading 8 bytes).
+    #[inline]
+    pub fn state(&mut self, nonce: u64) -> [u32; 8] {
         let off = HEADER_NONCE_OFFSET - 64;
         self.tail[off..off + 8].copy_from_slice(&nonce.to_le_bytes());
         let mut state = self.midstate;
@@ -67,6 +74,12 @@ impl HeaderHasher {
             &mut state,
             &[*GenericArray::from_slice(&self.tail), *GenericArray::from_slice(&self.last)],
         );
+        state
+    }
+
+    /// The hash bytes of [`HeaderHasher::state`].
+    #[inline]
+    pub fn to_bytes(state: [u32; 8]) -> [u8; 32] {
         let mut out = [0u8; 32];
         for (chunk, word) in out.chunks_exact_mut(4).zip(state) {
             chunk.copy_from_slice(&word.to_be_bytes());
@@ -187,11 +200,17 @@ fn worker(shared: Arc<Shared>, index: u64, stride: u64, found: mpsc::Sender<(u64
         }
         let Some((job, hasher, nonce)) = current.as_mut() else { continue };
         let target = job.header.target.0;
+        // A hash at or below the target has its leading 8 bytes at or below the
+        // target's: compare those as one integer, and the full 32 bytes only then.
+        let mut lead = [0u8; 8];
+        lead.copy_from_slice(&target[..8]);
+        let target_lead = u64::from_be_bytes(lead);
         let mut n = *nonce;
         let mut hit = None;
         for _ in 0..BATCH {
-            let h = hasher.hash(n);
-            if h <= target {
+            let s = hasher.state(n);
+            if (u64::from(s[0]) << 32 | u64::from(s[1])) <= target_lead && HeaderHasher::to_bytes(s) <= target
+            {
                 hit = Some(n);
                 break;
             }
