@@ -45,8 +45,6 @@ pub use check::{check_store, CheckReport};
 
 #[cfg(feature = "rocksdb")]
 use crate::store::RocksStore;
-use sigcache::{SigCache, SIG_CACHE_ENTRIES};
-
 use crate::store::{
     self, height_key, meta_key, status, Batch, Column, IndexRecord, KvStore, MemStore, RecordError,
     StoreError, TxLocationRecord, SCHEMA_VERSION,
@@ -64,6 +62,7 @@ use cairn_core::{Address, BlockHash, Transaction, Txid, Work};
 use index::{BlockIndex, Idx, CHAIN_COMPLETE, NONE};
 use orphans::OrphanPool;
 use rayon::prelude::*;
+use sigcache::{SigCache, SIG_CACHE_ENTRIES};
 use std::collections::{HashMap, VecDeque};
 #[cfg(feature = "rocksdb")]
 use std::path::Path;
