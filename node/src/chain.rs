@@ -37,7 +37,7 @@
 mod check;
 mod index;
 mod orphans;
-mod sigcache;
+pub(crate) mod sigcache;
 
 #[cfg(feature = "rocksdb")]
 pub use check::check_db;

@@ -5,6 +5,7 @@
 //! with the chain and publish a [`NodeEvent`] for the P2P layer (relay) and RPC
 //! subscribers (new heads).
 
+use crate::chain::sigcache::SigCache;
 use crate::chain::{AcceptResult, Acceptance, Chain, ChainError, TipInfo};
 use crate::mempool::{Mempool, MempoolError};
 use cairn_core::block::Block;
@@ -54,7 +55,14 @@ pub struct Node {
     genesis: Genesis,
     /// The local miner's recent hashes per second (0 when not mining).
     hashrate: AtomicU64,
+    /// Transfers received from peers whose signatures the P2P readers checked on all
+    /// cores before queueing them for the protocol thread (see [`Node::preverified`]).
+    preverified: Arc<Mutex<SigCache>>,
 }
+
+/// Entries of [`Node::preverified`]: twice the protocol's input queue, so an entry is
+/// normally still there when its transfer is handled (if not, it is verified again).
+const PREVERIFIED_ENTRIES: usize = 8_192;
 
 /// Why a submitted transfer was not admitted.
 #[derive(Debug, thiserror::Error)]
@@ -77,7 +85,15 @@ impl Node {
             network: OnceLock::new(),
             genesis,
             hashrate: AtomicU64::new(0),
+            preverified: Arc::new(Mutex::new(SigCache::new(PREVERIFIED_ENTRIES))),
         })
+    }
+
+    /// The set the P2P readers record verified transfers in: a txid there means these
+    /// exact signed bytes passed [`SignedTransfer::verify`] on this node, so
+    /// [`Node::submit_transfer`] takes it out instead of checking again.
+    pub fn preverified(&self) -> Arc<Mutex<SigCache>> {
+        self.preverified.clone()
     }
 
     pub fn genesis(&self) -> &Genesis {
@@ -151,14 +167,18 @@ impl Node {
         Ok(self.mempool().pending_nonce(address, state_nonce))
     }
 
-    /// Verifies a transfer's signature (without holding any lock) and admits it to the
+    /// Verifies a transfer's signature (without holding any lock; not again when a P2P
+    /// reader has checked these bytes, see [`Node::preverified`]) and admits it to the
     /// mempool against the tip state.
     pub fn submit_transfer(&self, tx: SignedTransfer, origin: Origin) -> Result<Txid, SubmitError> {
         let txid = tx.txid();
         if self.mempool().contains(&txid) {
             return Err(SubmitError::Duplicate);
         }
-        tx.verify(self.genesis.params.chain_id)?;
+        let checked = self.preverified.lock().map(|mut p| p.take(&txid)).unwrap_or(false);
+        if !checked {
+            tx.verify(self.genesis.params.chain_id)?;
+        }
         self.admit_verified(tx, origin)
     }
 
@@ -182,5 +202,47 @@ impl Node {
         };
         let _ = self.events.send(NodeEvent::NewTransfer { txid, origin });
         Ok(txid)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mempool::MempoolConfig;
+    use cairn_core::genesis::dev_keys;
+    use cairn_core::transaction::{public_key_of, Transfer};
+    use cairn_core::{Address, Amount};
+
+    #[test]
+    fn a_preverified_txid_vouches_for_those_bytes_once() {
+        let g = Genesis::dev();
+        let node =
+            Node::new(Chain::open_in_memory(&g), Mempool::with_config(MempoolConfig::default()), g.clone());
+        let k = &dev_keys()[0];
+        let t = |nonce| {
+            let from = public_key_of(k);
+            Transfer {
+                chain_id: g.params.chain_id,
+                nonce,
+                from,
+                to: Address([7; 20]),
+                amount: Amount(1),
+                fee: Amount(5),
+            }
+            .sign(k)
+            .unwrap()
+        };
+        let good = t(0);
+        node.preverified().lock().unwrap().insert(good.txid());
+        // One signature bit flipped: another txid, so it is checked, and fails.
+        let mut forged = good;
+        forged.signature[40] ^= 1;
+        assert!(matches!(node.submit_transfer(forged, Origin::Rpc), Err(SubmitError::Invalid(_))));
+        node.submit_transfer(good, Origin::Rpc).unwrap();
+        assert!(!node.preverified().lock().unwrap().contains(&good.txid()), "an entry serves once");
+        // Without an entry the check runs as before.
+        let mut bad = t(1);
+        bad.signature[40] ^= 1;
+        assert!(matches!(node.submit_transfer(bad, Origin::Rpc), Err(SubmitError::Invalid(_))));
     }
 }

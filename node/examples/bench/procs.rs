@@ -157,6 +157,11 @@ pub struct Propagation {
     pub full_ms: Vec<f64>,
     /// Per 1000-transfer block: its import time on the first node, ms.
     pub full_import_ms: Vec<f64>,
+    /// Per 1000-transfer block: from the first transfer's submission until every
+    /// node's mempool held all of them (polled), ms; 5,000 when they never did.
+    pub relay_ms: Vec<f64>,
+    /// Rounds in which some mempool still lacked transfers after 5 s.
+    pub relay_incomplete: usize,
     pub hops: usize,
 }
 
@@ -258,7 +263,14 @@ pub fn propagation(
             }
         };
 
-    let mut out = Propagation { empty_ms: vec![], full_ms: vec![], full_import_ms: vec![], hops: n - 1 };
+    let mut out = Propagation {
+        empty_ms: vec![],
+        full_ms: vec![],
+        full_import_ms: vec![],
+        relay_ms: vec![],
+        relay_incomplete: 0,
+        hops: n - 1,
+    };
     let miner_addr = Address([0xbe; 20]);
     let mut nonces = vec![0u64; senders.len()];
     for round in 0..empty_blocks + full_blocks {
@@ -268,6 +280,7 @@ pub fn propagation(
             // others; the block is built once every node holds them, or after 5 s (the
             // block carries its transfers whole either way).
             let chain_id = genesis.params.chain_id;
+            let relay_start = Instant::now();
             for i in 0..full_size {
                 let s = i % senders.len();
                 let t = Transfer {
@@ -283,12 +296,19 @@ pub fn propagation(
                 source.submit_transfer(t, Origin::Local).map_err(|e| anyhow::anyhow!("submit: {e}"))?;
             }
             let deadline = Instant::now() + Duration::from_secs(5);
+            let mut complete = true;
             for p in &procs {
-                while p.info()?["mempool_size"].as_u64().unwrap_or(0) < full_size as u64
-                    && Instant::now() < deadline
-                {
-                    std::thread::sleep(Duration::from_millis(20));
+                while p.info()?["mempool_size"].as_u64().unwrap_or(0) < full_size as u64 {
+                    if Instant::now() >= deadline {
+                        complete = false;
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
                 }
+            }
+            out.relay_ms.push(relay_start.elapsed().as_secs_f64() * 1e3);
+            if !complete {
+                out.relay_incomplete += 1;
             }
         }
         let mut block = miner::block_template(&source, miner_addr).context("template")?;

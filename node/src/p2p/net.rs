@@ -2,7 +2,9 @@
 //!
 //! One TCP listener, one dial task per outbound attempt, and for every connection a
 //! reader task (bytes → frames → [`Input::Received`]) and a writer task fed by a
-//! bounded queue. The protocol itself runs on a dedicated thread (it calls into the
+//! bounded queue. The reader checks the signatures of the transfers it decoded from one
+//! read in parallel on the rayon pool before queueing them, and records the good ones
+//! in [`Node::preverified`], so the protocol thread does not check them one by one. The protocol itself runs on a dedicated thread (it calls into the
 //! chain, which may verify signatures and write to RocksDB), fed by one bounded input
 //! channel. A peer whose send queue is full is dropped: a slow reader can stall only
 //! itself. Decoded messages waiting for the protocol thread hold a share of a byte
@@ -13,10 +15,13 @@
 
 use super::addrbook::Snapshot;
 use super::protocol::{Config, DisconnectReason, Input, Output, Protocol};
-use super::wire::{FrameCodec, HEADER_BYTES, MAX_PAYLOAD};
+use super::wire::{FrameCodec, Message, HEADER_BYTES, MAX_PAYLOAD};
 use super::{P2pConfig, PeerId};
+use crate::chain::sigcache::SigCache;
 use crate::node::{Network, Node};
 use anyhow::Context;
+use cairn_core::{SignedTransfer, Txid};
+use rayon::prelude::*;
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -61,6 +66,9 @@ struct Shared {
     /// anything. Updated under its lock together with the input it sends, so the two
     /// never disagree about order.
     blocked: Mutex<BTreeSet<SocketAddr>>,
+    /// [`Node::preverified`], and the chain id transfers are verified against.
+    preverified: Arc<Mutex<SigCache>>,
+    chain_id: u32,
 }
 
 impl Shared {
@@ -128,6 +136,8 @@ pub(super) async fn start(node: Arc<Node>, config: P2pConfig) -> anyhow::Result<
         next_id: AtomicU64::new(1),
         codec,
         blocked: Mutex::new(BTreeSet::new()),
+        preverified: node.preverified(),
+        chain_id: node.genesis().params.chain_id,
     });
     node.set_network(Arc::new(NetHandle(shared.clone())));
 
@@ -245,29 +255,55 @@ async fn run_connection(
             };
             buf.extend_from_slice(&chunk[..n]);
             let mut start = 0;
+            let mut parsed = Vec::new();
+            let mut bad_frame = None;
             loop {
                 match sh.codec.parse(&buf[start..]) {
                     Ok(Some((msg, used))) => {
                         start += used;
-                        let budget = sh.input_bytes.clone();
-                        let permit = tokio::select! {
-                            _ = stop_r.notified() => return,
-                            p = budget.acquire_many_owned(used as u32) => match p {
-                                Ok(p) => p,
-                                Err(_) => return,
-                            },
-                        };
-                        let input = Input::Received { peer: id, msg };
-                        if sh.inputs.send((input, Some(permit))).await.is_err() {
-                            return;
-                        }
+                        parsed.push((msg, used));
                     }
                     Ok(None) => break,
                     Err(error) => {
-                        sh.send(Input::BadFrame { peer: id, error }).await;
-                        return;
+                        bad_frame = Some(error);
+                        break;
                     }
                 }
+            }
+            // The transfers' signature checks run here, on all cores, rather than one
+            // after another on the protocol thread, where they would hold up blocks.
+            let txs: Vec<SignedTransfer> = parsed
+                .iter()
+                .filter_map(|(m, _)| if let Message::Tx(t) = m { Some(*t) } else { None })
+                .collect();
+            if !txs.is_empty() {
+                let verified = tokio::select! {
+                    _ = stop_r.notified() => return,
+                    v = verify_on_cores(txs, sh.chain_id) => v,
+                };
+                if let Ok(mut pre) = sh.preverified.lock() {
+                    for txid in verified {
+                        pre.insert(txid);
+                    }
+                }
+            }
+            for (msg, used) in parsed {
+                let budget = sh.input_bytes.clone();
+                let permit = tokio::select! {
+                    _ = stop_r.notified() => return,
+                    p = budget.acquire_many_owned(used as u32) => match p {
+                        Ok(p) => p,
+                        Err(_) => return,
+                    },
+                };
+                let input = Input::Received { peer: id, msg };
+                if sh.inputs.send((input, Some(permit))).await.is_err() {
+                    return;
+                }
+            }
+            if let Some(error) = bad_frame {
+                sh.send(Input::BadFrame { peer: id, error }).await;
+                return;
             }
             buf.drain(..start);
             debug_assert!(buf.len() <= HEADER_BYTES + MAX_PAYLOAD);
@@ -297,6 +333,23 @@ async fn run_connection(
         let _ = wr.shutdown().await;
     });
     true
+}
+
+/// The txids of the transfers in `txs` whose signatures verify, checked in parallel on
+/// the rayon pool. (A panic in the check, which the fuzz target `transfer` has not
+/// found, counts as "not verified": the protocol thread then checks it again.)
+async fn verify_on_cores(txs: Vec<SignedTransfer>, chain_id: u32) -> Vec<Txid> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    rayon::spawn(move || {
+        let ok = std::panic::catch_unwind(|| {
+            txs.par_iter()
+                .filter(|t| t.verify(chain_id).is_ok())
+                .map(SignedTransfer::txid)
+                .collect::<Vec<_>>()
+        });
+        let _ = tx.send(ok.unwrap_or_default());
+    });
+    rx.await.unwrap_or_default()
 }
 
 fn protocol_thread(
