@@ -257,6 +257,10 @@ async fn blocking<T: Send + 'static>(
 /// each other: under 32 clients that cost ~100 us of CPU per `tx_submit` (see
 /// docs/PERFORMANCE.md). A panic is caught and reported as an internal error, as
 /// `spawn_blocking` would (rayon would abort the process).
+///
+/// `f` must not take the chain or mempool lock: block import holds the chain lock
+/// while it waits for rayon threads to check the block's signatures, so a rayon thread
+/// waiting for that lock could leave none to do it.
 async fn on_cores<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ErrorObjectOwned> + Send + 'static,
 ) -> Result<T, ErrorObjectOwned> {
@@ -495,8 +499,14 @@ impl CairnApiServer for RpcImpl {
     async fn tx_submit(&self, hex: String) -> RpcResult<Txid> {
         let tx = parse_transfer_hex(&hex)?;
         let node = self.node.clone();
-        on_cores(move || {
-            node.submit_transfer(tx, crate::node::Origin::Rpc).map_err(|e| {
+        let chain_id = node.genesis().params.chain_id;
+        let checked = on_cores(move || Ok(tx.verify(chain_id))).await?;
+        blocking(move || {
+            let admitted = match checked {
+                Ok(()) => node.admit_verified(tx, crate::node::Origin::Rpc),
+                Err(e) => Err(SubmitError::Invalid(e)),
+            };
+            admitted.map_err(|e| {
                 let msg = match &e {
                     SubmitError::Invalid(inner) => format!("transfer refused: {inner}"),
                     SubmitError::Rejected(inner) => format!("transfer refused: {inner}"),
