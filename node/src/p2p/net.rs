@@ -4,14 +4,16 @@
 //! reader task (bytes → frames → [`Input::Received`]) and a writer task fed by a
 //! bounded queue. The reader checks the signatures of the transfers it decoded from one
 //! read in parallel on the rayon pool before queueing them, and records the good ones
-//! in [`Node::preverified`], so the protocol thread does not check them one by one. The protocol itself runs on a dedicated thread (it calls into the
-//! chain, which may verify signatures and write to RocksDB), fed by one bounded input
-//! channel. A peer whose send queue is full is dropped: a slow reader can stall only
-//! itself. Decoded messages waiting for the protocol thread hold a share of a byte
-//! budget ([`INPUT_QUEUE_BYTES`], counted in wire bytes) from the moment they are
-//! decoded until the protocol has handled them; a reader that finds the budget spent
-//! waits, and so stops reading its socket, so queued input stays bounded in bytes as
-//! well as in messages however many peers send maximum-size blocks at once.
+//! in [`Node::preverified`], so the protocol thread does not check them one by one.
+//! The protocol itself runs on a dedicated thread (it calls into the chain, which may
+//! verify signatures and write to RocksDB), fed by one bounded input channel. A peer
+//! whose send queue is full is dropped: a slow reader can stall only itself. Decoded
+//! messages waiting for the protocol thread hold a share of a byte budget
+//! ([`INPUT_QUEUE_BYTES`], counted in wire bytes) from the moment they are queued until
+//! the protocol has handled them; a reader that finds the budget spent waits, and so
+//! stops reading its socket, so queued input stays bounded in bytes as well as in
+//! messages however many peers send maximum-size blocks at once. (The messages of the
+//! one read a reader is working on, which its buffer bounds, are not counted.)
 
 use super::addrbook::Snapshot;
 use super::protocol::{Config, DisconnectReason, Input, Output, Protocol};
