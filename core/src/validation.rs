@@ -161,6 +161,18 @@ pub struct ParentInfo {
 }
 
 impl ParentInfo {
+    /// The genesis block as a parent: its median time past is its own timestamp, and
+    /// there is no anchor yet (block 1's target is the initial one).
+    pub fn of_genesis(genesis: &BlockHeader) -> ParentInfo {
+        ParentInfo {
+            hash: genesis.hash(),
+            height: 0,
+            timestamp_ms: genesis.timestamp_ms,
+            median_time_past_ms: genesis.timestamp_ms,
+            anchor_timestamp_ms: 0,
+        }
+    }
+
     /// The target a child of this parent must carry.
     pub fn next_target(&self, params: &ChainParams) -> Target {
         difficulty::next_target(params, self.height, self.timestamp_ms, self.anchor_timestamp_ms)

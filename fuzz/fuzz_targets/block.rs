@@ -38,14 +38,7 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(encode(&block), data, "decode then encode changed the bytes");
     let _ = check_header_stateless(&block.header);
     let _ = check_block_stateless(&block, &g.params);
-    let gh = g.block().header;
-    let parent = ParentInfo {
-        hash: gh.hash(),
-        height: 0,
-        timestamp_ms: gh.timestamp_ms,
-        median_time_past_ms: gh.timestamp_ms,
-        anchor_timestamp_ms: 0,
-    };
+    let parent = ParentInfo::of_genesis(&g.block().header);
     let now = g.params.timestamp_ms + 3_600_000;
     let _ = check_header_contextual(&block.header, &parent, &g.params, now);
     let mut chain = Chain::open_in_memory(g);

@@ -511,13 +511,7 @@ fn scripted_chain(g: &Genesis, len: usize, start_ms: u64, invalid_first: bool) -
     let gen = g.block();
     let mut out: Vec<Block> = Vec::new();
     let mut timestamps = vec![gen.header.timestamp_ms];
-    let mut parent = ParentInfo {
-        hash: gen.hash(),
-        height: 0,
-        timestamp_ms: gen.header.timestamp_ms,
-        median_time_past_ms: gen.header.timestamp_ms,
-        anchor_timestamp_ms: 0,
-    };
+    let mut parent = ParentInfo::of_genesis(&gen.header);
     for k in 0..len {
         let ts = start_ms + 1_000 * k as u64;
         let mut block = assemble_block(&params, &parent, ts, Address([0xee; 20]), &[]).expect("template");

@@ -449,13 +449,7 @@ fn invalid_blocks_transfers_and_floods_ban_the_sender() {
 fn low_work_branch(genesis: &Genesis, count: usize) -> Vec<BlockHeader> {
     let params = &genesis.params;
     let g = genesis.block().header;
-    let mut parent = ParentInfo {
-        hash: g.hash(),
-        height: 0,
-        timestamp_ms: g.timestamp_ms,
-        median_time_past_ms: g.timestamp_ms,
-        anchor_timestamp_ms: 0,
-    };
+    let mut parent = ParentInfo::of_genesis(&g);
     let mut recent = vec![g.timestamp_ms];
     let mut out = Vec::with_capacity(count);
     let root = merkle::merkle_root(&[]);

@@ -38,14 +38,7 @@ pub fn transfer(from: &SigningKey, nonce: u64, to: Address, amount: u64, fee: u6
 }
 
 pub fn genesis_parent() -> ParentInfo {
-    let g = easy_genesis();
-    ParentInfo {
-        hash: g.hash(),
-        height: 0,
-        timestamp_ms: g.params.timestamp_ms,
-        median_time_past_ms: g.params.timestamp_ms,
-        anchor_timestamp_ms: 0,
-    }
+    ParentInfo::of_genesis(&easy_genesis().block().header)
 }
 
 /// A mined block 1 on the easy genesis carrying `transfers`, paying `miner`.

@@ -206,13 +206,7 @@ mod tests {
     /// one), each `salt` ms later than the schedule so branches differ.
     fn branch(g: &Genesis, n: u64, salt: u64) -> (ParentInfo, Vec<BlockHeader>) {
         let gen = g.block().header;
-        let start = ParentInfo {
-            hash: gen.hash(),
-            height: 0,
-            timestamp_ms: gen.timestamp_ms,
-            median_time_past_ms: gen.timestamp_ms,
-            anchor_timestamp_ms: gen.timestamp_ms,
-        };
+        let start = ParentInfo::of_genesis(&gen);
         let mut p = Presync::new(start, Work::ZERO, vec![gen.timestamp_ms], 0);
         let mut out = Vec::new();
         for i in 1..=n {
