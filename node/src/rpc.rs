@@ -524,7 +524,7 @@ impl CairnApiServer for RpcImpl {
         let node = self.node.clone();
         blocking(move || {
             let m = node.mempool();
-            Ok(MempoolInfo { size: m.len(), bytes: m.bytes(), min_fee: m.min_fee(), txids: m.txids() })
+            Ok(MempoolInfo { size: m.len(), bytes: m.bytes(), min_fee: m.min_fee().0, txids: m.txids() })
         })
         .await
     }
