@@ -369,10 +369,8 @@ async fn read_frames(sh: Arc<Shared>, id: PeerId, mut rd: OwnedReadHalf) -> Opti
         }
         // The transfers' signature checks run here, on all cores, rather than one
         // after another on the protocol thread, where they would hold up blocks.
-        let txs: Vec<SignedTransfer> = parsed
-            .iter()
-            .filter_map(|(m, _)| if let Message::Tx(t) = m { Some(*t) } else { None })
-            .collect();
+        let txs: Vec<SignedTransfer> =
+            parsed.iter().filter_map(|(m, _)| if let Message::Tx(t) = m { Some(*t) } else { None }).collect();
         if !txs.is_empty() {
             let verified = verify_on_cores(txs, sh.chain_id).await;
             if let Ok(mut pre) = sh.preverified.lock() {
