@@ -1,10 +1,12 @@
 //! The tokio driver: sockets in, [`Protocol`] inputs out, and back.
 //!
-//! One TCP listener, one dial task per outbound attempt, and for every connection a
-//! reader task (bytes → frames → [`Input::Received`]) and a writer task fed by a
-//! bounded queue. The reader checks the signatures of the transfers it decoded from one
-//! read in parallel on the rayon pool before queueing them, and records the good ones
-//! in [`Node::preverified`], so the protocol thread does not check them one by one.
+//! One TCP listener, one dial task per outbound attempt, and for every connection one
+//! task that owns its socket and runs a reader (bytes → frames → [`Input::Received`])
+//! and a writer fed by a bounded queue; when either ends, or the protocol drops the
+//! peer, the task closes the socket (see [`run_connection`]). The reader checks the
+//! signatures of the transfers it decoded from one read in parallel on the rayon pool
+//! before queueing them, and records the good ones in [`Node::preverified`], so the
+//! protocol thread does not check them one by one.
 //! The protocol itself runs on a dedicated thread (it calls into the chain, which may
 //! verify signatures and write to RocksDB), fed by one bounded input channel. A peer
 //! whose send queue is full is dropped: a slow reader can stall only itself. Decoded
@@ -288,9 +290,10 @@ fn configure_socket(stream: &TcpStream, user_timeout: Duration) {
 /// of the socket. Whichever way the connection ends -- the peer closes or resets it, a
 /// write fails or cannot drain within the pong timeout, or the protocol drops the peer
 /// (its handle leaves the map and `stop` fires: ban, duplicate, handshake or ping
-/// timeout, shutdown of the protocol) -- the task ends: the socket is closed, the
-/// handle leaves the map and the count of open sockets goes down, together. If the
-/// connection ended on the network's side, the protocol hears `Disconnected`.
+/// timeout, slow reader) -- the task ends: the handle leaves the map, the socket is
+/// closed and the count of open sockets goes down, together. If the connection ended on
+/// the network's side, the protocol hears `Disconnected`. At shutdown the runtime drops
+/// the task, and the socket with it.
 async fn run_connection(
     shared: &Arc<Shared>,
     id: PeerId,
