@@ -152,7 +152,11 @@ fn churn_leaves_no_socket_behind() {
 
     let fds = wait_until(Duration::from_secs(20), "the node's fds back to their start", || {
         let n = open_fds(pid);
-        Ok((n <= start_fds).then_some(n))
+        if n <= start_fds {
+            return Ok(Some(n));
+        }
+        let close_wait = sockets_in_state(pid, "08").len();
+        anyhow::bail!("{n} fds open (started with {start_fds}), {close_wait} sockets in CLOSE-WAIT")
     });
     let close_wait = sockets_in_state(pid, "08");
     assert!(close_wait.is_empty(), "sockets left in CLOSE-WAIT: {close_wait:?}");
