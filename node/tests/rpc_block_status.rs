@@ -170,6 +170,7 @@ async fn block_results_say_main_side_invalid_or_header_only() {
     let r = s.block(c[0].hash()).await;
     assert_status(&r, "invalid", 0);
     let reason = r.invalid_reason.unwrap();
+    eprintln!("C1 (bad nonce on a side branch): {reason}");
     assert!(reason.contains("transfer 1") && reason.contains("nonce"), "{reason}");
     assert_eq!(r.transactions.unwrap().len(), 2, "a block that failed to connect keeps its body");
     for blk in &c[1..] {
@@ -180,9 +181,11 @@ async fn block_results_say_main_side_invalid_or_header_only() {
     let r = s.block(d1.hash()).await;
     assert_status(&r, "invalid", 0);
     let reason = r.invalid_reason.unwrap();
+    eprintln!("D1 (coinbase pays too much): {reason}");
     assert!(reason.starts_with("coinbase pays"), "{reason}");
     let r = s.block(e1.hash()).await;
     assert_status(&r, "invalid", 0);
+    eprintln!("E1 (broken signature): {}", r.invalid_reason.as_deref().unwrap());
     assert!(r.invalid_reason.as_deref().unwrap().contains("signature"), "{r:?}");
     assert_eq!((r.size, r.transactions), (None, None), "its body was never stored");
     let r = s.block(f1.hash()).await;
