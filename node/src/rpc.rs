@@ -18,24 +18,26 @@
 use crate::chain::BlockStatus;
 use crate::node::{Node, SubmitError};
 use cairn_api::{
-    block_status, codes, CairnApiServer, ChainInfo, MempoolInfo, NewHead, PeerInfo, RpcAccount, RpcBlock, RpcTransaction,
-    RpcTxProof, RpcTxStatus,
+    block_status, codes, CairnApiServer, ChainInfo, MempoolInfo, NewHead, PeerInfo, RpcAccount, RpcBlock,
+    RpcTransaction, RpcTxProof, RpcTxStatus,
 };
 use cairn_core::block::{Block, BlockHeader};
 use cairn_core::transaction::{SignedTransfer, Transaction};
 use cairn_core::{encoding, merkle, Address, BlockHash, Txid};
-use jsonrpsee::core::{async_trait, RpcResult, SubscriptionResult};
 use futures::future::Either;
+use jsonrpsee::core::{async_trait, RpcResult, SubscriptionResult};
 use jsonrpsee::server::middleware::rpc::{
     Batch, MethodResponse, Notification, Request, RpcServiceBuilder, RpcServiceT,
 };
 use jsonrpsee::server::{
     BatchRequestConfig, PendingSubscriptionSink, ServerConfig, ServerHandle, SubscriptionMessage,
 };
-use jsonrpsee::types::error::{ErrorObjectOwned, INTERNAL_ERROR_CODE, INVALID_PARAMS_CODE, INVALID_REQUEST_CODE};
+use jsonrpsee::types::error::{
+    ErrorObjectOwned, INTERNAL_ERROR_CODE, INVALID_PARAMS_CODE, INVALID_REQUEST_CODE,
+};
 use jsonrpsee::types::Id;
-use std::future::Future;
 use jsonrpsee::Extensions;
+use std::future::Future;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -167,8 +169,11 @@ struct BatchLimit<S> {
 
 impl<S> RpcServiceT for BatchLimit<S>
 where
-    S: RpcServiceT<MethodResponse = MethodResponse, BatchResponse = MethodResponse, NotificationResponse = MethodResponse>
-        + Send
+    S: RpcServiceT<
+            MethodResponse = MethodResponse,
+            BatchResponse = MethodResponse,
+            NotificationResponse = MethodResponse,
+        > + Send
         + Sync
         + Clone
         + 'static,

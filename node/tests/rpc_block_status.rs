@@ -53,7 +53,13 @@ fn child(g: &Genesis, branch: &[BlockHeader], transfers: &[SignedTransfer], tag:
 }
 
 /// A branch of `len` blocks on `base`, the first carrying `first_txs`.
-fn branch(g: &Genesis, base: &[BlockHeader], len: usize, first_txs: &[SignedTransfer], tag: u8) -> Vec<Block> {
+fn branch(
+    g: &Genesis,
+    base: &[BlockHeader],
+    len: usize,
+    first_txs: &[SignedTransfer],
+    tag: u8,
+) -> Vec<Block> {
     let mut headers = base.to_vec();
     let mut out = Vec::new();
     for i in 0..len {
@@ -134,7 +140,11 @@ async fn block_results_say_main_side_invalid_or_header_only() {
     // a nonce dev account 0 has not reached: the reorg to it fails at C1.
     let c = branch(&g, &[g.block().header], 4, &[transfer(&g, 5)], 0xc1);
     c.iter().for_each(|b| drop(submit(b)));
-    assert_eq!(s.client.chain_get_info().await.unwrap().best_hash, a[2].hash(), "back on A after the failed reorg");
+    assert_eq!(
+        s.client.chain_get_info().await.unwrap().best_hash,
+        a[2].hash(),
+        "back on A after the failed reorg"
+    );
 
     let a_headers = headers_of(&g, &a);
     // On the tip: a block whose coinbase pays one unit too much (fails when connected).
@@ -193,7 +203,10 @@ async fn block_results_say_main_side_invalid_or_header_only() {
     assert_eq!((r.size, &r.transactions), (None, &None));
     assert_eq!(r.header_hex, hex::encode(f1.header.to_bytes()));
     // Never indexed: null.
-    assert_eq!(s.client.chain_get_block(child(&g, &a_headers, &[], 0x99).hash().to_hex()).await.unwrap(), None);
+    assert_eq!(
+        s.client.chain_get_block(child(&g, &a_headers, &[], 0x99).hash().to_hex()).await.unwrap(),
+        None
+    );
 
     // The reasons are stored with the index: a restarted node gives the same answers.
     let before: Vec<RpcBlock> = {
