@@ -54,8 +54,9 @@ pub fn next_target(
     // Net shift: the factor carries 16 fractional bits.
     let net = shifts - 16;
     if net >= 0 {
-        // Past 256 bits of left shift the result is beyond any limit.
-        if net > 256 {
+        // A result of 2^256 or more is above any limit. Checked before shifting, so
+        // that no bit is ever shifted out of the 512 bits.
+        if t.bits() as i128 + net > 256 {
             return params.pow_limit;
         }
         t <<= net as usize;
@@ -132,6 +133,21 @@ mod tests {
         assert_eq!(far_late, p.pow_limit);
         let far_early = next_target(&p, u64::MAX / (2 * p.target_block_time_ms), 0, 0);
         assert_eq!(far_early.to_u256(), U256::one());
+    }
+
+    /// However far behind schedule, and however large `initial_target * factor`, a
+    /// result past 256 bits is the pow limit: no bit is lost to the 512-bit arithmetic.
+    #[test]
+    fn huge_results_are_the_pow_limit_not_truncated() {
+        let mut p = params();
+        p.pow_limit = Target::from_u256(U256::MAX);
+        p.initial_target = Target::from_u256(U256::one() << 255);
+        let t1 = 0;
+        let on_time = p.target_block_time_ms;
+        for half_lives in [1u64, 16, 200, 240, 241, 250, 256, 257, 300] {
+            let t = next_target(&p, 2, on_time + half_lives * p.half_life_ms, t1);
+            assert_eq!(t, p.pow_limit, "{half_lives} half-lives late");
+        }
     }
 
     #[test]

@@ -676,7 +676,7 @@ impl Chain {
     ) -> Result<Processed, ChainError> {
         self.rejected.insert(hash, e.clone());
         if let Some(idx) = self.index.get(&hash) {
-            self.mark_failed(idx)?;
+            self.mark_failed(idx, &e)?;
         } else if let Some(parent) = self.index.get(&block.header.prev) {
             let header_ok = !self.index.e(parent).has(status::FAILED_MASK)
                 && check_header_contextual(
@@ -692,6 +692,7 @@ impl Chain {
                 let idx = self.index.insert(&block.header, hash, work, seq, status::FAILED, parent);
                 let mut b = Batch::new();
                 b.put(Column::Index, hash.0, self.record_of(idx, &block.header).encode());
+                b.put(Column::Meta, meta_key::invalid_reason(&hash), e.to_string());
                 self.store.write(b)?;
             }
         }
@@ -776,8 +777,8 @@ impl Chain {
                 if let Err(e) = self.connect(b)? {
                     let hash = self.index.e(b).hash;
                     tracing::warn!(%hash, error = %e, "block failed to connect; marking it and its descendants invalid");
+                    self.mark_failed(b, &e)?;
                     failures.insert(b, e);
-                    self.mark_failed(b)?;
                     break;
                 }
             }
@@ -868,9 +869,11 @@ impl Chain {
         Ok(())
     }
 
-    /// Marks `idx` FAILED and its descendants FAILED_CHILD, in memory and on disk.
-    fn mark_failed(&mut self, idx: Idx) -> Result<(), ChainError> {
+    /// Marks `idx` FAILED and its descendants FAILED_CHILD, in memory and on disk, and
+    /// records why `idx` failed (see [`Chain::invalid_reason`]) in the same batch.
+    fn mark_failed(&mut self, idx: Idx, reason: &BlockError) -> Result<(), ChainError> {
         let mut b = Batch::new();
+        b.put(Column::Meta, meta_key::invalid_reason(&self.index.e(idx).hash), reason.to_string());
         let mut stack = vec![(idx, status::FAILED)];
         let mut header_hit = false;
         while let Some((i, flag)) = stack.pop() {
@@ -1146,6 +1149,24 @@ impl Chain {
         } else {
             BlockStatus::HeaderOnly
         })
+    }
+    /// Why an indexed block is [`BlockStatus::Invalid`]: the rule it broke, as recorded
+    /// when it was marked, or for a descendant of such a block, which block that was.
+    /// `None` when the block is not indexed or not invalid.
+    pub fn invalid_reason(&self, hash: &BlockHash) -> Result<Option<String>, ChainError> {
+        let Some(idx) = self.index.get(hash) else { return Ok(None) };
+        let e = self.index.e(idx);
+        if !e.has(status::FAILED_MASK) {
+            return Ok(None);
+        }
+        if !e.has(status::FAILED) {
+            return Ok(Some(BlockError::InvalidAncestor(self.failed_root(idx)).to_string()));
+        }
+        Ok(Some(match self.store.get(Column::Meta, &meta_key::invalid_reason(hash))? {
+            Some(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+            // Marked by a version of the node that did not record reasons.
+            None => "invalid (reason not recorded)".to_string(),
+        }))
     }
     /// Number of blocks in the orphan pool.
     pub fn orphan_count(&self) -> usize {

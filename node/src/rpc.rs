@@ -15,20 +15,29 @@
 //! std mutexes that block import may hold for a while, and signature verification is
 //! CPU work; neither should stall the async workers that serve other connections.
 
+use crate::chain::BlockStatus;
 use crate::node::{Node, SubmitError};
 use cairn_api::{
-    codes, CairnApiServer, ChainInfo, MempoolInfo, NewHead, PeerInfo, RpcAccount, RpcBlock, RpcTransaction,
-    RpcTxProof, RpcTxStatus,
+    block_status, codes, CairnApiServer, ChainInfo, MempoolInfo, NewHead, PeerInfo, RpcAccount, RpcBlock,
+    RpcTransaction, RpcTxProof, RpcTxStatus,
 };
-use cairn_core::block::Block;
+use cairn_core::block::{Block, BlockHeader};
 use cairn_core::transaction::{SignedTransfer, Transaction};
 use cairn_core::{encoding, merkle, Address, BlockHash, Txid};
+use futures::future::Either;
 use jsonrpsee::core::{async_trait, RpcResult, SubscriptionResult};
+use jsonrpsee::server::middleware::rpc::{
+    Batch, MethodResponse, Notification, Request, RpcServiceBuilder, RpcServiceT,
+};
 use jsonrpsee::server::{
     BatchRequestConfig, PendingSubscriptionSink, ServerConfig, ServerHandle, SubscriptionMessage,
 };
-use jsonrpsee::types::error::{ErrorObjectOwned, INTERNAL_ERROR_CODE, INVALID_PARAMS_CODE};
+use jsonrpsee::types::error::{
+    ErrorObjectOwned, INTERNAL_ERROR_CODE, INVALID_PARAMS_CODE, INVALID_REQUEST_CODE,
+};
+use jsonrpsee::types::Id;
 use jsonrpsee::Extensions;
+use std::future::Future;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -150,6 +159,52 @@ where
     }
 }
 
+/// RPC middleware refusing a batch of more than [`MAX_BATCH`] calls as a whole with
+/// -32600 (invalid request), the code JSON-RPC 2.0 gives a request that is not valid.
+/// The body limit bounds what the server parses before this counts the calls.
+#[derive(Clone)]
+struct BatchLimit<S> {
+    inner: S,
+}
+
+impl<S> RpcServiceT for BatchLimit<S>
+where
+    S: RpcServiceT<
+            MethodResponse = MethodResponse,
+            BatchResponse = MethodResponse,
+            NotificationResponse = MethodResponse,
+        > + Send
+        + Sync
+        + Clone
+        + 'static,
+{
+    type MethodResponse = MethodResponse;
+    type NotificationResponse = MethodResponse;
+    type BatchResponse = MethodResponse;
+
+    fn call<'a>(&self, request: Request<'a>) -> impl Future<Output = MethodResponse> + Send + 'a {
+        self.inner.call(request)
+    }
+
+    fn batch<'a>(&self, requests: Batch<'a>) -> impl Future<Output = MethodResponse> + Send + 'a {
+        let calls = requests.len();
+        if calls > MAX_BATCH as usize {
+            let error = ErrorObjectOwned::owned(
+                INVALID_REQUEST_CODE,
+                format!("invalid request: a batch holds at most {MAX_BATCH} calls, this one has {calls}"),
+                None::<()>,
+            );
+            Either::Left(std::future::ready(MethodResponse::error(Id::Null, error)))
+        } else {
+            Either::Right(self.inner.batch(requests))
+        }
+    }
+
+    fn notification<'a>(&self, n: Notification<'a>) -> impl Future<Output = MethodResponse> + Send + 'a {
+        self.inner.notification(n)
+    }
+}
+
 /// A running RPC server.
 pub struct RpcServer {
     pub local_addr: SocketAddr,
@@ -163,13 +218,16 @@ pub async fn start(node: Arc<Node>, addr: SocketAddr, cookie: &Cookie) -> anyhow
         .max_response_body_size(MAX_RESPONSE_BYTES)
         .max_connections(MAX_CONNECTIONS)
         .max_subscriptions_per_connection(MAX_SUBSCRIPTIONS_PER_CONNECTION)
-        .set_batch_request_config(BatchRequestConfig::Limit(MAX_BATCH))
+        // jsonrpsee's own limit answers -32010, the code of a tx_submit refusal;
+        // [`BatchLimit`] answers an oversize batch with -32600 instead.
+        .set_batch_request_config(BatchRequestConfig::Unlimited)
         .build();
     let http_mw =
         tower::ServiceBuilder::new().layer(AuthLayer { expected: Arc::from(cookie.header_value().as_str()) });
     let server = jsonrpsee::server::Server::builder()
         .set_config(config)
         .set_http_middleware(http_mw)
+        .set_rpc_middleware(RpcServiceBuilder::new().layer_fn(|inner| BatchLimit { inner }))
         .build(addr)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen for RPC on {addr}: {e}"))?;
@@ -300,34 +358,52 @@ pub fn rpc_transaction(tx: &Transaction) -> RpcTransaction {
     }
 }
 
-fn rpc_block(block: &Block, confirmations: u64) -> RpcBlock {
-    let h = &block.header;
+/// The RPC view of a block: the header, and the body when it is stored.
+fn rpc_block(
+    header: &BlockHeader,
+    body: Option<&Block>,
+    confirmations: u64,
+    status: &str,
+    invalid_reason: Option<String>,
+) -> RpcBlock {
     RpcBlock {
-        hash: block.hash(),
-        height: h.height,
-        version: h.version,
-        prev: h.prev,
-        merkle_root: hex::encode(h.merkle_root),
-        timestamp_ms: h.timestamp_ms,
-        target: h.target.to_hex(),
-        nonce: h.nonce,
-        header_hex: hex::encode(h.to_bytes()),
-        size: block.encoded_len(),
+        hash: header.hash(),
+        height: header.height,
+        version: header.version,
+        prev: header.prev,
+        merkle_root: hex::encode(header.merkle_root),
+        timestamp_ms: header.timestamp_ms,
+        target: header.target.to_hex(),
+        nonce: header.nonce,
+        header_hex: hex::encode(header.to_bytes()),
+        size: body.map(Block::encoded_len),
         confirmations,
-        transactions: block.transactions.iter().map(rpc_transaction).collect(),
+        status: status.to_string(),
+        invalid_reason,
+        transactions: body.map(|b| b.transactions.iter().map(rpc_transaction).collect()),
     }
 }
 
+/// Any block the node has indexed (best chain, side branch, invalid, or header only);
+/// `None` for one it has never indexed.
 fn block_json(node: &Node, hash: &BlockHash) -> Result<Option<RpcBlock>, ErrorObjectOwned> {
     let chain = node.chain();
-    let Some(block) = chain.block(hash).map_err(internal)? else { return Ok(None) };
-    let confirmations = if chain.is_on_best_chain(hash) {
-        chain.tip().height.saturating_sub(block.header.height) + 1
+    let Some(state) = chain.block_status(hash) else { return Ok(None) };
+    let body = chain.block(hash).map_err(internal)?;
+    let Some(header) = body.as_ref().map(|b| b.header).or_else(|| chain.header(hash)) else {
+        return Err(internal(format!("indexed block {hash} has no stored header")));
+    };
+    let (status, confirmations, reason) = if chain.is_on_best_chain(hash) {
+        (block_status::MAIN, chain.tip().height.saturating_sub(header.height) + 1, None)
     } else {
-        0
+        match state {
+            BlockStatus::Invalid => (block_status::INVALID, 0, chain.invalid_reason(hash).map_err(internal)?),
+            BlockStatus::HeaderOnly => (block_status::HEADER_ONLY, 0, None),
+            BlockStatus::Stored | BlockStatus::Valid => (block_status::SIDE, 0, None),
+        }
     };
     drop(chain);
-    Ok(Some(rpc_block(&block, confirmations)))
+    Ok(Some(rpc_block(&header, body.as_ref(), confirmations, status, reason)))
 }
 
 #[async_trait]

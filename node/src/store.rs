@@ -16,6 +16,7 @@
 //! | `undo`     | block hash (32) | canonical encoding of `BlockUndo` (for best-chain blocks only) |
 //! | `txindex`  | txid (32) | [`TxLocationRecord`]: block hash (32) · height (u64 LE) · index in block (u32 LE) |
 //! | `meta`     | `b"schema"` / `b"genesis"` / `b"tip"` | u32 LE / genesis hash / best-chain tip hash |
+//! | `meta`     | `b"invalid/"` · block hash (32) | why that block is [`status::FAILED`]: the validation error, UTF-8 text |
 //! | `peers`    | free for the P2P layer (address book, bans) | - |
 //!
 //! Every index entry that is stored passed the header checks (proof of work, and height,
@@ -65,6 +66,13 @@ pub mod meta_key {
     pub const SCHEMA: &[u8] = b"schema";
     pub const GENESIS: &[u8] = b"genesis";
     pub const TIP: &[u8] = b"tip";
+    /// Prefix of the keys holding why a block was marked [`super::status::FAILED`].
+    pub const INVALID_REASON_PREFIX: &[u8] = b"invalid/";
+
+    /// The key holding why the block `hash` was marked FAILED.
+    pub fn invalid_reason(hash: &cairn_core::BlockHash) -> Vec<u8> {
+        [INVALID_REASON_PREFIX, &hash.0[..]].concat()
+    }
 }
 
 /// The column families.

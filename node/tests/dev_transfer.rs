@@ -49,10 +49,11 @@ async fn dev_transfer_is_confirmed_and_balances_move_exactly() {
 
     // The confirming block's coinbase pays the miner reward + this fee (the only transfer).
     let block = c.chain_get_block(status.block_hash.unwrap().to_hex()).await.unwrap().unwrap();
-    assert_eq!(block.transactions.len(), 2);
-    assert_eq!(block.transactions[0].to, miner);
-    assert_eq!(block.transactions[0].amount, reward + FEE);
-    assert_eq!(block.transactions[1].txid, txid);
+    let txs = block.transactions.unwrap();
+    assert_eq!(txs.len(), 2);
+    assert_eq!(txs[0].to, miner);
+    assert_eq!(txs[0].amount, reward + FEE);
+    assert_eq!(txs[1].txid, txid);
 
     let after = c.state_get_account(sender.to_text()).await.unwrap();
     assert_eq!(after.balance, DEV_BALANCE.0 - AMOUNT - FEE);

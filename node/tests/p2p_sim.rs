@@ -890,7 +890,15 @@ impl Solo {
     fn connect(&mut self, peer: PeerId) -> Vec<Output> {
         let addr = SocketAddr::new([10, 0, peer as u8, 1].into(), 40_000);
         let mut outs = self.step(Input::Connected { peer, addr, inbound: true });
-        let v = Version {
+        let v = self.version_of(peer);
+        outs.extend(self.step(Input::Received { peer, msg: Message::Version(v) }));
+        outs.extend(self.step(Input::Received { peer, msg: Message::Verack }));
+        outs
+    }
+
+    /// The `version` the peer `peer` of [`Solo::connect`] sends.
+    fn version_of(&self, peer: PeerId) -> Version {
+        Version {
             protocol_version: PROTOCOL_VERSION,
             chain_id: self.genesis.params.chain_id,
             genesis_hash: self.genesis.hash(),
@@ -899,10 +907,7 @@ impl Solo {
             listen_port: 7333,
             nonce: 1_000 + peer,
             user_agent: "solo".into(),
-        };
-        outs.extend(self.step(Input::Received { peer, msg: Message::Version(v) }));
-        outs.extend(self.step(Input::Received { peer, msg: Message::Verack }));
-        outs
+        }
     }
 }
 
@@ -973,6 +978,33 @@ fn max_peers_reserves_outbound_slots() {
     let outs = s.connect(3);
     assert!(outs.iter().any(|o| matches!(o, Output::Disconnect(3, DisconnectReason::TooManyPeers))));
     assert_eq!(s.proto.ready_peers(), vec![1, 2]);
+}
+
+/// A second `version` before the handshake completes drops the connection; after the
+/// handshake a repeated `version` scores 20 points (docs/PROTOCOL.md), so the fifth bans.
+#[test]
+fn repeated_version_drops_during_handshake_and_scores_after() {
+    let mut s = Solo::new(sim_config());
+    let addr: SocketAddr = "10.0.1.1:40000".parse().unwrap();
+    s.step(Input::Connected { peer: 1, addr, inbound: true });
+    let v = s.version_of(1);
+    let outs = s.step(Input::Received { peer: 1, msg: Message::Version(v.clone()) });
+    assert!(outs.iter().any(|o| matches!(o, Output::Send(1, Message::Verack))));
+    let outs = s.step(Input::Received { peer: 1, msg: Message::Version(v) });
+    assert!(
+        outs.iter().any(|o| matches!(o, Output::Disconnect(1, DisconnectReason::Protocol(_)))),
+        "second version during the handshake kept: {outs:?}"
+    );
+
+    s.connect(2);
+    assert_eq!(s.proto.ready_peers(), vec![2]);
+    for i in 1..=4 {
+        let outs = s.step(Input::Received { peer: 2, msg: Message::Version(s.version_of(2)) });
+        assert!(!outs.iter().any(|o| matches!(o, Output::Disconnect(2, _))), "dropped at repeat {i}");
+    }
+    assert_eq!(s.proto.ready_peers(), vec![2]);
+    let outs = s.step(Input::Received { peer: 2, msg: Message::Version(s.version_of(2)) });
+    assert!(outs.iter().any(|o| matches!(o, Output::Disconnect(2, DisconnectReason::Misbehaviour(_)))));
 }
 
 /// A connection that never completes the handshake is dropped after the timeout, and a

@@ -138,7 +138,11 @@ fn rpc_junk_gets_errors_and_the_node_keeps_serving() {
         (0..9000).map(|i| format!(r#"{{"jsonrpc":"2.0","id":{i},"method":"chain_getInfo"}}"#)).collect();
     let batch = format!("[{}]", calls.join(","));
     assert!(batch.len() < 512 * 1024);
-    assert_refused("huge batch", &exchange(addr, &post(batch.as_bytes()), t));
+    let a = exchange(addr, &post(batch.as_bytes()), t);
+    assert_refused("huge batch", &a);
+    // Refused as a whole, with the invalid-request code (not tx_submit's -32010).
+    let Answer::Http { status: 200, body } = &a else { panic!("huge batch: {a:?}") };
+    assert_eq!(serde_json::from_str::<Value>(body).unwrap()["error"]["code"], -32600, "{body}");
     // Huge params: a 400 KB address, 60 000 params, a height past u64.
     let long = json!({"jsonrpc":"2.0","id":1,"method":"state_getAccount","params":["a".repeat(400_000)]});
     assert_refused("400 KB address", &exchange(addr, &post(long.to_string().as_bytes()), t));

@@ -214,9 +214,11 @@ mod tests {
             target: h.target.to_hex(),
             nonce: h.nonce,
             header_hex: hex::encode(h.to_bytes()),
-            size: 0,
+            size: Some(0),
             confirmations: 1,
-            transactions: vec![],
+            status: "main".into(),
+            invalid_reason: None,
+            transactions: Some(vec![]),
         }
     }
 

@@ -71,10 +71,32 @@ pub struct RpcBlock {
     pub nonce: u64,
     /// Canonical 124-byte header encoding, hex: hash it to check the proof of work.
     pub header_hex: String,
-    pub size: usize,
-    /// Blocks on top of this one on the best chain, counting itself; 0 if off the best chain.
+    /// Bytes of the block's canonical encoding; `None` when the node has only the header.
+    pub size: Option<usize>,
+    /// Blocks on top of this one on the best chain, counting itself (tip height - height
+    /// + 1); 0 if off the best chain.
     pub confirmations: u64,
-    pub transactions: Vec<RpcTransaction>,
+    /// What the node knows of the block: [`block_status::MAIN`], [`block_status::SIDE`],
+    /// [`block_status::INVALID`] or [`block_status::HEADER_ONLY`].
+    pub status: String,
+    /// For an invalid block, the rule it broke (or the invalid ancestor it builds on).
+    pub invalid_reason: Option<String>,
+    /// `None` when the node has only the header.
+    pub transactions: Option<Vec<RpcTransaction>>,
+}
+
+/// Values of [`RpcBlock::status`].
+pub mod block_status {
+    /// On the best chain.
+    pub const MAIN: &str = "main";
+    /// Body stored, off the best chain, not found invalid (valid when last connected,
+    /// or never connected because its branch never had the most work).
+    pub const SIDE: &str = "side";
+    /// Failed validation, or builds on a block that did; `invalid_reason` says which.
+    pub const INVALID: &str = "invalid";
+    /// Only the header is known (its proof of work and header rules checked); the body
+    /// has not been downloaded.
+    pub const HEADER_ONLY: &str = "header-only";
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

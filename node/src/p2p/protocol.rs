@@ -611,6 +611,9 @@ impl Protocol {
         let Some(p) = self.peers.get(&peer) else { return };
         if !p.ready {
             match msg {
+                Message::Version(_) if p.version.is_some() => {
+                    self.disconnect(peer, DisconnectReason::Protocol("second version".into()))
+                }
                 Message::Version(v) => self.on_version(peer, v),
                 Message::Verack => {
                     let Some(p) = self.peers.get_mut(&peer) else { return };
