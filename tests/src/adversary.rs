@@ -509,7 +509,14 @@ pub fn block_with_coinbase(
 }
 
 /// A transfer signed by dev account `key` (any amounts: signing checks none).
-pub fn dev_transfer(key: usize, chain_id: u32, nonce: u64, to: Address, amount: u64, fee: u64) -> SignedTransfer {
+pub fn dev_transfer(
+    key: usize,
+    chain_id: u32,
+    nonce: u64,
+    to: Address,
+    amount: u64,
+    fee: u64,
+) -> SignedTransfer {
     let k = &cairn_core::genesis::dev_keys()[key];
     cairn_core::transaction::Transfer {
         chain_id,

@@ -175,7 +175,13 @@ impl Victim {
     fn connect_blocks(&self, blocks: &[Block], case: &str) {
         let mut p = self.peer(&format!("hostile/{}", random_u64()));
         let sent = p.serve_blocks(blocks, T).unwrap();
-        assert_eq!(sent.len(), blocks.len(), "{case}: the node asked for {} of {} blocks", sent.len(), blocks.len());
+        assert_eq!(
+            sent.len(),
+            blocks.len(),
+            "{case}: the node asked for {} of {} blocks",
+            sent.len(),
+            blocks.len()
+        );
         let want = blocks.last().unwrap().hash().to_hex();
         wait_until(T, &format!("{case}: tip {want}"), || {
             self.assert_no_panic(case);
@@ -193,11 +199,15 @@ impl Victim {
         let bad = blocks.last().unwrap().hash();
         let sent = p.serve_blocks(blocks, T).unwrap();
         assert!(sent.contains(&bad), "{case}: the node never asked for the invalid block");
-        assert_eq!(p.wait_closed(T), Closed::Yes, "{case}: the peer that sent an invalid block is still connected");
+        assert_eq!(
+            p.wait_closed(T),
+            Closed::Yes,
+            "{case}: the peer that sent an invalid block is still connected"
+        );
         let marker = format!("invalid block {}", bad.to_hex());
         let line = wait_until(T, &format!("{case}: the log to name {marker}"), || {
             self.assert_no_panic(case);
-            Ok(self.node.log_text().lines().find(|l| l.contains(&marker)).map(str::to_string))
+            Ok(self.node.log_text().lines().find(|l| l.contains(&marker)).map(without_colours))
         });
         eprintln!("{case}: {line}");
         assert!(reasons.iter().any(|r| line.contains(r)), "{case}: reason is none of {reasons:?}: {line}");
@@ -219,7 +229,8 @@ impl Victim {
         assert!(p.ping_pong(T).unwrap(), "{case}: a new peer got no pong");
         p.close();
         let bystander = address_of(&dev_keys()[BYSTANDER]).to_text();
-        let nonce = self.node.rpc("state_getAccount", json!([bystander])).unwrap()["pending_nonce"].as_u64().unwrap();
+        let nonce =
+            self.node.rpc("state_getAccount", json!([bystander])).unwrap()["pending_nonce"].as_u64().unwrap();
         let normal = self.tx(BYSTANDER, nonce, 1, 1_000);
         self.admit(&normal, case);
         let block = next_blocks(&self.node.rpc_url, &self.genesis, &[vec![normal]]).unwrap();
@@ -228,6 +239,20 @@ impl Victim {
         assert_eq!(self.status(&normal), json!("confirmed"), "{case}: the normal transfer");
         self.assert_no_panic(case);
     }
+}
+
+/// A log line without its terminal colour codes.
+fn without_colours(line: &str) -> String {
+    let mut out = String::new();
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            chars.by_ref().find(|c| c.is_ascii_alphabetic());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Refusal reasons that fit a transfer its sender cannot pay (or whose sums overflow).
@@ -387,14 +412,19 @@ fn p2p_blocks_with_extreme_amounts_are_rejected_without_harm() {
     };
     let parent = || parent_info(&v.node.rpc_url, &v.genesis, v.node.height().unwrap()).unwrap();
     let reward = params.block_reward.0;
-    let cb = |amount: u64, to: Address| Coinbase { height: v.node.height().unwrap() + 1, to, amount: Amount(amount) };
+    let cb = |amount: u64, to: Address| Coinbase {
+        height: v.node.height().unwrap() + 1,
+        to,
+        amount: Amount(amount),
+    };
 
     // Rejected by the stateless checks: amount + fee overflows.
     let b = next_blocks(&v.node.rpc_url, &v.genesis, &[vec![v.tx(0, 0, MAX, 1)]]).unwrap();
     v.reject_block(&b, &["amount plus fee overflows"], "block: amount u64::MAX, fee 1");
 
     // Amount + fee = u64::MAX, more than the whale has.
-    let b = next_blocks(&v.node.rpc_url, &v.genesis, &[vec![v.tx(WHALE_KEY, 0, MAX - 5_000, 5_000)]]).unwrap();
+    let b =
+        next_blocks(&v.node.rpc_url, &v.genesis, &[vec![v.tx(WHALE_KEY, 0, MAX - 5_000, 5_000)]]).unwrap();
     v.reject_block(&b, &["insufficient balance"], "block: amount + fee = u64::MAX");
 
     // Fee u64::MAX: the coinbase cannot even say reward + fees.
@@ -466,7 +496,11 @@ fn a_reorg_returns_extreme_transfers_to_the_mempool_safely() {
     // Stress the sums over the returned transfers: the whale has 0 left after `whole`
     // on B, so anything more is refused, including the replacements of issue 15.
     v.refuse(&v.tx(WHALE_KEY, 1, 0, 1), UNPAYABLE, "after the reorg: the whale's next");
-    v.refuse(&v.tx(WHALE_KEY, 0, MAX - 5_000, 5_000), UNPAYABLE, "after the reorg: replacing `whole` with u64::MAX");
+    v.refuse(
+        &v.tx(WHALE_KEY, 0, MAX - 5_000, 5_000),
+        UNPAYABLE,
+        "after the reorg: replacing `whole` with u64::MAX",
+    );
     v.refuse(&v.tx(WHALE_KEY, 0, 0, MAX), UNPAYABLE, "after the reorg: replacing `whole` with fee u64::MAX");
     // A replacement paying less amount and more fee is fine, and frees room for a next
     // transfer; then replacing that one with amount + fee = u64::MAX is the three calls
@@ -475,13 +509,22 @@ fn a_reorg_returns_extreme_transfers_to_the_mempool_safely() {
     v.admit(&whole2, "after the reorg: a cheaper replacement of `whole`");
     let next = v.tx(WHALE_KEY, 1, 1, 1_000);
     v.admit(&next, "after the reorg: the whale's next");
-    v.refuse(&v.tx(WHALE_KEY, 1, MAX - 5_000, 5_000), UNPAYABLE, "after the reorg: replacing it with u64::MAX");
+    v.refuse(
+        &v.tx(WHALE_KEY, 1, MAX - 5_000, 5_000),
+        UNPAYABLE,
+        "after the reorg: replacing it with u64::MAX",
+    );
     let mut p = v.peer("hostile/reorg");
-    v.relay(&mut p, &v.tx(WHALE_KEY, 1, MAX - 6_000, 6_000), "after the reorg: relaying its u64::MAX replacement");
+    v.relay(
+        &mut p,
+        &v.tx(WHALE_KEY, 1, MAX - 6_000, 6_000),
+        "after the reorg: relaying its u64::MAX replacement",
+    );
     v.assert_pending(&[&credit, &whole2, &next, &bystander_pending], "after the replacements");
 
     // What the mempool holds is a valid block on B.
-    let block = next_blocks(&v.node.rpc_url, &v.genesis, &[vec![credit, whole2, next, bystander_pending]]).unwrap();
+    let block =
+        next_blocks(&v.node.rpc_url, &v.genesis, &[vec![credit, whole2, next, bystander_pending]]).unwrap();
     v.connect_blocks(&block, "a block of the returned transfers");
     v.assert_pending(&[], "after the block");
     assert_eq!(v.node.balance(&whale_addr.to_text()).unwrap(), DEV - 1_000 + 10_000 - 2_000 - 1_001);
