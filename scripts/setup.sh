@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building Cairn needs on a fresh Debian machine, when it is missing:
-# a C/C++ compiler and libclang (RocksDB's bindings are generated with bindgen).
+# a C/C++ compiler and libclang (RocksDB's bindings are generated with bindgen), and
+# what the tests need: iproute2 and nftables (tests/tests/connections.rs cuts a link
+# between two nodes in a network namespace).
 # Safe to run again: it installs nothing that is already there.
 set -euo pipefail
 
@@ -14,6 +16,8 @@ dpkg -s libclang-dev >/dev/null 2>&1 || missing+=(libclang-dev)
 command -v c++ >/dev/null 2>&1 || missing+=(g++)
 command -v make >/dev/null 2>&1 || missing+=(make)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+command -v nft >/dev/null 2>&1 || missing+=(nftables)
 
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=""

@@ -31,6 +31,19 @@ impl Amount {
     pub fn checked_sub(self, rhs: Amount) -> Option<Amount> {
         self.0.checked_sub(rhs.0).map(Amount)
     }
+    /// For bounds and displayed figures where "at most the largest amount" is the
+    /// meaning (a fee floor, a sum shown to a user); never for a balance.
+    pub fn saturating_add(self, rhs: Amount) -> Amount {
+        Amount(self.0.saturating_add(rhs.0))
+    }
+    /// For bounds where "nothing left" is the meaning; never for a balance.
+    pub fn saturating_sub(self, rhs: Amount) -> Amount {
+        Amount(self.0.saturating_sub(rhs.0))
+    }
+    /// Sum of `amounts`, or `None` past the largest amount.
+    pub fn checked_sum(amounts: impl IntoIterator<Item = Amount>) -> Option<Amount> {
+        amounts.into_iter().try_fold(Amount::ZERO, Amount::checked_add)
+    }
 }
 
 impl fmt::Display for Amount {

@@ -27,6 +27,15 @@
 //!   what would have to go, it is refused with [`MempoolError::Full`].
 //! - Transfers expire [`MempoolConfig::expiry_ms`] after admission (with their
 //!   sender's later transfers).
+//!
+//! Arithmetic: every amount here is an [`Amount`], which has checked operations only,
+//! and `clippy::arithmetic_side_effects` is denied in this module, so no `+`, `-` or `*`
+//! on any integer can panic or wrap. A sum of amounts that would pass `u64::MAX` is a
+//! refusal ([`MempoolError::Overflow`], [`MempoolError::PendingOverflow`]), never a
+//! panic and never a wrap. Sizes and counters use saturating operations where they are
+//! bounded far below their type's range (sizes by the byte cap, `next_seq` by the number
+//! of admissions).
+#![deny(clippy::arithmetic_side_effects)]
 
 use cairn_core::block::Block;
 use cairn_core::encoding;
@@ -37,13 +46,16 @@ use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet};
 use thiserror::Error;
 
+#[cfg(any(test, fuzzing))]
+pub mod model;
+
 /// Why a transfer was refused. The message is what tx_submit's caller sees.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum MempoolError {
     #[error("duplicate: transfer is already in the mempool")]
     Duplicate,
     #[error("fee too low: {fee} is below the minimum fee {min_fee}")]
-    FeeTooLow { fee: u64, min_fee: u64 },
+    FeeTooLow { fee: Amount, min_fee: Amount },
     #[error("nonce too low: account's next nonce is {expected}, transfer has {got}")]
     NonceTooLow { expected: u64, got: u64 },
     #[error(
@@ -51,17 +63,21 @@ pub enum MempoolError {
     )]
     NonceGap { expected: u64, got: u64 },
     #[error("insufficient balance: have {balance} after pending transfers, need {needed}")]
-    InsufficientBalance { balance: u64, needed: u64 },
+    InsufficientBalance { balance: Amount, needed: Amount },
     #[error("replacement fee too low: pending transfer with this nonce pays {old_fee}, a replacement must pay at least {min_fee}")]
-    ReplacementFeeTooLow { old_fee: u64, min_fee: u64 },
+    ReplacementFeeTooLow { old_fee: Amount, min_fee: Amount },
     #[error("replacement would leave later pending transfers unaffordable (need {needed}, have {balance})")]
-    ReplacementUnaffordable { balance: u64, needed: u64 },
+    ReplacementUnaffordable { balance: Amount, needed: Amount },
     #[error("too many pending transfers from this sender (limit {limit})")]
     TooManyFromSender { limit: usize },
     #[error("mempool full: fee rate too low to evict anything (pay at least {min_fee} for this size)")]
-    Full { min_fee: u64 },
-    #[error("amount plus fee overflows")]
+    Full { min_fee: Amount },
+    #[error("amount overflow: amount plus fee is more than the largest amount (18446744073709551615)")]
     Overflow,
+    #[error("amount overflow: with this transfer, the sender's pending transfers would cost more than the largest amount (18446744073709551615)")]
+    PendingOverflow,
+    #[error("nonce overflow: the account's nonces are used up")]
+    NonceOverflow,
     #[error("state unavailable: {0}")]
     State(String),
 }
@@ -99,7 +115,7 @@ pub struct MempoolConfig {
     /// Cap on the summed canonical sizes of pending transfers.
     pub max_bytes: usize,
     /// Lowest fee admitted, and the smallest fee bump of a replacement.
-    pub min_fee: u64,
+    pub min_fee: Amount,
     pub max_per_sender: usize,
     /// How long a transfer may wait before it is dropped.
     pub expiry_ms: u64,
@@ -109,7 +125,7 @@ impl Default for MempoolConfig {
     fn default() -> Self {
         MempoolConfig {
             max_bytes: 64 * 1024 * 1024,
-            min_fee: 1,
+            min_fee: Amount(1),
             max_per_sender: 256,
             expiry_ms: 24 * 60 * 60 * 1000,
         }
@@ -127,8 +143,9 @@ struct Priority {
 
 impl Ord for Priority {
     fn cmp(&self, other: &Self) -> Ordering {
-        let a = u128::from(self.fee) * u128::from(other.size);
-        let b = u128::from(other.fee) * u128::from(self.size);
+        // A u64 times a u64 always fits in a u128: no saturation ever happens.
+        let a = u128::from(self.fee).saturating_mul(u128::from(other.size));
+        let b = u128::from(other.fee).saturating_mul(u128::from(self.size));
         a.cmp(&b).then_with(|| other.seq.cmp(&self.seq))
     }
 }
@@ -152,8 +169,9 @@ struct Entry {
 #[derive(Clone, Debug, Default)]
 struct SenderQueue {
     txs: BTreeMap<u64, Txid>,
-    /// Sum of amount + fee over `txs`.
-    spent: u64,
+    /// Sum of amount + fee over `txs`. By the module invariant it is at most the
+    /// sender's balance, so it never reaches past `Amount::MAX`.
+    spent: Amount,
 }
 
 pub struct Mempool {
@@ -172,8 +190,8 @@ pub fn transfer_size(tx: &SignedTransfer) -> usize {
     encoding::encoded_len(&Transaction::Transfer(*tx))
 }
 
-fn cost(tx: &SignedTransfer) -> Result<u64, MempoolError> {
-    tx.transfer.total_cost().map(|a| a.0).ok_or(MempoolError::Overflow)
+fn cost(tx: &SignedTransfer) -> Result<Amount, MempoolError> {
+    tx.transfer.total_cost().ok_or(MempoolError::Overflow)
 }
 
 fn state_account(state: &dyn AccountSource, a: &Address) -> Result<Account, MempoolError> {
@@ -224,14 +242,15 @@ impl Mempool {
 
     /// The lowest fee a transfer of the usual size would need to be admitted now: the
     /// configured minimum, or more when the pool is full and something must be evicted.
-    pub fn min_fee(&self) -> u64 {
+    pub fn min_fee(&self) -> Amount {
         let floor = self.config.min_fee;
-        if self.bytes + 200 <= self.config.max_bytes {
+        if self.bytes.saturating_add(200) <= self.config.max_bytes {
             return floor;
         }
         match self.by_priority.first() {
-            // Beat the lowest entry's rate: for the same size, one more than its fee.
-            Some((p, _)) => floor.max(p.fee.saturating_add(1)),
+            // Beat the lowest entry's rate: for the same size, one more than its fee
+            // (a floor shown to wallets: at most the largest amount).
+            Some((p, _)) => floor.max(Amount(p.fee).saturating_add(Amount(1))),
             None => floor,
         }
     }
@@ -239,7 +258,7 @@ impl Mempool {
     /// The nonce `address` would use next, counting its pending transfers.
     pub fn pending_nonce(&self, address: &Address, state_nonce: u64) -> u64 {
         match self.senders.get(address).and_then(|q| q.txs.last_key_value()) {
-            Some((&last, _)) if last >= state_nonce => last + 1,
+            Some((&last, _)) if last >= state_nonce => last.saturating_add(1),
             _ => state_nonce,
         }
     }
@@ -262,17 +281,20 @@ impl Mempool {
             return Err(MempoolError::Duplicate);
         }
         let t = &tx.transfer;
-        if t.fee.0 < self.config.min_fee {
-            return Err(MempoolError::FeeTooLow { fee: t.fee.0, min_fee: self.config.min_fee });
+        if t.fee < self.config.min_fee {
+            return Err(MempoolError::FeeTooLow { fee: t.fee, min_fee: self.config.min_fee });
         }
         let tx_cost = cost(&tx)?;
         let sender = t.sender();
         let account = state_account(state, &sender)?;
         let (pending, spent, same_nonce) = match self.senders.get(&sender) {
             Some(q) => (q.txs.len(), q.spent, q.txs.get(&t.nonce).copied()),
-            None => (0, 0, None),
+            None => (0, Amount::ZERO, None),
         };
-        let next_nonce = account.nonce + pending as u64;
+        let next_nonce = u64::try_from(pending)
+            .ok()
+            .and_then(|p| account.nonce.checked_add(p))
+            .ok_or(MempoolError::NonceOverflow)?;
         if t.nonce < account.nonce {
             return Err(MempoolError::NonceTooLow { expected: account.nonce, got: t.nonce });
         }
@@ -288,14 +310,15 @@ impl Mempool {
             return Err(MempoolError::TooManyFromSender { limit: self.config.max_per_sender });
         }
         // The account as it will be after every pending transfer of this sender; the same
-        // rule block application uses then decides.
-        let after_pending =
-            Account { balance: Amount(account.balance.0.saturating_sub(spent)), nonce: next_nonce };
+        // rule block application uses then decides. (`spent` is at most the balance by the
+        // module invariant; were it ever more, nothing is left, and the transfer is refused.)
+        let after_pending = Account { balance: account.balance.saturating_sub(spent), nonce: next_nonce };
         debit_sender(after_pending, t).map_err(|e| match e {
             TransferStateError::InsufficientBalance { balance, .. } => {
-                MempoolError::InsufficientBalance { balance: balance.0, needed: tx_cost }
+                MempoolError::InsufficientBalance { balance, needed: tx_cost }
             }
             TransferStateError::Nonce { expected, got } => MempoolError::NonceGap { expected, got },
+            TransferStateError::Overflow if t.nonce == u64::MAX => MempoolError::NonceOverflow,
             TransferStateError::Overflow => MempoolError::Overflow,
         })?;
         let priority = self.priority(t.fee.0, size);
@@ -312,39 +335,55 @@ impl Mempool {
         old_id: Txid,
         sender: Address,
         account: Account,
-        spent: u64,
+        spent: Amount,
         size: usize,
         now_ms: u64,
     ) -> Result<Txid, MempoolError> {
-        let old = self.entries.get(&old_id).map(|e| e.tx).ok_or(MempoolError::Duplicate)?;
-        let min_fee = old.transfer.fee.0.saturating_add(self.config.min_fee.max(1));
-        if tx.transfer.fee.0 < min_fee {
-            return Err(MempoolError::ReplacementFeeTooLow { old_fee: old.transfer.fee.0, min_fee });
+        let old_entry = self.entries.get(&old_id).cloned().ok_or(MempoolError::Duplicate)?;
+        let old = old_entry.tx;
+        // The smallest bump is the minimum fee, and at least 1 so a replacement always
+        // pays strictly more. An old fee of `Amount::MAX` cannot be outbid.
+        let bump = self.config.min_fee.max(Amount(1));
+        let min_fee = old.transfer.fee.checked_add(bump);
+        if min_fee.is_none_or(|min_fee| tx.transfer.fee < min_fee) {
+            return Err(MempoolError::ReplacementFeeTooLow {
+                old_fee: old.transfer.fee,
+                min_fee: min_fee.unwrap_or(Amount::MAX),
+            });
         }
-        let needed = spent - cost(&old)? + cost(&tx)?;
-        if needed > account.balance.0 {
-            let here_and_before: u64 = self
-                .senders
-                .get(&sender)
-                .into_iter()
-                .flat_map(|q| q.txs.range(..tx.transfer.nonce))
-                .filter_map(|(_, id)| self.entries.get(id))
-                .map(|e| cost(&e.tx).unwrap_or(u64::MAX))
-                .fold(0u64, u64::saturating_add);
-            let balance = account.balance.0.saturating_sub(here_and_before);
-            return Err(if cost(&tx)? > balance {
-                MempoolError::InsufficientBalance { balance, needed: cost(&tx)? }
+        let new_cost = cost(&tx)?;
+        // What the sender's pending transfers cost with the replacement in the old one's
+        // place. Past `Amount::MAX`, no balance can pay it.
+        let needed = spent
+            .checked_sub(cost(&old)?)
+            .and_then(|rest| rest.checked_add(new_cost))
+            .ok_or(MempoolError::PendingOverflow)?;
+        if needed > account.balance {
+            // Unaffordable: say whether the replacement itself is (after the transfers
+            // before it), or only together with the ones after it.
+            let before: Option<Amount> = Amount::checked_sum(
+                self.senders
+                    .get(&sender)
+                    .into_iter()
+                    .flat_map(|q| q.txs.range(..tx.transfer.nonce))
+                    .filter_map(|(_, id)| self.entries.get(id))
+                    .map(|e| e.tx.transfer.total_cost().unwrap_or(Amount::MAX)),
+            );
+            let balance = before.map_or(Amount::ZERO, |b| account.balance.saturating_sub(b));
+            return Err(if new_cost > balance {
+                MempoolError::InsufficientBalance { balance, needed: new_cost }
             } else {
-                MempoolError::ReplacementUnaffordable { balance: account.balance.0, needed }
+                MempoolError::ReplacementUnaffordable { balance: account.balance, needed }
             });
         }
         let priority = self.priority(tx.transfer.fee.0, size);
         // Remove only the old entry (no cascade: the replacement takes its nonce).
         self.remove_one(&old_id);
         if let Err(e) = self.make_room(size, priority, &sender) {
-            // Put the old one back; nothing else changed.
-            let p = self.priority(old.transfer.fee.0, size);
-            self.insert(old_id, old, sender, size, now_ms, p);
+            // Put the old one back as it was (its own size, age and rank); nothing else
+            // changed.
+            let Entry { tx, size, added_ms, priority, .. } = old_entry;
+            self.insert(old_id, tx, sender, size, added_ms, priority);
             return Err(e);
         }
         self.insert(txid, tx, sender, size, now_ms, priority);
@@ -352,22 +391,23 @@ impl Mempool {
     }
 
     fn priority(&mut self, fee: u64, size: usize) -> Priority {
-        self.next_seq += 1;
-        Priority { fee, size: size as u64, seq: self.next_seq }
+        self.next_seq = self.next_seq.saturating_add(1);
+        Priority { fee, size: u64::try_from(size).unwrap_or(u64::MAX), seq: self.next_seq }
     }
 
     /// Evicts lowest-priority entries (with their senders' later transfers) until `size`
     /// more bytes fit, or refuses if that would mean evicting something that ranks at or
     /// above the newcomer. Plans first, so a refusal changes nothing.
     fn make_room(&mut self, size: usize, newcomer: Priority, sender: &Address) -> Result<(), MempoolError> {
-        if self.bytes + size <= self.config.max_bytes {
+        let wanted = self.bytes.saturating_add(size);
+        if wanted <= self.config.max_bytes {
             return Ok(());
         }
         let mut freed = 0usize;
         let mut victims: Vec<Txid> = Vec::new();
         let mut planned: HashSet<Txid> = HashSet::new();
         for (p, id) in self.by_priority.iter() {
-            if self.bytes + size - freed <= self.config.max_bytes {
+            if wanted.saturating_sub(freed) <= self.config.max_bytes {
                 break;
             }
             if planned.contains(id) {
@@ -383,12 +423,12 @@ impl Mempool {
             }
             for later in self.chain_from(&e.sender, e.tx.transfer.nonce) {
                 if planned.insert(later) {
-                    freed += self.entries.get(&later).map_or(0, |x| x.size);
+                    freed = freed.saturating_add(self.entries.get(&later).map_or(0, |x| x.size));
                 }
             }
             victims.push(*id);
         }
-        if self.bytes + size - freed.min(self.bytes + size) > self.config.max_bytes {
+        if wanted.saturating_sub(freed) > self.config.max_bytes {
             return Err(MempoolError::Full { min_fee: self.min_fee() });
         }
         for id in victims {
@@ -416,10 +456,12 @@ impl Mempool {
     ) {
         let q = self.senders.entry(sender).or_default();
         q.txs.insert(tx.transfer.nonce, txid);
-        q.spent = q.spent.saturating_add(cost(&tx).unwrap_or(u64::MAX));
+        // Callers admitted `tx` against the balance, so the sum stays at most the balance
+        // (the module invariant); saturating keeps even a breach a refusal, not a wrap.
+        q.spent = q.spent.saturating_add(cost(&tx).unwrap_or(Amount::MAX));
         self.by_priority.insert((priority, txid));
         self.by_age.insert((now_ms, priority.seq, txid));
-        self.bytes += size;
+        self.bytes = self.bytes.saturating_add(size);
         self.entries.insert(txid, Entry { tx, sender, size, added_ms: now_ms, priority });
     }
 
@@ -428,10 +470,10 @@ impl Mempool {
         let e = self.entries.remove(txid)?;
         self.by_priority.remove(&(e.priority, *txid));
         self.by_age.remove(&(e.added_ms, e.priority.seq, *txid));
-        self.bytes -= e.size;
+        self.bytes = self.bytes.saturating_sub(e.size);
         if let Some(q) = self.senders.get_mut(&e.sender) {
             q.txs.remove(&e.tx.transfer.nonce);
-            q.spent = q.spent.saturating_sub(cost(&e.tx).unwrap_or(0));
+            q.spent = q.spent.saturating_sub(cost(&e.tx).unwrap_or(Amount::ZERO));
             if q.txs.is_empty() {
                 self.senders.remove(&e.sender);
             }
@@ -555,9 +597,18 @@ impl Mempool {
         self.expire(now_ms);
     }
 
-    /// Transfers for a block of at most `max_bytes` of transfers: highest fee rate first,
-    /// each sender's in nonce order, each checked against `state` with the consensus rule.
-    pub fn select(&self, state: &dyn AccountSource, max_bytes: usize) -> Vec<SignedTransfer> {
+    /// Transfers for a block of at most `max_bytes` of transfers whose fees add up to at
+    /// most `fee_room` (the largest amount minus the block reward, so the coinbase fits):
+    /// highest fee rate first, each sender's in nonce order, each applied to `state` in
+    /// block order with the consensus rules (the sender's nonce and balance, the
+    /// recipient's balance not passing the largest amount). A transfer that does not
+    /// apply ends its sender's part of the template.
+    pub fn select(
+        &self,
+        state: &dyn AccountSource,
+        max_bytes: usize,
+        fee_room: Amount,
+    ) -> Vec<SignedTransfer> {
         struct Head {
             priority: Priority,
             sender: Address,
@@ -591,26 +642,34 @@ impl Mempool {
         }
         let mut out = Vec::new();
         let mut used = 0usize;
+        let mut fees = Amount::ZERO;
+        let account_of = |accounts: &HashMap<Address, Account>, a: &Address| match accounts.get(a) {
+            Some(acc) => Ok(*acc),
+            None => state_account(state, a),
+        };
         while let Some(head) = heap.pop() {
             let Some(q) = self.senders.get(&head.sender) else { continue };
             let Some(e) = q.txs.get(&head.nonce).and_then(|id| self.entries.get(id)) else { continue };
-            if used + e.size > max_bytes {
+            let t = &e.tx.transfer;
+            let Some(used_after) = used.checked_add(e.size).filter(|&u| u <= max_bytes) else {
                 // Sizes are nearly uniform; a sender whose next transfer does not fit is
                 // done (its later ones cannot go before it).
                 continue;
-            }
-            let account = match accounts.get(&head.sender) {
-                Some(a) => *a,
-                None => match state_account(state, &head.sender) {
-                    Ok(a) => a,
-                    Err(_) => continue,
-                },
             };
-            let Ok(next) = debit_sender(account, &e.tx.transfer) else { continue };
-            accounts.insert(head.sender, next);
-            used += e.size;
+            let Some(fees_after) = fees.checked_add(t.fee).filter(|&f| f <= fee_room) else { continue };
+            let Ok(account) = account_of(&accounts, &head.sender) else { continue };
+            let Ok(debited) = debit_sender(account, t) else { continue };
+            // The credit, applied after the debit as block application does (a transfer
+            // to oneself sees its own debit).
+            let to = if t.to == head.sender { Ok(debited) } else { account_of(&accounts, &t.to) };
+            let Ok(to) = to else { continue };
+            let Some(credited) = to.balance.checked_add(t.amount) else { continue };
+            accounts.insert(head.sender, debited);
+            accounts.insert(t.to, Account { balance: credited, nonce: to.nonce });
+            used = used_after;
+            fees = fees_after;
             out.push(e.tx);
-            if let Some((&n, id)) = q.txs.range(head.nonce + 1..).next() {
+            if let Some((&n, id)) = head.nonce.checked_add(1).and_then(|next| q.txs.range(next..).next()) {
                 if let Some(e2) = self.entries.get(id) {
                     heap.push(Head { priority: e2.priority, sender: head.sender, nonce: n });
                 }
@@ -697,7 +756,7 @@ mod tests {
     fn refuses_duplicate_low_nonce_gap_fee_and_balance() {
         let k = key(1);
         let st = state(&[(&k, 100, 5)]);
-        let mut m = Mempool::with_config(MempoolConfig { min_fee: 2, ..MempoolConfig::default() });
+        let mut m = Mempool::with_config(MempoolConfig { min_fee: Amount(2), ..MempoolConfig::default() });
         let t = tx(&k, 5, 10, 2);
         m.add_verified(t, &st, 0).unwrap();
         assert_eq!(m.add_verified(t, &st, 0), Err(MempoolError::Duplicate));
@@ -711,12 +770,12 @@ mod tests {
         );
         assert_eq!(
             m.add_verified(tx(&k, 6, 10, 1), &st, 0),
-            Err(MempoolError::FeeTooLow { fee: 1, min_fee: 2 })
+            Err(MempoolError::FeeTooLow { fee: Amount(1), min_fee: Amount(2) })
         );
         // 100 - 12 pending = 88 left; 80 + 9 = 89 is too much.
         assert_eq!(
             m.add_verified(tx(&k, 6, 80, 9), &st, 0),
-            Err(MempoolError::InsufficientBalance { balance: 88, needed: 89 })
+            Err(MempoolError::InsufficientBalance { balance: Amount(88), needed: Amount(89) })
         );
         m.add_verified(tx(&k, 6, 80, 8), &st, 0).unwrap();
         assert!(MempoolError::NonceGap { expected: 6, got: 7 }.to_string().contains("nonce gap"));
@@ -731,7 +790,7 @@ mod tests {
         // Same nonce, different transfer, same fee: not a replacement.
         assert_eq!(
             m.add_verified(tx(&k, 0, 11, 5), &st, 0),
-            Err(MempoolError::ReplacementFeeTooLow { old_fee: 5, min_fee: 6 })
+            Err(MempoolError::ReplacementFeeTooLow { old_fee: Amount(5), min_fee: Amount(6) })
         );
         assert_eq!(m.len(), 1);
     }
@@ -771,7 +830,7 @@ mod tests {
         m.add_verified(tx(&a, 0, 1, 1), &st, 0).unwrap();
         m.add_verified(tx(&a, 1, 1, 100), &st, 0).unwrap();
         m.add_verified(tx(&b, 0, 1, 50), &st, 0).unwrap();
-        let sel = m.select(&st, 1 << 20);
+        let sel = m.select(&st, 1 << 20, Amount::MAX);
         let order: Vec<(u8, u64)> = sel
             .iter()
             .map(|t| (if t.transfer.sender() == address_of(&a) { b'a' } else { b'b' }, t.transfer.nonce))
@@ -780,7 +839,7 @@ mod tests {
         assert_eq!(order, vec![(b'b', 0), (b'a', 0), (b'a', 1)]);
         // The size limit is respected.
         let one = transfer_size(&sel[0]);
-        assert_eq!(m.select(&st, 2 * one + 1).len(), 2);
+        assert_eq!(m.select(&st, 2 * one + 1, Amount::MAX).len(), 2);
         // txids() lists by priority.
         assert_eq!(m.txids()[0], tx(&a, 1, 1, 100).txid());
     }
@@ -797,7 +856,7 @@ mod tests {
         // Full. A low newcomer is refused and changes nothing.
         assert!(matches!(m.add_verified(tx(&c, 0, 1, 2), &st, 0), Err(MempoolError::Full { .. })));
         assert_eq!(m.len(), 3);
-        assert!(m.min_fee() > 2);
+        assert!(m.min_fee() > Amount(2));
         // A better one evicts a's nonce 0 (lowest) and with it a's nonce 1.
         m.add_verified(tx(&c, 0, 1, 6), &st, 0).unwrap();
         assert_eq!(m.len(), 2);
@@ -860,7 +919,7 @@ mod tests {
         assert!(m.contains(&tx(&a, 1, 1, 1).txid()), "a1 still chains on a0");
         assert_eq!(m.len(), 2);
         // Template gives a0 before a1.
-        let sel = m.select(&reorged, 1 << 20);
+        let sel = m.select(&reorged, 1 << 20, Amount::MAX);
         assert_eq!(sel.iter().map(|t| t.transfer.nonce).collect::<Vec<_>>(), vec![0, 1]);
     }
 

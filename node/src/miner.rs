@@ -16,7 +16,7 @@
 use crate::node::{Node, NodeEvent, Origin};
 use cairn_core::assemble::assemble_block;
 use cairn_core::block::{Block, BlockHeader, HEADER_LEN, HEADER_NONCE_OFFSET};
-use cairn_core::Address;
+use cairn_core::{Address, Amount};
 use sha2::digest::generic_array::GenericArray;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
@@ -96,7 +96,9 @@ pub fn block_template(node: &Node, miner: Address) -> Option<Block> {
     let parent = chain.tip_parent_info();
     // Room for the header, the list length, the coinbase and a margin.
     let budget = (params.max_block_bytes as usize).saturating_sub(512);
-    let transfers = node.mempool().select(&*chain, budget);
+    // The fees may add up to what the coinbase can still carry on top of the reward.
+    let fee_room = Amount::MAX.saturating_sub(params.block_reward);
+    let transfers = node.mempool().select(&*chain, budget, fee_room);
     drop(chain);
     let block = assemble_block(&params, &parent, crate::now_ms(), miner, &transfers)?;
     debug_assert!(block.encoded_len() <= params.max_block_bytes as usize);

@@ -45,6 +45,8 @@ pub trait Network: Send + Sync {
     fn unblock_peer(&self, addr: SocketAddr) -> Result<bool, String>;
     /// True while a peer has shown more work than our tip and we are fetching it.
     fn is_syncing(&self) -> bool;
+    /// Peer sockets open now: ready peers plus connections still in the handshake.
+    fn peer_sockets(&self) -> usize;
 }
 
 pub struct Node {

@@ -343,11 +343,11 @@ impl CairnApiServer for RpcImpl {
             let behind = chain.best_header().total_work > tip.total_work;
             drop(chain);
             let mempool_size = node.mempool().len();
-            let (peers, syncing) = match node.network() {
+            let (peers, syncing, peer_sockets) = match node.network() {
                 // The P2P layer knows whether a peer can deliver what we lack; a header-only
                 // branch nobody offers is not "syncing".
-                Some(n) => (n.peers().len(), n.is_syncing()),
-                None => (0, behind),
+                Some(n) => (n.peers().len(), n.is_syncing(), n.peer_sockets()),
+                None => (0, behind, 0),
             };
             Ok(ChainInfo {
                 chain_id: params.chain_id,
@@ -360,6 +360,7 @@ impl CairnApiServer for RpcImpl {
                 peers,
                 syncing,
                 hashrate: node.hashrate(),
+                peer_sockets,
             })
         })
         .await
@@ -524,7 +525,7 @@ impl CairnApiServer for RpcImpl {
         let node = self.node.clone();
         blocking(move || {
             let m = node.mempool();
-            Ok(MempoolInfo { size: m.len(), bytes: m.bytes(), min_fee: m.min_fee(), txids: m.txids() })
+            Ok(MempoolInfo { size: m.len(), bytes: m.bytes(), min_fee: m.min_fee().0, txids: m.txids() })
         })
         .await
     }

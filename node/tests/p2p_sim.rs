@@ -1007,3 +1007,32 @@ fn handshake_timeout_and_self_connection() {
         assert!(!outs.contains(&Output::Connect(me)), "dialled itself again");
     }
 }
+
+/// A node whose dials kept failing connects to us: the handshake clears its address's
+/// failures, so once it leaves we dial it again at the next tick instead of waiting out
+/// a backoff that had grown to 16 s.
+#[test]
+fn inbound_handshake_resets_the_dial_backoff() {
+    let mut s = Solo::new(sim_config());
+    let listen = SocketAddr::new([10, 0, 1, 1].into(), 7333);
+    let outs = s.step(Input::AddPeer(listen));
+    assert!(outs.contains(&Output::Connect(listen)));
+    s.step(Input::ConnectFailed { addr: listen });
+    for _ in 0..4 {
+        s.now += 60_000;
+        let outs = s.step(Input::Tick);
+        assert!(outs.contains(&Output::Connect(listen)), "redial after the backoff");
+        s.step(Input::ConnectFailed { addr: listen });
+    }
+    assert_eq!(s.proto.address_book().get(&listen).map(|e| e.failures), Some(5));
+    s.now += 2_000;
+    assert!(!s.step(Input::Tick).contains(&Output::Connect(listen)), "backing off for 16 s");
+
+    // It dials us (from another port; its version names its listen port 7333).
+    s.connect(1);
+    let entry = s.proto.address_book().get(&listen).cloned().expect("still known");
+    assert_eq!(entry.failures, 0, "an inbound handshake clears the failures");
+    assert_eq!(entry.last_seen_ms, s.now);
+    s.step(Input::Disconnected { peer: 1, reason: DisconnectReason::Closed });
+    assert!(s.step(Input::Tick).contains(&Output::Connect(listen)), "dialled again at once");
+}

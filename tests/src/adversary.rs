@@ -315,6 +315,13 @@ impl Peer {
         let _ = self.stream.shutdown(Shutdown::Both);
         drop(self.stream);
     }
+
+    /// Aborts the connection with a reset (RST, no FIN), as a crashed host's kernel or
+    /// a middlebox would.
+    pub fn reset(self) {
+        let _ = socket2::SockRef::from(&self.stream).set_linger(Some(Duration::ZERO));
+        drop(self.stream);
+    }
 }
 
 /// Connects again from `local` and reports whether the node refused at once: it closes

@@ -146,6 +146,7 @@ pub struct NodeProcess {
     pub data_dir: PathBuf,
     pub log: PathBuf,
     args: Vec<String>,
+    netns: Option<String>,
 }
 
 /// Options for [`NodeProcess::start`].
@@ -159,13 +160,19 @@ pub struct NodeOptions {
     pub extra: Vec<String>,
     /// Fixed P2P listen address (default: 127.0.0.1:0).
     pub listen: Option<SocketAddr>,
+    /// RPC address (default: 127.0.0.1:0).
+    pub rpc_addr: Option<SocketAddr>,
+    /// Network namespace to run the node in (`ip netns exec NAME`); its RPC address must
+    /// then be one the test can reach.
+    pub netns: Option<String>,
 }
 
 impl NodeProcess {
     /// Starts a node on `data_dir` and waits until its RPC answers.
     pub fn start(data_dir: &Path, opts: &NodeOptions) -> Result<NodeProcess> {
         let mut args: Vec<String> = vec!["--data-dir".into(), data_dir.display().to_string()];
-        args.extend(["--rpc-addr".into(), "127.0.0.1:0".into()]);
+        let rpc_addr = opts.rpc_addr.map(|a| a.to_string()).unwrap_or_else(|| "127.0.0.1:0".into());
+        args.extend(["--rpc-addr".into(), rpc_addr]);
         let listen = opts.listen.map(|a| a.to_string()).unwrap_or_else(|| "127.0.0.1:0".into());
         args.extend(["--listen".into(), listen]);
         if opts.dev {
@@ -186,15 +193,24 @@ impl NodeProcess {
             args.extend(["--peer".into(), p.to_string()]);
         }
         args.extend(opts.extra.iter().cloned());
-        Self::spawn(data_dir, args)
+        Self::spawn(data_dir, args, opts.netns.clone())
     }
 
-    fn spawn(data_dir: &Path, args: Vec<String>) -> Result<NodeProcess> {
+    fn spawn(data_dir: &Path, args: Vec<String>, netns: Option<String>) -> Result<NodeProcess> {
         std::fs::create_dir_all(data_dir)?;
         let log = data_dir.join(format!("node-{}.log", unique()));
         let out = std::fs::File::create(&log)?;
         let err = out.try_clone()?;
-        let child = Command::new(bin("cairn-node"))
+        let mut cmd = match &netns {
+            // `ip netns exec` execs the node, so the child's pid is the node's.
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(bin("cairn-node"));
+                c
+            }
+            None => Command::new(bin("cairn-node")),
+        };
+        let child = cmd
             .args(&args)
             .env("RUST_LOG", std::env::var("CAIRN_TEST_LOG").unwrap_or_else(|_| "info".into()))
             .stdin(Stdio::null())
@@ -209,6 +225,7 @@ impl NodeProcess {
             data_dir: data_dir.to_path_buf(),
             log,
             args,
+            netns,
         };
         let (rpc_url, p2p) = wait_until(Duration::from_secs(60), "node to print its addresses", || {
             if let Some(status) = node.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
@@ -256,7 +273,7 @@ impl NodeProcess {
     /// Starts the same node again (same data dir and arguments, new ports unless fixed).
     pub fn restart(&mut self) -> Result<()> {
         self.kill();
-        let again = Self::spawn(&self.data_dir.clone(), self.args.clone())?;
+        let again = Self::spawn(&self.data_dir.clone(), self.args.clone(), self.netns.clone())?;
         *self = again;
         Ok(())
     }

@@ -38,6 +38,9 @@ pub struct ChainInfo {
     pub syncing: bool,
     /// Hashes per second of this node's miner over the last few seconds (0 when not mining).
     pub hashrate: u64,
+    /// Open P2P sockets: the `peers` plus connections still in the handshake.
+    #[serde(default)]
+    pub peer_sockets: usize,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -18,18 +18,24 @@ pub const MAX_ADDRS: usize = 2048;
 pub const MAX_BANS: usize = 4096;
 /// Failed dials after which a gossiped (non-seed) address is forgotten.
 const MAX_FAILURES: u32 = 8;
+/// How long after its last working outbound connection an address counts as a
+/// recent peer: redialled [`backoff_ms`]`(1)` after each failed dial instead of backing
+/// off exponentially, and never forgotten for failing, so a link that heals after a
+/// partition comes back within seconds.
+pub const RECENT_PEER_MS: u64 = 10 * 60 * 1000;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AddrEntry {
     pub addr: SocketAddr,
     /// Given with `--peer` or `net_addPeer`: never forgotten, always retried.
     pub seed: bool,
-    /// Last time we heard of it or were connected to it (ms).
+    /// Last time we heard of it or finished a handshake with it, in either direction (ms).
     pub last_seen_ms: u64,
-    /// Last successful handshake over an outbound connection (ms), 0 if never.
+    /// Last time an outbound connection to it was working (ms), 0 if never: set when
+    /// the handshake finishes and again when the connection closes.
     pub last_success_ms: u64,
     pub last_attempt_ms: u64,
-    /// Failed dials since the last success.
+    /// Failed dials since the last handshake with it (in either direction).
     pub failures: u32,
     /// Times it was dropped for not delivering (stalled, or blocks of the chain it
     /// showed us not found) since it last delivered a block. Unlike `failures`, a
@@ -84,6 +90,21 @@ pub fn backoff_ms(failures: u32) -> u64 {
         0
     } else {
         (1000u64 << (failures - 1).min(10)).min(600_000)
+    }
+}
+
+impl AddrEntry {
+    /// Connected over an outbound connection within the last [`RECENT_PEER_MS`].
+    pub fn is_recent_peer(&self, now_ms: u64) -> bool {
+        self.last_success_ms != 0 && now_ms.saturating_sub(self.last_success_ms) < RECENT_PEER_MS
+    }
+
+    /// How long after the last attempt it may be dialled again: exponential in the
+    /// failures and strikes, except that a recent peer's failures count as one at most
+    /// (its strikes still count in full).
+    pub fn backoff_ms(&self, now_ms: u64) -> u64 {
+        let failures = if self.is_recent_peer(now_ms) { self.failures.min(1) } else { self.failures };
+        backoff_ms(failures.saturating_add(self.strikes))
     }
 }
 
@@ -191,11 +212,25 @@ impl AddrBook {
         }
     }
 
-    pub fn mark_success(&mut self, addr: &SocketAddr, now_ms: u64) {
+    /// A handshake with the node listening at `addr` finished (`outbound`: over a
+    /// connection we dialled). Either way it is up now: its failures are cleared, so the
+    /// next dial backoff starts from the beginning.
+    pub fn mark_success(&mut self, addr: &SocketAddr, now_ms: u64, outbound: bool) {
         if let Some(e) = self.addrs.get_mut(addr) {
-            e.last_success_ms = now_ms;
-            e.last_seen_ms = now_ms;
+            if outbound {
+                e.last_success_ms = now_ms;
+            }
+            e.last_seen_ms = e.last_seen_ms.max(now_ms);
             e.failures = 0;
+            self.dirty = true;
+        }
+    }
+
+    /// An outbound connection that had finished its handshake closed: it was working
+    /// until now, which makes it a recent peer (see [`RECENT_PEER_MS`]).
+    pub fn mark_closed(&mut self, addr: &SocketAddr, now_ms: u64) {
+        if let Some(e) = self.addrs.get_mut(addr) {
+            e.last_success_ms = e.last_success_ms.max(now_ms);
             self.dirty = true;
         }
     }
@@ -219,10 +254,10 @@ impl AddrBook {
     }
 
     /// A dial failed (or the connection died before the handshake finished).
-    pub fn mark_failure(&mut self, addr: &SocketAddr) {
+    pub fn mark_failure(&mut self, addr: &SocketAddr, now_ms: u64) {
         if let Some(e) = self.addrs.get_mut(addr) {
             e.failures = e.failures.saturating_add(1);
-            if !e.seed && e.failures >= MAX_FAILURES {
+            if !e.seed && e.failures >= MAX_FAILURES && !e.is_recent_peer(now_ms) {
                 self.addrs.remove(addr);
             }
             self.dirty = true;
@@ -247,7 +282,7 @@ impl AddrBook {
             if exclude(&e.addr) || self.is_banned(&e.addr, now_ms) {
                 continue;
             }
-            let backoff = backoff_ms(e.failures.saturating_add(e.strikes));
+            let backoff = e.backoff_ms(now_ms);
             if e.last_attempt_ms != 0 && now_ms < e.last_attempt_ms.saturating_add(backoff) {
                 continue;
             }
@@ -372,8 +407,57 @@ mod tests {
         assert_eq!(picked.len(), 3);
         assert_eq!(picked[0], a("10.1.0.1:1"));
         b.mark_attempt(&a("10.1.0.1:1"), 10);
-        b.mark_failure(&a("10.1.0.1:1"));
+        b.mark_failure(&a("10.1.0.1:1"), 10);
         let picked = b.pick_dial_candidates(10, 500, |_| false, &[], &mut rng);
         assert_eq!(picked.len(), 5, "the failed address is backing off");
+    }
+
+    #[test]
+    fn an_inbound_handshake_resets_the_failure_count() {
+        let mut b = AddrBook::default();
+        let peer = a("10.2.0.1:7333");
+        b.add(peer, false, 0);
+        let mut now = 0;
+        for _ in 0..5 {
+            now += 100_000;
+            b.mark_attempt(&peer, now);
+            b.mark_failure(&peer, now);
+        }
+        let e = b.get(&peer).unwrap();
+        assert_eq!(e.failures, 5);
+        assert_eq!(e.backoff_ms(now), 16_000);
+        let rng = &mut rand::rngs::StdRng::seed_from_u64(1);
+        assert!(b.pick_dial_candidates(1, now + 2_000, |_| false, &[], rng).is_empty(), "backing off");
+
+        // The same node dials us: its listen address is reachable after all.
+        b.mark_success(&peer, now + 1_000, false);
+        let e = b.get(&peer).unwrap();
+        assert_eq!(e.failures, 0);
+        assert_eq!(e.last_seen_ms, now + 1_000);
+        assert_eq!(e.last_success_ms, 0, "an inbound handshake proves nothing about dialling it");
+        assert_eq!(b.pick_dial_candidates(1, now + 2_000, |_| false, &[], rng), vec![peer]);
+    }
+
+    #[test]
+    fn a_recent_peer_is_redialled_quickly_and_kept() {
+        let mut b = AddrBook::default();
+        let peer = a("10.3.0.1:7333");
+        b.add(peer, false, 0);
+        b.mark_success(&peer, 1_000, true);
+        b.mark_closed(&peer, 50_000);
+        // A partition: twenty failed dials, each 1 s after the last.
+        let mut now = 50_000;
+        for _ in 0..20 {
+            b.mark_attempt(&peer, now);
+            b.mark_failure(&peer, now);
+            let e = b.get(&peer).expect("a recent peer is not forgotten");
+            assert_eq!(e.backoff_ms(now), 1_000);
+            now += 6_000;
+        }
+        // Ten minutes after the connection closed, the usual backoff applies again.
+        let later = 50_000 + RECENT_PEER_MS;
+        assert_eq!(b.get(&peer).unwrap().backoff_ms(later), 600_000);
+        b.mark_failure(&peer, later);
+        assert!(!b.contains(&peer), "forgotten once it is no longer recent");
     }
 }

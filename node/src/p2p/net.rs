@@ -1,10 +1,12 @@
 //! The tokio driver: sockets in, [`Protocol`] inputs out, and back.
 //!
-//! One TCP listener, one dial task per outbound attempt, and for every connection a
-//! reader task (bytes → frames → [`Input::Received`]) and a writer task fed by a
-//! bounded queue. The reader checks the signatures of the transfers it decoded from one
-//! read in parallel on the rayon pool before queueing them, and records the good ones
-//! in [`Node::preverified`], so the protocol thread does not check them one by one.
+//! One TCP listener, one dial task per outbound attempt, and for every connection one
+//! task that owns its socket and runs a reader (bytes → frames → [`Input::Received`])
+//! and a writer fed by a bounded queue; when either ends, or the protocol drops the
+//! peer, the task closes the socket (see [`run_connection`]). The reader checks the
+//! signatures of the transfers it decoded from one read in parallel on the rayon pool
+//! before queueing them, and records the good ones in [`Node::preverified`], so the
+//! protocol thread does not check them one by one.
 //! The protocol itself runs on a dedicated thread (it calls into the chain, which may
 //! verify signatures and write to RocksDB), fed by one bounded input channel. A peer
 //! whose send queue is full is dropped: a slow reader can stall only itself. Decoded
@@ -31,6 +33,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
 
@@ -43,8 +46,15 @@ const INPUT_QUEUE: usize = 4096;
 /// Wire bytes of received messages decoded but not yet handled by the protocol thread.
 const INPUT_QUEUE_BYTES: usize = 32 << 20;
 const DIAL_TIMEOUT: Duration = Duration::from_secs(5);
-const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 const TICK: Duration = Duration::from_millis(200);
+/// TCP keepalive on peer sockets: the first probe after this long without traffic...
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(10);
+/// ...then one every this long...
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
+/// ...and the connection is dead after this many unanswered.
+const KEEPALIVE_PROBES: u32 = 3;
+/// How long frames the protocol queued before it dropped a peer may still take to go out.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
 
 struct PeerHandle {
     frames: mpsc::Sender<Vec<u8>>,
@@ -71,6 +81,11 @@ struct Shared {
     /// [`Node::preverified`], and the chain id transfers are verified against.
     preverified: Arc<Mutex<SigCache>>,
     chain_id: u32,
+    /// Peer sockets open now (see [`OpenSocket`]).
+    sockets: AtomicUsize,
+    /// The protocol's pong timeout: the longest one frame may take to write, and the
+    /// sockets' `TCP_USER_TIMEOUT`.
+    write_timeout: Duration,
 }
 
 impl Shared {
@@ -109,6 +124,9 @@ impl Network for NetHandle {
     fn is_syncing(&self) -> bool {
         self.0.syncing.load(Ordering::Relaxed)
     }
+    fn peer_sockets(&self) -> usize {
+        self.0.sockets.load(Ordering::Relaxed)
+    }
     fn block_peer(&self, addr: SocketAddr) -> Result<bool, String> {
         let mut blocked = self.0.blocked.lock().unwrap_or_else(|e| e.into_inner());
         self.0.try_send(Input::BlockPeer(addr)).map_err(|e| format!("network busy: {e}"))?;
@@ -129,6 +147,7 @@ pub(super) async fn start(node: Arc<Node>, config: P2pConfig) -> anyhow::Result<
     let genesis_hash = node.genesis().hash();
     let codec = FrameCodec::for_genesis(&genesis_hash);
     let (inputs, rx) = mpsc::channel(INPUT_QUEUE);
+    let pconfig = Config { listen_port: local.port(), ..Config::default() }.with_max_peers(config.max_peers);
     let shared = Arc::new(Shared {
         inputs,
         input_bytes: Arc::new(Semaphore::new(INPUT_QUEUE_BYTES)),
@@ -140,11 +159,12 @@ pub(super) async fn start(node: Arc<Node>, config: P2pConfig) -> anyhow::Result<
         blocked: Mutex::new(BTreeSet::new()),
         preverified: node.preverified(),
         chain_id: node.genesis().params.chain_id,
+        sockets: AtomicUsize::new(0),
+        write_timeout: Duration::from_millis(pconfig.ping_timeout_ms),
     });
     node.set_network(Arc::new(NetHandle(shared.clone())));
 
     let snapshot = load_snapshot(&config.data_dir);
-    let pconfig = Config { listen_port: local.port(), ..Config::default() }.with_max_peers(config.max_peers);
     let protocol = Protocol::new(node.clone(), pconfig, snapshot, rand::random(), crate::now_ms());
     let runtime = tokio::runtime::Handle::current();
     let data_dir = config.data_dir.clone();
@@ -201,8 +221,9 @@ pub(super) async fn start(node: Arc<Node>, config: P2pConfig) -> anyhow::Result<
         loop {
             match listener.accept().await {
                 Ok((stream, addr)) => {
+                    let open = OpenSocket::new(&sh);
                     let id = sh.next_id.fetch_add(1, Ordering::Relaxed);
-                    if !run_connection(&sh, id, stream, addr, true).await {
+                    if !run_connection(&sh, id, stream, open, addr, true).await {
                         break;
                     }
                 }
@@ -217,23 +238,73 @@ pub(super) async fn start(node: Arc<Node>, config: P2pConfig) -> anyhow::Result<
     Ok(local)
 }
 
-/// Registers a connection, tells the protocol about it, then spawns its reader and
-/// writer. `false` once the protocol thread is gone.
+/// One open peer socket, counted in [`Shared::sockets`] from the moment `accept` or
+/// `connect` hands it over until its owner task has closed it.
+struct OpenSocket(Arc<Shared>);
+
+impl OpenSocket {
+    fn new(shared: &Arc<Shared>) -> OpenSocket {
+        shared.sockets.fetch_add(1, Ordering::Relaxed);
+        OpenSocket(shared.clone())
+    }
+}
+
+impl Drop for OpenSocket {
+    fn drop(&mut self) {
+        self.0.sockets.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Socket options of every peer connection: no Nagle delay, keepalive probes on an idle
+/// link, and `TCP_USER_TIMEOUT` so that data left unacknowledged for `user_timeout`
+/// kills the connection instead of waiting out TCP's retransmission backoff (which can
+/// take a quarter of an hour). Failures are logged, not fatal: the pings still catch a
+/// dead link.
+fn configure_socket(stream: &TcpStream, user_timeout: Duration) {
+    let sock = socket2::SockRef::from(stream);
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(KEEPALIVE_IDLE)
+        .with_interval(KEEPALIVE_INTERVAL)
+        .with_retries(KEEPALIVE_PROBES);
+    let mut result = sock.set_tcp_nodelay(true).and_then(|()| sock.set_tcp_keepalive(&keepalive));
+    #[cfg(target_os = "linux")]
+    {
+        result = result.and_then(|()| sock.set_tcp_user_timeout(Some(user_timeout)));
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = user_timeout;
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "cannot set peer socket options");
+    }
+}
+
+/// Registers a connection, tells the protocol about it, then spawns the task that owns
+/// its socket. `false` once the protocol thread is gone.
 ///
 /// The protocol must hear `Connected` before any frame of the connection: the reader
 /// sends into the same queue, and a frame (or a bad-frame report) that overtook
 /// `Connected` would be dropped as coming from an unknown peer, losing a handshake or
 /// letting a peer that sent garbage escape its ban.
+///
+/// The owner task runs the reader and the writer side by side and is the only holder
+/// of the socket. Whichever way the connection ends -- the peer closes or resets it, a
+/// write fails or cannot drain within the pong timeout, or the protocol drops the peer
+/// (its handle leaves the map and `stop` fires: ban, duplicate, handshake or ping
+/// timeout, slow reader) -- the task ends: the handle leaves the map, the socket is
+/// closed and the count of open sockets goes down, together. If the connection ended on
+/// the network's side, the protocol hears `Disconnected`. At shutdown the runtime drops
+/// the task, and the socket with it.
 async fn run_connection(
     shared: &Arc<Shared>,
     id: PeerId,
     stream: TcpStream,
+    open: OpenSocket,
     addr: SocketAddr,
     inbound: bool,
 ) -> bool {
-    let _ = stream.set_nodelay(true);
-    let (mut rd, mut wr) = stream.into_split();
-    let (tx, mut frames) = mpsc::channel::<Vec<u8>>(SEND_QUEUE_FRAMES);
+    configure_socket(&stream, shared.write_timeout);
+    let (rd, wr) = stream.into_split();
+    let (tx, frames) = mpsc::channel::<Vec<u8>>(SEND_QUEUE_FRAMES);
     let queued = Arc::new(AtomicUsize::new(0));
     let stop = Arc::new(Notify::new());
     shared.handles().insert(id, PeerHandle { frames: tx, queued: queued.clone(), stop: stop.clone() });
@@ -243,98 +314,108 @@ async fn run_connection(
     }
 
     let sh = shared.clone();
-    let stop_r = stop.clone();
     tokio::spawn(async move {
-        let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
-        let mut chunk = vec![0u8; 64 * 1024];
-        let reason = 'read: loop {
-            let n = tokio::select! {
-                _ = stop_r.notified() => return,
-                r = rd.read(&mut chunk) => match r {
-                    Ok(0) | Err(_) => break 'read DisconnectReason::Closed,
-                    Ok(n) => n,
-                },
-            };
-            buf.extend_from_slice(&chunk[..n]);
-            let mut start = 0;
-            let mut parsed = Vec::new();
-            let mut bad_frame = None;
-            loop {
-                match sh.codec.parse(&buf[start..]) {
-                    Ok(Some((msg, used))) => {
-                        start += used;
-                        parsed.push((msg, used));
-                    }
-                    Ok(None) => break,
-                    Err(error) => {
-                        bad_frame = Some(error);
-                        break;
-                    }
-                }
+        let mut read = Box::pin(read_frames(sh.clone(), id, rd));
+        let mut write = Box::pin(write_frames(wr, frames, queued, sh.write_timeout));
+        let ended = tokio::select! {
+            reason = &mut read => reason,
+            reason = &mut write => reason,
+            _ = stop.notified() => {
+                // Dropped by the protocol, which removed the handle and so the frame
+                // sender: the writer sends what was queued before that and ends.
+                let _ = tokio::time::timeout(FLUSH_TIMEOUT, &mut write).await;
+                None
             }
-            // The transfers' signature checks run here, on all cores, rather than one
-            // after another on the protocol thread, where they would hold up blocks.
-            let txs: Vec<SignedTransfer> = parsed
-                .iter()
-                .filter_map(|(m, _)| if let Message::Tx(t) = m { Some(*t) } else { None })
-                .collect();
-            if !txs.is_empty() {
-                let verified = tokio::select! {
-                    _ = stop_r.notified() => return,
-                    v = verify_on_cores(txs, sh.chain_id) => v,
-                };
-                if let Ok(mut pre) = sh.preverified.lock() {
-                    for txid in verified {
-                        pre.insert(txid);
-                    }
-                }
-            }
-            for (msg, used) in parsed {
-                let budget = sh.input_bytes.clone();
-                let permit = tokio::select! {
-                    _ = stop_r.notified() => return,
-                    p = budget.acquire_many_owned(used as u32) => match p {
-                        Ok(p) => p,
-                        Err(_) => return,
-                    },
-                };
-                let input = Input::Received { peer: id, msg };
-                if sh.inputs.send((input, Some(permit))).await.is_err() {
-                    return;
-                }
-            }
-            if let Some(error) = bad_frame {
-                sh.send(Input::BadFrame { peer: id, error }).await;
-                return;
-            }
-            buf.drain(..start);
-            debug_assert!(buf.len() <= HEADER_BYTES + MAX_PAYLOAD);
         };
-        sh.send(Input::Disconnected { peer: id, reason }).await;
+        // No more frames for it (so none can fail against a closed queue and be taken
+        // for a slow reader), then close the socket (the two halves are its only
+        // owners), then stop counting it.
+        sh.handles().remove(&id);
+        drop(read);
+        drop(write);
+        drop(open);
+        if let Some(reason) = ended {
+            sh.send(Input::Disconnected { peer: id, reason }).await;
+        }
     });
+    true
+}
 
-    let sh = shared.clone();
-    tokio::spawn(async move {
-        while let Some(frame) = frames.recv().await {
-            queued.fetch_sub(frame.len(), Ordering::Relaxed);
-            match tokio::time::timeout(WRITE_TIMEOUT, wr.write_all(&frame)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(_)) => {
-                    stop.notify_one();
-                    sh.send(Input::Disconnected { peer: id, reason: DisconnectReason::Closed }).await;
-                    return;
+/// Reads frames and queues them for the protocol until the peer closes the connection
+/// (`Some(reason)`) or the protocol is gone (`None`). After a bad frame it reports it
+/// and waits to be stopped: the protocol decides (and records any ban) before the
+/// socket closes, so a peer that sees the close cannot reconnect ahead of its ban.
+async fn read_frames(sh: Arc<Shared>, id: PeerId, mut rd: OwnedReadHalf) -> Option<DisconnectReason> {
+    let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        let n = match rd.read(&mut chunk).await {
+            Ok(0) | Err(_) => return Some(DisconnectReason::Closed),
+            Ok(n) => n,
+        };
+        buf.extend_from_slice(&chunk[..n]);
+        let mut start = 0;
+        let mut parsed = Vec::new();
+        let mut bad_frame = None;
+        loop {
+            match sh.codec.parse(&buf[start..]) {
+                Ok(Some((msg, used))) => {
+                    start += used;
+                    parsed.push((msg, used));
                 }
-                Err(_) => {
-                    stop.notify_one();
-                    let reason = DisconnectReason::SlowReader;
-                    sh.send(Input::Disconnected { peer: id, reason }).await;
-                    return;
+                Ok(None) => break,
+                Err(error) => {
+                    bad_frame = Some(error);
+                    break;
                 }
             }
         }
-        let _ = wr.shutdown().await;
-    });
-    true
+        // The transfers' signature checks run here, on all cores, rather than one
+        // after another on the protocol thread, where they would hold up blocks.
+        let txs: Vec<SignedTransfer> =
+            parsed.iter().filter_map(|(m, _)| if let Message::Tx(t) = m { Some(*t) } else { None }).collect();
+        if !txs.is_empty() {
+            let verified = verify_on_cores(txs, sh.chain_id).await;
+            if let Ok(mut pre) = sh.preverified.lock() {
+                for txid in verified {
+                    pre.insert(txid);
+                }
+            }
+        }
+        for (msg, used) in parsed {
+            let permit = sh.input_bytes.clone().acquire_many_owned(used as u32).await.ok()?;
+            let input = Input::Received { peer: id, msg };
+            sh.inputs.send((input, Some(permit))).await.ok()?;
+        }
+        if let Some(error) = bad_frame {
+            if !sh.send(Input::BadFrame { peer: id, error }).await {
+                return None;
+            }
+            return std::future::pending().await;
+        }
+        buf.drain(..start);
+        debug_assert!(buf.len() <= HEADER_BYTES + MAX_PAYLOAD);
+    }
+}
+
+/// Writes queued frames until the protocol drops the peer (its sender is gone: `None`)
+/// or a write fails or cannot finish within `timeout` (`Some(reason)`).
+async fn write_frames(
+    mut wr: OwnedWriteHalf,
+    mut frames: mpsc::Receiver<Vec<u8>>,
+    queued: Arc<AtomicUsize>,
+    timeout: Duration,
+) -> Option<DisconnectReason> {
+    while let Some(frame) = frames.recv().await {
+        queued.fetch_sub(frame.len(), Ordering::Relaxed);
+        match tokio::time::timeout(timeout, wr.write_all(&frame)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Some(DisconnectReason::Closed),
+            Err(_) => return Some(DisconnectReason::SlowReader),
+        }
+    }
+    let _ = wr.shutdown().await;
+    None
 }
 
 /// The txids of the transfers in `txs` whose signatures verify, checked in parallel on
@@ -423,8 +504,9 @@ fn handle_output(
             runtime.spawn(async move {
                 match tokio::time::timeout(DIAL_TIMEOUT, TcpStream::connect(addr)).await {
                     Ok(Ok(stream)) => {
+                        let open = OpenSocket::new(&sh);
                         let id = sh.next_id.fetch_add(1, Ordering::Relaxed);
-                        run_connection(&sh, id, stream, addr, false).await;
+                        run_connection(&sh, id, stream, open, addr, false).await;
                     }
                     _ => {
                         sh.send(Input::ConnectFailed { addr }).await;

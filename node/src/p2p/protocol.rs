@@ -72,8 +72,10 @@ impl Default for Config {
             max_inbound: 117,
             max_dialing: 4,
             handshake_timeout_ms: 10_000,
-            ping_interval_ms: 30_000,
-            ping_timeout_ms: 30_000,
+            // A link that goes silent is noticed within interval + timeout = 35 s
+            // whatever the ping phase (docs/PROTOCOL.md, "Liveness").
+            ping_interval_ms: 15_000,
+            ping_timeout_ms: 20_000,
             headers_timeout_ms: 30_000,
             block_timeout_ms: 30_000,
             tx_request_timeout_ms: 30_000,
@@ -421,7 +423,7 @@ impl Protocol {
             Input::Connected { peer, addr, inbound } => self.on_connected(peer, addr, inbound),
             Input::ConnectFailed { addr } => {
                 self.dialing.remove(&addr);
-                self.book.mark_failure(&addr);
+                self.book.mark_failure(&addr, self.now_ms);
                 tracing::debug!(%addr, "dial failed");
             }
             Input::Received { peer, msg } => self.on_message(peer, msg),
@@ -550,8 +552,11 @@ impl Protocol {
                         | DisconnectReason::Blocked
                 )
             {
-                self.book.mark_failure(&p.addr);
+                self.book.mark_failure(&p.addr, self.now_ms);
             }
+        }
+        if p.ready && !p.inbound {
+            self.book.mark_closed(&p.addr, self.now_ms);
         }
         if p.ready
             && !p.inbound
@@ -565,7 +570,7 @@ impl Protocol {
         {
             // Back off before dialling a slow or silent peer again; one that keeps
             // offering what it does not deliver backs off longer each time.
-            self.book.mark_failure(&p.addr);
+            self.book.mark_failure(&p.addr, self.now_ms);
             if reason != &DisconnectReason::PingTimeout {
                 self.book.mark_strike(&p.addr);
             }
@@ -720,13 +725,15 @@ impl Protocol {
         let ua = p.version.as_ref().map(|v| v.user_agent.clone()).unwrap_or_default();
         tracing::info!(peer, %addr, inbound, height = p.best_height, user_agent = %ua, "peer connected");
         if !inbound {
-            self.book.mark_success(&addr, now);
+            self.book.mark_success(&addr, now, true);
         } else if let Some(l) = listen {
             if self.book.add(l, false, now) {
                 // A node we had not heard of: tell a couple of others, so addresses
                 // spread without anyone having to ask.
                 self.relay_addrs(peer, &[l]);
             }
+            // It is up: whatever our dials to it did before, start its backoff afresh.
+            self.book.mark_success(&l, now, false);
         }
         // Outbound peers are always asked for addresses; inbound ones too while the book
         // is small: a node that others reached first may have no outbound peer at all
