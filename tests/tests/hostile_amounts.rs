@@ -544,18 +544,11 @@ fn a_reorg_returns_extreme_transfers_to_the_mempool_safely() {
 
 /// Pending transfers whose fees sum past what one coinbase can pay (reward + fees over
 /// `u64::MAX`), each affordable on its own: a mining node must keep mining, taking the
-/// ones that fit (the largest fee first) and leaving the rest.
-///
-/// Ignored: it fails on main. `block_template` (node/src/miner.rs) gets `None` from
-/// `assemble_block` when the selected fees overflow, and `Mempool::select` does not bound
-/// the fee sum, so the miner logs "could not build a block template (fees overflow)"
-/// every 10 s and mines nothing while the transfers are pending. Cutting the selection
-/// to the prefix whose fees fit is not enough: the miner then collects nearly all of the
-/// supply and its next coinbase overflows its balance, so it mines invalid blocks in a
-/// loop (`acceptance=Invalid(BalanceOverflow { index: 0 })`); the template has to be
-/// checked on the receiving side (credits, coinbase) too.
+/// ones that fit (the largest fee first) and leaving the rest. Without a fee bound the
+/// miner stopped here ("could not build a block template (fees overflow)"); with a bound
+/// that forgot the miner's own balance, its coinbase overflowed that balance and it
+/// mined invalid blocks in a loop (`Invalid(BalanceOverflow { index: 0 })`).
 #[test]
-#[ignore = "fails on main: a miner stops when its pending fees sum past u64::MAX (see the doc comment)"]
 fn a_miner_whose_pending_fees_overflow_keeps_mining() {
     let tmp = tempfile::tempdir().unwrap();
     let v = Victim::start_in(tmp, Chain::Whale, true);
