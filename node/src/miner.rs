@@ -96,8 +96,11 @@ pub fn block_template(node: &Node, miner: Address) -> Option<Block> {
     let parent = chain.tip_parent_info();
     // Room for the header, the list length, the coinbase and a margin.
     let budget = (params.max_block_bytes as usize).saturating_sub(512);
-    // The fees may add up to what the coinbase can still carry on top of the reward.
-    let fee_room = Amount::MAX.saturating_sub(params.block_reward);
+    // The fees may add up to what the coinbase can still carry on top of the reward, and
+    // what the miner's own balance can still take: the coinbase credits it with both.
+    // (A miner that cannot read its balance assumes none; the block is checked anyway.)
+    let miner_balance = chain.account(&miner).map_or(Amount::ZERO, |a| a.balance);
+    let fee_room = Amount::MAX.saturating_sub(params.block_reward).saturating_sub(miner_balance);
     let transfers = node.mempool().select(&*chain, budget, fee_room);
     drop(chain);
     let block = assemble_block(&params, &parent, crate::now_ms(), miner, &transfers)?;

@@ -446,6 +446,17 @@ pub fn next_blocks(
     transfers: &[Vec<SignedTransfer>],
 ) -> Result<Vec<Block>> {
     let height = rpc(rpc_url, "chain_getInfo", json!([]))?["height"].as_u64().context("height")?;
+    blocks_on(rpc_url, genesis, height, transfers)
+}
+
+/// As [`next_blocks`], but on the node's best-chain block at `height` (below the tip:
+/// a side branch, for a reorg).
+pub fn blocks_on(
+    rpc_url: &str,
+    genesis: &Genesis,
+    height: u64,
+    transfers: &[Vec<SignedTransfer>],
+) -> Result<Vec<Block>> {
     let mut parent = parent_info(rpc_url, genesis, height)?;
     let mut recent: Vec<u64> = Vec::new();
     let n = u64::from(genesis.params.median_time_blocks);
@@ -474,6 +485,135 @@ pub fn next_blocks(
         out.push(b);
     }
     Ok(out)
+}
+
+/// A block on `parent` with valid proof of work and exactly the given coinbase (which
+/// need not pay what the rules say: [`assemble_block`] cannot build a block whose fees
+/// overflow, this can) and transfers.
+pub fn block_with_coinbase(
+    genesis: &Genesis,
+    parent: &ParentInfo,
+    coinbase: cairn_core::transaction::Coinbase,
+    transfers: &[SignedTransfer],
+) -> Result<Block> {
+    use cairn_core::transaction::Transaction;
+    let mut transactions = vec![Transaction::Coinbase(coinbase)];
+    transactions.extend(transfers.iter().copied().map(Transaction::Transfer));
+    let txids: Vec<_> = transactions.iter().map(Transaction::txid).collect();
+    let mut header = BlockHeader {
+        version: cairn_core::block::BLOCK_VERSION,
+        height: parent.height + 1,
+        prev: parent.hash,
+        merkle_root: cairn_core::merkle::merkle_root(&txids),
+        timestamp_ms: crate::now_ms().max(parent.timestamp_ms + 1).max(parent.median_time_past_ms + 1),
+        target: parent.next_target(&genesis.params),
+        nonce: 0,
+    };
+    if !grind(&mut header, u64::MAX) {
+        bail!("no nonce found");
+    }
+    Ok(Block { header, transactions })
+}
+
+/// A transfer signed by dev account `key` (any amounts: signing checks none).
+pub fn dev_transfer(
+    key: usize,
+    chain_id: u32,
+    nonce: u64,
+    to: Address,
+    amount: u64,
+    fee: u64,
+) -> SignedTransfer {
+    let k = &cairn_core::genesis::dev_keys()[key];
+    cairn_core::transaction::Transfer {
+        chain_id,
+        nonce,
+        from: cairn_core::transaction::public_key_of(k),
+        to,
+        amount: cairn_core::Amount(amount),
+        fee: cairn_core::Amount(fee),
+    }
+    .sign(k)
+    .expect("dev keys sign")
+}
+
+impl Peer {
+    /// Relays `tx` as a peer does: announces its txid, waits for the node's `getdata`
+    /// (answering pings meanwhile) and sends the transfer. `Ok(false)` if the node did not
+    /// ask for it within `timeout`; `Err` if the connection closed.
+    pub fn relay_transfer(&mut self, tx: &SignedTransfer, timeout: Duration) -> Result<bool> {
+        let txid = tx.txid().0;
+        self.send(cmd::INV, &inv_payload(&[(INV_TX, txid)]))?;
+        let until = Instant::now() + timeout;
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            let Some(f) = self.recv(left)? else { return Ok(false) };
+            match f.command {
+                cmd::PING => self.send(cmd::PONG, &f.payload)?,
+                cmd::GETDATA if f.inv_items()?.contains(&(INV_TX, txid)) => {
+                    self.send(cmd::TX, &encode(tx))?;
+                    return Ok(true);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Sends a ping and waits for its pong, skipping other frames: since a node handles
+    /// one peer's messages in order, the pong means everything sent before was handled.
+    /// `Ok(false)` on no pong within `timeout`; `Err` if the connection closed.
+    pub fn ping_pong(&mut self, timeout: Duration) -> Result<bool> {
+        let nonce = random_u64().to_le_bytes();
+        self.send(cmd::PING, &nonce)?;
+        let until = Instant::now() + timeout;
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            let Some(f) = self.recv(left)? else { return Ok(false) };
+            match f.command {
+                cmd::PONG if f.payload == nonce => return Ok(true),
+                cmd::PING => self.send(cmd::PONG, &f.payload)?,
+                _ => {}
+            }
+        }
+    }
+
+    /// Offers `blocks` (a chain whose first parent the node knows) as a peer does:
+    /// announces the last one, answers `getheaders` with all their headers and `getdata`
+    /// with the bodies. Returns the hashes of the blocks sent, once all were asked for,
+    /// the node closed the connection (say, for an invalid block), or `timeout` passed.
+    pub fn serve_blocks(&mut self, blocks: &[Block], timeout: Duration) -> Result<Vec<BlockHash>> {
+        let last = blocks.last().context("no blocks to serve")?.hash();
+        self.send(cmd::INV, &inv_payload(&[(INV_BLOCK, last.0)]))?;
+        let headers: Vec<BlockHeader> = blocks.iter().map(|b| b.header).collect();
+        let until = Instant::now() + timeout;
+        let mut sent = Vec::new();
+        while sent.len() < blocks.len() {
+            let left = until.saturating_duration_since(Instant::now());
+            let Ok(Some(f)) = self.recv(left) else { break };
+            let result = match f.command {
+                cmd::PING => self.send(cmd::PONG, &f.payload),
+                cmd::GETHEADERS => self.send(cmd::HEADERS, &headers_payload(&headers)),
+                cmd::GETDATA => {
+                    let mut r = Ok(());
+                    for (kind, hash) in f.inv_items()? {
+                        let Some(b) = blocks.iter().find(|b| kind == INV_BLOCK && b.hash().0 == hash) else {
+                            continue;
+                        };
+                        r = r.and(self.send(cmd::BLOCK, &encode(b)));
+                        if !sent.contains(&b.hash()) {
+                            sent.push(b.hash());
+                        }
+                    }
+                    r
+                }
+                _ => Ok(()),
+            };
+            if result.is_err() {
+                break;
+            }
+        }
+        Ok(sent)
+    }
 }
 
 /// The hash of the block a frame carries, if it is a `block`.
