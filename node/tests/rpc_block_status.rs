@@ -246,7 +246,7 @@ fn the_largest_block_decodes() {
         amount: Amount(1),
     });
     let limit = 4 * 1024 * 1024;
-    let fixed = encoding::encode(&Block { header: g.block().header, transactions: vec![cb.clone()] }).len();
+    let fixed = encoding::encode(&Block { header: g.block().header, transactions: vec![cb] }).len();
     let per_tx = encoding::encode(&t).len();
     let count = (limit - fixed) / per_tx;
     assert_eq!((fixed, per_tx, count), (124 + 8 + 40, 149, 28_148));
