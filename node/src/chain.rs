@@ -43,9 +43,9 @@ pub(crate) mod sigcache;
 pub use check::check_db;
 pub use check::{check_store, CheckReport};
 
+use crate::node::fail_stop;
 #[cfg(feature = "rocksdb")]
 use crate::store::RocksStore;
-use crate::node::fail_stop;
 use crate::store::{
     self, height_key, meta_key, status, Batch, Column, IndexRecord, KvStore, MemStore, RecordError,
     StoreError, TxLocationRecord, SCHEMA_VERSION,

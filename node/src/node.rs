@@ -39,9 +39,9 @@ fn lock_or_stop<'a, T>(mutex: &'a Mutex<T>, what: &str) -> MutexGuard<'a, T> {
 
 /// A fault to inject on purpose, for the fail-stop tests only: the `cairn-node` binary
 /// reads it from the environment variable [`FaultInjection::ENV`] at startup. With it set,
-/// the first transfer handed to [`Node::admit_verified`] (from `tx_submit` or a peer)
-/// panics while holding the chain lock (`chain`) or the chain and mempool locks
-/// (`mempool`). Never set it on a real node.
+/// a transfer handed to [`Node::admit_verified`] (from `tx_submit` or a peer) panics
+/// while holding the chain lock (`chain`) or the chain and mempool locks (`mempool`),
+/// so the binary stops at the first one. Never set it on a real node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FaultInjection {
     PanicWhileChainLocked,

@@ -56,6 +56,8 @@ impl NodeProcess {
             .spawn()
             .expect("start cairn-node");
         let stdout = child.stdout.take().unwrap();
+        // Owned from here on, so the process is killed even if the wait below fails.
+        let mut node = NodeProcess { child, rpc: SocketAddr::from(([0, 0, 0, 0], 0)), log };
         let (tx, rx) = mpsc::channel::<String>();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
@@ -66,11 +68,12 @@ impl NodeProcess {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let line = rx.recv_timeout(left).unwrap_or_else(|_| {
-                panic!("the node did not print its RPC address; log:\n{}", std::fs::read_to_string(&log).unwrap())
-            });
+            let line = rx
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("the node did not print its RPC address; log:\n{}", node.log()));
             if let Some(a) = line.strip_prefix("RPC listening on http://") {
-                return NodeProcess { child, rpc: a.trim().parse().unwrap(), log };
+                node.rpc = a.trim().parse().unwrap();
+                return node;
             }
         }
     }
@@ -100,7 +103,10 @@ async fn panic_while_locked_stops_the_node(fault: &str) {
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().join("data");
     let mut node = NodeProcess::start(&data_dir, dir.path().join("node.log"), fault);
-    let c = HttpClientBuilder::default().request_timeout(Duration::from_secs(30)).build(format!("http://{}", node.rpc)).unwrap();
+    let c = HttpClientBuilder::default()
+        .request_timeout(Duration::from_secs(30))
+        .build(format!("http://{}", node.rpc))
+        .unwrap();
 
     // A few mined blocks first, so the store has something to lose.
     let deadline = Instant::now() + Duration::from_secs(90);
