@@ -32,6 +32,15 @@ use k256::ecdsa::SigningKey;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// What the random runs exercised (printed at the end): connected, side branch,
+/// invalid, duplicate, reorgs (a tip change that disconnected blocks), restarts.
+static SEEN: [AtomicUsize; 6] = [const { AtomicUsize::new(0) }; 6];
+
+fn seen(i: usize) {
+    SEEN[i].fetch_add(1, Ordering::Relaxed);
+}
 
 const DEFAULT_CASES: u32 = 32;
 const EASIEST: &str = "7fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff";
@@ -617,6 +626,10 @@ fn run(s: &Scenario) -> Result<(), TestCaseError> {
                     step,
                     got.acceptance
                 );
+                seen(expect as usize);
+                if got.tip_change.as_ref().is_some_and(|c| !c.disconnected.is_empty()) {
+                    seen(4);
+                }
             }
             Op::Resubmit(i) => {
                 let known: Vec<usize> =
@@ -628,11 +641,13 @@ fn run(s: &Scenario) -> Result<(), TestCaseError> {
                 let got = chain.as_mut().unwrap().accept_block(block, now_ms(&g)).unwrap();
                 prop_assert_eq!(acceptance_kind(&got.acceptance), Some(Expect::Duplicate), "step {}", step);
                 prop_assert!(got.tip_change.is_none(), "step {}", step);
+                seen(Expect::Duplicate as usize);
             }
             Op::Restart => {
                 drop(chain.take());
                 chain = Some(Chain::open(dir.path(), &g).unwrap());
                 model.restart();
+                seen(5);
             }
         }
         check(chain.as_ref().unwrap(), &model, step)?;
@@ -652,6 +667,17 @@ fn chain_matches_a_replay_from_genesis_after_every_step() {
     let mut runner =
         TestRunner::new(Config { cases: cases(), failure_persistence: None, ..Config::default() });
     let result = runner.run(&scenario(), |s| run(&s));
+    let n: Vec<usize> = SEEN.iter().map(|c| c.load(Ordering::Relaxed)).collect();
+    eprintln!(
+        "chain model: {} cases; blocks connected {}, side branch {}, invalid {}, duplicate {}; reorgs {}, restarts {}",
+        cases(),
+        n[0],
+        n[1],
+        n[2],
+        n[3],
+        n[4],
+        n[5]
+    );
     if let Err(e) = result {
         panic!("{e}");
     }
