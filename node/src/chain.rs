@@ -43,6 +43,7 @@ pub(crate) mod sigcache;
 pub use check::check_db;
 pub use check::{check_store, CheckReport};
 
+use crate::node::fail_stop;
 #[cfg(feature = "rocksdb")]
 use crate::store::RocksStore;
 use crate::store::{
@@ -638,11 +639,7 @@ impl Chain {
         let mut b = Batch::new();
         b.put(Column::Bodies, hash.0, encoding::encode(block));
         b.put(Column::Index, hash.0, self.record_of(idx, &block.header).encode());
-        if let Err(e) = self.store.write(b) {
-            // Keep memory in step with disk: no body.
-            self.index.e_mut(idx).status &= !status::HAVE_BODY;
-            return Err(e.into());
-        }
+        self.commit(b);
         self.unsynced = true;
         self.index.consider_header(idx);
         self.on_body_stored(idx);
@@ -693,7 +690,7 @@ impl Chain {
                 let mut b = Batch::new();
                 b.put(Column::Index, hash.0, self.record_of(idx, &block.header).encode());
                 b.put(Column::Meta, meta_key::invalid_reason(&hash), e.to_string());
-                self.store.write(b)?;
+                self.commit(b);
             }
         }
         Ok(Processed::Rejected(e))
@@ -823,7 +820,7 @@ impl Chain {
             b.put(Column::TxIndex, tx.txid().0, loc.encode());
         }
         b.put(Column::Meta, meta_key::TIP, hash.0);
-        self.store.write(b)?;
+        self.commit(b);
         self.unsynced = true;
         self.index.e_mut(idx).status |= status::VALID;
         self.index.best.push(idx);
@@ -860,7 +857,7 @@ impl Chain {
             b.delete(Column::TxIndex, tx.txid().0);
         }
         b.put(Column::Meta, meta_key::TIP, self.index.e(prev).hash.0);
-        self.store.write(b)?;
+        self.commit(b);
         self.unsynced = true;
         self.index.best.pop();
         // It stays a valid block we could return to.
@@ -893,7 +890,7 @@ impl Chain {
                 stack.push((c, status::FAILED_CHILD));
             }
         }
-        self.store.write(b)?;
+        self.commit(b);
         self.unsynced = true;
         if header_hit {
             self.index.recompute_best_header();
@@ -934,10 +931,24 @@ impl Chain {
 
     fn maybe_sync(&mut self, now_ms: u64) -> Result<(), ChainError> {
         if self.unsynced && now_ms.saturating_sub(self.last_sync_ms) >= SYNC_INTERVAL_MS {
-            self.sync()?;
+            if let Err(e) = self.sync() {
+                // After a failed fsync the kernel may have dropped the dirty pages: what
+                // is on disk is unknown, and retrying would report success falsely.
+                fail_stop(format_args!("syncing the chain store failed: {e}"));
+            }
             self.last_sync_ms = now_ms;
         }
         Ok(())
+    }
+
+    /// Writes a batch after open. A write the store refuses (disk full, I/O error)
+    /// leaves memory ahead of or behind disk, and the store would refuse the next one
+    /// too: the node stops ([`fail_stop`]) rather than go on answering errors. What is
+    /// on disk is the last committed batch, which [`Chain::open`] resumes from.
+    fn commit(&self, b: Batch) {
+        if let Err(e) = self.store.write(b) {
+            fail_stop(format_args!("the chain store refused a write: {e}"));
+        }
     }
 
     /// Makes every committed batch durable against a power cut (an fsync of the WAL).
@@ -1012,7 +1023,7 @@ impl Chain {
             result.added += 1;
         }
         if !b.is_empty() {
-            self.store.write(b)?;
+            self.commit(b);
             self.unsynced = true;
         }
         // Orphans may build on the new headers; their bodies can now be stored (they

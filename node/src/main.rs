@@ -5,6 +5,12 @@
 //! `P2P listening on ADDR` (tests start nodes on port 0 and parse these lines); logs go
 //! to stderr. Ctrl-C or SIGTERM stops the miner, the RPC server and P2P, then closes the
 //! database (and removes a `--dev` temporary data dir).
+//!
+//! Fail-stop: a panic on any thread (a broken invariant, a poisoned lock, a write the
+//! chain store refused: see [`cairn_node::node::fail_stop`]) is logged at error level
+//! with its message and location, and the process exits at once with status
+//! [`FAIL_STOP_EXIT`], without unwinding or running destructors, as if killed: the
+//! store holds the last committed batch, which the next start resumes from.
 
 use anyhow::{bail, Context};
 use cairn_core::genesis::{dev_key_bytes, dev_keys, Genesis};
@@ -12,7 +18,7 @@ use cairn_core::transaction::address_of;
 use cairn_core::Address;
 use cairn_node::chain::Chain;
 use cairn_node::mempool::{Mempool, MempoolConfig};
-use cairn_node::node::Node;
+use cairn_node::node::{FaultInjection, Node};
 use cairn_node::{miner, p2p, rpc};
 use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
@@ -100,9 +106,48 @@ fn init_tracing() {
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }
 
+/// Exit status of a fail-stop: EX_SOFTWARE ("internal software error") of sysexits.h.
+const FAIL_STOP_EXIT: i32 = 70;
+
+/// Makes every panic stop the process (see the module docs). The hook runs on the
+/// panicking thread before it unwinds, so the locks it holds are never released and no
+/// other thread sees a poisoned lock or half-updated state.
+fn install_fail_stop_hook() {
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("(a panic without a message)");
+        let location = info.location().map_or_else(|| "an unknown location".to_string(), ToString::to_string);
+        let thread = std::thread::current();
+        let thread = thread.name().unwrap_or("unnamed");
+        tracing::error!(
+            thread,
+            %location,
+            "fail-stop: panicked: {message}; exiting with status {FAIL_STOP_EXIT}"
+        );
+        // The standard report too (with a backtrace under RUST_BACKTRACE=1).
+        default_hook(info);
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        let _ = std::io::stderr().flush();
+        // `_exit`, not `std::process::exit`: no atexit handlers or C++ static
+        // destructors (RocksDB's) run while other threads still use them.
+        #[allow(unsafe_code)]
+        // SAFETY: `_exit` has no preconditions; it ends the process and never returns.
+        unsafe {
+            libc::_exit(FAIL_STOP_EXIT)
+        }
+    }));
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
+    install_fail_stop_hook();
     let result = match cli.command {
         Some(Command::CheckDb { data_dir, genesis, dev }) => check_db(&data_dir, genesis.as_deref(), dev),
         None => run(cli.run),
@@ -167,6 +212,10 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     let mempool =
         Mempool::with_config(MempoolConfig { max_bytes: args.mempool_max_bytes, ..MempoolConfig::default() });
     let node = Node::new(chain, mempool, genesis.clone());
+    if let Some(fault) = FaultInjection::from_env().map_err(anyhow::Error::msg)? {
+        tracing::warn!(?fault, "fault injection armed ({}): for tests only", FaultInjection::ENV);
+        node.inject_fault(fault);
+    }
 
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start tokio")?;

@@ -16,6 +16,52 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use tokio::sync::broadcast;
 
+/// Stops the node because one of its own invariants broke (never because of what a peer
+/// or client sent): a poisoned lock, a write the chain store refused. It panics with
+/// `reason`; the `cairn-node` binary's panic hook logs every panic at error level and
+/// exits the process at once with status 70, so no other thread goes on with state
+/// the failure may have left half-updated (see ARCHITECTURE.md, "Fail-stop").
+#[track_caller]
+pub fn fail_stop(reason: std::fmt::Arguments<'_>) -> ! {
+    panic!("fail-stop: {reason}")
+}
+
+/// Locks `mutex`, stopping the node if a thread panicked while holding it. (In the
+/// binary that cannot be seen: its panic hook exits before the panicking thread unwinds
+/// and releases the lock.)
+#[track_caller]
+fn lock_or_stop<'a, T>(mutex: &'a Mutex<T>, what: &str) -> MutexGuard<'a, T> {
+    match mutex.lock() {
+        Ok(guard) => guard,
+        Err(_) => fail_stop(format_args!("{what} lock poisoned: a thread panicked while holding it")),
+    }
+}
+
+/// A fault to inject on purpose, for the fail-stop tests only: the `cairn-node` binary
+/// reads it from the environment variable [`FaultInjection::ENV`] at startup. With it set,
+/// a transfer handed to [`Node::admit_verified`] (from `tx_submit` or a peer) panics
+/// while holding the chain lock (`chain`) or the chain and mempool locks (`mempool`),
+/// so the binary stops at the first one. Never set it on a real node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultInjection {
+    PanicWhileChainLocked,
+    PanicWhileMempoolLocked,
+}
+
+impl FaultInjection {
+    pub const ENV: &'static str = "CAIRN_FAULT_PANIC_WHILE_LOCKED";
+
+    /// The fault [`FaultInjection::ENV`] asks for: `None` when unset or empty.
+    pub fn from_env() -> Result<Option<FaultInjection>, String> {
+        match std::env::var(Self::ENV).as_deref() {
+            Err(_) | Ok("") => Ok(None),
+            Ok("chain") => Ok(Some(FaultInjection::PanicWhileChainLocked)),
+            Ok("mempool") => Ok(Some(FaultInjection::PanicWhileMempoolLocked)),
+            Ok(other) => Err(format!("{} must be `chain` or `mempool`, not `{other}`", Self::ENV)),
+        }
+    }
+}
+
 /// Where a block or transfer came from (for logs, and so relay skips the sender).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Origin {
@@ -60,6 +106,8 @@ pub struct Node {
     /// Transfers received from peers whose signatures the P2P readers checked on all
     /// cores before queueing them for the protocol thread (see [`Node::preverified`]).
     preverified: Arc<Mutex<SigCache>>,
+    /// Set only by the fail-stop tests (see [`FaultInjection`]).
+    fault: OnceLock<FaultInjection>,
 }
 
 /// Entries of [`Node::preverified`]: twice the protocol's input queue, so an entry is
@@ -88,6 +136,7 @@ impl Node {
             genesis,
             hashrate: AtomicU64::new(0),
             preverified: Arc::new(Mutex::new(SigCache::new(PREVERIFIED_ENTRIES))),
+            fault: OnceLock::new(),
         })
     }
 
@@ -102,15 +151,28 @@ impl Node {
         &self.genesis
     }
 
-    /// Locks the chain. Hold it briefly: block import takes it too.
-    pub fn chain(&self) -> MutexGuard<'_, Chain> {
-        // A panic while holding the lock leaves the in-memory index possibly mid-update;
-        // the node cannot go on safely, so propagate it.
-        self.chain.lock().expect("chain lock poisoned")
+    /// Arms a [`FaultInjection`] (tests of the fail-stop path only).
+    pub fn inject_fault(&self, fault: FaultInjection) {
+        let _ = self.fault.set(fault);
     }
 
+    /// Panics if `fault` is the armed one (see [`FaultInjection`]).
+    fn maybe_fault(&self, fault: FaultInjection) {
+        if self.fault.get() == Some(&fault) {
+            panic!("fault injection ({}): {fault:?}", FaultInjection::ENV);
+        }
+    }
+
+    /// Locks the chain. Hold it briefly: block import takes it too. A panic while
+    /// holding the lock may have left the in-memory index mid-update, so a poisoned
+    /// lock stops the node ([`fail_stop`]).
+    pub fn chain(&self) -> MutexGuard<'_, Chain> {
+        lock_or_stop(&self.chain, "chain")
+    }
+
+    /// Locks the mempool; like [`Node::chain`], a poisoned lock stops the node.
     pub fn mempool(&self) -> MutexGuard<'_, Mempool> {
-        self.mempool.lock().expect("mempool lock poisoned")
+        lock_or_stop(&self.mempool, "mempool")
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<NodeEvent> {
@@ -191,7 +253,11 @@ impl Node {
         // Lock order everywhere: chain, then mempool. The chain lock keeps the tip state
         // from moving under the admission check; both are held only for map lookups.
         let mut chain = self.chain();
-        let admitted = self.mempool().add_verified(tx, &*chain, crate::now_ms());
+        self.maybe_fault(FaultInjection::PanicWhileChainLocked);
+        let mut mempool = self.mempool();
+        self.maybe_fault(FaultInjection::PanicWhileMempoolLocked);
+        let admitted = mempool.add_verified(tx, &*chain, crate::now_ms());
+        drop(mempool);
         if let Ok(txid) = admitted {
             // A block carrying it will not verify it again.
             chain.remember_verified(txid);
