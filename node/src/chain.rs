@@ -21,7 +21,9 @@
 //!    transition ([`cairn_core::state::apply_block`]) in order. If a block fails, it and
 //!    its descendants are marked invalid (persisted) and fork choice runs again, which
 //!    brings the node back to the best valid chain. The tip only moves to strictly more
-//!    work: on a tie the chain we are on, seen first, stays.
+//!    work: on a tie the chain we are on, seen first, stays. (After a reorg that fails
+//!    part-way, "the chain we are on" is the new branch's last valid block when it has
+//!    as much work as the old tip: the tip stays there rather than going back.)
 //!
 //! # Atomicity
 //!

@@ -314,7 +314,9 @@ async fn blocking<T: Send + 'static>(
 /// Tokio's blocking pool would start a thread per concurrent call and have them preempt
 /// each other: under 32 clients that cost ~100 us of CPU per `tx_submit` (see
 /// docs/PERFORMANCE.md). A panic is caught and reported as an internal error, as
-/// `spawn_blocking` would (rayon would abort the process).
+/// `spawn_blocking` would (rayon would abort the process). In the `cairn-node` binary
+/// the fail-stop panic hook (node/src/main.rs) ends the process first, so this only
+/// matters where the library runs without that hook (tests, the fuzz targets).
 ///
 /// `f` must not take the chain or mempool lock: block import holds the chain lock
 /// while it waits for rayon threads to check the block's signatures, so a rayon thread

@@ -420,7 +420,8 @@ async fn write_frames(
 
 /// The txids of the transfers in `txs` whose signatures verify, checked in parallel on
 /// the rayon pool. (A panic in the check, which the fuzz target `transfer` has not
-/// found, counts as "not verified": the protocol thread then checks it again.)
+/// found, counts as "not verified" where the library runs without the binary's
+/// fail-stop panic hook; in `cairn-node` that hook ends the process first.)
 async fn verify_on_cores(txs: Vec<SignedTransfer>, chain_id: u32) -> Vec<Txid> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     rayon::spawn(move || {
