@@ -77,6 +77,8 @@ pub enum TransferStateError {
     InsufficientBalance { balance: Amount, needed: Amount },
     #[error("amount plus fee overflows")]
     Overflow,
+    #[error("nonce overflow: the account's nonces are used up")]
+    NonceOverflow,
 }
 
 /// Checks a transfer against its sender's current account and returns the sender's
@@ -90,7 +92,7 @@ pub fn debit_sender(sender: Account, t: &Transfer) -> Result<Account, TransferSt
         .balance
         .checked_sub(needed)
         .ok_or(TransferStateError::InsufficientBalance { balance: sender.balance, needed })?;
-    let nonce = sender.nonce.checked_add(1).ok_or(TransferStateError::Overflow)?;
+    let nonce = sender.nonce.checked_add(1).ok_or(TransferStateError::NonceOverflow)?;
     Ok(Account { balance, nonce })
 }
 

@@ -318,8 +318,8 @@ impl Mempool {
                 MempoolError::InsufficientBalance { balance, needed: tx_cost }
             }
             TransferStateError::Nonce { expected, got } => MempoolError::NonceGap { expected, got },
-            TransferStateError::Overflow if t.nonce == u64::MAX => MempoolError::NonceOverflow,
             TransferStateError::Overflow => MempoolError::Overflow,
+            TransferStateError::NonceOverflow => MempoolError::NonceOverflow,
         })?;
         let priority = self.priority(t.fee.0, size);
         self.make_room(size, priority, &sender)?;

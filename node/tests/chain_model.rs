@@ -683,6 +683,24 @@ fn chain_matches_a_replay_from_genesis_after_every_step() {
     }
 }
 
+/// Builds a block on model block `parent` holding `txs`, submits it to the model and the
+/// chain, asserts both give `want` and still agree, and returns the block's model index.
+fn submit_expecting(
+    chain: &mut Chain,
+    model: &mut Model,
+    g: &Genesis,
+    parent: usize,
+    txs: &[TxSpec],
+    want: Expect,
+) -> usize {
+    let block = model.build(parent, txs, 0, 0, Corruption::None);
+    assert_eq!(model.submit(parent, block.clone(), Corruption::None), want);
+    let got = chain.accept_block(block, now_ms(g)).unwrap();
+    assert_eq!(acceptance_kind(&got.acceptance), Some(want), "{:?}", got.acceptance);
+    check(chain, model, 0).unwrap();
+    model.blocks.len() - 1
+}
+
 /// A fixed scenario that must reach a reorg to a heavier side branch and back, an
 /// invalid block mid-branch, and a restart (the random runs cover these only by chance).
 #[test]
@@ -692,15 +710,9 @@ fn a_side_branch_overtakes_then_fails_mid_branch_and_survives_a_restart() {
     let mut chain = Chain::open(dir.path(), &g).unwrap();
     let mut model = Model::new(g.clone());
     let spend = |amount| TxSpec { from: 0, to: 5, amount, fee: AmountSpec::Zero, nonce_delta: 0 };
-    let submit =
-        |chain: &mut Chain, model: &mut Model, parent: usize, txs: &[TxSpec], want: Expect| -> usize {
-            let block = model.build(parent, txs, 0, 0, Corruption::None);
-            assert_eq!(model.submit(parent, block.clone(), Corruption::None), want);
-            let got = chain.accept_block(block, now_ms(&g)).unwrap();
-            assert_eq!(acceptance_kind(&got.acceptance), Some(want), "{:?}", got.acceptance);
-            check(chain, model, 0).unwrap();
-            model.blocks.len() - 1
-        };
+    let submit = |chain: &mut Chain, model: &mut Model, parent: usize, txs: &[TxSpec], want: Expect| {
+        submit_expecting(chain, model, &g, parent, txs, want)
+    };
     // Main branch: three blocks.
     let a1 = submit(&mut chain, &mut model, 0, &[spend(AmountSpec::One)], Expect::Connected);
     let a2 = submit(&mut chain, &mut model, a1, &[], Expect::Connected);
@@ -735,15 +747,9 @@ fn a_failed_reorg_returns_to_the_chain_it_left_not_an_older_equal_one() {
     let mut model = Model::new(g.clone());
     let overspend =
         [TxSpec { from: 0, to: 6, amount: AmountSpec::BalancePlusOne, fee: AmountSpec::One, nonce_delta: 0 }];
-    let submit =
-        |chain: &mut Chain, model: &mut Model, parent: usize, txs: &[TxSpec], want: Expect| -> usize {
-            let block = model.build(parent, txs, 0, 0, Corruption::None);
-            assert_eq!(model.submit(parent, block.clone(), Corruption::None), want);
-            let got = chain.accept_block(block, now_ms(&g)).unwrap();
-            assert_eq!(acceptance_kind(&got.acceptance), Some(want), "{:?}", got.acceptance);
-            check(chain, model, 0).unwrap();
-            model.blocks.len() - 1
-        };
+    let submit = |chain: &mut Chain, model: &mut Model, parent: usize, txs: &[TxSpec], want: Expect| {
+        submit_expecting(chain, model, &g, parent, txs, want)
+    };
     let y1 = submit(&mut chain, &mut model, 0, &[], Expect::Connected);
     let y2 = submit(&mut chain, &mut model, y1, &[], Expect::Connected);
     let y3 = submit(&mut chain, &mut model, y2, &[], Expect::Connected);

@@ -8,6 +8,8 @@
 //! every call. A second test hands the chain a store that refuses writes.
 #![allow(clippy::unwrap_used)] // test helpers fail loudly
 
+mod rpc_support;
+
 use cairn_api::CairnApiClient;
 use cairn_core::assemble::{assemble_block, grind};
 use cairn_core::genesis::{dev_keys, Genesis, DEV_CHAIN_ID};
@@ -16,106 +18,28 @@ use cairn_core::{encoding, Address, Amount};
 use cairn_node::chain::{check_db, Chain};
 use cairn_node::store::{Batch, Column, KvStore, MemStore, StoreError};
 use jsonrpsee::http_client::HttpClientBuilder;
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use rpc_support::{wait_for, NodeProcess};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 /// The exit status of a fail-stop (EX_SOFTWARE).
 const FAIL_STOP_EXIT: i32 = 70;
 
-/// A node process, killed and reaped however the test ends.
-struct NodeProcess {
-    child: Child,
-    rpc: SocketAddr,
-    log: PathBuf,
-}
-
-impl Drop for NodeProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl NodeProcess {
-    /// `cairn-node --dev` (mining) on `data_dir`, free ports, with `CAIRN_FAULT_PANIC_WHILE_LOCKED=fault`.
-    fn start(data_dir: &Path, log: PathBuf, fault: &str) -> NodeProcess {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_cairn-node"))
-            .args(["--dev", "--rpc-addr", "127.0.0.1:0", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .env("CAIRN_FAULT_PANIC_WHILE_LOCKED", fault)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("start cairn-node");
-        let stdout = child.stdout.take().unwrap();
-        // Owned from here on, so the process is killed even if the wait below fails.
-        let mut node = NodeProcess { child, rpc: SocketAddr::from(([0, 0, 0, 0], 0)), log };
-        let (tx, rx) = mpsc::channel::<String>();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                let _ = tx.send(line);
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = rx
-                .recv_timeout(left)
-                .unwrap_or_else(|_| panic!("the node did not print its RPC address; log:\n{}", node.log()));
-            if let Some(a) = line.strip_prefix("RPC listening on http://") {
-                node.rpc = a.trim().parse().unwrap();
-                return node;
-            }
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Polls for the process's exit until `timeout`.
-    fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return Some(status);
-            }
-            if Instant::now() > deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
 /// Starts a mining dev node with `fault` armed, lets it mine a few blocks, submits one
 /// transfer (which trips the fault), and checks the node stopped as fail-stop promises.
 async fn panic_while_locked_stops_the_node(fault: &str) {
-    let dir = tempfile::tempdir().unwrap();
-    let data_dir = dir.path().join("data");
-    let mut node = NodeProcess::start(&data_dir, dir.path().join("node.log"), fault);
-    let c = HttpClientBuilder::default()
-        .request_timeout(Duration::from_secs(30))
-        .build(format!("http://{}", node.rpc))
-        .unwrap();
+    let mut node =
+        NodeProcess::start_dev_env(&[], &[("CAIRN_FAULT_PANIC_WHILE_LOCKED", fault), ("NO_COLOR", "1")]);
+    let data_dir = node.data_dir.clone();
+    let c = HttpClientBuilder::default().request_timeout(Duration::from_secs(30)).build(node.url()).unwrap();
 
     // A few mined blocks first, so the store has something to lose.
-    let deadline = Instant::now() + Duration::from_secs(90);
-    let mut height = 0;
-    while height < 3 {
-        assert!(Instant::now() < deadline, "the node mined only {height} blocks; log:\n{}", node.log());
-        height = c.chain_get_info().await.unwrap().height;
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let height = wait_for("3 mined blocks", Duration::from_secs(90), || async {
+        c.chain_get_info().await.ok().map(|i| i.height).filter(|&h| h >= 3)
+    })
+    .await;
 
     let key = &dev_keys()[0];
     let signed = Transfer {
@@ -144,9 +68,9 @@ async fn panic_while_locked_stops_the_node(fault: &str) {
     assert!(reason.contains("node/src/node.rs"), "no location in: {reason}");
     // Nobody was told "lock poisoned": the process stopped before anyone could look.
     assert!(!log.contains("poisoned"), "a poisoned lock was seen; log:\n{log}");
-    drop(node);
 
-    // The store is consistent, kept the blocks the node reported, and opens again.
+    // The store is consistent, kept the blocks the node reported, and opens again (the
+    // process has exited; `node` keeps its data dir until the end of the test).
     let genesis = Genesis::dev();
     let report = check_db(&data_dir, &genesis).unwrap();
     assert!(report.is_consistent(), "{report}");

@@ -467,10 +467,9 @@ pub fn run(case: &Case) -> Result<(), String> {
     let start = 1_000_000;
     let mut model = Model { state, pool: BTreeMap::new(), blocks: Vec::new(), now: start };
     let mut pool = Mempool::with_config(case.config.clone());
-    let mut outsider_nonce_hint = 0u64;
     for (step, op) in case.ops.iter().enumerate() {
         let at = |e: String| format!("step {step} ({op:?}): {e}");
-        apply_op(&world, &mut model, &mut pool, op, &mut outsider_nonce_hint).map_err(at)?;
+        apply_op(&world, &mut model, &mut pool, op).map_err(at)?;
         check_invariants(&pool, &model.state).map_err(at)?;
         let (real, expected) = (real_contents(&pool), model_contents(&model));
         if real != expected {
@@ -525,12 +524,10 @@ fn foreign_transfers(
     mask: u8,
     credit: u64,
     credit_to: u8,
-    outsider_nonce_hint: &mut u64,
 ) -> Vec<SignedTransfer> {
     let mut out = Vec::new();
     let outsider = address_of(&world.outsider);
     let n = account(state, &outsider).nonce;
-    *outsider_nonce_hint = n;
     out.push(world.transfer(&world.outsider, n, world.address(credit_to), credit, 1));
     for i in 0..SENDERS as u8 {
         if mask & (1 << i) != 0 {
@@ -552,13 +549,7 @@ fn connect(model: &mut Model, world: &World, candidates: &[SignedTransfer]) -> B
     block
 }
 
-fn apply_op(
-    world: &World,
-    model: &mut Model,
-    pool: &mut Mempool,
-    op: &Op,
-    outsider_nonce_hint: &mut u64,
-) -> Result<(), String> {
+fn apply_op(world: &World, model: &mut Model, pool: &mut Mempool, op: &Op) -> Result<(), String> {
     let config = pool.config.clone();
     match *op {
         Op::Submit { sender, to, nonce, amount, fee } => {
@@ -608,14 +599,7 @@ fn apply_op(
             let room = Amount::MAX.saturating_sub(world.params.block_reward);
             let mut candidates: Vec<SignedTransfer> =
                 pool.select(&model.state, usize::MAX, room).into_iter().take(usize::from(take)).collect();
-            candidates.extend(foreign_transfers(
-                world,
-                &model.state,
-                conflicts,
-                credit,
-                credit_to,
-                outsider_nonce_hint,
-            ));
+            candidates.extend(foreign_transfers(world, &model.state, conflicts, credit, credit_to));
             let block = connect(model, world, &candidates);
             pool.on_block_connected(&block, &model.state);
             pool.expire(model.now);
@@ -652,14 +636,7 @@ fn apply_op(
                     Vec::new()
                 };
                 let mask = if b == 0 { conflicts } else { 0 };
-                candidates.extend(foreign_transfers(
-                    world,
-                    &model.state,
-                    mask,
-                    credit,
-                    credit_to,
-                    outsider_nonce_hint,
-                ));
+                candidates.extend(foreign_transfers(world, &model.state, mask, credit, credit_to));
                 connected.push(connect(model, world, &candidates));
             }
             // As the node does: the undone blocks against the new tip, then each new block.

@@ -5,7 +5,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -23,6 +23,11 @@ pub struct NodeProcess {
 impl NodeProcess {
     /// Starts `cairn-node --dev` on free ports with its own data dir, plus `extra` flags.
     pub fn start_dev(extra: &[&str]) -> NodeProcess {
+        Self::start_dev_env(extra, &[])
+    }
+
+    /// [`NodeProcess::start_dev`] with environment variables `env` set for the node.
+    pub fn start_dev_env(extra: &[&str], env: &[(&str, &str)]) -> NodeProcess {
         let dir = tempfile::tempdir().expect("tempdir");
         let data_dir = dir.path().join("data");
         let log = dir.path().join("node.log");
@@ -31,6 +36,7 @@ impl NodeProcess {
             .arg(&data_dir)
             .args(extra)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).expect("log file"));
@@ -81,6 +87,20 @@ impl NodeProcess {
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Polls for the process's exit until `timeout`; `None` if it still runs.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// A raw HTTP/1.1 POST (for what a JSON-RPC client would never send).
