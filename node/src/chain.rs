@@ -45,7 +45,7 @@ pub(crate) mod sigcache;
 pub use check::check_db;
 pub use check::{check_store, CheckReport};
 
-use crate::node::fail_stop;
+use crate::failstop::fail_stop;
 #[cfg(feature = "rocksdb")]
 use crate::store::RocksStore;
 use crate::store::{

@@ -7,7 +7,7 @@
 //! database (and removes a `--dev` temporary data dir).
 //!
 //! Fail-stop: a panic on any thread (a broken invariant, a poisoned lock, a write the
-//! chain store refused: see [`cairn_node::node::fail_stop`]) is logged at error level
+//! chain store refused: see [`cairn_node::failstop::fail_stop`]) is logged at error level
 //! with its message and location, and the process exits at once with status
 //! [`FAIL_STOP_EXIT`], without unwinding or running destructors, as if killed: the
 //! store holds the last committed batch, which the next start resumes from.

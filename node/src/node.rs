@@ -7,6 +7,7 @@
 
 use crate::chain::sigcache::SigCache;
 use crate::chain::{AcceptResult, Acceptance, Chain, ChainError, TipInfo};
+use crate::failstop::lock_or_stop;
 use crate::mempool::{Mempool, MempoolError};
 use cairn_core::block::Block;
 use cairn_core::genesis::Genesis;
@@ -15,27 +16,6 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use tokio::sync::broadcast;
-
-/// Stops the node because one of its own invariants broke (never because of what a peer
-/// or client sent): a poisoned lock, a write the chain store refused. It panics with
-/// `reason`; the `cairn-node` binary's panic hook logs every panic at error level and
-/// exits the process at once with status 70, so no other thread goes on with state
-/// the failure may have left half-updated (see ARCHITECTURE.md, "Fail-stop").
-#[track_caller]
-pub fn fail_stop(reason: std::fmt::Arguments<'_>) -> ! {
-    panic!("fail-stop: {reason}")
-}
-
-/// Locks `mutex`, stopping the node if a thread panicked while holding it. (In the
-/// binary that cannot be seen: its panic hook exits before the panicking thread unwinds
-/// and releases the lock.)
-#[track_caller]
-fn lock_or_stop<'a, T>(mutex: &'a Mutex<T>, what: &str) -> MutexGuard<'a, T> {
-    match mutex.lock() {
-        Ok(guard) => guard,
-        Err(_) => fail_stop(format_args!("{what} lock poisoned: a thread panicked while holding it")),
-    }
-}
 
 /// A fault to inject on purpose, for the fail-stop tests only: the `cairn-node` binary
 /// reads it from the environment variable [`FaultInjection::ENV`] at startup. With it set,
@@ -165,7 +145,7 @@ impl Node {
 
     /// Locks the chain. Hold it briefly: block import takes it too. A panic while
     /// holding the lock may have left the in-memory index mid-update, so a poisoned
-    /// lock stops the node ([`fail_stop`]).
+    /// lock stops the node ([`crate::failstop::fail_stop`]).
     pub fn chain(&self) -> MutexGuard<'_, Chain> {
         lock_or_stop(&self.chain, "chain")
     }
