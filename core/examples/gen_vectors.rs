@@ -5,8 +5,9 @@
 
 use cairn_core::block::BlockHeader;
 use cairn_core::encoding::encode;
-use cairn_core::genesis::{dev_key_bytes, dev_keys, Allocation, ChainParams, Genesis, DEV_BALANCE};
+use cairn_core::genesis::{dev_key_bytes, dev_keys, Allocation, Genesis, DEV_BALANCE};
 use cairn_core::merkle::merkle_root;
+use cairn_core::params::ChainParams;
 use cairn_core::transaction::{address_of, public_key_of, Transaction, Transfer};
 use cairn_core::{Address, Amount, BlockHash, Target, Txid};
 use serde_json::json;

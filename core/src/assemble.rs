@@ -6,8 +6,8 @@
 use crate::address::Address;
 use crate::amount::Amount;
 use crate::block::{Block, BlockHeader, BLOCK_VERSION};
-use crate::genesis::ChainParams;
 use crate::merkle;
+use crate::params::ChainParams;
 use crate::transaction::{Coinbase, SignedTransfer, Transaction};
 use crate::validation::ParentInfo;
 

@@ -16,7 +16,7 @@
 //! blocks. Everything is integer arithmetic: the fractional power of two is a cubic
 //! approximation in 16-bit fixed point, exactly as specified in docs/CONSENSUS.md.
 
-use crate::genesis::ChainParams;
+use crate::params::ChainParams;
 use crate::pow::Target;
 use primitive_types::{U256, U512};
 

@@ -1,19 +1,21 @@
-//! Account state and the state transition of a block.
+//! Account state: accounts, the [`AccountSource`] trait, a block's changes and undo data.
 //!
 //! The state maps an address to `{ balance, nonce }`; an address never seen has balance
-//! 0 and nonce 0. [`apply_block`] reads the state through the small [`AccountSource`]
-//! trait (the node backs it with RocksDB, tests with a map) and returns the new values
-//! of every account it touched plus the undo data that restores the old ones exactly.
-//! It never writes: the caller commits the changes atomically.
+//! 0 and nonce 0. The state transition of a block, [`crate::validation::apply_block`],
+//! reads the state through the small [`AccountSource`] trait (the node backs it with
+//! RocksDB, tests with a map) and returns [`StateChanges`], the new values of every
+//! account it touched, plus a [`BlockUndo`] that restores the old ones exactly. It never
+//! writes: the caller commits the changes atomically.
 
 use crate::address::Address;
 use crate::amount::Amount;
-use crate::block::Block;
-use crate::genesis::ChainParams;
-use crate::transaction::{Transaction, Transfer};
-use crate::validation::BlockError;
+use crate::transaction::Transfer;
 use std::collections::{BTreeMap, HashMap};
 use thiserror::Error;
+
+/// Re-exported for users outside core that still name `state::apply_block`; the rule
+/// itself lives in [`crate::validation`], above this module.
+pub use crate::validation::apply_block;
 
 #[derive(
     Clone,
@@ -94,74 +96,6 @@ pub fn debit_sender(sender: Account, t: &Transfer) -> Result<Account, TransferSt
         .ok_or(TransferStateError::InsufficientBalance { balance: sender.balance, needed })?;
     let nonce = sender.nonce.checked_add(1).ok_or(TransferStateError::NonceOverflow)?;
     Ok(Account { balance, nonce })
-}
-
-struct Overlay<'a, S: AccountSource + ?Sized> {
-    source: &'a S,
-    current: HashMap<Address, Account>,
-    prior: HashMap<Address, Option<Account>>,
-}
-
-impl<'a, S: AccountSource + ?Sized> Overlay<'a, S> {
-    fn get(&mut self, a: &Address) -> Result<Account, StateError> {
-        if let Some(acc) = self.current.get(a) {
-            return Ok(*acc);
-        }
-        let stored = self.source.account(a)?;
-        self.prior.insert(*a, stored);
-        let acc = stored.unwrap_or_default();
-        self.current.insert(*a, acc);
-        Ok(acc)
-    }
-    fn set(&mut self, a: Address, acc: Account) {
-        self.current.insert(a, acc);
-    }
-}
-
-/// Applies `block` to the state read from `source`.
-///
-/// Transfers apply in block order: each must carry its sender's current nonce and the
-/// sender must afford amount + fee. The coinbase is checked last: its amount must equal
-/// `block_reward + sum(fees)` exactly, so the supply grows by exactly the reward. The
-/// block's structure and signatures are assumed checked already
-/// ([`crate::validation::check_block_stateless`]).
-pub fn apply_block<S: AccountSource + ?Sized>(
-    source: &S,
-    block: &Block,
-    params: &ChainParams,
-) -> Result<(StateChanges, BlockUndo), BlockError> {
-    let mut overlay = Overlay { source, current: HashMap::new(), prior: HashMap::new() };
-    let mut fees = Amount::ZERO;
-    for (index, tx) in block.transactions.iter().enumerate().skip(1) {
-        let Transaction::Transfer(st) = tx else {
-            return Err(BlockError::ExtraCoinbase { index });
-        };
-        let t = &st.transfer;
-        let sender = t.sender();
-        let before = overlay.get(&sender).map_err(BlockError::State)?;
-        let after = debit_sender(before, t).map_err(|error| BlockError::Transfer { index, error })?;
-        overlay.set(sender, after);
-        let to = overlay.get(&t.to).map_err(BlockError::State)?;
-        let credited = to.balance.checked_add(t.amount).ok_or(BlockError::BalanceOverflow { index })?;
-        overlay.set(t.to, Account { balance: credited, nonce: to.nonce });
-        fees = fees.checked_add(t.fee).ok_or(BlockError::FeeOverflow)?;
-    }
-    let Some(Transaction::Coinbase(cb)) = block.transactions.first() else {
-        return Err(BlockError::NoCoinbase);
-    };
-    let expected = params.block_reward.checked_add(fees).ok_or(BlockError::FeeOverflow)?;
-    if cb.amount != expected {
-        return Err(BlockError::CoinbaseAmount { expected, got: cb.amount });
-    }
-    let miner = overlay.get(&cb.to).map_err(BlockError::State)?;
-    let paid = miner.balance.checked_add(cb.amount).ok_or(BlockError::BalanceOverflow { index: 0 })?;
-    overlay.set(cb.to, Account { balance: paid, nonce: miner.nonce });
-
-    let mut accounts: Vec<(Address, Account)> = overlay.current.into_iter().collect();
-    accounts.sort_unstable_by_key(|(a, _)| *a);
-    let mut prior: Vec<(Address, Option<Account>)> = overlay.prior.into_iter().collect();
-    prior.sort_unstable_by_key(|(a, _)| *a);
-    Ok((StateChanges { accounts }, BlockUndo { prior }))
 }
 
 /// Writes changes into a map-backed state (tests and tools).

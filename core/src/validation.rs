@@ -5,22 +5,25 @@
 //!   signatures). It can run on any thread, before the parent is even known.
 //! - [`check_header_contextual`]: needs the parent (height, prev hash, target schedule,
 //!   median-time-past, future drift against the caller's clock).
-//! - [`crate::state::apply_block`]: needs the account state (nonces, balances, coinbase
-//!   amount).
+//! - [`apply_block`]: needs the account state (nonces, balances, coinbase amount), read
+//!   through [`AccountSource`]; returns the changes and undo data without writing.
 //!
 //! Every error says what was wrong; [`BlockError::is_peer_fault`] says whether whoever
 //! sent the block should be penalised for it.
 
+use crate::address::Address;
 use crate::amount::Amount;
 use crate::block::{Block, BlockHeader, BLOCK_VERSION};
 use crate::difficulty;
-use crate::genesis::ChainParams;
 use crate::hash::{BlockHash, Txid};
 use crate::merkle;
+use crate::params::ChainParams;
 use crate::pow::Target;
-use crate::state::{StateError, TransferStateError};
+use crate::state::{
+    debit_sender, Account, AccountSource, BlockUndo, StateChanges, StateError, TransferStateError,
+};
 use crate::transaction::{Transaction, TxError};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use thiserror::Error;
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -208,4 +211,72 @@ pub fn check_header_contextual(
         return Err(BlockError::TimestampTooNew { timestamp_ms: header.timestamp_ms, limit_ms });
     }
     Ok(())
+}
+
+struct Overlay<'a, S: AccountSource + ?Sized> {
+    source: &'a S,
+    current: HashMap<Address, Account>,
+    prior: HashMap<Address, Option<Account>>,
+}
+
+impl<'a, S: AccountSource + ?Sized> Overlay<'a, S> {
+    fn get(&mut self, a: &Address) -> Result<Account, StateError> {
+        if let Some(acc) = self.current.get(a) {
+            return Ok(*acc);
+        }
+        let stored = self.source.account(a)?;
+        self.prior.insert(*a, stored);
+        let acc = stored.unwrap_or_default();
+        self.current.insert(*a, acc);
+        Ok(acc)
+    }
+    fn set(&mut self, a: Address, acc: Account) {
+        self.current.insert(a, acc);
+    }
+}
+
+/// Applies `block` to the state read from `source`.
+///
+/// Transfers apply in block order: each must carry its sender's current nonce and the
+/// sender must afford amount + fee. The coinbase is checked last: its amount must equal
+/// `block_reward + sum(fees)` exactly, so the supply grows by exactly the reward. The
+/// block's structure and signatures are assumed checked already
+/// ([`check_block_stateless`]).
+pub fn apply_block<S: AccountSource + ?Sized>(
+    source: &S,
+    block: &Block,
+    params: &ChainParams,
+) -> Result<(StateChanges, BlockUndo), BlockError> {
+    let mut overlay = Overlay { source, current: HashMap::new(), prior: HashMap::new() };
+    let mut fees = Amount::ZERO;
+    for (index, tx) in block.transactions.iter().enumerate().skip(1) {
+        let Transaction::Transfer(st) = tx else {
+            return Err(BlockError::ExtraCoinbase { index });
+        };
+        let t = &st.transfer;
+        let sender = t.sender();
+        let before = overlay.get(&sender).map_err(BlockError::State)?;
+        let after = debit_sender(before, t).map_err(|error| BlockError::Transfer { index, error })?;
+        overlay.set(sender, after);
+        let to = overlay.get(&t.to).map_err(BlockError::State)?;
+        let credited = to.balance.checked_add(t.amount).ok_or(BlockError::BalanceOverflow { index })?;
+        overlay.set(t.to, Account { balance: credited, nonce: to.nonce });
+        fees = fees.checked_add(t.fee).ok_or(BlockError::FeeOverflow)?;
+    }
+    let Some(Transaction::Coinbase(cb)) = block.transactions.first() else {
+        return Err(BlockError::NoCoinbase);
+    };
+    let expected = params.block_reward.checked_add(fees).ok_or(BlockError::FeeOverflow)?;
+    if cb.amount != expected {
+        return Err(BlockError::CoinbaseAmount { expected, got: cb.amount });
+    }
+    let miner = overlay.get(&cb.to).map_err(BlockError::State)?;
+    let paid = miner.balance.checked_add(cb.amount).ok_or(BlockError::BalanceOverflow { index: 0 })?;
+    overlay.set(cb.to, Account { balance: paid, nonce: miner.nonce });
+
+    let mut accounts: Vec<(Address, Account)> = overlay.current.into_iter().collect();
+    accounts.sort_unstable_by_key(|(a, _)| *a);
+    let mut prior: Vec<(Address, Option<Account>)> = overlay.prior.into_iter().collect();
+    prior.sort_unstable_by_key(|(a, _)| *a);
+    Ok((StateChanges { accounts }, BlockUndo { prior }))
 }

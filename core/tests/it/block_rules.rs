@@ -2,9 +2,9 @@
 
 use crate::support::*;
 use cairn_core::block::Block;
-use cairn_core::state::{apply_block, TransferStateError};
+use cairn_core::state::TransferStateError;
 use cairn_core::transaction::{address_of, Coinbase, Transaction, TxError};
-use cairn_core::validation::{check_block_stateless, check_header_contextual, BlockError};
+use cairn_core::validation::{apply_block, check_block_stateless, check_header_contextual, BlockError};
 use cairn_core::{Address, Amount};
 use k256::ecdsa::Signature;
 use k256::elliptic_curve::ops::Neg;

@@ -1,7 +1,8 @@
 //! The difficulty schedule under changing hash rate and lying miners.
 
 use cairn_core::difficulty::next_target;
-use cairn_core::genesis::{ChainParams, Genesis};
+use cairn_core::genesis::Genesis;
+use cairn_core::params::ChainParams;
 use cairn_core::Target;
 
 /// SplitMix64: a tiny deterministic generator, so every run sees the same chain.

@@ -1,9 +1,9 @@
 //! The state transition: apply and undo, supply, per-sender ordering.
 
 use crate::support::*;
-use cairn_core::state::{apply_block, commit_to_map, total_supply, undo_in_map, TransferStateError};
+use cairn_core::state::{commit_to_map, total_supply, undo_in_map, TransferStateError};
 use cairn_core::transaction::address_of;
-use cairn_core::validation::BlockError;
+use cairn_core::validation::{apply_block, BlockError};
 use proptest::prelude::*;
 
 #[test]

@@ -2,7 +2,8 @@
 
 use cairn_core::assemble::{assemble_block, grind};
 use cairn_core::block::Block;
-use cairn_core::genesis::{dev_keys, ChainParams, Genesis};
+use cairn_core::genesis::{dev_keys, Genesis};
+use cairn_core::params::ChainParams;
 use cairn_core::transaction::{address_of, public_key_of, SignedTransfer, Transfer};
 use cairn_core::validation::ParentInfo;
 use cairn_core::{Address, Amount};
