@@ -41,9 +41,6 @@ macro_rules! hash_newtype {
 
         impl $name {
             pub const ZERO: Self = Self([0; 32]);
-            pub fn as_bytes(&self) -> &[u8; 32] {
-                &self.0
-            }
             pub fn to_hex(&self) -> String {
                 hex::encode(self.0)
             }
