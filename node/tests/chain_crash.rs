@@ -8,31 +8,10 @@
 
 use cairn_core::genesis::Genesis;
 use cairn_node::chain::check_db;
+use cairn_tests::{wait_until, NodeOptions, NodeProcess};
 use rand::{Rng, SeedableRng};
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
-
-/// Kills and reaps the node however the test ends.
-struct NodeProcess {
-    child: Child,
-}
-
-impl Drop for NodeProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Log lines of interest, parsed from the node's stderr.
-enum Event {
-    Opened { height: u64 },
-    Mined { height: u64 },
-    Exited,
-}
 
 fn strip_ansi(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -57,58 +36,46 @@ fn field(line: &str, name: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
-fn start_node(data_dir: &Path) -> (NodeProcess, Receiver<Event>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cairn-node"))
-        .args(["--dev", "--data-dir"])
-        .arg(data_dir)
-        .args(["--rpc-addr", "127.0.0.1:0", "--listen", "127.0.0.1:0"])
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start cairn-node");
-    let stderr = child.stderr.take().expect("piped stderr");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            let line = strip_ansi(&line);
-            let event = if line.contains("chain opened") {
-                field(&line, "height").map(|height| Event::Opened { height })
-            } else if line.contains("mined block") && line.contains("Connected") {
-                field(&line, "height").map(|height| Event::Mined { height })
-            } else {
-                None
-            };
-            if let Some(e) = event {
-                if tx.send(e).is_err() {
-                    return;
-                }
-            }
-        }
-        let _ = tx.send(Event::Exited);
-    });
-    (NodeProcess { child }, rx)
+/// The complete lines of a log the node may still be writing, without colour codes.
+fn lines(log: &str) -> impl Iterator<Item = String> + '_ {
+    log.split_inclusive('\n').filter(|l| l.ends_with('\n')).map(strip_ansi)
 }
 
-/// Waits for an event matching `want` until `deadline`.
-fn wait_for(
-    rx: &Receiver<Event>,
+/// The height the chain opened at, from the node's log.
+fn opened_height(log: &str) -> Option<u64> {
+    lines(log).find(|l| l.contains("chain opened")).and_then(|l| field(&l, "height"))
+}
+
+/// The highest block the node says it mined and connected, from its log.
+fn mined_height(log: &str) -> Option<u64> {
+    lines(log)
+        .filter(|l| l.contains("mined block") && l.contains("Connected"))
+        .filter_map(|l| field(&l, "height"))
+        .max()
+}
+
+/// Starts the mining dev node on `data_dir` without waiting for its RPC, so that a kill
+/// can also land during start-up.
+fn start_node(data_dir: &Path) -> NodeProcess {
+    let mut opts = NodeOptions::dev(env!("CARGO_BIN_EXE_cairn-node"), &[]);
+    opts.env.push(("NO_COLOR".into(), "1".into()));
+    NodeProcess::launch(data_dir, &opts).expect("start cairn-node")
+}
+
+/// Polls the node's log until `find` finds something in it, until `deadline`.
+fn wait_for<T>(
+    node: &mut NodeProcess,
     deadline: Instant,
-    mut want: impl FnMut(&Event) -> bool,
     what: &str,
-) -> Event {
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(Event::Exited) => panic!("the node exited while waiting for {what}"),
-            Ok(e) if want(&e) => return e,
-            Ok(_) => {}
-            Err(RecvTimeoutError::Timeout) => panic!("timed out waiting for {what}"),
-            Err(RecvTimeoutError::Disconnected) => panic!("log reader ended while waiting for {what}"),
+    mut find: impl FnMut(&str) -> Option<T>,
+) -> T {
+    let timeout = deadline.saturating_duration_since(Instant::now());
+    wait_until(timeout, what, || {
+        if let Some(status) = node.exited() {
+            panic!("the node exited ({status}) while waiting for {what}");
         }
-    }
+        Ok(find(&node.log_text()))
+    })
 }
 
 #[test]
@@ -125,13 +92,9 @@ fn sigkill_at_random_moments_never_corrupts_the_store() {
     let mut committed = 0u64; // highest height the node said it connected
     let mut last_tip = 0u64;
     for round in 0..kills {
-        let (mut node, rx) = start_node(dir.path());
+        let mut node = start_node(dir.path());
         let deadline = Instant::now() + Duration::from_secs(120);
-        let Event::Opened { height } =
-            wait_for(&rx, deadline, |e| matches!(e, Event::Opened { .. }), "chain opened")
-        else {
-            unreachable!()
-        };
+        let height = wait_for(&mut node, deadline, "chain opened", opened_height);
         assert!(
             height >= last_tip,
             "round {round}: reopened at {height}, below the last checked tip {last_tip}"
@@ -140,28 +103,16 @@ fn sigkill_at_random_moments_never_corrupts_the_store() {
         if rng.gen_bool(0.8) {
             let blocks = rng.gen_range(1..=3);
             let target = height + blocks;
-            if let Event::Mined { height } = wait_for(
-                &rx,
-                deadline,
-                |e| matches!(e, Event::Mined { height } if *height >= target),
-                "mined blocks",
-            ) {
-                committed = committed.max(height);
-            }
+            let height = wait_for(&mut node, deadline, "mined blocks", |log| {
+                mined_height(log).filter(|h| *h >= target)
+            });
+            committed = committed.max(height);
         }
         std::thread::sleep(Duration::from_millis(rng.gen_range(0..800)));
         // Blocks connected before the kill that we have not read yet still count.
-        node.child.kill().expect("SIGKILL");
-        node.child.wait().expect("reap");
-        // Drain the log to its end (the reader sends Exited at EOF).
-        let drain_deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            match rx.recv_timeout(drain_deadline.saturating_duration_since(Instant::now())) {
-                Ok(Event::Mined { height }) => committed = committed.max(height),
-                Ok(Event::Exited) | Err(_) => break,
-                Ok(_) => {}
-            }
-        }
+        node.kill();
+        // The whole log is written once the process is reaped.
+        committed = committed.max(mined_height(&node.log_text()).unwrap_or(0));
         drop(node);
 
         let report = check_db(dir.path(), &genesis).expect("check-db runs");
