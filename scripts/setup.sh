@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building Cairn needs on a fresh Debian machine, when it is missing:
 # a C/C++ compiler and libclang (RocksDB's bindings are generated with bindgen), and
-# what the tests need: iproute2 and nftables (tests/tests/connections.rs cuts a link
+# what the tests need: iproute2 and nftables (tests/tests/it/connections.rs cuts a link
 # between two nodes in a network namespace).
 # Safe to run again: it installs nothing that is already there.
 set -euo pipefail

@@ -3,16 +3,14 @@
 //! node still serving afterwards.
 #![allow(clippy::unwrap_used)] // test helpers fail loudly
 
-mod rpc_support;
-
 use cairn_api::{codes, CairnApiClient};
 use cairn_core::genesis::{dev_keys, Genesis, DEV_BALANCE, DEV_CHAIN_ID};
 use cairn_core::transaction::{address_of, public_key_of, SignedTransfer, Transfer};
 use cairn_core::{encoding, Address, Amount};
+use cairn_tests::{raw_post, raw_post_declared, wait_for, NodeProcess};
 use jsonrpsee::core::ClientError;
 use jsonrpsee::http_client::{HeaderMap, HeaderValue, HttpClient, HttpClientBuilder};
 use jsonrpsee::ws_client::WsClientBuilder;
-use rpc_support::{raw_post, raw_post_declared, wait_for, NodeProcess};
 use sha2::{Digest, Sha256};
 use std::time::Duration;
 
@@ -56,7 +54,7 @@ fn hex_of(t: &SignedTransfer) -> String {
 
 #[tokio::test]
 async fn rpc_every_method_answers() {
-    let node = NodeProcess::start_dev(&[]);
+    let node = NodeProcess::start_dev(env!("CARGO_BIN_EXE_cairn-node"), &[]);
     let c = client(&node);
     let info = c.chain_get_info().await.unwrap();
     assert_eq!(info.chain_id, DEV_CHAIN_ID);
@@ -136,7 +134,7 @@ async fn rpc_every_method_answers() {
 
 #[tokio::test]
 async fn rpc_errors_say_what_was_wrong() {
-    let node = NodeProcess::start_dev(&["--no-mine"]);
+    let node = NodeProcess::start_dev(env!("CARGO_BIN_EXE_cairn-node"), &["--no-mine"]);
     let c = client(&node);
     const INVALID_PARAMS: i32 = -32602;
     const INTERNAL_ERROR: i32 = -32603;
@@ -224,13 +222,13 @@ async fn rpc_errors_say_what_was_wrong() {
     let wrong = authed_client(&node, "__cookie__:0000");
     let (code, _) = call_err(wrong.net_add_peer("127.0.0.1:1".into()).await);
     assert_eq!(code, codes::UNAUTHORIZED);
-    let cookie = node.cookie();
+    let cookie = node.cookie().unwrap();
     assert!(cookie.starts_with("__cookie__:"));
     let admin = authed_client(&node, &cookie);
     let (code, msg) = call_err(admin.net_add_peer("not an address".into()).await);
     assert_eq!(code, INVALID_PARAMS);
     assert!(msg.contains("bad peer address"), "{msg}");
-    match admin.net_add_peer(node.p2p.to_string()).await {
+    match admin.net_add_peer(node.p2p_addr.to_string()).await {
         Ok(ok) => assert!(ok),
         // Authorized, but the P2P layer may refuse (e.g. connecting to itself).
         Err(ClientError::Call(e)) => assert_ne!(e.code(), codes::UNAUTHORIZED, "{}", e.message()),
@@ -272,7 +270,10 @@ async fn rpc_mempool_full_refuses_low_fee_and_evicts() {
     // Sizes are counted as in a block: the transfer wrapped as a transaction.
     let size = cairn_node::mempool::transfer_size(&transfer(2, 0, 5, 10));
     let cap = 4 * size;
-    let node = NodeProcess::start_dev(&["--no-mine", "--mempool-max-bytes", &cap.to_string()]);
+    let node = NodeProcess::start_dev(
+        env!("CARGO_BIN_EXE_cairn-node"),
+        &["--no-mine", "--mempool-max-bytes", &cap.to_string()],
+    );
     let c = client(&node);
 
     // Four senders fill the pool exactly; the first pays the least.
@@ -305,7 +306,7 @@ async fn rpc_mempool_full_refuses_low_fee_and_evicts() {
 
 #[tokio::test]
 async fn rpc_batch_junk_and_oversized_requests() {
-    let node = NodeProcess::start_dev(&["--no-mine"]);
+    let node = NodeProcess::start_dev(env!("CARGO_BIN_EXE_cairn-node"), &["--no-mine"]);
 
     let batch = br#"[{"jsonrpc":"2.0","id":1,"method":"chain_getInfo"},
                      {"jsonrpc":"2.0","id":2,"method":"chain_getBlockHash","params":[0]},
@@ -359,7 +360,8 @@ async fn rpc_batch_junk_and_oversized_requests() {
     assert!(body.contains("error"), "{body}");
 
     // Oversized body: 413 from the declared length, before the body is read.
-    let (status, _) = raw_post_declared(node.rpc, 600 * 1024, br#"{"jsonrpc":"2.0","id":1,"method":"#, None);
+    let (status, _) =
+        raw_post_declared(node.rpc_addr, 600 * 1024, br#"{"jsonrpc":"2.0","id":1,"method":"#, None);
     assert_eq!(status, 413);
     // And through a real client sending all of it: refused, not a crash.
     let huge = "ab".repeat(600 * 1024);
@@ -367,7 +369,7 @@ async fn rpc_batch_junk_and_oversized_requests() {
 
     // Wrong Authorization on a read: reads still work.
     let (status, body) = raw_post(
-        node.rpc,
+        node.rpc_addr,
         br#"{"jsonrpc":"2.0","id":1,"method":"chain_getInfo"}"#,
         Some("Basic Zm9vOmJhcg=="),
     );
@@ -380,7 +382,7 @@ async fn rpc_batch_junk_and_oversized_requests() {
 
 #[tokio::test]
 async fn rpc_subscribe_new_heads_over_websocket() {
-    let node = NodeProcess::start_dev(&[]);
+    let node = NodeProcess::start_dev(env!("CARGO_BIN_EXE_cairn-node"), &[]);
     let ws = WsClientBuilder::default().build(node.ws_url()).await.unwrap();
     // Methods work over WebSocket too.
     let info = ws.chain_get_info().await.unwrap();

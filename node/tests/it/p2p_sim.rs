@@ -551,7 +551,7 @@ fn honest_network(sim: &mut Sim, n: usize) -> Vec<usize> {
 
 /// The seeds a test runs: `count` of them from `first` by default (a few, so the whole
 /// binary stays fast), or as many as `CAIRN_SIM_SEEDS` says, e.g.
-/// `CAIRN_SIM_SEEDS=200 cargo test --workspace --test p2p_sim` for a long soak.
+/// `CAIRN_SIM_SEEDS=200 cargo test --workspace --test it p2p_sim::` for a long soak.
 fn seeds(first: u64, count: u64) -> std::ops::Range<u64> {
     let n = std::env::var("CAIRN_SIM_SEEDS").ok().and_then(|v| v.parse().ok()).unwrap_or(count);
     first..first + n

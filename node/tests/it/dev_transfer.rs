@@ -3,21 +3,20 @@
 //! amount and fee, and the miner is paid reward + fees.
 #![allow(clippy::unwrap_used)] // test helpers fail loudly
 
-mod rpc_support;
-
 use cairn_api::CairnApiClient;
 use cairn_core::genesis::{dev_keys, Genesis, DEV_BALANCE, DEV_CHAIN_ID};
 use cairn_core::transaction::{address_of, public_key_of, Transfer};
 use cairn_core::{encoding, Amount};
+use cairn_tests::{wait_for, NodeProcess};
 use jsonrpsee::http_client::HttpClientBuilder;
-use rpc_support::{wait_for, NodeProcess};
 use std::time::Duration;
 
 #[tokio::test]
 async fn dev_transfer_is_confirmed_and_balances_move_exactly() {
     let keys = dev_keys();
     let (sender, recipient, miner) = (address_of(&keys[0]), address_of(&keys[1]), address_of(&keys[9]));
-    let node = NodeProcess::start_dev(&["--miner-address", &miner.to_text()]);
+    let node =
+        NodeProcess::start_dev(env!("CARGO_BIN_EXE_cairn-node"), &["--miner-address", &miner.to_text()]);
     let c = HttpClientBuilder::default().build(node.url()).unwrap();
     let reward = Genesis::dev().params.block_reward.0;
     const AMOUNT: u64 = 123_456;
@@ -81,8 +80,8 @@ async fn dev_transfer_is_confirmed_and_balances_move_exactly() {
 
 #[test]
 fn dev_mode_prints_accounts_and_keys() {
-    let node = NodeProcess::start_dev(&["--no-mine"]);
-    let text = node.banner.join("\n");
+    let node = NodeProcess::start_dev(env!("CARGO_BIN_EXE_cairn-node"), &["--no-mine"]);
+    let text = node.stdout_text();
     for (i, k) in dev_keys().iter().enumerate() {
         assert!(text.contains(&format!("({i}) {}", address_of(k))), "account {i} missing:\n{text}");
         // Key i is SHA-256 of "cairn dev account i", as the design fixes.
@@ -90,5 +89,5 @@ fn dev_mode_prints_accounts_and_keys() {
             <sha2::Sha256 as sha2::Digest>::digest(format!("cairn dev account {i}").as_bytes()).into();
         assert!(text.contains(&format!("({i}) {}", hex::encode(key))), "key {i} missing:\n{text}");
     }
-    assert!(text.contains(&format!("RPC listening on http://{}", node.rpc)));
+    assert!(text.contains(&format!("RPC listening on http://{}", node.rpc_addr)));
 }

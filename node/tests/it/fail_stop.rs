@@ -8,8 +8,6 @@
 //! every call. A second test hands the chain a store that refuses writes.
 #![allow(clippy::unwrap_used)] // test helpers fail loudly
 
-mod rpc_support;
-
 use cairn_api::CairnApiClient;
 use cairn_core::assemble::{assemble_block, grind};
 use cairn_core::genesis::{dev_keys, Genesis, DEV_CHAIN_ID};
@@ -17,8 +15,8 @@ use cairn_core::transaction::{address_of, public_key_of, Transfer};
 use cairn_core::{encoding, Address, Amount};
 use cairn_node::chain::{check_db, Chain};
 use cairn_node::store::{Batch, Column, KvStore, MemStore, StoreError};
+use cairn_tests::{wait_for, NodeProcess};
 use jsonrpsee::http_client::HttpClientBuilder;
-use rpc_support::{wait_for, NodeProcess};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -30,8 +28,11 @@ const FAIL_STOP_EXIT: i32 = 70;
 /// Starts a mining dev node with `fault` armed, lets it mine a few blocks, submits one
 /// transfer (which trips the fault), and checks the node stopped as fail-stop promises.
 async fn panic_while_locked_stops_the_node(fault: &str) {
-    let mut node =
-        NodeProcess::start_dev_env(&[], &[("CAIRN_FAULT_PANIC_WHILE_LOCKED", fault), ("NO_COLOR", "1")]);
+    let mut node = NodeProcess::start_dev_env(
+        env!("CARGO_BIN_EXE_cairn-node"),
+        &[],
+        &[("CAIRN_FAULT_PANIC_WHILE_LOCKED", fault), ("NO_COLOR", "1")],
+    );
     let data_dir = node.data_dir.clone();
     let c = HttpClientBuilder::default().request_timeout(Duration::from_secs(30)).build(node.url()).unwrap();
 
@@ -56,7 +57,7 @@ async fn panic_while_locked_stops_the_node(fault: &str) {
     assert!(answer.is_err(), "tx_submit was answered ({answer:?}) though the fault fired");
 
     let status = node.wait_exit(Duration::from_secs(20));
-    let log = node.log();
+    let log = node.log_text();
     let status = status.unwrap_or_else(|| panic!("the node still runs 20 s after the fault; log:\n{log}"));
     assert_eq!(status.code(), Some(FAIL_STOP_EXIT), "exit status {status}; log:\n{log}");
     // The reason, at error level, with the panic's message and where it was raised.

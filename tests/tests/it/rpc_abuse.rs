@@ -1,5 +1,5 @@
 //! Abuse of the JSON-RPC server of a real `cairn-node --dev` process, beyond the
-//! well-formed-but-wrong requests of node/tests/rpc_api.rs: bytes that are not UTF-8,
+//! well-formed-but-wrong requests of node/tests/it/rpc_api.rs: bytes that are not UTF-8,
 //! nesting that would overflow a recursive parser, huge batches and params, lying HTTP
 //! framing, 1 000 concurrent connections and clients that send their headers a byte
 //! at a time and stall. Every request gets a JSON-RPC error, an HTTP error status, or

@@ -1,0 +1,14 @@
+//! cairn-node's integration tests, one module per file, built as one test binary: each
+//! test binary links RocksDB, and those links are much of what building the tests costs.
+//! Tests that run `cairn-node` processes use [`cairn_tests::NodeProcess`].
+
+mod chain_crash;
+mod chain_model;
+mod chain_store;
+mod dev_transfer;
+mod fail_stop;
+mod p2p_block;
+mod p2p_processes;
+mod p2p_sim;
+mod rpc_api;
+mod rpc_block_status;

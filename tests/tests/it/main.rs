@@ -1,0 +1,15 @@
+//! End-to-end tests with real `cairn-node` and `cairn-wallet` processes, one module per
+//! file, built as one test binary (one link instead of one per file, and libtest runs the
+//! long tests of one file beside those of another).
+//!
+//! The tests share this process: each starts its own nodes on OS-chosen ports with their
+//! own data dirs ([`cairn_tests::NodeProcess`]), and none sets environment variables or
+//! other process-wide state.
+
+mod adversarial;
+mod connections;
+mod hostile_amounts;
+mod network;
+mod partition;
+mod rpc_abuse;
+mod wallet_e2e;
