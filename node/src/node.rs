@@ -12,7 +12,6 @@ use crate::mempool::{Mempool, MempoolError};
 use cairn_core::block::Block;
 use cairn_core::genesis::Genesis;
 use cairn_core::{Address, BlockHash, SignedTransfer, Txid};
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use tokio::sync::broadcast;
@@ -60,26 +59,10 @@ pub enum NodeEvent {
     NewTransfer { txid: Txid, origin: Origin },
 }
 
-/// What RPC needs from the P2P layer; registered by [`crate::p2p::start`].
-pub trait Network: Send + Sync {
-    fn peers(&self) -> Vec<cairn_api::PeerInfo>;
-    fn add_peer(&self, addr: SocketAddr) -> Result<(), String>;
-    /// Drops the peer listening at `addr` and refuses it until unblocked. Returns
-    /// false if it was already blocked.
-    fn block_peer(&self, addr: SocketAddr) -> Result<bool, String>;
-    /// Lifts [`Network::block_peer`]. Returns false if `addr` was not blocked.
-    fn unblock_peer(&self, addr: SocketAddr) -> Result<bool, String>;
-    /// True while a peer has shown more work than our tip and we are fetching it.
-    fn is_syncing(&self) -> bool;
-    /// Peer sockets open now: ready peers plus connections still in the handshake.
-    fn peer_sockets(&self) -> usize;
-}
-
 pub struct Node {
     chain: Mutex<Chain>,
     mempool: Mutex<Mempool>,
     events: broadcast::Sender<NodeEvent>,
-    network: OnceLock<Arc<dyn Network>>,
     genesis: Genesis,
     /// The local miner's recent hashes per second (0 when not mining).
     hashrate: AtomicU64,
@@ -112,7 +95,6 @@ impl Node {
             chain: Mutex::new(chain),
             mempool: Mutex::new(mempool),
             events,
-            network: OnceLock::new(),
             genesis,
             hashrate: AtomicU64::new(0),
             preverified: Arc::new(Mutex::new(SigCache::new(PREVERIFIED_ENTRIES))),
@@ -157,14 +139,6 @@ impl Node {
 
     pub fn subscribe(&self) -> broadcast::Receiver<NodeEvent> {
         self.events.subscribe()
-    }
-
-    pub fn set_network(&self, network: Arc<dyn Network>) {
-        let _ = self.network.set(network);
-    }
-
-    pub fn network(&self) -> Option<&Arc<dyn Network>> {
-        self.network.get()
     }
 
     pub fn set_hashrate(&self, hashes_per_second: u64) {

@@ -17,6 +17,7 @@
 
 use crate::chain::BlockStatus;
 use crate::node::{Node, SubmitError};
+use crate::p2p::Network;
 use cairn_api::{
     block_status, codes, CairnApiServer, ChainInfo, MempoolInfo, NewHead, PeerInfo, RpcAccount, RpcBlock,
     RpcTransaction, RpcTxProof, RpcTxStatus,
@@ -211,8 +212,15 @@ pub struct RpcServer {
     pub handle: ServerHandle,
 }
 
-/// Starts the server on `addr` serving `node`; admin methods accept `cookie`.
-pub async fn start(node: Arc<Node>, addr: SocketAddr, cookie: &Cookie) -> anyhow::Result<RpcServer> {
+/// Starts the server on `addr` serving `node`, and the P2P layer through `network`
+/// (`None`: the `net_*` methods answer that P2P is not running); admin methods accept
+/// `cookie`.
+pub async fn start(
+    node: Arc<Node>,
+    network: Option<Arc<dyn Network>>,
+    addr: SocketAddr,
+    cookie: &Cookie,
+) -> anyhow::Result<RpcServer> {
     let config = ServerConfig::builder()
         .max_request_body_size(MAX_REQUEST_BYTES)
         .max_response_body_size(MAX_RESPONSE_BYTES)
@@ -232,15 +240,18 @@ pub async fn start(node: Arc<Node>, addr: SocketAddr, cookie: &Cookie) -> anyhow
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen for RPC on {addr}: {e}"))?;
     let local_addr = server.local_addr()?;
-    let handle = server.start(methods(node)?);
+    let handle = server.start(methods(node, network)?);
     Ok(RpcServer { local_addr, handle })
 }
 
 /// Every RPC method, without a server: what [`start`] serves, and what in-process
 /// callers (the fuzz targets in fuzz/) call with raw JSON.
-pub fn methods(node: Arc<Node>) -> anyhow::Result<jsonrpsee::RpcModule<()>> {
+pub fn methods(
+    node: Arc<Node>,
+    network: Option<Arc<dyn Network>>,
+) -> anyhow::Result<jsonrpsee::RpcModule<()>> {
     let mut module = jsonrpsee::RpcModule::new(());
-    module.merge(RpcImpl { node }.into_rpc())?;
+    module.merge(RpcImpl { node, network }.into_rpc())?;
     // A method that does nothing: the benchmark's yardstick for the server's own cost.
     module.register_method("rpc_ping", |_, _, _| "pong")?;
     Ok(module)
@@ -248,6 +259,7 @@ pub fn methods(node: Arc<Node>) -> anyhow::Result<jsonrpsee::RpcModule<()>> {
 
 struct RpcImpl {
     node: Arc<Node>,
+    network: Option<Arc<dyn Network>>,
 }
 
 fn invalid_params(msg: impl Into<String>) -> ErrorObjectOwned {
@@ -412,6 +424,7 @@ fn block_json(node: &Node, hash: &BlockHash) -> Result<Option<RpcBlock>, ErrorOb
 impl CairnApiServer for RpcImpl {
     async fn chain_get_info(&self) -> RpcResult<ChainInfo> {
         let node = self.node.clone();
+        let network = self.network.clone();
         blocking(move || {
             let chain = node.chain();
             let tip = chain.tip();
@@ -421,7 +434,7 @@ impl CairnApiServer for RpcImpl {
             let behind = chain.best_header().total_work > tip.total_work;
             drop(chain);
             let mempool_size = node.mempool().len();
-            let (peers, syncing, peer_sockets) = match node.network() {
+            let (peers, syncing, peer_sockets) = match network {
                 // The P2P layer knows whether a peer can deliver what we lack; a header-only
                 // branch nobody offers is not "syncing".
                 Some(n) => (n.peers().len(), n.is_syncing(), n.peer_sockets()),
@@ -609,7 +622,7 @@ impl CairnApiServer for RpcImpl {
     }
 
     async fn net_peers(&self) -> RpcResult<Vec<PeerInfo>> {
-        Ok(self.node.network().map(|n| n.peers()).unwrap_or_default())
+        Ok(self.network.as_ref().map(|n| n.peers()).unwrap_or_default())
     }
 
     async fn net_add_peer(&self, ext: &Extensions, addr: String) -> RpcResult<bool> {
@@ -634,8 +647,8 @@ impl CairnApiServer for RpcImpl {
 }
 
 impl RpcImpl {
-    fn network(&self) -> Result<&Arc<dyn crate::node::Network>, ErrorObjectOwned> {
-        self.node.network().ok_or_else(|| internal("P2P is not running"))
+    fn network(&self) -> Result<&Arc<dyn Network>, ErrorObjectOwned> {
+        self.network.as_ref().ok_or_else(|| internal("P2P is not running"))
     }
 }
 

@@ -101,7 +101,7 @@ async fn serve(g: &Genesis, dir: &Path) -> Served {
     let chain = Chain::open(dir, g).unwrap();
     let node = Node::new(chain, Mempool::with_config(MempoolConfig::default()), g.clone());
     let cookie = Cookie::create(dir).unwrap();
-    let server = rpc::start(node.clone(), "127.0.0.1:0".parse().unwrap(), &cookie).await.unwrap();
+    let server = rpc::start(node.clone(), None, "127.0.0.1:0".parse().unwrap(), &cookie).await.unwrap();
     let client = HttpClientBuilder::default().build(format!("http://{}", server.local_addr)).unwrap();
     Served { node, server, client, _cookie: cookie }
 }

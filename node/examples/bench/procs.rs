@@ -186,7 +186,8 @@ pub fn propagation(
     let chain = Chain::open(&work.join("n0"), &genesis)?;
     let mempool = Mempool::with_config(MempoolConfig::default());
     let source = Node::new(chain, mempool, genesis.clone());
-    let source_addr = rt.block_on(p2p::start(
+    // Held to the end of the run: dropping it would stop the source's P2P.
+    let source_p2p = rt.block_on(p2p::start(
         source.clone(),
         p2p::P2pConfig {
             listen: "127.0.0.1:0".parse()?,
@@ -195,6 +196,7 @@ pub fn propagation(
             data_dir: work.join("n0"),
         },
     ))?;
+    let source_addr = source_p2p.local_addr();
     let mut procs: Vec<NodeProcess> = Vec::new();
     for i in 1..n {
         let prev = procs.last().map_or(source_addr, |p| p.p2p_addr);

@@ -20,9 +20,11 @@
 use super::addrbook::Snapshot;
 use super::protocol::{Config, DisconnectReason, Input, Output, Protocol};
 use super::wire::{FrameCodec, Message, HEADER_BYTES, MAX_PAYLOAD};
+use super::Network;
 use super::{P2pConfig, PeerId};
 use crate::chain::sigcache::SigCache;
-use crate::node::{Network, Node};
+use crate::failstop::lock_or_stop;
+use crate::node::Node;
 use anyhow::Context;
 use cairn_core::{SignedTransfer, Txid};
 use rayon::prelude::*;
@@ -35,7 +37,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, watch, Notify, OwnedSemaphorePermit, Semaphore};
 
 /// Frames queued to one peer.
 const SEND_QUEUE_FRAMES: usize = 1024;
@@ -86,6 +88,10 @@ struct Shared {
     /// The protocol's pong timeout: the longest one frame may take to write, and the
     /// sockets' `TCP_USER_TIMEOUT`.
     write_timeout: Duration,
+    /// Set by [`Running::shutdown`]: every task (listener, dials, connections, ticker,
+    /// relay) ends, closing its socket, and the protocol thread stops after the input
+    /// it is handling.
+    closing: watch::Sender<bool>,
 }
 
 impl Shared {
@@ -104,7 +110,19 @@ impl Shared {
     }
 
     fn handles(&self) -> std::sync::MutexGuard<'_, HashMap<PeerId, PeerHandle>> {
-        self.handles.lock().unwrap_or_else(|e| e.into_inner())
+        lock_or_stop(&self.handles, "P2P connection handles")
+    }
+
+    fn is_closing(&self) -> bool {
+        *self.closing.borrow()
+    }
+
+    /// Resolves once shutdown has begun.
+    fn closed(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.closing.subscribe();
+        async move {
+            let _ = rx.wait_for(|c| *c).await;
+        }
     }
 }
 
@@ -112,10 +130,10 @@ struct NetHandle(Arc<Shared>);
 
 impl Network for NetHandle {
     fn peers(&self) -> Vec<cairn_api::PeerInfo> {
-        self.0.peers.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        lock_or_stop(&self.0.peers, "P2P peer list").clone()
     }
     fn add_peer(&self, addr: SocketAddr) -> Result<(), String> {
-        let blocked = self.0.blocked.lock().unwrap_or_else(|e| e.into_inner());
+        let blocked = lock_or_stop(&self.0.blocked, "P2P blocked set");
         if blocked.contains(&addr) {
             return Err(format!("{addr} is blocked: call net_unblockPeer first"));
         }
@@ -128,18 +146,60 @@ impl Network for NetHandle {
         self.0.sockets.load(Ordering::Relaxed)
     }
     fn block_peer(&self, addr: SocketAddr) -> Result<bool, String> {
-        let mut blocked = self.0.blocked.lock().unwrap_or_else(|e| e.into_inner());
+        let mut blocked = lock_or_stop(&self.0.blocked, "P2P blocked set");
         self.0.try_send(Input::BlockPeer(addr)).map_err(|e| format!("network busy: {e}"))?;
         Ok(blocked.insert(addr))
     }
     fn unblock_peer(&self, addr: SocketAddr) -> Result<bool, String> {
-        let mut blocked = self.0.blocked.lock().unwrap_or_else(|e| e.into_inner());
+        let mut blocked = lock_or_stop(&self.0.blocked, "P2P blocked set");
         self.0.try_send(Input::UnblockPeer(addr)).map_err(|e| format!("network busy: {e}"))?;
         Ok(blocked.remove(&addr))
     }
 }
 
-pub(super) async fn start(node: Arc<Node>, config: P2pConfig) -> anyhow::Result<SocketAddr> {
+/// The running P2P layer: the protocol thread and the tasks, until [`Running::shutdown`].
+pub(super) struct Running {
+    shared: Arc<Shared>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    pub(super) local_addr: SocketAddr,
+}
+
+impl Running {
+    pub(super) fn network(&self) -> Arc<dyn Network> {
+        Arc::new(NetHandle(self.shared.clone()))
+    }
+
+    /// Begins the shutdown: the tasks end (closing every socket) and the protocol thread
+    /// stops after the input it is handling.
+    fn begin_shutdown(&self) {
+        self.shared.closing.send_replace(true);
+        // Wakes the thread if it waits for input (if the queue is full, it is busy and
+        // sees the flag after its current input).
+        let _ = self.shared.try_send(Input::Tick);
+    }
+
+    /// Stops the tasks and the protocol thread, which saves the address book and bans
+    /// and drops the protocol (and with it its reference to the node). Returns once the
+    /// thread has ended.
+    pub(super) async fn shutdown(mut self) {
+        self.begin_shutdown();
+        if let Some(thread) = self.thread.take() {
+            // Joined off the async workers: the thread may be in the middle of a block.
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+    }
+}
+
+impl Drop for Running {
+    /// Without [`Running::shutdown`], dropping still stops everything, without waiting.
+    fn drop(&mut self) {
+        if self.thread.is_some() {
+            self.begin_shutdown();
+        }
+    }
+}
+
+pub(super) async fn start(node: Arc<Node>, config: P2pConfig) -> anyhow::Result<Running> {
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding P2P address {}", config.listen))?;
@@ -161,25 +221,32 @@ pub(super) async fn start(node: Arc<Node>, config: P2pConfig) -> anyhow::Result<
         chain_id: node.genesis().params.chain_id,
         sockets: AtomicUsize::new(0),
         write_timeout: Duration::from_millis(pconfig.ping_timeout_ms),
+        closing: watch::channel(false).0,
     });
-    node.set_network(Arc::new(NetHandle(shared.clone())));
-
-    let snapshot = load_snapshot(&config.data_dir);
-    let protocol = Protocol::new(node.clone(), pconfig, snapshot, rand::random(), crate::now_ms());
-    let runtime = tokio::runtime::Handle::current();
-    let data_dir = config.data_dir.clone();
-    let sh = shared.clone();
-    std::thread::Builder::new()
-        .name("p2p".into())
-        .spawn(move || protocol_thread(protocol, rx, sh, runtime, data_dir))
-        .context("spawning the P2P thread")?;
 
     // Node events (new tips, new transfers) to relay.
     let mut events = node.subscribe();
+    let snapshot = load_snapshot(&config.data_dir);
+    let protocol = Protocol::new(node, pconfig, snapshot, rand::random(), crate::now_ms());
+    let runtime = tokio::runtime::Handle::current();
+    let data_dir = config.data_dir.clone();
+    let sh = shared.clone();
+    let thread = std::thread::Builder::new()
+        .name("p2p".into())
+        .spawn(move || protocol_thread(protocol, rx, sh, runtime, data_dir))
+        .context("spawning the P2P thread")?;
+    let running = Running { shared: shared.clone(), thread: Some(thread), local_addr: local };
+
     let sh = shared.clone();
     tokio::spawn(async move {
+        let closed = sh.closed();
+        tokio::pin!(closed);
         loop {
-            match events.recv().await {
+            let event = tokio::select! {
+                _ = &mut closed => break,
+                e = events.recv() => e,
+            };
+            match event {
                 Ok(ev) => {
                     if !sh.send(Input::Node(ev)).await {
                         break;
@@ -194,9 +261,14 @@ pub(super) async fn start(node: Arc<Node>, config: P2pConfig) -> anyhow::Result<
     });
     let sh = shared.clone();
     tokio::spawn(async move {
+        let closed = sh.closed();
+        tokio::pin!(closed);
         let mut t = tokio::time::interval(TICK);
         loop {
-            t.tick().await;
+            tokio::select! {
+                _ = &mut closed => break,
+                _ = t.tick() => {}
+            }
             match sh.try_send(Input::Tick) {
                 Err(mpsc::error::TrySendError::Closed(_)) => break,
                 _ => continue, // a full queue skips a tick, nothing more
@@ -218,8 +290,14 @@ pub(super) async fn start(node: Arc<Node>, config: P2pConfig) -> anyhow::Result<
     }
     let sh = shared.clone();
     tokio::spawn(async move {
+        let closed = sh.closed();
+        tokio::pin!(closed);
         loop {
-            match listener.accept().await {
+            let accepted = tokio::select! {
+                _ = &mut closed => break,
+                a = listener.accept() => a,
+            };
+            match accepted {
                 Ok((stream, addr)) => {
                     let open = OpenSocket::new(&sh);
                     let id = sh.next_id.fetch_add(1, Ordering::Relaxed);
@@ -235,7 +313,7 @@ pub(super) async fn start(node: Arc<Node>, config: P2pConfig) -> anyhow::Result<
         }
     });
     tracing::info!(addr = %local, "P2P listening");
-    Ok(local)
+    Ok(running)
 }
 
 /// One open peer socket, counted in [`Shared::sockets`] from the moment `accept` or
@@ -292,8 +370,8 @@ fn configure_socket(stream: &TcpStream, user_timeout: Duration) {
 /// (its handle leaves the map and `stop` fires: ban, duplicate, handshake or ping
 /// timeout, slow reader) -- the task ends: the handle leaves the map, the socket is
 /// closed and the count of open sockets goes down, together. If the connection ended on
-/// the network's side, the protocol hears `Disconnected`. At shutdown the runtime drops
-/// the task, and the socket with it.
+/// the network's side, the protocol hears `Disconnected`. At shutdown the task ends and
+/// closes the socket.
 async fn run_connection(
     shared: &Arc<Shared>,
     id: PeerId,
@@ -315,6 +393,7 @@ async fn run_connection(
 
     let sh = shared.clone();
     tokio::spawn(async move {
+        let closed = sh.closed();
         let mut read = Box::pin(read_frames(sh.clone(), id, rd));
         let mut write = Box::pin(write_frames(wr, frames, queued, sh.write_timeout));
         let ended = tokio::select! {
@@ -326,6 +405,8 @@ async fn run_connection(
                 let _ = tokio::time::timeout(FLUSH_TIMEOUT, &mut write).await;
                 None
             }
+            // Shutdown: the socket just closes.
+            _ = closed => None,
         };
         // No more frames for it (so none can fail against a closed queue and be taken
         // for a slow reader), then close the socket (the two halves are its only
@@ -444,7 +525,9 @@ fn protocol_thread(
     data_dir: PathBuf,
 ) {
     let mut pending: Vec<Queued> = Vec::new();
-    while let Some(first) = rx.blocking_recv() {
+    // The flag is checked before each wait: shutdown sets it, then queues a tick.
+    while !shared.is_closing() {
+        let Some(first) = rx.blocking_recv() else { break };
         pending.push(first);
         // Take what else is waiting, so the shared peer list is refreshed once per batch.
         while pending.len() < 256 {
@@ -453,8 +536,11 @@ fn protocol_thread(
                 Err(_) => break,
             }
         }
-        while !pending.is_empty() {
+        while !pending.is_empty() && !shared.is_closing() {
             for (input, budget) in std::mem::take(&mut pending) {
+                if shared.is_closing() {
+                    break;
+                }
                 protocol.step(crate::now_ms(), input);
                 // The message is handled: its bytes go back to the readers.
                 drop(budget);
@@ -463,10 +549,14 @@ fn protocol_thread(
                 }
             }
         }
-        *shared.peers.lock().unwrap_or_else(|e| e.into_inner()) = protocol.peer_infos();
+        *lock_or_stop(&shared.peers, "P2P peer list") = protocol.peer_infos();
         shared.syncing.store(protocol.is_syncing(), Ordering::Relaxed);
     }
+    // Shutdown (or every input sender gone): the final save, then the protocol goes,
+    // and with it its reference to the node.
     save_snapshot(&data_dir, &protocol.snapshot());
+    drop(protocol);
+    tracing::info!("P2P stopped; address book and bans saved");
 }
 
 fn handle_output(
@@ -503,7 +593,11 @@ fn handle_output(
         Output::Connect(addr) => {
             let sh = shared.clone();
             runtime.spawn(async move {
-                match tokio::time::timeout(DIAL_TIMEOUT, TcpStream::connect(addr)).await {
+                let dialled = tokio::select! {
+                    _ = sh.closed() => return,
+                    d = tokio::time::timeout(DIAL_TIMEOUT, TcpStream::connect(addr)) => d,
+                };
+                match dialled {
                     Ok(Ok(stream)) => {
                         let open = OpenSocket::new(&sh);
                         let id = sh.next_id.fetch_add(1, Ordering::Relaxed);
