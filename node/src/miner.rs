@@ -300,8 +300,10 @@ fn coordinator(
                 // Stop the workers on this job at once.
                 shared.job_id.fetch_add(1, Ordering::SeqCst);
                 need_new = true;
-                match node.submit_block(b, Origin::Local) {
-                    Ok(r) => tracing::info!(%hash, height, txs, acceptance = ?r.acceptance, "mined block"),
+                match node.submit_block(b, Origin::Local, crate::now_ms()) {
+                    Ok((r, _)) => {
+                        tracing::info!(%hash, height, txs, acceptance = ?r.acceptance, "mined block")
+                    }
                     Err(e) => tracing::error!(error = %e, "could not store mined block"),
                 }
             }

@@ -16,7 +16,7 @@
 //! CPU work; neither should stall the async workers that serve other connections.
 
 use crate::chain::BlockStatus;
-use crate::node::{Node, SubmitError};
+use crate::node::{Node, NodeEvent, Origin, SubmitError};
 use crate::p2p::Network;
 use cairn_api::{
     block_status, codes, CairnApiServer, ChainInfo, MempoolInfo, NewHead, PeerInfo, RpcAccount, RpcBlock,
@@ -322,31 +322,6 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f).await.map_err(internal)?
 }
 
-/// Runs CPU-bound work (signature checks) on the rayon pool, one thread per core.
-/// Tokio's blocking pool would start a thread per concurrent call and have them preempt
-/// each other: under 32 clients that cost ~100 us of CPU per `tx_submit` (see
-/// docs/PERFORMANCE.md). A panic is caught and reported as an internal error, as
-/// `spawn_blocking` would (rayon would abort the process). In the `cairn-node` binary
-/// the fail-stop panic hook (node/src/main.rs) ends the process first, so this only
-/// matters where the library runs without that hook (tests, the fuzz targets).
-///
-/// `f` must not take the chain or mempool lock: block import holds the chain lock
-/// while it waits for rayon threads to check the block's signatures, so a rayon thread
-/// waiting for that lock could leave none to do it.
-async fn on_cores<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, ErrorObjectOwned> + Send + 'static,
-) -> Result<T, ErrorObjectOwned> {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    rayon::spawn(move || {
-        let _ = tx.send(std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)));
-    });
-    match rx.await {
-        Ok(Ok(result)) => result,
-        Ok(Err(_)) => Err(internal("the call panicked")),
-        Err(_) => Err(internal("the call was dropped")),
-    }
-}
-
 pub fn rpc_transaction(tx: &Transaction) -> RpcTransaction {
     match tx {
         Transaction::Coinbase(cb) => RpcTransaction {
@@ -534,7 +509,6 @@ impl CairnApiServer for RpcImpl {
         // Subscribe before accepting so no head between the two is missed.
         let mut events = self.node.subscribe();
         let sink = pending.accept().await?;
-        let node = self.node.clone();
         tokio::spawn(async move {
             loop {
                 let event = tokio::select! {
@@ -542,9 +516,7 @@ impl CairnApiServer for RpcImpl {
                     e = events.recv() => e,
                 };
                 let (connected, disconnected) = match event {
-                    Ok(crate::node::NodeEvent::NewTip { connected, disconnected, .. }) => {
-                        (connected, disconnected)
-                    }
+                    Ok(NodeEvent::NewTip { connected, disconnected, .. }) => (connected, disconnected),
                     Ok(_) => continue,
                     Err(RecvError::Lagged(n)) => {
                         tracing::debug!(skipped = n, "new-heads subscriber lagged");
@@ -552,14 +524,8 @@ impl CairnApiServer for RpcImpl {
                     }
                     Err(RecvError::Closed) => return,
                 };
-                let n2 = node.clone();
-                let heads = tokio::task::spawn_blocking(move || {
-                    let chain = n2.chain();
-                    connected.iter().filter_map(|h| chain.header(h).map(|hd| (*h, hd))).collect::<Vec<_>>()
-                })
-                .await
-                .unwrap_or_default();
-                for (i, (hash, header)) in heads.into_iter().enumerate() {
+                let heads = connected.iter().map(|h| (h.hash(), h));
+                for (i, (hash, header)) in heads.enumerate() {
                     let head = NewHead {
                         hash,
                         height: header.height,
@@ -592,11 +558,18 @@ impl CairnApiServer for RpcImpl {
         let tx = parse_transfer_hex(&hex)?;
         let node = self.node.clone();
         let chain_id = node.genesis().params.chain_id;
-        let checked = on_cores(move || Ok(tx.verify(chain_id))).await?;
+        // The signature is checked on the rayon pool, off the async workers and with no
+        // lock held (see `verify_on_cores`).
+        let checked = crate::node::verify_on_cores(vec![tx], chain_id)
+            .await
+            .and_then(|mut c| c.pop())
+            .ok_or_else(|| internal("the signature check panicked"))?;
         blocking(move || {
             let admitted = match checked {
-                Ok(()) => node.admit_verified(tx, crate::node::Origin::Rpc),
-                Err(e) => Err(SubmitError::Invalid(e)),
+                Ok(verified) => {
+                    node.submit_transfer(verified, Origin::Rpc, crate::now_ms()).map(|(txid, _)| txid)
+                }
+                Err(refused) => Err(SubmitError::Invalid(refused.error)),
             };
             admitted.map_err(|e| {
                 let msg = match &e {

@@ -295,7 +295,9 @@ pub fn propagation(
                 }
                 .sign(&senders[s])?;
                 nonces[s] += 1;
-                source.submit_transfer(t, Origin::Local).map_err(|e| anyhow::anyhow!("submit: {e}"))?;
+                source
+                    .verify_and_submit(t, Origin::Local, cairn_node::now_ms())
+                    .map_err(|e| anyhow::anyhow!("submit: {e}"))?;
             }
             let deadline = Instant::now() + Duration::from_secs(5);
             let mut complete = true;
@@ -324,7 +326,7 @@ pub fn propagation(
         }
         let hash = block.hash();
         let t0 = Instant::now();
-        source.submit_block(block, Origin::Local)?;
+        source.submit_block(block, Origin::Local, cairn_node::now_ms())?;
         let imported = t0.elapsed();
         let last = wait_all(hash, &mut rx)?;
         let ms = last.duration_since(t0).as_secs_f64() * 1e3;

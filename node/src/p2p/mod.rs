@@ -3,6 +3,8 @@
 //! - [`wire`]: frames and messages, byte for byte as docs/PROTOCOL.md describes them.
 //! - [`protocol`]: the peer protocol as a state machine with no I/O (handshake, ping,
 //!   peer exchange, gossip, headers-first sync, misbehaviour).
+//! - [`ledger`]: the one door from the protocol to the rest of the node
+//!   ([`ledger::Ledger`], implemented by [`Node`]).
 //! - [`addrbook`]: known addresses and bans (saved as `peers.json` / `bans.json`).
 //! - [`sync`]: which block bodies are requested from whom.
 //! - [`presync`]: headers of low-work branches are checked before any is stored.
@@ -11,6 +13,7 @@
 //! The protocol is also driven by a deterministic simulator (node/tests/p2p_sim.rs).
 
 pub mod addrbook;
+pub mod ledger;
 mod net;
 pub mod presync;
 pub mod protocol;

@@ -5,8 +5,8 @@
 //! and a writer fed by a bounded queue; when either ends, or the protocol drops the
 //! peer, the task closes the socket (see [`run_connection`]). The reader checks the
 //! signatures of the transfers it decoded from one read in parallel on the rayon pool
-//! before queueing them, and records the good ones in [`Node::preverified`], so the
-//! protocol thread does not check them one by one.
+//! ([`crate::node::verify_on_cores`]) and queues them checked ([`Input::Transfer`]), so
+//! the protocol thread does not check them one by one.
 //! The protocol itself runs on a dedicated thread (it calls into the chain, which may
 //! verify signatures and write to RocksDB), fed by one bounded input channel. A peer
 //! whose send queue is full is dropped: a slow reader can stall only itself. Decoded
@@ -22,12 +22,10 @@ use super::protocol::{Config, DisconnectReason, Input, Output, Protocol};
 use super::wire::{FrameCodec, Message, HEADER_BYTES, MAX_PAYLOAD};
 use super::Network;
 use super::{P2pConfig, PeerId};
-use crate::chain::sigcache::SigCache;
 use crate::failstop::lock_or_stop;
-use crate::node::Node;
+use crate::node::{Node, NodeEvent, Origin};
 use anyhow::Context;
-use cairn_core::{SignedTransfer, Txid};
-use rayon::prelude::*;
+use cairn_core::SignedTransfer;
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -80,8 +78,7 @@ struct Shared {
     /// anything. Updated under its lock together with the input it sends, so the two
     /// never disagree about order.
     blocked: Mutex<BTreeSet<SocketAddr>>,
-    /// [`Node::preverified`], and the chain id transfers are verified against.
-    preverified: Arc<Mutex<SigCache>>,
+    /// The chain id transfers are verified against.
     chain_id: u32,
     /// Peer sockets open now (see [`OpenSocket`]).
     sockets: AtomicUsize,
@@ -217,7 +214,6 @@ pub(super) async fn start(node: Arc<Node>, config: P2pConfig) -> anyhow::Result<
         next_id: AtomicU64::new(1),
         codec,
         blocked: Mutex::new(BTreeSet::new()),
-        preverified: node.preverified(),
         chain_id: node.genesis().params.chain_id,
         sockets: AtomicUsize::new(0),
         write_timeout: Duration::from_millis(pconfig.ping_timeout_ms),
@@ -247,6 +243,12 @@ pub(super) async fn start(node: Arc<Node>, config: P2pConfig) -> anyhow::Result<
                 e = events.recv() => e,
             };
             match event {
+                // The protocol handled the events of its own submissions (from a peer)
+                // in the step that caused them.
+                Ok(
+                    NodeEvent::NewTip { origin: Origin::Peer(_), .. }
+                    | NodeEvent::NewTransfer { origin: Origin::Peer(_), .. },
+                ) => {}
                 Ok(ev) => {
                     if !sh.send(Input::Node(ev)).await {
                         break;
@@ -455,17 +457,22 @@ async fn read_frames(sh: Arc<Shared>, id: PeerId, mut rd: OwnedReadHalf) -> Opti
         // after another on the protocol thread, where they would hold up blocks.
         let txs: Vec<SignedTransfer> =
             parsed.iter().filter_map(|(m, _)| if let Message::Tx(t) = m { Some(*t) } else { None }).collect();
-        if !txs.is_empty() {
-            let verified = verify_on_cores(txs, sh.chain_id).await;
-            if let Ok(mut pre) = sh.preverified.lock() {
-                for txid in verified {
-                    pre.insert(txid);
-                }
-            }
+        let mut checked = if txs.is_empty() {
+            Vec::new()
+        } else {
+            // (`None` after a panic in a check: the protocol then checks them itself.)
+            crate::node::verify_on_cores(txs, sh.chain_id).await.unwrap_or_default()
         }
+        .into_iter();
         for (msg, used) in parsed {
             let permit = sh.input_bytes.clone().acquire_many_owned(used as u32).await.ok()?;
-            let input = Input::Received { peer: id, msg };
+            let input = match msg {
+                Message::Tx(t) => match checked.next() {
+                    Some(checked) => Input::Transfer { peer: id, checked },
+                    None => Input::Received { peer: id, msg: Message::Tx(t) },
+                },
+                msg => Input::Received { peer: id, msg },
+            };
             sh.inputs.send((input, Some(permit))).await.ok()?;
         }
         if let Some(error) = bad_frame {
@@ -497,24 +504,6 @@ async fn write_frames(
     }
     let _ = wr.shutdown().await;
     None
-}
-
-/// The txids of the transfers in `txs` whose signatures verify, checked in parallel on
-/// the rayon pool. (A panic in the check, which the fuzz target `transfer` has not
-/// found, counts as "not verified" where the library runs without the binary's
-/// fail-stop panic hook; in `cairn-node` that hook ends the process first.)
-async fn verify_on_cores(txs: Vec<SignedTransfer>, chain_id: u32) -> Vec<Txid> {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    rayon::spawn(move || {
-        let ok = std::panic::catch_unwind(|| {
-            txs.par_iter()
-                .filter(|t| t.verify(chain_id).is_ok())
-                .map(SignedTransfer::txid)
-                .collect::<Vec<_>>()
-        });
-        let _ = tx.send(ok.unwrap_or_default());
-    });
-    rx.await.unwrap_or_default()
 }
 
 fn protocol_thread(

@@ -5,25 +5,24 @@
 //! [`Output`]s (send a message, dial an address, drop a peer, save the address book)
 //! that the caller drains with [`Protocol::drain`]. Time and randomness come from the
 //! caller, so the tokio driver ([`super::net`]) and the deterministic simulator run the
-//! very same code. The only thing it touches besides its own state is the [`Node`]
-//! (chain queries, block and transfer submission).
+//! very same code. The only thing it touches besides its own state is the [`Ledger`]
+//! (chain and mempool queries, block, header and transfer submission), and it reads no
+//! clock: every `now_ms` it hands the ledger is the one `step` was given.
 //!
 //! It owns: handshakes and liveness (ping), peer exchange and the address book
 //! ([`super::addrbook`]), inventory gossip, headers-first sync with parallel block
 //! downloads ([`super::sync`]), and misbehaviour scoring and bans.
 
 use super::addrbook::{self, AddrBook, Snapshot};
+use super::ledger::{BlockOutcome, Checked, Ledger, NodeEvent, Origin, Tip, TransferOutcome};
 use super::presync::{self, Next, Presync, PresyncError};
 use super::sync::BlockDownloads;
 use super::waiting::{self, WaitingTransfers};
 use super::wire::{self, GetHeaders, InvItem, Message, NetAddr, Version, WireError};
 use super::PeerId;
-use crate::chain::{Acceptance, TipInfo};
-use crate::mempool::MempoolError;
-use crate::node::{Node, NodeEvent, Origin, SubmitError};
 use cairn_core::block::{Block, BlockHeader};
 use cairn_core::validation::BlockError;
-use cairn_core::{BlockHash, SignedTransfer, Txid, Work};
+use cairn_core::{BlockHash, Txid, Work};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -190,7 +189,15 @@ pub enum Input {
         peer: PeerId,
         reason: DisconnectReason,
     },
-    /// The node's chain or mempool changed: relay.
+    /// A transfer a peer sent, its signature already checked by the driver's reader
+    /// (which turns every `tx` message into this).
+    Transfer {
+        peer: PeerId,
+        checked: Checked,
+    },
+    /// The node's chain or mempool changed: relay. (Events of the protocol's own
+    /// submissions, whose origin is a peer, were handled in the step that caused them
+    /// and are ignored here.)
     Node(NodeEvent),
     /// `--peer` / `net_addPeer`: remember and dial.
     AddPeer(SocketAddr),
@@ -323,7 +330,7 @@ impl Peer {
 
 /// The protocol state of one node.
 pub struct Protocol {
-    node: Arc<Node>,
+    ledger: Arc<dyn Ledger>,
     config: Config,
     rng: StdRng,
     /// Our node's handshake nonce.
@@ -350,13 +357,13 @@ pub struct Protocol {
 }
 
 impl Protocol {
-    /// A protocol instance for `node`. `seed` drives every random choice (nonces, peer
-    /// selection), so the same inputs always give the same outputs.
-    pub fn new(node: Arc<Node>, config: Config, book: Snapshot, seed: u64, now_ms: u64) -> Protocol {
+    /// A protocol instance for the node behind `ledger`. `seed` drives every random
+    /// choice (nonces, peer selection), so the same inputs always give the same outputs.
+    pub fn new(ledger: Arc<dyn Ledger>, config: Config, book: Snapshot, seed: u64, now_ms: u64) -> Protocol {
         let mut rng = StdRng::seed_from_u64(seed);
         let nonce = rng.gen();
         Protocol {
-            node,
+            ledger,
             config,
             rng,
             nonce,
@@ -427,6 +434,7 @@ impl Protocol {
                 tracing::debug!(%addr, "dial failed");
             }
             Input::Received { peer, msg } => self.on_message(peer, msg),
+            Input::Transfer { peer, checked } => self.on_tx(peer, checked),
             Input::BadFrame { peer, error } => {
                 let serious = !matches!(error, WireError::BadMagic(_));
                 if serious {
@@ -435,7 +443,16 @@ impl Protocol {
                 self.disconnect(peer, DisconnectReason::Wire(error));
             }
             Input::Disconnected { peer, reason } => self.remove_peer(peer, &reason),
-            Input::Node(event) => self.on_node_event(event),
+            Input::Node(event) => {
+                let caused_by_us = match &event {
+                    NodeEvent::NewTip { origin, .. } | NodeEvent::NewTransfer { origin, .. } => {
+                        matches!(origin, Origin::Peer(_))
+                    }
+                };
+                if !caused_by_us {
+                    self.on_node_event(event);
+                }
+            }
             Input::AddPeer(addr) => {
                 self.book.add(addr, true, self.now_ms);
                 if !self.is_connected_to(&addr) && !self.dialing.contains(&addr) {
@@ -500,12 +517,11 @@ impl Protocol {
     }
 
     fn our_version(&self) -> Version {
-        let chain = self.node.chain();
-        let tip = chain.tip();
+        let tip = self.ledger.tip();
         Version {
             protocol_version: wire::PROTOCOL_VERSION,
-            chain_id: self.node.genesis().params.chain_id,
-            genesis_hash: chain.genesis_hash(),
+            chain_id: self.ledger.chain_id(),
+            genesis_hash: self.ledger.genesis_hash(),
             best_height: tip.height,
             best_work: tip.total_work.to_be_bytes(),
             listen_port: self.config.listen_port,
@@ -643,17 +659,22 @@ impl Protocol {
             Message::GetHeaders(g) => self.on_getheaders(peer, g),
             Message::Headers(h) => self.on_headers(peer, h),
             Message::Block(b) => self.on_block(peer, *b),
-            Message::Tx(t) => self.on_tx(peer, t),
+            Message::Tx(t) => {
+                // The TCP driver's readers check signatures before queueing (as
+                // `Input::Transfer`); other drivers leave it to this thread.
+                let checked = self.ledger.verify(t);
+                self.on_tx(peer, checked)
+            }
         }
     }
 
     fn on_version(&mut self, peer: PeerId, v: Version) {
-        let genesis = self.node.genesis();
-        let our_genesis = self.node.chain().genesis_hash();
+        let chain_id = self.ledger.chain_id();
+        let our_genesis = self.ledger.genesis_hash();
         let mismatch = if v.protocol_version != wire::PROTOCOL_VERSION {
             Some(format!("protocol version {} (we speak {})", v.protocol_version, wire::PROTOCOL_VERSION))
-        } else if v.chain_id != genesis.params.chain_id {
-            Some(format!("chain id {} (ours is {})", v.chain_id, genesis.params.chain_id))
+        } else if v.chain_id != chain_id {
+            Some(format!("chain id {} (ours is {})", v.chain_id, chain_id))
         } else if v.genesis_hash != our_genesis {
             Some(format!("genesis {} (ours is {})", v.genesis_hash, our_genesis))
         } else {
@@ -720,7 +741,7 @@ impl Protocol {
         let now = self.now_ms;
         // Against the tip, not the best header: a header-only branch nobody delivers
         // must not stop us from asking a new peer for its chain.
-        let our_best = self.node.chain().tip().total_work;
+        let our_best = self.ledger.tip().total_work;
         let Some(p) = self.peers.get_mut(&peer) else { return };
         p.ready = true;
         p.last_ping_ms = now;
@@ -843,20 +864,19 @@ impl Protocol {
         let mut new_block = false;
         let mut known_blocks = Vec::new();
         {
-            let chain = self.node.chain();
-            let mempool = self.node.mempool();
+            let ledger = &self.ledger;
             for item in &items {
                 p.known.insert(*item);
                 match item {
                     InvItem::Block(h) => {
-                        if chain.work_of(h).is_some() {
+                        if ledger.work_of(h).is_some() {
                             known_blocks.push(*h);
-                        } else if !chain.is_known(h) {
+                        } else if !ledger.is_known(h) {
                             new_block = true;
                         }
                     }
                     InvItem::Tx(t) => {
-                        if !mempool.contains(t)
+                        if !ledger.has_transfer(t)
                             && !self.recent_rejects.contains(t)
                             && !self.waiting.contains(t)
                             && !self.tx_requests.contains_key(t)
@@ -898,7 +918,7 @@ impl Protocol {
         for item in items {
             match item {
                 InvItem::Block(h) => {
-                    let block = self.node.chain().block(&h);
+                    let block = self.ledger.block(&h);
                     match block {
                         Ok(Some(b)) => {
                             self.mark_known(peer, item);
@@ -912,7 +932,7 @@ impl Protocol {
                     }
                 }
                 InvItem::Tx(t) => {
-                    let tx = self.node.mempool().get(&t);
+                    let tx = self.ledger.transfer(&t);
                     match tx {
                         Some(tx) => {
                             self.mark_known(peer, item);
@@ -956,7 +976,7 @@ impl Protocol {
     /// Remembers `hash` as the peer's best block if it has more work than the best one
     /// it showed us before.
     fn note_best(&mut self, peer: PeerId, hash: BlockHash) {
-        let Some(work) = self.node.chain().work_of(&hash) else { return };
+        let Some(work) = self.ledger.work_of(&hash) else { return };
         let Some(p) = self.peers.get_mut(&peer) else { return };
         if p.best_known.is_none_or(|(_, w)| work > w) {
             p.best_known = Some((hash, work));
@@ -969,8 +989,11 @@ impl Protocol {
         }
     }
 
-    fn on_tx(&mut self, peer: PeerId, tx: SignedTransfer) {
-        let txid = tx.txid();
+    fn on_tx(&mut self, peer: PeerId, checked: Checked) {
+        let txid = match &checked {
+            Ok(v) => v.txid(),
+            Err(r) => r.txid,
+        };
         let Some(p) = self.peers.get_mut(&peer) else { return };
         if !p.requested_txs.remove(&txid) {
             self.misbehave(peer, 10, "unrequested transfer");
@@ -978,30 +1001,38 @@ impl Protocol {
         }
         p.known.insert(InvItem::Tx(txid));
         self.tx_requests.remove(&txid);
-        match self.node.submit_transfer(tx, Origin::Peer(peer)) {
-            Ok(_) | Err(SubmitError::Duplicate) => {}
-            Err(SubmitError::Rejected(MempoolError::NonceGap { .. })) => {
+        let tx = match checked {
+            Ok(v) => v,
+            Err(r) => {
+                self.recent_rejects.insert(txid);
+                self.misbehave(peer, limits::BAN_SCORE, &format!("invalid transfer: {}", r.error));
+                return;
+            }
+        };
+        let (outcome, event) = self.ledger.submit_transfer(tx, Origin::Peer(peer), self.now_ms);
+        match outcome {
+            TransferOutcome::Admitted | TransferOutcome::Duplicate => {}
+            TransferOutcome::NonceGap => {
                 // Its predecessor is still on its way (perhaps from another peer): wait
                 // for it rather than fetch this one again.
-                if !self.waiting.hold(tx, txid, peer, self.now_ms) {
+                if !self.waiting.hold(tx, peer, self.now_ms) {
                     tracing::debug!(peer, %txid, "nonce gap and no room to wait: dropped");
                 }
             }
-            Err(SubmitError::Invalid(e)) => {
-                self.recent_rejects.insert(txid);
-                self.misbehave(peer, limits::BAN_SCORE, &format!("invalid transfer: {e}"));
-            }
-            Err(SubmitError::Rejected(e)) => {
-                // A refusal that may pass later (a nonce gap: the predecessor is still on
-                // its way; missing funds; a full pool) is not remembered, so the transfer
-                // is fetched again when another peer announces it.
-                if !e.is_temporary() {
+            TransferOutcome::Rejected { reason, temporary, peer_fault } => {
+                // A refusal that may pass later (missing funds; a full pool) is not
+                // remembered, so the transfer is fetched again when another peer
+                // announces it.
+                if !temporary {
                     self.recent_rejects.insert(txid);
                 }
-                if e.is_peer_fault() {
-                    self.misbehave(peer, limits::BAN_SCORE, &format!("invalid transfer: {e}"));
+                if peer_fault {
+                    self.misbehave(peer, limits::BAN_SCORE, &format!("invalid transfer: {reason}"));
                 }
             }
+        }
+        if let Some(event) = event {
+            self.on_node_event(event);
         }
     }
 
@@ -1026,13 +1057,13 @@ impl Protocol {
     /// long header download past our tip).
     fn locator(&self, first: Option<BlockHash>) -> Vec<BlockHash> {
         let mut locator: Vec<BlockHash> = first.into_iter().collect();
-        locator.extend(self.node.chain().locator());
+        locator.extend(self.ledger.locator());
         locator.truncate(wire::MAX_LOCATOR);
         locator
     }
 
     fn on_getheaders(&mut self, peer: PeerId, g: GetHeaders) {
-        let mut headers = self.node.chain().headers_after(&g.locator, wire::MAX_HEADERS);
+        let mut headers = self.ledger.headers_after(&g.locator, wire::MAX_HEADERS);
         if g.stop != BlockHash::ZERO {
             if let Some(i) = headers.iter().position(|h| h.hash() == g.stop) {
                 headers.truncate(i + 1);
@@ -1057,7 +1088,7 @@ impl Protocol {
             p.presync = None;
             let expected = std::mem::take(&mut p.expect_more_work);
             let claimed = p.claimed_work;
-            if expected && claimed > self.node.chain().tip().total_work {
+            if expected && claimed > self.ledger.tip().total_work {
                 self.disconnect(peer, DisconnectReason::NoHeaders);
             }
             return;
@@ -1068,25 +1099,19 @@ impl Protocol {
         }
         // The chain checks each header against its parent; a list that is not a chain
         // fails there as an unconnected or invalid header.
-        let result = self.node.chain().accept_headers(&headers, crate::now_ms());
-        let result = match result {
+        let result = match self.ledger.submit_headers(&headers, now) {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(error = %e, "storing headers failed");
                 return;
             }
         };
-        if let Some((hash, err)) = &result.invalid {
-            if err.is_peer_fault() {
-                self.misbehave(peer, limits::BAN_SCORE, &format!("invalid header {hash}: {err}"));
-                return;
-            }
+        if let Some(why) = &result.invalid {
+            self.misbehave(peer, limits::BAN_SCORE, why);
+            return;
         }
         // The peer's best block: the last of these headers that we indexed.
-        let shown = {
-            let chain = self.node.chain();
-            headers.iter().rev().map(BlockHeader::hash).find(|h| chain.work_of(h).is_some())
-        };
+        let shown = headers.iter().rev().map(BlockHeader::hash).find(|h| self.ledger.work_of(h).is_some());
         if let Some(h) = shown {
             self.note_best(peer, h);
         }
@@ -1125,8 +1150,8 @@ impl Protocol {
     /// the batch; false when the batch is to be stored as usual.
     fn screen_low_work(&mut self, peer: PeerId, headers: &[BlockHeader], again: bool) -> bool {
         let (threshold, params) = {
-            let chain = self.node.chain();
-            (presync::threshold(chain.tip().total_work, chain.next_block_work()), *chain.params())
+            let (params, tip_work, next_work) = self.ledger.presync_basis();
+            (presync::threshold(tip_work, next_work), params)
         };
         let Some(p) = self.peers.get_mut(&peer) else { return true };
         if let Some(ps) = p.presync.as_ref().filter(|ps| ps.is_redownloading()) {
@@ -1145,17 +1170,17 @@ impl Protocol {
             };
         }
         if p.presync.is_none() {
-            let chain = self.node.chain();
             // An unconnected batch, or one we already have, goes the usual way.
-            let Some((fork, work, recent)) = chain.header_context(&headers[0].prev) else { return false };
-            if chain.work_of(&headers[headers.len() - 1].hash()).is_some() {
+            let Some((fork, work, recent)) = self.ledger.header_context(&headers[0].prev) else {
+                return false;
+            };
+            if self.ledger.work_of(&headers[headers.len() - 1].hash()).is_some() {
                 return false;
             }
             let end = headers.iter().fold(work, |w, h| w.saturating_add(h.target.work()));
             if end >= threshold {
                 return false;
             }
-            drop(chain);
             let offset = self.rng.gen();
             let Some(p) = self.peers.get_mut(&peer) else { return true };
             tracing::debug!(peer, fork = %fork.hash, "low-work headers: checking before storing");
@@ -1164,7 +1189,7 @@ impl Protocol {
         let Some(p) = self.peers.get_mut(&peer) else { return true };
         let Some(ps) = p.presync.as_mut() else { return true };
         let full = headers.len() == wire::MAX_HEADERS;
-        match ps.feed(headers, full, &params, crate::now_ms(), threshold) {
+        match ps.feed(headers, full, &params, self.now_ms, threshold) {
             Ok(Next::More(from)) | Ok(Next::Redownload(from)) => {
                 if ps.is_redownloading() {
                     tracing::debug!(peer, "low-work branch reached our work: fetching its headers again");
@@ -1211,22 +1236,18 @@ impl Protocol {
                 self.book.mark_delivered(&l);
             }
         }
-        match self.node.submit_block(block, Origin::Peer(peer)) {
-            Ok(r) => match r.acceptance {
-                Acceptance::Invalid(e) if e.is_peer_fault() => {
-                    self.misbehave(peer, limits::BAN_SCORE, &format!("invalid block {hash}: {e}"));
+        match self.ledger.submit_block(block, Origin::Peer(peer), self.now_ms) {
+            Ok((outcome, event)) => {
+                match outcome {
+                    BlockOutcome::Invalid(why) => self.misbehave(peer, limits::BAN_SCORE, &why),
+                    BlockOutcome::Orphan => self.request_headers(peer),
+                    BlockOutcome::Connected | BlockOutcome::Stored => self.note_best(peer, hash),
                 }
-                Acceptance::Orphan { .. } => self.request_headers(peer),
-                Acceptance::Connected => {
-                    self.note_best(peer, hash);
-                    // Relay in this very step, not after the node event comes back round.
-                    self.update_syncing();
-                    if !self.syncing && self.node.chain().tip().hash == hash {
-                        self.announce(InvItem::Block(hash), Origin::Peer(peer));
-                    }
+                // Relay the new tip in this very step.
+                if let Some(event) = event {
+                    self.on_node_event(event);
                 }
-                _ => self.note_best(peer, hash),
-            },
+            }
             Err(e) => tracing::error!(error = %e, "storing a block failed"),
         }
         self.schedule_downloads();
@@ -1241,7 +1262,7 @@ impl Protocol {
         let now = self.now_ms;
         let max = self.config.max_blocks_in_flight_per_peer;
         let window = self.config.download_window;
-        let tip_work = self.node.chain().tip().total_work;
+        let tip_work = self.ledger.tip().total_work;
         let mut by_target: BTreeMap<BlockHash, Vec<PeerId>> = BTreeMap::new();
         let mut room = 0;
         for (id, p) in &self.peers {
@@ -1260,16 +1281,12 @@ impl Protocol {
         }
         // Every block some target lacks, lowest first, with the peers that can serve it.
         let mut wanted: BTreeMap<(u64, BlockHash), Vec<PeerId>> = BTreeMap::new();
-        {
-            let chain = self.node.chain();
-            for (target, peers) in &by_target {
-                for hash in chain.missing_blocks_toward(target, window) {
-                    if self.downloads.is_in_flight(&hash) {
-                        continue;
-                    }
-                    let height = chain.height_of(&hash).unwrap_or(u64::MAX);
-                    wanted.entry((height, hash)).or_default().extend(peers.iter().copied());
+        for (target, peers) in &by_target {
+            for (height, hash) in self.ledger.missing_blocks(target, window) {
+                if self.downloads.is_in_flight(&hash) {
+                    continue;
                 }
+                wanted.entry((height, hash)).or_default().extend(peers.iter().copied());
             }
         }
         let mut batches: BTreeMap<PeerId, Vec<InvItem>> = BTreeMap::new();
@@ -1306,23 +1323,22 @@ impl Protocol {
                 self.announce(InvItem::Block(tip.hash), origin);
                 self.schedule_downloads();
             }
-            NodeEvent::NewTransfer { txid, origin } => {
-                self.announce(InvItem::Tx(txid), origin);
-                self.release_waiting_after(txid);
-            }
+            NodeEvent::NewTransfer { txid, origin } => self.on_admitted(txid, origin),
         }
     }
 
-    /// `txid` was admitted: admits the transfer of the same sender waiting for the next
-    /// nonce, if any (its own admission event then releases the one after it).
-    fn release_waiting_after(&mut self, txid: Txid) {
-        if self.waiting.is_empty() {
-            return;
-        }
-        let Some(tx) = self.node.mempool().get(&txid) else { return };
-        let next = tx.transfer.nonce.saturating_add(1);
-        if let Some(w) = self.waiting.take(&tx.transfer.sender(), next) {
-            self.admit_waiting(w);
+    /// `txid` entered the mempool: announces it, then admits the transfers of the same
+    /// sender waiting for the next nonces, one after another, announcing each.
+    fn on_admitted(&mut self, txid: Txid, origin: Origin) {
+        self.announce(InvItem::Tx(txid), origin);
+        let mut last = txid;
+        while !self.waiting.is_empty() {
+            let Some(tx) = self.ledger.transfer(&last) else { return };
+            let next = tx.transfer.nonce.saturating_add(1);
+            let Some(w) = self.waiting.take(&tx.transfer.sender(), next) else { return };
+            let Some((txid, origin)) = self.admit_waiting(w) else { return };
+            self.announce(InvItem::Tx(txid), origin);
+            last = txid;
         }
     }
 
@@ -1330,7 +1346,7 @@ impl Protocol {
     /// admits those that are next now.
     fn retry_waiting(&mut self) {
         for (sender, _) in self.waiting.senders() {
-            let next = match self.node.next_nonce(&sender) {
+            let next = match self.ledger.next_nonce(&sender) {
                 Ok(n) => n,
                 Err(e) => {
                     tracing::warn!(error = %e, "reading an account failed");
@@ -1339,16 +1355,26 @@ impl Protocol {
             };
             self.waiting.drop_below(&sender, next);
             if let Some(w) = self.waiting.take(&sender, next) {
-                self.admit_waiting(w);
+                if let Some((txid, origin)) = self.admit_waiting(w) {
+                    self.on_admitted(txid, origin);
+                }
             }
         }
     }
 
-    fn admit_waiting(&mut self, w: waiting::Waiting) {
-        // Verified when it arrived; admitted as from the peer that sent it.
-        match self.node.admit_verified(w.tx, Origin::Peer(w.peer)) {
-            Ok(_) | Err(SubmitError::Duplicate) => {}
-            Err(e) => tracing::debug!(txid = %w.txid, error = %e, "waiting transfer refused"),
+    /// Submits a waiting transfer (verified when it arrived) as from the peer that sent
+    /// it; its txid and origin if admitted.
+    fn admit_waiting(&mut self, w: waiting::Waiting) -> Option<(Txid, Origin)> {
+        let txid = w.tx.txid();
+        match self.ledger.submit_transfer(w.tx, Origin::Peer(w.peer), self.now_ms) {
+            (TransferOutcome::Admitted, Some(NodeEvent::NewTransfer { txid, origin })) => {
+                Some((txid, origin))
+            }
+            (TransferOutcome::Admitted | TransferOutcome::Duplicate, _) => None,
+            (outcome, _) => {
+                tracing::debug!(%txid, ?outcome, "waiting transfer refused");
+                None
+            }
         }
     }
 
@@ -1450,17 +1476,16 @@ impl Protocol {
 
     /// Our tip, and the height and work of the most-work block a ready peer has shown us
     /// that beats it (what we are syncing toward), if any.
-    fn sync_target(&self) -> (TipInfo, Option<(u64, Work)>) {
-        let chain = self.node.chain();
-        let tip = chain.tip();
+    fn sync_target(&self) -> (Tip, Option<(u64, Work)>) {
+        let tip = self.ledger.tip();
         let target = self
             .peers
             .values()
             .filter(|p| p.ready)
             .filter_map(|p| p.best_known)
-            .filter(|(h, w)| *w > tip.total_work && chain.work_of(h).is_some())
+            .filter(|(h, w)| *w > tip.total_work && self.ledger.work_of(h).is_some())
             .max_by_key(|(_, w)| *w)
-            .and_then(|(h, w)| Some((chain.height_of(&h)?, w)));
+            .and_then(|(h, w)| Some((self.ledger.height_of(&h)?, w)));
         (tip, target)
     }
 
