@@ -20,7 +20,7 @@ use cairn_node::mempool::Mempool;
 use cairn_node::node::{Node, NodeEvent, Origin};
 use cairn_node::p2p::addrbook::Snapshot;
 use cairn_node::p2p::protocol::{Config, DisconnectReason, Input, Output, Protocol};
-use cairn_node::p2p::wire::{FrameCodec, InvItem, Message, Version, MAX_HEADERS, PROTOCOL_VERSION};
+use cairn_node::p2p::wire::{command, FrameCodec, InvItem, Message, Version, MAX_HEADERS, PROTOCOL_VERSION};
 use cairn_node::p2p::PeerId;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -272,6 +272,13 @@ impl Sim {
     fn output(&mut self, i: usize, out: Output) {
         match out {
             Output::Send(peer, msg) => self.send(i, peer, &msg),
+            Output::SendBlock(peer, payload) => {
+                // Stored bytes sent as they are: a valid block message, byte for byte
+                // what encoding the decoded block gives.
+                let msg = Message::decode_payload(command::BLOCK, &payload).expect("stored block decodes");
+                assert_eq!(msg.encode_payload(), payload, "a served block's bytes are canonical");
+                self.send(i, peer, &msg)
+            }
             Output::Connect(addr) => {
                 let lat = self.latency();
                 let target = self.nodes.iter().position(|n| n.addr == addr);

@@ -84,8 +84,9 @@ pub trait Ledger: Send + Sync {
     fn headers_after(&self, locator: &[BlockHash], max: usize) -> Vec<BlockHeader>;
     /// Blocks without a stored body on the way to `target`, lowest first, with heights.
     fn missing_blocks(&self, target: &BlockHash, max: usize) -> Vec<(u64, BlockHash)>;
-    /// The stored block, to serve to a peer.
-    fn block(&self, hash: &BlockHash) -> Result<Option<Block>, String>;
+    /// The stored block's canonical encoding (a `block` message's payload), to serve to
+    /// a peer without decoding it.
+    fn block_bytes(&self, hash: &BlockHash) -> Result<Option<Vec<u8>>, String>;
     /// For screening low-work header branches ([`super::presync`]): the consensus
     /// parameters, the tip's work and the work of the next block.
     fn presync_basis(&self) -> (ChainParams, Work, Work);
@@ -157,8 +158,11 @@ impl Ledger for Node {
             .collect()
     }
 
-    fn block(&self, hash: &BlockHash) -> Result<Option<Block>, String> {
-        self.chain().block(hash).map_err(|e| e.to_string())
+    fn block_bytes(&self, hash: &BlockHash) -> Result<Option<Vec<u8>>, String> {
+        // TODO(merge): `Chain::block_bytes`, the stored bytes as they are; until then
+        // the block is read, decoded and encoded again (under the chain lock, briefly).
+        let block = self.chain().block(hash).map_err(|e| e.to_string())?;
+        Ok(block.map(|b| cairn_core::encoding::encode(&b)))
     }
 
     fn presync_basis(&self) -> (ChainParams, Work, Work) {

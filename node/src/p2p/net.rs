@@ -556,20 +556,9 @@ fn handle_output(
     pending: &mut Vec<Queued>,
 ) {
     match out {
-        Output::Send(peer, msg) => {
-            let frame = shared.codec.encode(&msg);
-            let mut handles = shared.handles();
-            let Some(h) = handles.get(&peer) else { return };
-            let len = frame.len();
-            let over = h.queued.load(Ordering::Relaxed) + len > SEND_QUEUE_BYTES;
-            if over || h.frames.try_send(frame).is_err() {
-                if let Some(h) = handles.remove(&peer) {
-                    h.stop.notify_one();
-                }
-                pending.push((Input::Disconnected { peer, reason: DisconnectReason::SlowReader }, None));
-            } else {
-                h.queued.fetch_add(len, Ordering::Relaxed);
-            }
+        Output::Send(peer, msg) => send_frame(peer, shared.codec.encode(&msg), shared, pending),
+        Output::SendBlock(peer, payload) => {
+            send_frame(peer, shared.codec.encode_raw(super::wire::command::BLOCK, &payload), shared, pending)
         }
         Output::Disconnect(peer, reason) => {
             tracing::debug!(peer, %reason, "dropping peer");
@@ -599,6 +588,22 @@ fn handle_output(
             });
         }
         Output::Save(snapshot) => save_snapshot(data_dir, &snapshot),
+    }
+}
+
+/// Queues `frame` to `peer`; a peer whose queue is full is dropped as too slow.
+fn send_frame(peer: PeerId, frame: Vec<u8>, shared: &Shared, pending: &mut Vec<Queued>) {
+    let mut handles = shared.handles();
+    let Some(h) = handles.get(&peer) else { return };
+    let len = frame.len();
+    let over = h.queued.load(Ordering::Relaxed) + len > SEND_QUEUE_BYTES;
+    if over || h.frames.try_send(frame).is_err() {
+        if let Some(h) = handles.remove(&peer) {
+            h.stop.notify_one();
+        }
+        pending.push((Input::Disconnected { peer, reason: DisconnectReason::SlowReader }, None));
+    } else {
+        h.queued.fetch_add(len, Ordering::Relaxed);
     }
 }
 

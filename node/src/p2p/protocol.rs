@@ -215,6 +215,9 @@ pub enum Input {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Output {
     Send(PeerId, Message),
+    /// Send a `block` message whose payload (the block's canonical encoding, as the
+    /// store holds it) is given as it is: [`super::wire::FrameCodec::encode_raw`].
+    SendBlock(PeerId, Vec<u8>),
     Connect(SocketAddr),
     Disconnect(PeerId, DisconnectReason),
     /// Save the address book and bans.
@@ -917,20 +920,17 @@ impl Protocol {
         let mut not_found = Vec::new();
         for item in items {
             match item {
-                InvItem::Block(h) => {
-                    let block = self.ledger.block(&h);
-                    match block {
-                        Ok(Some(b)) => {
-                            self.mark_known(peer, item);
-                            self.send(peer, Message::Block(Box::new(b)));
-                        }
-                        Ok(None) => not_found.push(item),
-                        Err(e) => {
-                            tracing::error!(error = %e, "cannot read a block to serve");
-                            not_found.push(item);
-                        }
+                InvItem::Block(h) => match self.ledger.block_bytes(&h) {
+                    Ok(Some(bytes)) => {
+                        self.mark_known(peer, item);
+                        self.out.push(Output::SendBlock(peer, bytes));
                     }
-                }
+                    Ok(None) => not_found.push(item),
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot read a block to serve");
+                        not_found.push(item);
+                    }
+                },
                 InvItem::Tx(t) => {
                     let tx = self.ledger.transfer(&t);
                     match tx {
