@@ -6,18 +6,18 @@
 //! - [`ledger`]: the one door from the protocol to the rest of the node
 //!   ([`ledger::Ledger`], implemented by [`Node`]).
 //! - [`addrbook`]: known addresses and bans (saved as `peers.json` / `bans.json`).
-//! - [`sync`]: which block bodies are requested from whom.
+//! - [`downloads`]: which block bodies are requested from whom.
 //! - [`presync`]: headers of low-work branches are checked before any is stored.
 //! - `net`: the thin tokio driver that runs the protocol over TCP.
 //!
 //! The protocol is also driven by a deterministic simulator (node/tests/p2p_sim.rs).
 
 pub mod addrbook;
+pub mod downloads;
 pub mod ledger;
 mod net;
 pub mod presync;
 pub mod protocol;
-pub mod sync;
 mod waiting;
 pub mod wire;
 

@@ -11,12 +11,12 @@
 //!
 //! It owns: handshakes and liveness (ping), peer exchange and the address book
 //! ([`super::addrbook`]), inventory gossip, headers-first sync with parallel block
-//! downloads ([`super::sync`]), and misbehaviour scoring and bans.
+//! downloads ([`super::downloads`]), and misbehaviour scoring and bans.
 
 use super::addrbook::{self, AddrBook, Snapshot};
+use super::downloads::BlockDownloads;
 use super::ledger::{BlockOutcome, Checked, Ledger, NodeEvent, Origin, Tip, TransferOutcome};
 use super::presync::{self, Next, Presync, PresyncError};
-use super::sync::BlockDownloads;
 use super::waiting::{self, WaitingTransfers};
 use super::wire::{self, GetHeaders, InvItem, Message, NetAddr, Version, WireError};
 use super::PeerId;
