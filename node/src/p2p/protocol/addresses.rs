@@ -51,7 +51,7 @@ impl Protocol {
 
     pub(super) fn relay_addrs(&mut self, from: PeerId, addrs: &[SocketAddr]) {
         let mut targets: Vec<PeerId> =
-            self.peers.iter().filter(|(id, p)| p.ready && **id != from).map(|(id, _)| *id).collect();
+            self.peers.iter().filter(|(id, p)| p.is_ready() && **id != from).map(|(id, _)| *id).collect();
         targets.shuffle(&mut self.rng);
         let msg = Message::Addr(addrs.iter().map(|a| NetAddr::from_socket(*a)).collect());
         for t in targets.into_iter().take(2) {

@@ -243,7 +243,7 @@ impl Protocol {
         let mut by_target: BTreeMap<BlockHash, Vec<PeerId>> = BTreeMap::new();
         let mut room = 0;
         for (id, p) in &self.peers {
-            if !p.ready || self.downloads.count(*id) >= max {
+            if !p.is_ready() || self.downloads.count(*id) >= max {
                 continue;
             }
             if let Some((h, w)) = p.best_known {
@@ -294,7 +294,7 @@ impl Protocol {
         let target = self
             .peers
             .values()
-            .filter(|p| p.ready)
+            .filter(|p| p.is_ready())
             .filter_map(|p| p.best_known)
             .filter(|(h, w)| *w > tip.total_work && self.ledger.work_of(h).is_some())
             .max_by_key(|(_, w)| *w)
@@ -307,8 +307,10 @@ impl Protocol {
     /// branch that no connected peer offers does not count (nobody could deliver it).
     pub(super) fn update_syncing(&mut self) {
         let (tip, target) = self.sync_target();
-        let peer_ahead =
-            self.peers.values().any(|p| p.ready && p.expect_more_work && p.claimed_work > tip.total_work);
+        let peer_ahead = self
+            .peers
+            .values()
+            .any(|p| p.is_ready() && p.expect_more_work && p.claimed_work > tip.total_work);
         let syncing = target.is_some() || peer_ahead;
         let target_height = target.map_or(tip.height, |(h, _)| h);
         if syncing && !self.sync_logged && target_height > tip.height.saturating_add(1) {

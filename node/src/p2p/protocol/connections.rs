@@ -59,7 +59,7 @@ impl Protocol {
     pub(super) fn remove_peer(&mut self, peer: PeerId, reason: &DisconnectReason) {
         let Some(p) = self.peers.remove(&peer) else { return };
         self.waiting.forget_peer(peer);
-        if p.ready {
+        if p.is_ready() {
             tracing::info!(peer, addr = %p.addr, %reason, "peer disconnected");
         } else {
             tracing::debug!(peer, addr = %p.addr, %reason, "connection dropped before handshake");
@@ -74,10 +74,10 @@ impl Protocol {
                 self.book.mark_failure(&p.addr, self.now_ms);
             }
         }
-        if p.ready && !p.inbound {
+        if p.is_ready() && !p.inbound {
             self.book.mark_closed(&p.addr, self.now_ms);
         }
-        if p.ready
+        if p.is_ready()
             && !p.inbound
             && matches!(
                 reason,
@@ -163,7 +163,11 @@ impl Protocol {
         p.best_height = v.best_height;
         p.claimed_work = Work::from_be_bytes(&v.best_work);
         p.listen_addr = listen_addr;
-        p.version = Some(v);
+        let since_ms = match p.handshake {
+            Handshake::AwaitingVersion { since_ms } | Handshake::AwaitingVerack { since_ms, .. } => since_ms,
+            Handshake::Ready { .. } => self.now_ms,
+        };
+        p.handshake = Handshake::AwaitingVerack { since_ms, version: v };
         self.send(peer, Message::Verack);
     }
 
@@ -173,10 +177,9 @@ impl Protocol {
         // must not stop us from asking a new peer for its chain.
         let our_best = self.ledger.tip().total_work;
         let Some(p) = self.peers.get_mut(&peer) else { return };
-        p.ready = true;
-        p.last_ping_ms = now;
+        p.ping = Ping::Idle { since_ms: now };
         let (inbound, addr, listen, claimed) = (p.inbound, p.addr, p.listen_addr, p.claimed_work);
-        let ua = p.version.as_ref().map(|v| v.user_agent.clone()).unwrap_or_default();
+        let ua = p.version().map(|v| v.user_agent.clone()).unwrap_or_default();
         tracing::info!(peer, %addr, inbound, height = p.best_height, user_agent = %ua, "peer connected");
         if !inbound {
             self.book.mark_success(&addr, now, true);
@@ -211,9 +214,9 @@ impl Protocol {
         let now = self.now_ms;
         let Some(p) = self.peers.get_mut(&peer) else { return };
         match p.ping {
-            Some((nonce, sent)) if nonce == n => {
-                p.rtt_ms = Some(now.saturating_sub(sent));
-                p.ping = None;
+            Ping::Waiting { nonce, sent_ms } if nonce == n => {
+                p.rtt_ms = Some(now.saturating_sub(sent_ms));
+                p.ping = Ping::Idle { since_ms: sent_ms };
             }
             _ => self.misbehave(peer, 10, "unsolicited pong"),
         }
@@ -226,22 +229,28 @@ impl Protocol {
         let mut drops = Vec::new();
         let mut pings = Vec::new();
         for (id, p) in self.peers.iter_mut() {
-            if !p.ready {
-                if now.saturating_sub(p.connected_ms) > c.handshake_timeout_ms {
-                    drops.push((*id, DisconnectReason::HandshakeTimeout));
-                }
-                continue;
-            }
-            if let Some((_, sent)) = p.ping {
-                if now.saturating_sub(sent) > c.ping_timeout_ms {
-                    drops.push((*id, DisconnectReason::PingTimeout));
+            match p.handshake {
+                Handshake::AwaitingVersion { since_ms } | Handshake::AwaitingVerack { since_ms, .. } => {
+                    if now.saturating_sub(since_ms) > c.handshake_timeout_ms {
+                        drops.push((*id, DisconnectReason::HandshakeTimeout));
+                    }
                     continue;
                 }
-            } else if now.saturating_sub(p.last_ping_ms) >= c.ping_interval_ms {
-                let n = self.rng.gen();
-                p.ping = Some((n, now));
-                p.last_ping_ms = now;
-                pings.push((*id, n));
+                Handshake::Ready { .. } => {}
+            }
+            match p.ping {
+                Ping::Waiting { sent_ms, .. } => {
+                    if now.saturating_sub(sent_ms) > c.ping_timeout_ms {
+                        drops.push((*id, DisconnectReason::PingTimeout));
+                        continue;
+                    }
+                }
+                Ping::Idle { since_ms } if now.saturating_sub(since_ms) >= c.ping_interval_ms => {
+                    let nonce = self.rng.gen();
+                    p.ping = Ping::Waiting { nonce, sent_ms: now };
+                    pings.push((*id, nonce));
+                }
+                Ping::Idle { .. } => {}
             }
             if let Some(asked) = p.headers_asked_ms {
                 if now.saturating_sub(asked) > c.headers_timeout_ms {

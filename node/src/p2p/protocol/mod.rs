@@ -260,20 +260,36 @@ impl<T: std::hash::Hash + Eq + Clone> BoundedSet<T> {
     }
 }
 
+/// Where a connection is in the handshake (docs/PROTOCOL.md, "Handshake").
+#[derive(Debug)]
+enum Handshake {
+    /// Connected at `since_ms`; its `version` has not arrived.
+    AwaitingVersion { since_ms: u64 },
+    /// Its `version` arrived and we answered `verack`; its `verack` has not.
+    AwaitingVerack { since_ms: u64, version: Version },
+    /// Done: the peer is ready.
+    Ready { version: Version },
+}
+
+/// Liveness of a ready peer (docs/PROTOCOL.md, "Liveness").
+#[derive(Clone, Copy, Debug)]
+enum Ping {
+    /// No ping out; the last one was sent (or the handshake finished) at `since_ms`.
+    Idle { since_ms: u64 },
+    /// Ping `nonce` went out at `sent_ms` and has no pong yet.
+    Waiting { nonce: u64, sent_ms: u64 },
+}
+
 #[derive(Debug)]
 struct Peer {
     addr: SocketAddr,
     inbound: bool,
-    connected_ms: u64,
-    version: Option<Version>,
-    got_verack: bool,
-    ready: bool,
+    handshake: Handshake,
     /// Where the peer accepts connections (known after its version).
     listen_addr: Option<SocketAddr>,
     best_height: u64,
     claimed_work: Work,
-    ping: Option<(u64, u64)>,
-    last_ping_ms: u64,
+    ping: Ping,
     rtt_ms: Option<u64>,
     known: BoundedSet<InvItem>,
     /// The most-work block the peer has shown us (headers, inv, block): block bodies
@@ -306,15 +322,11 @@ impl Peer {
         Peer {
             addr,
             inbound,
-            connected_ms: now_ms,
-            version: None,
-            got_verack: false,
-            ready: false,
+            handshake: Handshake::AwaitingVersion { since_ms: now_ms },
             listen_addr: None,
             best_height: 0,
             claimed_work: Work::ZERO,
-            ping: None,
-            last_ping_ms: now_ms,
+            ping: Ping::Idle { since_ms: now_ms },
             rtt_ms: None,
             known: BoundedSet::new(limits::KNOWN_INV),
             best_known: None,
@@ -335,8 +347,20 @@ impl Peer {
         }
     }
 
+    fn is_ready(&self) -> bool {
+        matches!(self.handshake, Handshake::Ready { .. })
+    }
+
+    /// Its `version`, once received.
+    fn version(&self) -> Option<&Version> {
+        match &self.handshake {
+            Handshake::AwaitingVersion { .. } => None,
+            Handshake::AwaitingVerack { version, .. } | Handshake::Ready { version } => Some(version),
+        }
+    }
+
     fn nonce(&self) -> Option<u64> {
-        self.version.as_ref().map(|v| v.nonce)
+        self.version().map(|v| v.nonce)
     }
 }
 
@@ -415,20 +439,20 @@ impl Protocol {
     pub fn peer_infos(&self) -> Vec<cairn_api::PeerInfo> {
         self.peers
             .values()
-            .filter(|p| p.ready)
+            .filter(|p| p.is_ready())
             .map(|p| cairn_api::PeerInfo {
                 addr: p.listen_addr.unwrap_or(p.addr).to_string(),
                 inbound: p.inbound,
                 height: p.best_height,
                 ping_ms: p.rtt_ms,
-                user_agent: p.version.as_ref().map(|v| v.user_agent.clone()).unwrap_or_default(),
+                user_agent: p.version().map(|v| v.user_agent.clone()).unwrap_or_default(),
             })
             .collect()
     }
 
     /// Ids of peers that finished the handshake.
     pub fn ready_peers(&self) -> Vec<PeerId> {
-        self.peers.iter().filter(|(_, p)| p.ready).map(|(id, _)| *id).collect()
+        self.peers.iter().filter(|(_, p)| p.is_ready()).map(|(id, _)| *id).collect()
     }
 
     pub fn drain(&mut self) -> Vec<Output> {
@@ -506,19 +530,19 @@ impl Protocol {
 
     fn on_message(&mut self, peer: PeerId, msg: Message) {
         let Some(p) = self.peers.get(&peer) else { return };
-        if !p.ready {
+        if !p.is_ready() {
             match msg {
-                Message::Version(_) if p.version.is_some() => {
+                Message::Version(_) if p.version().is_some() => {
                     self.disconnect(peer, DisconnectReason::Protocol("second version".into()))
                 }
                 Message::Version(v) => self.on_version(peer, v),
                 Message::Verack => {
                     let Some(p) = self.peers.get_mut(&peer) else { return };
-                    if p.version.is_none() || p.got_verack {
+                    let Handshake::AwaitingVerack { version, .. } = &p.handshake else {
                         self.disconnect(peer, DisconnectReason::Protocol("verack out of order".into()));
                         return;
-                    }
-                    p.got_verack = true;
+                    };
+                    p.handshake = Handshake::Ready { version: version.clone() };
                     self.on_ready(peer);
                 }
                 other => self.disconnect(
@@ -601,7 +625,7 @@ impl Protocol {
     fn announce(&mut self, item: InvItem, origin: Origin) {
         let mut to = Vec::new();
         for (id, p) in self.peers.iter_mut() {
-            if !p.ready || origin == Origin::Peer(*id) || p.known.contains(&item) {
+            if !p.is_ready() || origin == Origin::Peer(*id) || p.known.contains(&item) {
                 continue;
             }
             p.known.insert(item);
