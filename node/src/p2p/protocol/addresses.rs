@@ -6,10 +6,10 @@ use super::*;
 impl Protocol {
     pub(super) fn on_getaddr(&mut self, peer: PeerId) {
         let Some(p) = self.peers.get_mut(&peer) else { return };
-        if p.answered_getaddr {
+        if p.addrs.answered_getaddr {
             return; // once per connection: no scraping the whole book by asking again
         }
-        p.answered_getaddr = true;
+        p.addrs.answered_getaddr = true;
         let sample = self.book.sample(wire::MAX_ADDRS, self.now_ms, &mut self.rng);
         let addrs = sample.into_iter().map(NetAddr::from_socket).collect();
         self.send(peer, Message::Addr(addrs));
@@ -18,18 +18,18 @@ impl Protocol {
     pub(super) fn on_addr(&mut self, peer: PeerId, addrs: Vec<NetAddr>) {
         let now = self.now_ms;
         let Some(p) = self.peers.get_mut(&peer) else { return };
-        let solicited = p.sent_getaddr && !p.got_addr_reply;
+        let solicited = p.addrs.sent_getaddr && !p.addrs.got_addr_reply;
         let allowed = if solicited {
-            p.got_addr_reply = true;
+            p.addrs.got_addr_reply = true;
             addrs.len()
         } else {
-            let refill = now.saturating_sub(p.addr_refill_ms) / limits::ADDR_REFILL_MS;
+            let refill = now.saturating_sub(p.addrs.refill_ms) / limits::ADDR_REFILL_MS;
             if refill > 0 {
-                p.addr_tokens = (p.addr_tokens + refill).min(limits::ADDR_BUCKET);
-                p.addr_refill_ms = now;
+                p.addrs.tokens = (p.addrs.tokens + refill).min(limits::ADDR_BUCKET);
+                p.addrs.refill_ms = now;
             }
-            let n = (p.addr_tokens as usize).min(addrs.len());
-            p.addr_tokens -= n as u64;
+            let n = (p.addrs.tokens as usize).min(addrs.len());
+            p.addrs.tokens -= n as u64;
             n
         };
         let mut fresh = Vec::new();

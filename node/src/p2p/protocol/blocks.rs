@@ -10,8 +10,8 @@ impl Protocol {
     pub(super) fn note_best(&mut self, peer: PeerId, hash: BlockHash) {
         let Some(work) = self.ledger.work_of(&hash) else { return };
         let Some(p) = self.peers.get_mut(&peer) else { return };
-        if p.best_known.is_none_or(|(_, w)| work > w) {
-            p.best_known = Some((hash, work));
+        if p.blocks.best_known.is_none_or(|(_, w)| work > w) {
+            p.blocks.best_known = Some((hash, work));
         }
     }
 
@@ -20,12 +20,12 @@ impl Protocol {
     pub(super) fn request_headers(&mut self, peer: PeerId) {
         let now = self.now_ms;
         let Some(p) = self.peers.get_mut(&peer) else { return };
-        if p.headers_asked_ms.is_some() {
-            p.headers_again = true;
+        if p.blocks.headers_asked_ms.is_some() {
+            p.blocks.headers_again = true;
             return;
         }
-        p.headers_asked_ms = Some(now);
-        p.headers_again = false;
+        p.blocks.headers_asked_ms = Some(now);
+        p.blocks.headers_again = false;
         let locator = self.locator(None);
         self.send(peer, Message::GetHeaders(GetHeaders { locator, stop: BlockHash::ZERO }));
     }
@@ -55,22 +55,22 @@ impl Protocol {
     pub(super) fn on_headers(&mut self, peer: PeerId, headers: Vec<BlockHeader>) {
         let now = self.now_ms;
         let Some(p) = self.peers.get_mut(&peer) else { return };
-        if p.headers_asked_ms.take().is_none() {
+        if p.blocks.headers_asked_ms.take().is_none() {
             self.misbehave(peer, 20, "unrequested headers");
             return;
         }
-        let again = std::mem::take(&mut p.headers_again);
+        let again = std::mem::take(&mut p.blocks.headers_again);
         if headers.is_empty() {
             // Whatever branch was being checked ends here.
-            p.presync = None;
-            let expected = std::mem::take(&mut p.expect_more_work);
-            let claimed = p.claimed_work;
+            p.blocks.presync = None;
+            let expected = std::mem::take(&mut p.blocks.expect_more_work);
+            let claimed = p.blocks.claimed_work;
             if expected && claimed > self.ledger.tip().total_work {
                 self.disconnect(peer, DisconnectReason::NoHeaders);
             }
             return;
         }
-        p.expect_more_work = false;
+        p.blocks.expect_more_work = false;
         if self.screen_low_work(peer, &headers, again) {
             return;
         }
@@ -94,8 +94,8 @@ impl Protocol {
         }
         let Some(p) = self.peers.get_mut(&peer) else { return };
         if result.unconnected {
-            p.unconnected_headers += 1;
-            if p.unconnected_headers >= limits::MAX_UNCONNECTED_HEADERS {
+            p.blocks.unconnected_headers += 1;
+            if p.blocks.unconnected_headers >= limits::MAX_UNCONNECTED_HEADERS {
                 self.misbehave(peer, 50, "headers that do not connect");
             } else {
                 self.request_headers(peer);
@@ -105,7 +105,7 @@ impl Protocol {
         let last = headers[headers.len() - 1];
         let last_hash = last.hash();
         for h in &headers {
-            p.known.insert(InvItem::Block(h.hash()));
+            p.relay.known.insert(InvItem::Block(h.hash()));
         }
         p.best_height = p.best_height.max(last.height);
         if result.added > 0 {
@@ -113,7 +113,7 @@ impl Protocol {
         }
         if headers.len() == wire::MAX_HEADERS {
             // A full batch: there may be more.
-            p.headers_asked_ms = Some(now);
+            p.blocks.headers_asked_ms = Some(now);
             let locator = self.locator(Some(last_hash));
             self.send(peer, Message::GetHeaders(GetHeaders { locator, stop: BlockHash::ZERO }));
         } else if again {
@@ -131,22 +131,22 @@ impl Protocol {
             (presync::threshold(tip_work, next_work), params)
         };
         let Some(p) = self.peers.get_mut(&peer) else { return true };
-        if let Some(ps) = p.presync.as_ref().filter(|ps| ps.is_redownloading()) {
+        if let Some(ps) = p.blocks.presync.as_ref().filter(|ps| ps.is_redownloading()) {
             return match ps.check_redownload(headers) {
                 Ok(done) => {
                     if done {
-                        p.presync = None;
+                        p.blocks.presync = None;
                     }
                     false
                 }
                 Err(e) => {
-                    p.presync = None;
+                    p.blocks.presync = None;
                     self.misbehave(peer, limits::BAN_SCORE, &e.to_string());
                     true
                 }
             };
         }
-        if p.presync.is_none() {
+        if p.blocks.presync.is_none() {
             // An unconnected batch, or one we already have, goes the usual way.
             let Some((fork, work, recent)) = self.ledger.header_context(&headers[0].prev) else {
                 return false;
@@ -161,22 +161,22 @@ impl Protocol {
             let offset = self.rng.gen();
             let Some(p) = self.peers.get_mut(&peer) else { return true };
             tracing::debug!(peer, fork = %fork.hash, "low-work headers: checking before storing");
-            p.presync = Some(Presync::new(fork, work, recent, offset));
+            p.blocks.presync = Some(Presync::new(fork, work, recent, offset));
         }
         let Some(p) = self.peers.get_mut(&peer) else { return true };
-        let Some(ps) = p.presync.as_mut() else { return true };
+        let Some(ps) = p.blocks.presync.as_mut() else { return true };
         let full = headers.len() == wire::MAX_HEADERS;
         match ps.feed(headers, full, &params, self.now_ms, threshold) {
             Ok(Next::More(from)) | Ok(Next::Redownload(from)) => {
                 if ps.is_redownloading() {
                     tracing::debug!(peer, "low-work branch reached our work: fetching its headers again");
                 }
-                p.headers_asked_ms = Some(self.now_ms);
+                p.blocks.headers_asked_ms = Some(self.now_ms);
                 let locator = self.locator(Some(from));
                 self.send(peer, Message::GetHeaders(GetHeaders { locator, stop: BlockHash::ZERO }));
             }
             Ok(Next::Done) => {
-                p.presync = None;
+                p.blocks.presync = None;
                 tracing::debug!(peer, "low-work branch ended below our work: nothing stored");
                 if again {
                     self.request_headers(peer);
@@ -184,15 +184,15 @@ impl Protocol {
             }
             Err(PresyncError::NotContinued) => {
                 // Not the branch we were checking (its chain may have changed): start over.
-                p.presync = None;
+                p.blocks.presync = None;
                 return self.screen_low_work(peer, headers, again);
             }
             Err(e @ PresyncError::Invalid(_, BlockError::TimestampTooNew { .. })) => {
-                p.presync = None;
+                p.blocks.presync = None;
                 tracing::debug!(peer, error = %e, "low-work branch from the future: dropped");
             }
             Err(e) => {
-                p.presync = None;
+                p.blocks.presync = None;
                 self.misbehave(peer, limits::BAN_SCORE, &e.to_string());
             }
         }
@@ -207,7 +207,7 @@ impl Protocol {
         }
         let height = block.header.height;
         if let Some(p) = self.peers.get_mut(&peer) {
-            p.known.insert(InvItem::Block(hash));
+            p.relay.known.insert(InvItem::Block(hash));
             p.best_height = p.best_height.max(height);
             if let Some(l) = p.listen_addr {
                 self.book.mark_delivered(&l);
@@ -246,7 +246,7 @@ impl Protocol {
             if !p.is_ready() || self.downloads.count(*id) >= max {
                 continue;
             }
-            if let Some((h, w)) = p.best_known {
+            if let Some((h, w)) = p.blocks.best_known {
                 if w > tip_work {
                     by_target.entry(h).or_default().push(*id);
                     room += max - self.downloads.count(*id);
@@ -295,7 +295,7 @@ impl Protocol {
             .peers
             .values()
             .filter(|p| p.is_ready())
-            .filter_map(|p| p.best_known)
+            .filter_map(|p| p.blocks.best_known)
             .filter(|(h, w)| *w > tip.total_work && self.ledger.work_of(h).is_some())
             .max_by_key(|(_, w)| *w)
             .and_then(|(h, w)| Some((self.ledger.height_of(&h)?, w)));
@@ -310,7 +310,7 @@ impl Protocol {
         let peer_ahead = self
             .peers
             .values()
-            .any(|p| p.is_ready() && p.expect_more_work && p.claimed_work > tip.total_work);
+            .any(|p| p.is_ready() && p.blocks.expect_more_work && p.blocks.claimed_work > tip.total_work);
         let syncing = target.is_some() || peer_ahead;
         let target_height = target.map_or(tip.height, |(h, _)| h);
         if syncing && !self.sync_logged && target_height > tip.height.saturating_add(1) {

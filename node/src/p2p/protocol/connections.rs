@@ -161,7 +161,7 @@ impl Protocol {
         }
         let Some(p) = self.peers.get_mut(&peer) else { return };
         p.best_height = v.best_height;
-        p.claimed_work = Work::from_be_bytes(&v.best_work);
+        p.blocks.claimed_work = Work::from_be_bytes(&v.best_work);
         p.listen_addr = listen_addr;
         let since_ms = match p.handshake {
             Handshake::AwaitingVersion { since_ms } | Handshake::AwaitingVerack { since_ms, .. } => since_ms,
@@ -178,7 +178,7 @@ impl Protocol {
         let our_best = self.ledger.tip().total_work;
         let Some(p) = self.peers.get_mut(&peer) else { return };
         p.ping = Ping::Idle { since_ms: now };
-        let (inbound, addr, listen, claimed) = (p.inbound, p.addr, p.listen_addr, p.claimed_work);
+        let (inbound, addr, listen, claimed) = (p.inbound, p.addr, p.listen_addr, p.blocks.claimed_work);
         let ua = p.version().map(|v| v.user_agent.clone()).unwrap_or_default();
         tracing::info!(peer, %addr, inbound, height = p.best_height, user_agent = %ua, "peer connected");
         if !inbound {
@@ -198,13 +198,13 @@ impl Protocol {
         // addresses only from relays.
         if !inbound || self.book.len() < wire::MAX_ADDRS {
             if let Some(p) = self.peers.get_mut(&peer) {
-                p.sent_getaddr = true;
+                p.addrs.sent_getaddr = true;
             }
             self.send(peer, Message::GetAddr);
         }
         if claimed > our_best {
             if let Some(p) = self.peers.get_mut(&peer) {
-                p.expect_more_work = true;
+                p.blocks.expect_more_work = true;
             }
             self.request_headers(peer);
         }
@@ -252,7 +252,7 @@ impl Protocol {
                 }
                 Ping::Idle { .. } => {}
             }
-            if let Some(asked) = p.headers_asked_ms {
+            if let Some(asked) = p.blocks.headers_asked_ms {
                 if now.saturating_sub(asked) > c.headers_timeout_ms {
                     drops.push((*id, DisconnectReason::NoHeaders));
                 }
@@ -277,7 +277,7 @@ impl Protocol {
         for (tx, p) in expired {
             self.tx_requests.remove(&tx);
             if let Some(p) = self.peers.get_mut(&p) {
-                p.requested_txs.remove(&tx);
+                p.relay.requested_txs.remove(&tx);
             }
         }
         self.maintain_outbound();

@@ -280,6 +280,8 @@ enum Ping {
     Waiting { nonce: u64, sent_ms: u64 },
 }
 
+/// One connection: who it is, where its handshake and liveness are, its misbehaviour
+/// score, and each concern's own state.
 #[derive(Debug)]
 struct Peer {
     addr: SocketAddr,
@@ -287,11 +289,41 @@ struct Peer {
     handshake: Handshake,
     /// Where the peer accepts connections (known after its version).
     listen_addr: Option<SocketAddr>,
+    /// The height it claimed, raised by the blocks and headers it sent (for `net_peers`).
     best_height: u64,
-    claimed_work: Work,
     ping: Ping,
     rtt_ms: Option<u64>,
+    score: u32,
+    addrs: AddrState,
+    relay: RelayState,
+    blocks: BlockState,
+}
+
+/// Peer exchange with one peer (`addresses.rs`).
+#[derive(Debug)]
+struct AddrState {
+    sent_getaddr: bool,
+    got_addr_reply: bool,
+    answered_getaddr: bool,
+    /// Unsolicited addresses it may still send: a bucket refilled over time.
+    tokens: u64,
+    refill_ms: u64,
+}
+
+/// Inventory and transfers with one peer (`relay.rs`).
+#[derive(Debug)]
+struct RelayState {
+    /// Items it knows (announced by it or to it).
     known: BoundedSet<InvItem>,
+    requested_txs: HashSet<Txid>,
+    inv_window_start: u64,
+    inv_in_window: u32,
+}
+
+/// Headers and blocks with one peer (`blocks.rs`).
+#[derive(Debug)]
+struct BlockState {
+    claimed_work: Work,
     /// The most-work block the peer has shown us (headers, inv, block): block bodies
     /// are fetched from a peer only on the way to this block, which it must be able to
     /// serve (a Cairn node keeps the body of every block it announces or sends headers
@@ -306,15 +338,6 @@ struct Peer {
     unconnected_headers: u32,
     /// A low-work branch of this peer's being checked before it is stored.
     presync: Option<Presync>,
-    requested_txs: HashSet<Txid>,
-    sent_getaddr: bool,
-    got_addr_reply: bool,
-    answered_getaddr: bool,
-    addr_tokens: u64,
-    addr_refill_ms: u64,
-    inv_window_start: u64,
-    inv_in_window: u32,
-    score: u32,
 }
 
 impl Peer {
@@ -325,25 +348,31 @@ impl Peer {
             handshake: Handshake::AwaitingVersion { since_ms: now_ms },
             listen_addr: None,
             best_height: 0,
-            claimed_work: Work::ZERO,
             ping: Ping::Idle { since_ms: now_ms },
             rtt_ms: None,
-            known: BoundedSet::new(limits::KNOWN_INV),
-            best_known: None,
-            headers_asked_ms: None,
-            headers_again: false,
-            expect_more_work: false,
-            unconnected_headers: 0,
-            presync: None,
-            requested_txs: HashSet::new(),
-            sent_getaddr: false,
-            got_addr_reply: false,
-            answered_getaddr: false,
-            addr_tokens: limits::ADDR_BUCKET,
-            addr_refill_ms: now_ms,
-            inv_window_start: now_ms,
-            inv_in_window: 0,
             score: 0,
+            addrs: AddrState {
+                sent_getaddr: false,
+                got_addr_reply: false,
+                answered_getaddr: false,
+                tokens: limits::ADDR_BUCKET,
+                refill_ms: now_ms,
+            },
+            relay: RelayState {
+                known: BoundedSet::new(limits::KNOWN_INV),
+                requested_txs: HashSet::new(),
+                inv_window_start: now_ms,
+                inv_in_window: 0,
+            },
+            blocks: BlockState {
+                claimed_work: Work::ZERO,
+                best_known: None,
+                headers_asked_ms: None,
+                headers_again: false,
+                expect_more_work: false,
+                unconnected_headers: 0,
+                presync: None,
+            },
         }
     }
 
@@ -616,7 +645,7 @@ impl Protocol {
 
     fn mark_known(&mut self, peer: PeerId, item: InvItem) {
         if let Some(p) = self.peers.get_mut(&peer) {
-            p.known.insert(item);
+            p.relay.known.insert(item);
         }
     }
 
@@ -625,10 +654,10 @@ impl Protocol {
     fn announce(&mut self, item: InvItem, origin: Origin) {
         let mut to = Vec::new();
         for (id, p) in self.peers.iter_mut() {
-            if !p.is_ready() || origin == Origin::Peer(*id) || p.known.contains(&item) {
+            if !p.is_ready() || origin == Origin::Peer(*id) || p.relay.known.contains(&item) {
                 continue;
             }
-            p.known.insert(item);
+            p.relay.known.insert(item);
             to.push(*id);
         }
         for id in to {

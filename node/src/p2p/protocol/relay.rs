@@ -8,12 +8,12 @@ impl Protocol {
     pub(super) fn on_inv(&mut self, peer: PeerId, items: Vec<InvItem>) {
         let now = self.now_ms;
         let Some(p) = self.peers.get_mut(&peer) else { return };
-        if now.saturating_sub(p.inv_window_start) > limits::INV_WINDOW_MS {
-            p.inv_window_start = now;
-            p.inv_in_window = 0;
+        if now.saturating_sub(p.relay.inv_window_start) > limits::INV_WINDOW_MS {
+            p.relay.inv_window_start = now;
+            p.relay.inv_in_window = 0;
         }
-        p.inv_in_window = p.inv_in_window.saturating_add(items.len() as u32);
-        if p.inv_in_window > limits::MAX_INV_PER_WINDOW {
+        p.relay.inv_in_window = p.relay.inv_in_window.saturating_add(items.len() as u32);
+        if p.relay.inv_in_window > limits::MAX_INV_PER_WINDOW {
             self.misbehave(peer, 50, "inventory flood");
             return;
         }
@@ -23,7 +23,7 @@ impl Protocol {
         {
             let ledger = &self.ledger;
             for item in &items {
-                p.known.insert(*item);
+                p.relay.known.insert(*item);
                 match item {
                     InvItem::Block(h) => {
                         if ledger.work_of(h).is_some() {
@@ -58,7 +58,7 @@ impl Protocol {
         if !want_txs.is_empty() {
             let Some(p) = self.peers.get_mut(&peer) else { return };
             for t in &want_txs {
-                p.requested_txs.insert(*t);
+                p.relay.requested_txs.insert(*t);
                 self.tx_requests.insert(*t, (peer, now));
             }
             self.send(peer, Message::GetData(want_txs.into_iter().map(InvItem::Tx).collect()));
@@ -114,7 +114,7 @@ impl Protocol {
                 }
                 InvItem::Tx(t) => {
                     if let Some(p) = self.peers.get_mut(&peer) {
-                        if p.requested_txs.remove(&t) {
+                        if p.relay.requested_txs.remove(&t) {
                             self.tx_requests.remove(&t);
                         }
                     }
@@ -133,11 +133,11 @@ impl Protocol {
             Err(r) => r.txid,
         };
         let Some(p) = self.peers.get_mut(&peer) else { return };
-        if !p.requested_txs.remove(&txid) {
+        if !p.relay.requested_txs.remove(&txid) {
             self.misbehave(peer, 10, "unrequested transfer");
             return;
         }
-        p.known.insert(InvItem::Tx(txid));
+        p.relay.known.insert(InvItem::Tx(txid));
         self.tx_requests.remove(&txid);
         let tx = match checked {
             Ok(v) => v,
