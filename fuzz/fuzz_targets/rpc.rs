@@ -39,7 +39,7 @@ fn ctx() -> &'static Ctx {
         let node = Node::new(Chain::open_in_memory(&genesis), Mempool::new(1 << 20), genesis);
         let runtime =
             tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
-        let module = cairn_node::rpc::methods(node).expect("rpc methods");
+        let module = cairn_node::rpc::methods(node, None).expect("rpc methods");
         Ctx { runtime, module }
     })
 }

@@ -1,10 +1,16 @@
 //! `cairn-node`: the command line (fixed by DESIGN.md), startup, and shutdown.
 //!
-//! Startup order: genesis, data dir, chain, mempool, cookie, RPC, P2P, miner. The bound
-//! RPC and P2P addresses are printed on stdout as `RPC listening on http://ADDR` and
-//! `P2P listening on ADDR` (tests start nodes on port 0 and parse these lines); logs go
-//! to stderr. Ctrl-C or SIGTERM stops the miner, the RPC server and P2P, then closes the
-//! database (and removes a `--dev` temporary data dir).
+//! Startup order: genesis, data dir, chain, mempool, cookie, P2P, RPC (handed the P2P
+//! layer's [`p2p::Network`]), miner. The bound RPC and P2P addresses are printed on
+//! stdout as `RPC listening on http://ADDR` and `P2P listening on ADDR` (tests start
+//! nodes on port 0 and parse these lines); logs go to stderr.
+//!
+//! Shutdown: Ctrl-C (SIGINT) or SIGTERM stops, in order, the miner (its threads
+//! joined), the RPC server, and P2P ([`p2p::P2p::shutdown`]: its thread and tasks end,
+//! `peers.json` and `bans.json` are saved, the protocol's reference to the node goes).
+//! Then the node, the last owner of the chain, is dropped: the chain fsyncs its WAL and
+//! RocksDB flushes its memtables and closes. A `--dev` temporary data dir is removed,
+//! `shutdown complete` is logged last, and the process exits with status 0.
 //!
 //! Fail-stop: a panic on any thread (a broken invariant, a poisoned lock, a write the
 //! chain store refused: see [`cairn_node::failstop::fail_stop`]) is logged at error level
@@ -220,10 +226,34 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start tokio")?;
     let result = runtime.block_on(serve(node.clone(), &args, &data_dir, mine, miner_address));
-    // Let in-flight blocking tasks finish before the database closes with `node`.
-    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
-    drop(node);
+    // Let in-flight blocking tasks finish, and drop the rest (RPC subscriptions), before
+    // the database closes with `node`.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    close_node(node);
+    drop(_temp_dir);
+    if result.is_ok() {
+        tracing::info!("shutdown complete");
+    }
     result
+}
+
+/// Drops the last reference to the node: the chain's final WAL fsync and RocksDB's
+/// flush and close run here, before the process exits.
+fn close_node(node: std::sync::Arc<Node>) {
+    match std::sync::Arc::try_unwrap(node) {
+        Ok(node) => {
+            drop(node);
+            tracing::info!("database closed");
+        }
+        Err(node) => {
+            // A bug: something still holds the node. The store holds every committed
+            // batch either way (the next start replays the WAL).
+            tracing::warn!(
+                references = std::sync::Arc::strong_count(&node),
+                "the node is still referenced at exit"
+            );
+        }
+    }
 }
 
 async fn serve(
@@ -235,8 +265,7 @@ async fn serve(
 ) -> anyhow::Result<()> {
     let cookie = rpc::Cookie::create(data_dir)
         .with_context(|| format!("cannot write the RPC cookie in {}", data_dir.display()))?;
-    let server = rpc::start(node.clone(), args.rpc_addr, &cookie).await?;
-    let p2p_addr = p2p::start(
+    let p2p = p2p::start(
         node.clone(),
         p2p::P2pConfig {
             listen: args.listen,
@@ -247,6 +276,8 @@ async fn serve(
     )
     .await
     .with_context(|| format!("cannot start P2P on {}", args.listen))?;
+    let p2p_addr = p2p.local_addr();
+    let server = rpc::start(node.clone(), Some(p2p.network()), args.rpc_addr, &cookie).await?;
 
     if args.dev {
         print_dev_banner(node.genesis());
@@ -271,6 +302,7 @@ async fn serve(
     }
     let _ = server.handle.stop();
     server.handle.stopped().await;
+    p2p.shutdown().await;
     drop(cookie);
     Ok(())
 }

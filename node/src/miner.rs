@@ -13,6 +13,7 @@
 //! second block. The state after the first block (the midstate) is computed once per
 //! job; each nonce then costs two compressions instead of three.
 
+use crate::failstop::lock_or_stop;
 use crate::node::{Node, NodeEvent, Origin};
 use cairn_core::assemble::assemble_block;
 use cairn_core::block::{Block, BlockHeader, HEADER_LEN, HEADER_NONCE_OFFSET};
@@ -190,7 +191,7 @@ fn worker(shared: Arc<Shared>, index: u64, stride: u64, found: mpsc::Sender<(u64
         }
         let id = shared.job_id.load(Ordering::Acquire);
         if current.as_ref().map(|(j, _, _)| j.id) != Some(id) {
-            let job = shared.job.lock().ok().and_then(|g| g.clone());
+            let job = lock_or_stop(&shared.job, "miner job").clone();
             match job {
                 Some(job) if job.id == id => {
                     let hasher = HeaderHasher::new(&job.header);
@@ -273,9 +274,7 @@ fn coordinator(
             match block_template(&node, miner) {
                 Some(b) => {
                     let id = shared.job_id.load(Ordering::SeqCst) + 1;
-                    if let Ok(mut g) = shared.job.lock() {
-                        *g = Some(Arc::new(Job { id, header: b.header }));
-                    }
+                    *lock_or_stop(&shared.job, "miner job") = Some(Arc::new(Job { id, header: b.header }));
                     shared.job_id.store(id, Ordering::SeqCst);
                     tracing::debug!(
                         height = b.header.height,
@@ -300,8 +299,10 @@ fn coordinator(
                 // Stop the workers on this job at once.
                 shared.job_id.fetch_add(1, Ordering::SeqCst);
                 need_new = true;
-                match node.submit_block(b, Origin::Local) {
-                    Ok(r) => tracing::info!(%hash, height, txs, acceptance = ?r.acceptance, "mined block"),
+                match node.submit_block(b, Origin::Local, crate::now_ms()) {
+                    Ok((r, _)) => {
+                        tracing::info!(%hash, height, txs, acceptance = ?r.acceptance, "mined block")
+                    }
                     Err(e) => tracing::error!(error = %e, "could not store mined block"),
                 }
             }

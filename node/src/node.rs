@@ -2,24 +2,31 @@
 //!
 //! Blocks and transfers from the miner, from peers and from RPC all enter through
 //! [`Node::submit_block`] and [`Node::submit_transfer`], which keep the mempool in step
-//! with the chain and publish a [`NodeEvent`] for the P2P layer (relay) and RPC
-//! subscribers (new heads).
+//! with the chain, return the [`NodeEvent`]s they caused (so the P2P protocol relays in
+//! the same step) and publish them for RPC subscribers (new heads), the miner, and the
+//! P2P layer (events it did not cause itself).
+//!
+//! A transfer's signature is checked in one place: [`verify_many`] (or
+//! [`verify_on_cores`], the same on the rayon pool), the only maker of a
+//! [`VerifiedTransfer`], which is what [`Node::submit_transfer`] takes. RPC and the P2P
+//! readers verify before they hand a transfer on, so no lock is held while signatures
+//! are checked, and the P2P protocol thread checks none itself.
 
-use crate::chain::sigcache::SigCache;
 use crate::chain::{AcceptResult, Acceptance, Chain, ChainError, TipInfo};
 use crate::failstop::lock_or_stop;
 use crate::mempool::{Mempool, MempoolError};
-use cairn_core::block::Block;
+use cairn_core::block::{Block, BlockHeader};
 use cairn_core::genesis::Genesis;
-use cairn_core::{Address, BlockHash, SignedTransfer, Txid};
-use std::net::SocketAddr;
+use cairn_core::transaction::TxError;
+use cairn_core::{Address, SignedTransfer, Txid};
+use rayon::prelude::*;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use tokio::sync::broadcast;
 
 /// A fault to inject on purpose, for the fail-stop tests only: the `cairn-node` binary
 /// reads it from the environment variable [`FaultInjection::ENV`] at startup. With it set,
-/// a transfer handed to [`Node::admit_verified`] (from `tx_submit` or a peer) panics
+/// a transfer handed to [`Node::submit_transfer`] (from `tx_submit` or a peer) panics
 /// while holding the chain lock (`chain`) or the chain and mempool locks (`mempool`),
 /// so the binary stops at the first one. Never set it on a real node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,46 +60,92 @@ pub enum Origin {
 /// Something that happened that others may want to relay or report.
 #[derive(Clone, Debug)]
 pub enum NodeEvent {
-    /// The best chain changed: `connected` parent-first, after `disconnected` blocks
-    /// were removed.
-    NewTip { tip: TipInfo, connected: Vec<BlockHash>, disconnected: u64, origin: Origin },
+    /// The best chain changed: the headers of the `connected` blocks, parent-first,
+    /// after `disconnected` blocks were removed.
+    NewTip { tip: TipInfo, connected: Vec<BlockHeader>, disconnected: u64, origin: Origin },
     /// A transfer entered the mempool.
     NewTransfer { txid: Txid, origin: Origin },
-}
-
-/// What RPC needs from the P2P layer; registered by [`crate::p2p::start`].
-pub trait Network: Send + Sync {
-    fn peers(&self) -> Vec<cairn_api::PeerInfo>;
-    fn add_peer(&self, addr: SocketAddr) -> Result<(), String>;
-    /// Drops the peer listening at `addr` and refuses it until unblocked. Returns
-    /// false if it was already blocked.
-    fn block_peer(&self, addr: SocketAddr) -> Result<bool, String>;
-    /// Lifts [`Network::block_peer`]. Returns false if `addr` was not blocked.
-    fn unblock_peer(&self, addr: SocketAddr) -> Result<bool, String>;
-    /// True while a peer has shown more work than our tip and we are fetching it.
-    fn is_syncing(&self) -> bool;
-    /// Peer sockets open now: ready peers plus connections still in the handshake.
-    fn peer_sockets(&self) -> usize;
 }
 
 pub struct Node {
     chain: Mutex<Chain>,
     mempool: Mutex<Mempool>,
     events: broadcast::Sender<NodeEvent>,
-    network: OnceLock<Arc<dyn Network>>,
     genesis: Genesis,
     /// The local miner's recent hashes per second (0 when not mining).
     hashrate: AtomicU64,
-    /// Transfers received from peers whose signatures the P2P readers checked on all
-    /// cores before queueing them for the protocol thread (see [`Node::preverified`]).
-    preverified: Arc<Mutex<SigCache>>,
     /// Set only by the fail-stop tests (see [`FaultInjection`]).
     fault: OnceLock<FaultInjection>,
 }
 
-/// Entries of [`Node::preverified`]: twice the protocol's input queue, so an entry is
-/// normally still there when its transfer is handled (if not, it is verified again).
-const PREVERIFIED_ENTRIES: usize = 8_192;
+/// A transfer whose signature this node has checked ([`SignedTransfer::verify`] against
+/// its chain id). Only [`verify_many`] makes one, so a transfer cannot reach the mempool
+/// unchecked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VerifiedTransfer {
+    tx: SignedTransfer,
+    txid: Txid,
+}
+
+impl VerifiedTransfer {
+    pub fn tx(&self) -> &SignedTransfer {
+        &self.tx
+    }
+
+    pub fn txid(&self) -> Txid {
+        self.txid
+    }
+
+    /// For unit tests of code that only carries transfers around.
+    #[cfg(test)]
+    pub(crate) fn unchecked_for_tests(tx: SignedTransfer) -> VerifiedTransfer {
+        VerifiedTransfer { txid: tx.txid(), tx }
+    }
+}
+
+/// A transfer whose signature check failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RefusedTransfer {
+    pub txid: Txid,
+    pub error: TxError,
+}
+
+/// The outcome of checking one transfer's signature.
+pub type Checked = Result<VerifiedTransfer, RefusedTransfer>;
+
+/// Checks the signatures of `txs` against `chain_id`, in parallel on the rayon pool (the
+/// calling thread joins in), in order. The one place a transfer's signature is checked.
+///
+/// Must not be called with the chain or mempool lock held: block import holds the chain
+/// lock while it waits for rayon threads to check a block's signatures.
+pub fn verify_many(txs: Vec<SignedTransfer>, chain_id: u32) -> Vec<Checked> {
+    txs.into_par_iter().map(|tx| verify(tx, chain_id)).collect()
+}
+
+/// [`verify_many`] of one transfer, on the calling thread.
+pub fn verify(tx: SignedTransfer, chain_id: u32) -> Checked {
+    let txid = tx.txid();
+    match tx.verify(chain_id) {
+        Ok(()) => Ok(VerifiedTransfer { tx, txid }),
+        Err(error) => Err(RefusedTransfer { txid, error }),
+    }
+}
+
+/// [`verify_many`] from async code: the checks run on the rayon pool, one thread per
+/// core, while the caller's task waits. (Tokio's blocking pool would start a thread per
+/// concurrent call and have them preempt each other: under 32 RPC clients that cost
+/// ~100 us of CPU per `tx_submit`, see docs/PERFORMANCE.md.) A panic in a check, which
+/// the fuzz target `transfer` has not found, gives `None` where the library runs without
+/// the binary's fail-stop panic hook (tests, the fuzz targets); in `cairn-node` the hook
+/// ends the process first.
+pub async fn verify_on_cores(txs: Vec<SignedTransfer>, chain_id: u32) -> Option<Vec<Checked>> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    rayon::spawn(move || {
+        let checked = std::panic::catch_unwind(|| verify_many(txs, chain_id));
+        let _ = tx.send(checked.ok());
+    });
+    rx.await.ok().flatten()
+}
 
 /// Why a submitted transfer was not admitted.
 #[derive(Debug, thiserror::Error)]
@@ -112,19 +165,10 @@ impl Node {
             chain: Mutex::new(chain),
             mempool: Mutex::new(mempool),
             events,
-            network: OnceLock::new(),
             genesis,
             hashrate: AtomicU64::new(0),
-            preverified: Arc::new(Mutex::new(SigCache::new(PREVERIFIED_ENTRIES))),
             fault: OnceLock::new(),
         })
-    }
-
-    /// The set the P2P readers record verified transfers in: a txid there means these
-    /// exact signed bytes passed [`SignedTransfer::verify`] on this node, so
-    /// [`Node::submit_transfer`] takes it out instead of checking again.
-    pub fn preverified(&self) -> Arc<Mutex<SigCache>> {
-        self.preverified.clone()
     }
 
     pub fn genesis(&self) -> &Genesis {
@@ -159,14 +203,6 @@ impl Node {
         self.events.subscribe()
     }
 
-    pub fn set_network(&self, network: Arc<dyn Network>) {
-        let _ = self.network.set(network);
-    }
-
-    pub fn network(&self) -> Option<&Arc<dyn Network>> {
-        self.network.get()
-    }
-
     pub fn set_hashrate(&self, hashes_per_second: u64) {
         self.hashrate.store(hashes_per_second, Ordering::Relaxed);
     }
@@ -176,32 +212,41 @@ impl Node {
     }
 
     /// Validates and stores a block, then brings the mempool in step with the new tip.
-    pub fn submit_block(&self, block: Block, origin: Origin) -> Result<AcceptResult, ChainError> {
-        let now = crate::now_ms();
+    /// Returns what the chain did, and the event it caused (also published).
+    pub fn submit_block(
+        &self,
+        block: Block,
+        origin: Origin,
+        now_ms: u64,
+    ) -> Result<(AcceptResult, Option<NodeEvent>), ChainError> {
         let mut chain = self.chain();
-        let result = chain.accept_block(block, now)?;
+        let result = chain.accept_block(block, now_ms)?;
+        let mut event = None;
         if let Some(change) = &result.tip_change {
             let mut mempool = self.mempool();
             if !change.disconnected.is_empty() {
-                mempool.on_blocks_disconnected(&change.disconnected, &*chain, now);
+                mempool.on_blocks_disconnected(&change.disconnected, &*chain, now_ms);
             }
             for b in &change.connected {
                 mempool.on_block_connected(b, &*chain);
             }
-            mempool.expire(now);
+            mempool.expire(now_ms);
             drop(mempool);
             let tip = chain.tip();
-            let _ = self.events.send(NodeEvent::NewTip {
+            drop(chain);
+            let ev = NodeEvent::NewTip {
                 tip,
-                connected: change.connected.iter().map(Block::hash).collect(),
+                connected: change.connected.iter().map(|b| b.header).collect(),
                 disconnected: change.disconnected.len() as u64,
                 origin,
-            });
+            };
+            let _ = self.events.send(ev.clone());
+            event = Some(ev);
         }
         if let Acceptance::Invalid(e) = &result.acceptance {
             tracing::warn!(?origin, error = %e, "rejected invalid block");
         }
-        Ok(result)
+        Ok((result, event))
     }
 
     /// The nonce `address`'s next transfer must carry, counting its pending transfers.
@@ -211,32 +256,21 @@ impl Node {
         Ok(self.mempool().pending_nonce(address, state_nonce))
     }
 
-    /// Verifies a transfer's signature (without holding any lock; not again when a P2P
-    /// reader has checked these bytes, see [`Node::preverified`]) and admits it to the
-    /// mempool against the tip state.
-    pub fn submit_transfer(&self, tx: SignedTransfer, origin: Origin) -> Result<Txid, SubmitError> {
-        let txid = tx.txid();
-        if self.mempool().contains(&txid) {
-            return Err(SubmitError::Duplicate);
-        }
-        let checked = self.preverified.lock().map(|mut p| p.take(&txid)).unwrap_or(false);
-        if !checked {
-            tx.verify(self.genesis.params.chain_id)?;
-        }
-        self.admit_verified(tx, origin)
-    }
-
-    /// Admits a transfer whose signature this node has verified already
-    /// ([`SignedTransfer::verify`]): [`Node::submit_transfer`] after its check, and the
-    /// P2P layer for transfers that waited for their predecessor.
-    pub fn admit_verified(&self, tx: SignedTransfer, origin: Origin) -> Result<Txid, SubmitError> {
+    /// Admits a verified transfer to the mempool against the tip state. Returns its txid
+    /// and the event it caused (also published).
+    pub fn submit_transfer(
+        &self,
+        tx: VerifiedTransfer,
+        origin: Origin,
+        now_ms: u64,
+    ) -> Result<(Txid, NodeEvent), SubmitError> {
         // Lock order everywhere: chain, then mempool. The chain lock keeps the tip state
         // from moving under the admission check; both are held only for map lookups.
         let mut chain = self.chain();
         self.maybe_fault(FaultInjection::PanicWhileChainLocked);
         let mut mempool = self.mempool();
         self.maybe_fault(FaultInjection::PanicWhileMempoolLocked);
-        let admitted = mempool.add_verified(tx, &*chain, crate::now_ms());
+        let admitted = mempool.add_verified(tx.tx, &*chain, now_ms);
         drop(mempool);
         if let Ok(txid) = admitted {
             // A block carrying it will not verify it again.
@@ -248,8 +282,23 @@ impl Node {
             Err(MempoolError::Duplicate) => return Err(SubmitError::Duplicate),
             Err(e) => return Err(e.into()),
         };
-        let _ = self.events.send(NodeEvent::NewTransfer { txid, origin });
-        Ok(txid)
+        let event = NodeEvent::NewTransfer { txid, origin };
+        let _ = self.events.send(event.clone());
+        Ok((txid, event))
+    }
+
+    /// Checks a transfer's signature ([`verify`]) and submits it: for callers on a
+    /// thread that may block, with no lock held.
+    pub fn verify_and_submit(
+        &self,
+        tx: SignedTransfer,
+        origin: Origin,
+        now_ms: u64,
+    ) -> Result<(Txid, NodeEvent), SubmitError> {
+        match verify(tx, self.genesis.params.chain_id) {
+            Ok(v) => self.submit_transfer(v, origin, now_ms),
+            Err(refused) => Err(SubmitError::Invalid(refused.error)),
+        }
     }
 }
 
@@ -262,7 +311,7 @@ mod tests {
     use cairn_core::{Address, Amount};
 
     #[test]
-    fn a_preverified_txid_vouches_for_those_bytes_once() {
+    fn only_a_checked_signature_admits_a_transfer() {
         let g = Genesis::dev();
         let node =
             Node::new(Chain::open_in_memory(&g), Mempool::with_config(MempoolConfig::default()), g.clone());
@@ -281,16 +330,16 @@ mod tests {
             .unwrap()
         };
         let good = t(0);
-        node.preverified().lock().unwrap().insert(good.txid());
-        // One signature bit flipped: another txid, so it is checked, and fails.
+        // One signature bit flipped: another txid, and the check fails.
         let mut forged = good;
         forged.signature[40] ^= 1;
-        assert!(matches!(node.submit_transfer(forged, Origin::Rpc), Err(SubmitError::Invalid(_))));
-        node.submit_transfer(good, Origin::Rpc).unwrap();
-        assert!(!node.preverified().lock().unwrap().contains(&good.txid()), "an entry serves once");
-        // Without an entry the check runs as before.
-        let mut bad = t(1);
-        bad.signature[40] ^= 1;
-        assert!(matches!(node.submit_transfer(bad, Origin::Rpc), Err(SubmitError::Invalid(_))));
+        let checked = verify_many(vec![forged, good], g.params.chain_id);
+        assert!(matches!(&checked[0], Err(r) if r.txid == forged.txid()));
+        let verified = checked[1].clone().unwrap();
+        assert_eq!(verified.txid(), good.txid());
+        assert!(matches!(node.verify_and_submit(forged, Origin::Rpc, 0), Err(SubmitError::Invalid(_))));
+        let (txid, event) = node.submit_transfer(verified, Origin::Rpc, 0).unwrap();
+        assert!(matches!(event, NodeEvent::NewTransfer { txid: t, origin: Origin::Rpc } if t == txid));
+        assert!(matches!(node.submit_transfer(verified, Origin::Rpc, 0), Err(SubmitError::Duplicate)));
     }
 }

@@ -16,7 +16,8 @@
 //! CPU work; neither should stall the async workers that serve other connections.
 
 use crate::chain::BlockStatus;
-use crate::node::{Node, SubmitError};
+use crate::node::{Node, NodeEvent, Origin, SubmitError};
+use crate::p2p::Network;
 use cairn_api::{
     block_status, codes, CairnApiServer, ChainInfo, MempoolInfo, NewHead, PeerInfo, RpcAccount, RpcBlock,
     RpcTransaction, RpcTxProof, RpcTxStatus,
@@ -211,8 +212,15 @@ pub struct RpcServer {
     pub handle: ServerHandle,
 }
 
-/// Starts the server on `addr` serving `node`; admin methods accept `cookie`.
-pub async fn start(node: Arc<Node>, addr: SocketAddr, cookie: &Cookie) -> anyhow::Result<RpcServer> {
+/// Starts the server on `addr` serving `node`, and the P2P layer through `network`
+/// (`None`: the `net_*` methods answer that P2P is not running); admin methods accept
+/// `cookie`.
+pub async fn start(
+    node: Arc<Node>,
+    network: Option<Arc<dyn Network>>,
+    addr: SocketAddr,
+    cookie: &Cookie,
+) -> anyhow::Result<RpcServer> {
     let config = ServerConfig::builder()
         .max_request_body_size(MAX_REQUEST_BYTES)
         .max_response_body_size(MAX_RESPONSE_BYTES)
@@ -232,15 +240,18 @@ pub async fn start(node: Arc<Node>, addr: SocketAddr, cookie: &Cookie) -> anyhow
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen for RPC on {addr}: {e}"))?;
     let local_addr = server.local_addr()?;
-    let handle = server.start(methods(node)?);
+    let handle = server.start(methods(node, network)?);
     Ok(RpcServer { local_addr, handle })
 }
 
 /// Every RPC method, without a server: what [`start`] serves, and what in-process
 /// callers (the fuzz targets in fuzz/) call with raw JSON.
-pub fn methods(node: Arc<Node>) -> anyhow::Result<jsonrpsee::RpcModule<()>> {
+pub fn methods(
+    node: Arc<Node>,
+    network: Option<Arc<dyn Network>>,
+) -> anyhow::Result<jsonrpsee::RpcModule<()>> {
     let mut module = jsonrpsee::RpcModule::new(());
-    module.merge(RpcImpl { node }.into_rpc())?;
+    module.merge(RpcImpl { node, network }.into_rpc())?;
     // A method that does nothing: the benchmark's yardstick for the server's own cost.
     module.register_method("rpc_ping", |_, _, _| "pong")?;
     Ok(module)
@@ -248,6 +259,7 @@ pub fn methods(node: Arc<Node>) -> anyhow::Result<jsonrpsee::RpcModule<()>> {
 
 struct RpcImpl {
     node: Arc<Node>,
+    network: Option<Arc<dyn Network>>,
 }
 
 fn invalid_params(msg: impl Into<String>) -> ErrorObjectOwned {
@@ -308,31 +320,6 @@ async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ErrorObjectOwned> + Send + 'static,
 ) -> Result<T, ErrorObjectOwned> {
     tokio::task::spawn_blocking(f).await.map_err(internal)?
-}
-
-/// Runs CPU-bound work (signature checks) on the rayon pool, one thread per core.
-/// Tokio's blocking pool would start a thread per concurrent call and have them preempt
-/// each other: under 32 clients that cost ~100 us of CPU per `tx_submit` (see
-/// docs/PERFORMANCE.md). A panic is caught and reported as an internal error, as
-/// `spawn_blocking` would (rayon would abort the process). In the `cairn-node` binary
-/// the fail-stop panic hook (node/src/main.rs) ends the process first, so this only
-/// matters where the library runs without that hook (tests, the fuzz targets).
-///
-/// `f` must not take the chain or mempool lock: block import holds the chain lock
-/// while it waits for rayon threads to check the block's signatures, so a rayon thread
-/// waiting for that lock could leave none to do it.
-async fn on_cores<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, ErrorObjectOwned> + Send + 'static,
-) -> Result<T, ErrorObjectOwned> {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    rayon::spawn(move || {
-        let _ = tx.send(std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)));
-    });
-    match rx.await {
-        Ok(Ok(result)) => result,
-        Ok(Err(_)) => Err(internal("the call panicked")),
-        Err(_) => Err(internal("the call was dropped")),
-    }
 }
 
 pub fn rpc_transaction(tx: &Transaction) -> RpcTransaction {
@@ -412,6 +399,7 @@ fn block_json(node: &Node, hash: &BlockHash) -> Result<Option<RpcBlock>, ErrorOb
 impl CairnApiServer for RpcImpl {
     async fn chain_get_info(&self) -> RpcResult<ChainInfo> {
         let node = self.node.clone();
+        let network = self.network.clone();
         blocking(move || {
             let chain = node.chain();
             let tip = chain.tip();
@@ -421,7 +409,7 @@ impl CairnApiServer for RpcImpl {
             let behind = chain.best_header().total_work > tip.total_work;
             drop(chain);
             let mempool_size = node.mempool().len();
-            let (peers, syncing, peer_sockets) = match node.network() {
+            let (peers, syncing, peer_sockets) = match network {
                 // The P2P layer knows whether a peer can deliver what we lack; a header-only
                 // branch nobody offers is not "syncing".
                 Some(n) => (n.peers().len(), n.is_syncing(), n.peer_sockets()),
@@ -521,7 +509,6 @@ impl CairnApiServer for RpcImpl {
         // Subscribe before accepting so no head between the two is missed.
         let mut events = self.node.subscribe();
         let sink = pending.accept().await?;
-        let node = self.node.clone();
         tokio::spawn(async move {
             loop {
                 let event = tokio::select! {
@@ -529,9 +516,7 @@ impl CairnApiServer for RpcImpl {
                     e = events.recv() => e,
                 };
                 let (connected, disconnected) = match event {
-                    Ok(crate::node::NodeEvent::NewTip { connected, disconnected, .. }) => {
-                        (connected, disconnected)
-                    }
+                    Ok(NodeEvent::NewTip { connected, disconnected, .. }) => (connected, disconnected),
                     Ok(_) => continue,
                     Err(RecvError::Lagged(n)) => {
                         tracing::debug!(skipped = n, "new-heads subscriber lagged");
@@ -539,14 +524,8 @@ impl CairnApiServer for RpcImpl {
                     }
                     Err(RecvError::Closed) => return,
                 };
-                let n2 = node.clone();
-                let heads = tokio::task::spawn_blocking(move || {
-                    let chain = n2.chain();
-                    connected.iter().filter_map(|h| chain.header(h).map(|hd| (*h, hd))).collect::<Vec<_>>()
-                })
-                .await
-                .unwrap_or_default();
-                for (i, (hash, header)) in heads.into_iter().enumerate() {
+                let heads = connected.iter().map(|h| (h.hash(), h));
+                for (i, (hash, header)) in heads.enumerate() {
                     let head = NewHead {
                         hash,
                         height: header.height,
@@ -579,11 +558,18 @@ impl CairnApiServer for RpcImpl {
         let tx = parse_transfer_hex(&hex)?;
         let node = self.node.clone();
         let chain_id = node.genesis().params.chain_id;
-        let checked = on_cores(move || Ok(tx.verify(chain_id))).await?;
+        // The signature is checked on the rayon pool, off the async workers and with no
+        // lock held (see `verify_on_cores`).
+        let checked = crate::node::verify_on_cores(vec![tx], chain_id)
+            .await
+            .and_then(|mut c| c.pop())
+            .ok_or_else(|| internal("the signature check panicked"))?;
         blocking(move || {
             let admitted = match checked {
-                Ok(()) => node.admit_verified(tx, crate::node::Origin::Rpc),
-                Err(e) => Err(SubmitError::Invalid(e)),
+                Ok(verified) => {
+                    node.submit_transfer(verified, Origin::Rpc, crate::now_ms()).map(|(txid, _)| txid)
+                }
+                Err(refused) => Err(SubmitError::Invalid(refused.error)),
             };
             admitted.map_err(|e| {
                 let msg = match &e {
@@ -609,7 +595,7 @@ impl CairnApiServer for RpcImpl {
     }
 
     async fn net_peers(&self) -> RpcResult<Vec<PeerInfo>> {
-        Ok(self.node.network().map(|n| n.peers()).unwrap_or_default())
+        Ok(self.network.as_ref().map(|n| n.peers()).unwrap_or_default())
     }
 
     async fn net_add_peer(&self, ext: &Extensions, addr: String) -> RpcResult<bool> {
@@ -634,8 +620,8 @@ impl CairnApiServer for RpcImpl {
 }
 
 impl RpcImpl {
-    fn network(&self) -> Result<&Arc<dyn crate::node::Network>, ErrorObjectOwned> {
-        self.node.network().ok_or_else(|| internal("P2P is not running"))
+    fn network(&self) -> Result<&Arc<dyn Network>, ErrorObjectOwned> {
+        self.network.as_ref().ok_or_else(|| internal("P2P is not running"))
     }
 }
 

@@ -131,7 +131,7 @@ pub fn rpc(rt: &tokio::runtime::Runtime, per_client: usize, window: Duration) ->
     let node = Node::new(chain, mempool, genesis);
     rt.block_on(async move {
         let cookie = rpc::Cookie::create(dir.path())?;
-        let server = rpc::start(node.clone(), "127.0.0.1:0".parse()?, &cookie).await?;
+        let server = rpc::start(node.clone(), None, "127.0.0.1:0".parse()?, &cookie).await?;
         let url = format!("http://{}", server.local_addr);
         let cpu0 = crate::limits::cpu_secs();
         let start = Instant::now();

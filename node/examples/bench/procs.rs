@@ -186,7 +186,8 @@ pub fn propagation(
     let chain = Chain::open(&work.join("n0"), &genesis)?;
     let mempool = Mempool::with_config(MempoolConfig::default());
     let source = Node::new(chain, mempool, genesis.clone());
-    let source_addr = rt.block_on(p2p::start(
+    // Held to the end of the run: dropping it would stop the source's P2P.
+    let source_p2p = rt.block_on(p2p::start(
         source.clone(),
         p2p::P2pConfig {
             listen: "127.0.0.1:0".parse()?,
@@ -195,6 +196,7 @@ pub fn propagation(
             data_dir: work.join("n0"),
         },
     ))?;
+    let source_addr = source_p2p.local_addr();
     let mut procs: Vec<NodeProcess> = Vec::new();
     for i in 1..n {
         let prev = procs.last().map_or(source_addr, |p| p.p2p_addr);
@@ -293,7 +295,9 @@ pub fn propagation(
                 }
                 .sign(&senders[s])?;
                 nonces[s] += 1;
-                source.submit_transfer(t, Origin::Local).map_err(|e| anyhow::anyhow!("submit: {e}"))?;
+                source
+                    .verify_and_submit(t, Origin::Local, cairn_node::now_ms())
+                    .map_err(|e| anyhow::anyhow!("submit: {e}"))?;
             }
             let deadline = Instant::now() + Duration::from_secs(5);
             let mut complete = true;
@@ -322,7 +326,7 @@ pub fn propagation(
         }
         let hash = block.hash();
         let t0 = Instant::now();
-        source.submit_block(block, Origin::Local)?;
+        source.submit_block(block, Origin::Local, cairn_node::now_ms())?;
         let imported = t0.elapsed();
         let last = wait_all(hash, &mut rx)?;
         let ms = last.duration_since(t0).as_secs_f64() * 1e3;

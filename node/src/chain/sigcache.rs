@@ -46,13 +46,6 @@ impl SigCache {
     pub fn contains(&self, txid: &Txid) -> bool {
         self.known.contains(txid)
     }
-
-    /// Removes `txid`, telling whether it was there. (Its place in the eviction order
-    /// stays until it comes round; an entry inserted again meanwhile may then leave
-    /// early, which costs a re-verification only.)
-    pub fn take(&mut self, txid: &Txid) -> bool {
-        self.known.remove(txid)
-    }
 }
 
 #[cfg(test)]
@@ -69,7 +62,6 @@ mod tests {
         assert_eq!(c.order.len(), 2);
         c.insert(id(3));
         assert!(!c.contains(&id(1)) && c.contains(&id(2)) && c.contains(&id(3)));
-        assert!(c.take(&id(2)) && !c.take(&id(2)) && !c.contains(&id(2)));
         let mut off = SigCache::new(0);
         off.insert(id(1));
         assert!(off.order.is_empty() && !off.contains(&id(1)));

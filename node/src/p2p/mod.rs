@@ -3,18 +3,21 @@
 //! - [`wire`]: frames and messages, byte for byte as docs/PROTOCOL.md describes them.
 //! - [`protocol`]: the peer protocol as a state machine with no I/O (handshake, ping,
 //!   peer exchange, gossip, headers-first sync, misbehaviour).
+//! - [`ledger`]: the one door from the protocol to the rest of the node
+//!   ([`ledger::Ledger`], implemented by [`Node`]).
 //! - [`addrbook`]: known addresses and bans (saved as `peers.json` / `bans.json`).
-//! - [`sync`]: which block bodies are requested from whom.
+//! - [`downloads`]: which block bodies are requested from whom.
 //! - [`presync`]: headers of low-work branches are checked before any is stored.
 //! - `net`: the thin tokio driver that runs the protocol over TCP.
 //!
 //! The protocol is also driven by a deterministic simulator (node/tests/p2p_sim.rs).
 
 pub mod addrbook;
+pub mod downloads;
+pub mod ledger;
 mod net;
 pub mod presync;
 pub mod protocol;
-pub mod sync;
 mod waiting;
 pub mod wire;
 
@@ -35,8 +38,48 @@ pub struct P2pConfig {
     pub data_dir: PathBuf,
 }
 
-/// Starts listening and connecting; returns once the listener is bound. Registers a
-/// [`crate::node::Network`] with the node so RPC can list and add peers.
-pub async fn start(node: Arc<Node>, config: P2pConfig) -> anyhow::Result<SocketAddr> {
-    net::start(node, config).await
+/// What RPC needs from the P2P layer: [`P2p::network`], handed to [`crate::rpc::start`].
+pub trait Network: Send + Sync {
+    fn peers(&self) -> Vec<cairn_api::PeerInfo>;
+    fn add_peer(&self, addr: SocketAddr) -> Result<(), String>;
+    /// Drops the peer listening at `addr` and refuses it until unblocked. Returns
+    /// false if it was already blocked.
+    fn block_peer(&self, addr: SocketAddr) -> Result<bool, String>;
+    /// Lifts [`Network::block_peer`]. Returns false if `addr` was not blocked.
+    fn unblock_peer(&self, addr: SocketAddr) -> Result<bool, String>;
+    /// True while a peer has shown more work than our tip and we are fetching it.
+    fn is_syncing(&self) -> bool;
+    /// Peer sockets open now: ready peers plus connections still in the handshake.
+    fn peer_sockets(&self) -> usize;
+}
+
+/// The running P2P layer. It owns the protocol thread and every task (listener, dials,
+/// connections, ticker, relay of node events); [`P2p::shutdown`] stops them. Dropping
+/// it without `shutdown` stops them too, without waiting.
+pub struct P2p {
+    running: net::Running,
+}
+
+impl P2p {
+    /// The bound listen address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.running.local_addr
+    }
+
+    /// The handle RPC lists, adds and blocks peers through.
+    pub fn network(&self) -> Arc<dyn Network> {
+        self.running.network()
+    }
+
+    /// Stops the tasks (closing every peer socket) and the protocol thread, which saves
+    /// the address book and bans (`peers.json`, `bans.json`) and drops the protocol,
+    /// and with it its reference to the node. Returns once all that is done.
+    pub async fn shutdown(self) {
+        self.running.shutdown().await;
+    }
+}
+
+/// Starts listening and connecting; returns once the listener is bound.
+pub async fn start(node: Arc<Node>, config: P2pConfig) -> anyhow::Result<P2p> {
+    Ok(P2p { running: net::start(node, config).await? })
 }

@@ -5,8 +5,8 @@
 //! and a writer fed by a bounded queue; when either ends, or the protocol drops the
 //! peer, the task closes the socket (see [`run_connection`]). The reader checks the
 //! signatures of the transfers it decoded from one read in parallel on the rayon pool
-//! before queueing them, and records the good ones in [`Node::preverified`], so the
-//! protocol thread does not check them one by one.
+//! ([`crate::node::verify_on_cores`]) and queues them checked ([`Input::Transfer`]), so
+//! the protocol thread does not check them one by one.
 //! The protocol itself runs on a dedicated thread (it calls into the chain, which may
 //! verify signatures and write to RocksDB), fed by one bounded input channel. A peer
 //! whose send queue is full is dropped: a slow reader can stall only itself. Decoded
@@ -20,12 +20,12 @@
 use super::addrbook::Snapshot;
 use super::protocol::{Config, DisconnectReason, Input, Output, Protocol};
 use super::wire::{FrameCodec, Message, HEADER_BYTES, MAX_PAYLOAD};
+use super::Network;
 use super::{P2pConfig, PeerId};
-use crate::chain::sigcache::SigCache;
-use crate::node::{Network, Node};
+use crate::failstop::lock_or_stop;
+use crate::node::{Node, NodeEvent, Origin};
 use anyhow::Context;
-use cairn_core::{SignedTransfer, Txid};
-use rayon::prelude::*;
+use cairn_core::SignedTransfer;
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -35,7 +35,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, watch, Notify, OwnedSemaphorePermit, Semaphore};
 
 /// Frames queued to one peer.
 const SEND_QUEUE_FRAMES: usize = 1024;
@@ -78,14 +78,17 @@ struct Shared {
     /// anything. Updated under its lock together with the input it sends, so the two
     /// never disagree about order.
     blocked: Mutex<BTreeSet<SocketAddr>>,
-    /// [`Node::preverified`], and the chain id transfers are verified against.
-    preverified: Arc<Mutex<SigCache>>,
+    /// The chain id transfers are verified against.
     chain_id: u32,
     /// Peer sockets open now (see [`OpenSocket`]).
     sockets: AtomicUsize,
     /// The protocol's pong timeout: the longest one frame may take to write, and the
     /// sockets' `TCP_USER_TIMEOUT`.
     write_timeout: Duration,
+    /// Set by [`Running::shutdown`]: every task (listener, dials, connections, ticker,
+    /// relay) ends, closing its socket, and the protocol thread stops after the input
+    /// it is handling.
+    closing: watch::Sender<bool>,
 }
 
 impl Shared {
@@ -104,7 +107,19 @@ impl Shared {
     }
 
     fn handles(&self) -> std::sync::MutexGuard<'_, HashMap<PeerId, PeerHandle>> {
-        self.handles.lock().unwrap_or_else(|e| e.into_inner())
+        lock_or_stop(&self.handles, "P2P connection handles")
+    }
+
+    fn is_closing(&self) -> bool {
+        *self.closing.borrow()
+    }
+
+    /// Resolves once shutdown has begun.
+    fn closed(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.closing.subscribe();
+        async move {
+            let _ = rx.wait_for(|c| *c).await;
+        }
     }
 }
 
@@ -112,10 +127,10 @@ struct NetHandle(Arc<Shared>);
 
 impl Network for NetHandle {
     fn peers(&self) -> Vec<cairn_api::PeerInfo> {
-        self.0.peers.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        lock_or_stop(&self.0.peers, "P2P peer list").clone()
     }
     fn add_peer(&self, addr: SocketAddr) -> Result<(), String> {
-        let blocked = self.0.blocked.lock().unwrap_or_else(|e| e.into_inner());
+        let blocked = lock_or_stop(&self.0.blocked, "P2P blocked set");
         if blocked.contains(&addr) {
             return Err(format!("{addr} is blocked: call net_unblockPeer first"));
         }
@@ -128,18 +143,60 @@ impl Network for NetHandle {
         self.0.sockets.load(Ordering::Relaxed)
     }
     fn block_peer(&self, addr: SocketAddr) -> Result<bool, String> {
-        let mut blocked = self.0.blocked.lock().unwrap_or_else(|e| e.into_inner());
+        let mut blocked = lock_or_stop(&self.0.blocked, "P2P blocked set");
         self.0.try_send(Input::BlockPeer(addr)).map_err(|e| format!("network busy: {e}"))?;
         Ok(blocked.insert(addr))
     }
     fn unblock_peer(&self, addr: SocketAddr) -> Result<bool, String> {
-        let mut blocked = self.0.blocked.lock().unwrap_or_else(|e| e.into_inner());
+        let mut blocked = lock_or_stop(&self.0.blocked, "P2P blocked set");
         self.0.try_send(Input::UnblockPeer(addr)).map_err(|e| format!("network busy: {e}"))?;
         Ok(blocked.remove(&addr))
     }
 }
 
-pub(super) async fn start(node: Arc<Node>, config: P2pConfig) -> anyhow::Result<SocketAddr> {
+/// The running P2P layer: the protocol thread and the tasks, until [`Running::shutdown`].
+pub(super) struct Running {
+    shared: Arc<Shared>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    pub(super) local_addr: SocketAddr,
+}
+
+impl Running {
+    pub(super) fn network(&self) -> Arc<dyn Network> {
+        Arc::new(NetHandle(self.shared.clone()))
+    }
+
+    /// Begins the shutdown: the tasks end (closing every socket) and the protocol thread
+    /// stops after the input it is handling.
+    fn begin_shutdown(&self) {
+        self.shared.closing.send_replace(true);
+        // Wakes the thread if it waits for input (if the queue is full, it is busy and
+        // sees the flag after its current input).
+        let _ = self.shared.try_send(Input::Tick);
+    }
+
+    /// Stops the tasks and the protocol thread, which saves the address book and bans
+    /// and drops the protocol (and with it its reference to the node). Returns once the
+    /// thread has ended.
+    pub(super) async fn shutdown(mut self) {
+        self.begin_shutdown();
+        if let Some(thread) = self.thread.take() {
+            // Joined off the async workers: the thread may be in the middle of a block.
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+    }
+}
+
+impl Drop for Running {
+    /// Without [`Running::shutdown`], dropping still stops everything, without waiting.
+    fn drop(&mut self) {
+        if self.thread.is_some() {
+            self.begin_shutdown();
+        }
+    }
+}
+
+pub(super) async fn start(node: Arc<Node>, config: P2pConfig) -> anyhow::Result<Running> {
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding P2P address {}", config.listen))?;
@@ -157,29 +214,41 @@ pub(super) async fn start(node: Arc<Node>, config: P2pConfig) -> anyhow::Result<
         next_id: AtomicU64::new(1),
         codec,
         blocked: Mutex::new(BTreeSet::new()),
-        preverified: node.preverified(),
         chain_id: node.genesis().params.chain_id,
         sockets: AtomicUsize::new(0),
         write_timeout: Duration::from_millis(pconfig.ping_timeout_ms),
+        closing: watch::channel(false).0,
     });
-    node.set_network(Arc::new(NetHandle(shared.clone())));
-
-    let snapshot = load_snapshot(&config.data_dir);
-    let protocol = Protocol::new(node.clone(), pconfig, snapshot, rand::random(), crate::now_ms());
-    let runtime = tokio::runtime::Handle::current();
-    let data_dir = config.data_dir.clone();
-    let sh = shared.clone();
-    std::thread::Builder::new()
-        .name("p2p".into())
-        .spawn(move || protocol_thread(protocol, rx, sh, runtime, data_dir))
-        .context("spawning the P2P thread")?;
 
     // Node events (new tips, new transfers) to relay.
     let mut events = node.subscribe();
+    let snapshot = load_snapshot(&config.data_dir);
+    let protocol = Protocol::new(node, pconfig, snapshot, rand::random(), crate::now_ms());
+    let runtime = tokio::runtime::Handle::current();
+    let data_dir = config.data_dir.clone();
+    let sh = shared.clone();
+    let thread = std::thread::Builder::new()
+        .name("p2p".into())
+        .spawn(move || protocol_thread(protocol, rx, sh, runtime, data_dir))
+        .context("spawning the P2P thread")?;
+    let running = Running { shared: shared.clone(), thread: Some(thread), local_addr: local };
+
     let sh = shared.clone();
     tokio::spawn(async move {
+        let closed = sh.closed();
+        tokio::pin!(closed);
         loop {
-            match events.recv().await {
+            let event = tokio::select! {
+                _ = &mut closed => break,
+                e = events.recv() => e,
+            };
+            match event {
+                // The protocol handled the events of its own submissions (from a peer)
+                // in the step that caused them.
+                Ok(
+                    NodeEvent::NewTip { origin: Origin::Peer(_), .. }
+                    | NodeEvent::NewTransfer { origin: Origin::Peer(_), .. },
+                ) => {}
                 Ok(ev) => {
                     if !sh.send(Input::Node(ev)).await {
                         break;
@@ -194,9 +263,14 @@ pub(super) async fn start(node: Arc<Node>, config: P2pConfig) -> anyhow::Result<
     });
     let sh = shared.clone();
     tokio::spawn(async move {
+        let closed = sh.closed();
+        tokio::pin!(closed);
         let mut t = tokio::time::interval(TICK);
         loop {
-            t.tick().await;
+            tokio::select! {
+                _ = &mut closed => break,
+                _ = t.tick() => {}
+            }
             match sh.try_send(Input::Tick) {
                 Err(mpsc::error::TrySendError::Closed(_)) => break,
                 _ => continue, // a full queue skips a tick, nothing more
@@ -218,8 +292,14 @@ pub(super) async fn start(node: Arc<Node>, config: P2pConfig) -> anyhow::Result<
     }
     let sh = shared.clone();
     tokio::spawn(async move {
+        let closed = sh.closed();
+        tokio::pin!(closed);
         loop {
-            match listener.accept().await {
+            let accepted = tokio::select! {
+                _ = &mut closed => break,
+                a = listener.accept() => a,
+            };
+            match accepted {
                 Ok((stream, addr)) => {
                     let open = OpenSocket::new(&sh);
                     let id = sh.next_id.fetch_add(1, Ordering::Relaxed);
@@ -235,7 +315,7 @@ pub(super) async fn start(node: Arc<Node>, config: P2pConfig) -> anyhow::Result<
         }
     });
     tracing::info!(addr = %local, "P2P listening");
-    Ok(local)
+    Ok(running)
 }
 
 /// One open peer socket, counted in [`Shared::sockets`] from the moment `accept` or
@@ -292,8 +372,8 @@ fn configure_socket(stream: &TcpStream, user_timeout: Duration) {
 /// (its handle leaves the map and `stop` fires: ban, duplicate, handshake or ping
 /// timeout, slow reader) -- the task ends: the handle leaves the map, the socket is
 /// closed and the count of open sockets goes down, together. If the connection ended on
-/// the network's side, the protocol hears `Disconnected`. At shutdown the runtime drops
-/// the task, and the socket with it.
+/// the network's side, the protocol hears `Disconnected`. At shutdown the task ends and
+/// closes the socket.
 async fn run_connection(
     shared: &Arc<Shared>,
     id: PeerId,
@@ -315,6 +395,7 @@ async fn run_connection(
 
     let sh = shared.clone();
     tokio::spawn(async move {
+        let closed = sh.closed();
         let mut read = Box::pin(read_frames(sh.clone(), id, rd));
         let mut write = Box::pin(write_frames(wr, frames, queued, sh.write_timeout));
         let ended = tokio::select! {
@@ -326,6 +407,8 @@ async fn run_connection(
                 let _ = tokio::time::timeout(FLUSH_TIMEOUT, &mut write).await;
                 None
             }
+            // Shutdown: the socket just closes.
+            _ = closed => None,
         };
         // No more frames for it (so none can fail against a closed queue and be taken
         // for a slow reader), then close the socket (the two halves are its only
@@ -374,17 +457,22 @@ async fn read_frames(sh: Arc<Shared>, id: PeerId, mut rd: OwnedReadHalf) -> Opti
         // after another on the protocol thread, where they would hold up blocks.
         let txs: Vec<SignedTransfer> =
             parsed.iter().filter_map(|(m, _)| if let Message::Tx(t) = m { Some(*t) } else { None }).collect();
-        if !txs.is_empty() {
-            let verified = verify_on_cores(txs, sh.chain_id).await;
-            if let Ok(mut pre) = sh.preverified.lock() {
-                for txid in verified {
-                    pre.insert(txid);
-                }
-            }
+        let mut checked = if txs.is_empty() {
+            Vec::new()
+        } else {
+            // (`None` after a panic in a check: the protocol then checks them itself.)
+            crate::node::verify_on_cores(txs, sh.chain_id).await.unwrap_or_default()
         }
+        .into_iter();
         for (msg, used) in parsed {
             let permit = sh.input_bytes.clone().acquire_many_owned(used as u32).await.ok()?;
-            let input = Input::Received { peer: id, msg };
+            let input = match msg {
+                Message::Tx(t) => match checked.next() {
+                    Some(checked) => Input::Transfer { peer: id, checked },
+                    None => Input::Received { peer: id, msg: Message::Tx(t) },
+                },
+                msg => Input::Received { peer: id, msg },
+            };
             sh.inputs.send((input, Some(permit))).await.ok()?;
         }
         if let Some(error) = bad_frame {
@@ -418,24 +506,6 @@ async fn write_frames(
     None
 }
 
-/// The txids of the transfers in `txs` whose signatures verify, checked in parallel on
-/// the rayon pool. (A panic in the check, which the fuzz target `transfer` has not
-/// found, counts as "not verified" where the library runs without the binary's
-/// fail-stop panic hook; in `cairn-node` that hook ends the process first.)
-async fn verify_on_cores(txs: Vec<SignedTransfer>, chain_id: u32) -> Vec<Txid> {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    rayon::spawn(move || {
-        let ok = std::panic::catch_unwind(|| {
-            txs.par_iter()
-                .filter(|t| t.verify(chain_id).is_ok())
-                .map(SignedTransfer::txid)
-                .collect::<Vec<_>>()
-        });
-        let _ = tx.send(ok.unwrap_or_default());
-    });
-    rx.await.unwrap_or_default()
-}
-
 fn protocol_thread(
     mut protocol: Protocol,
     mut rx: mpsc::Receiver<Queued>,
@@ -444,7 +514,9 @@ fn protocol_thread(
     data_dir: PathBuf,
 ) {
     let mut pending: Vec<Queued> = Vec::new();
-    while let Some(first) = rx.blocking_recv() {
+    // The flag is checked before each wait: shutdown sets it, then queues a tick.
+    while !shared.is_closing() {
+        let Some(first) = rx.blocking_recv() else { break };
         pending.push(first);
         // Take what else is waiting, so the shared peer list is refreshed once per batch.
         while pending.len() < 256 {
@@ -453,8 +525,11 @@ fn protocol_thread(
                 Err(_) => break,
             }
         }
-        while !pending.is_empty() {
+        while !pending.is_empty() && !shared.is_closing() {
             for (input, budget) in std::mem::take(&mut pending) {
+                if shared.is_closing() {
+                    break;
+                }
                 protocol.step(crate::now_ms(), input);
                 // The message is handled: its bytes go back to the readers.
                 drop(budget);
@@ -463,10 +538,14 @@ fn protocol_thread(
                 }
             }
         }
-        *shared.peers.lock().unwrap_or_else(|e| e.into_inner()) = protocol.peer_infos();
+        *lock_or_stop(&shared.peers, "P2P peer list") = protocol.peer_infos();
         shared.syncing.store(protocol.is_syncing(), Ordering::Relaxed);
     }
+    // Shutdown (or every input sender gone): the final save, then the protocol goes,
+    // and with it its reference to the node.
     save_snapshot(&data_dir, &protocol.snapshot());
+    drop(protocol);
+    tracing::info!("P2P stopped; address book and bans saved");
 }
 
 fn handle_output(
@@ -477,20 +556,9 @@ fn handle_output(
     pending: &mut Vec<Queued>,
 ) {
     match out {
-        Output::Send(peer, msg) => {
-            let frame = shared.codec.encode(&msg);
-            let mut handles = shared.handles();
-            let Some(h) = handles.get(&peer) else { return };
-            let len = frame.len();
-            let over = h.queued.load(Ordering::Relaxed) + len > SEND_QUEUE_BYTES;
-            if over || h.frames.try_send(frame).is_err() {
-                if let Some(h) = handles.remove(&peer) {
-                    h.stop.notify_one();
-                }
-                pending.push((Input::Disconnected { peer, reason: DisconnectReason::SlowReader }, None));
-            } else {
-                h.queued.fetch_add(len, Ordering::Relaxed);
-            }
+        Output::Send(peer, msg) => send_frame(peer, shared.codec.encode(&msg), shared, pending),
+        Output::SendBlock(peer, payload) => {
+            send_frame(peer, shared.codec.encode_raw(super::wire::command::BLOCK, &payload), shared, pending)
         }
         Output::Disconnect(peer, reason) => {
             tracing::debug!(peer, %reason, "dropping peer");
@@ -503,7 +571,11 @@ fn handle_output(
         Output::Connect(addr) => {
             let sh = shared.clone();
             runtime.spawn(async move {
-                match tokio::time::timeout(DIAL_TIMEOUT, TcpStream::connect(addr)).await {
+                let dialled = tokio::select! {
+                    _ = sh.closed() => return,
+                    d = tokio::time::timeout(DIAL_TIMEOUT, TcpStream::connect(addr)) => d,
+                };
+                match dialled {
                     Ok(Ok(stream)) => {
                         let open = OpenSocket::new(&sh);
                         let id = sh.next_id.fetch_add(1, Ordering::Relaxed);
@@ -516,6 +588,22 @@ fn handle_output(
             });
         }
         Output::Save(snapshot) => save_snapshot(data_dir, &snapshot),
+    }
+}
+
+/// Queues `frame` to `peer`; a peer whose queue is full is dropped as too slow.
+fn send_frame(peer: PeerId, frame: Vec<u8>, shared: &Shared, pending: &mut Vec<Queued>) {
+    let mut handles = shared.handles();
+    let Some(h) = handles.get(&peer) else { return };
+    let len = frame.len();
+    let over = h.queued.load(Ordering::Relaxed) + len > SEND_QUEUE_BYTES;
+    if over || h.frames.try_send(frame).is_err() {
+        if let Some(h) = handles.remove(&peer) {
+            h.stop.notify_one();
+        }
+        pending.push((Input::Disconnected { peer, reason: DisconnectReason::SlowReader }, None));
+    } else {
+        h.queued.fetch_add(len, Ordering::Relaxed);
     }
 }
 

@@ -12,8 +12,9 @@
 //! from one peer, [`WAIT_MS`] at most, and a peer's entries leave with it. One slot per
 //! (sender, nonce): the first transfer to claim it keeps it.
 
+use super::ledger::VerifiedTransfer;
 use super::PeerId;
-use cairn_core::{Address, SignedTransfer, Txid};
+use cairn_core::{Address, Txid};
 use std::collections::{BTreeMap, HashMap};
 
 pub const MAX_WAITING: usize = 2_000;
@@ -22,7 +23,7 @@ pub const WAIT_MS: u64 = 10 * 60 * 1000;
 
 #[derive(Clone, Copy, Debug)]
 pub struct Waiting {
-    pub tx: SignedTransfer,
+    pub tx: VerifiedTransfer,
     pub txid: Txid,
     pub peer: PeerId,
     added_ms: u64,
@@ -53,10 +54,11 @@ impl WaitingTransfers {
         self.ids.contains_key(txid)
     }
 
-    /// Holds `tx` (already verified) from `peer`. False when its slot is taken or the
-    /// peer has [`MAX_WAITING_PER_PEER`] waiting already.
-    pub fn hold(&mut self, tx: SignedTransfer, txid: Txid, peer: PeerId, now_ms: u64) -> bool {
-        let slot = (tx.transfer.sender(), tx.transfer.nonce);
+    /// Holds `tx` from `peer`. False when its slot is taken or the peer has
+    /// [`MAX_WAITING_PER_PEER`] waiting already.
+    pub fn hold(&mut self, tx: VerifiedTransfer, peer: PeerId, now_ms: u64) -> bool {
+        let txid = tx.txid();
+        let slot = (tx.tx().transfer.sender(), tx.tx().transfer.nonce);
         if self.slots.contains_key(&slot)
             || self.per_peer.get(&peer).copied().unwrap_or(0) >= MAX_WAITING_PER_PEER
         {
@@ -146,7 +148,7 @@ mod tests {
     use super::*;
     use cairn_core::genesis::dev_keys;
     use cairn_core::transaction::{public_key_of, Transfer};
-    use cairn_core::Amount;
+    use cairn_core::{Amount, SignedTransfer};
 
     /// The pool never looks at signatures (its entries were verified before), so the
     /// test transfers carry none.
@@ -158,7 +160,7 @@ mod tests {
     }
 
     fn hold(w: &mut WaitingTransfers, t: SignedTransfer, peer: PeerId, now: u64) -> bool {
-        w.hold(t, t.txid(), peer, now)
+        w.hold(VerifiedTransfer::unchecked_for_tests(t), peer, now)
     }
 
     #[test]

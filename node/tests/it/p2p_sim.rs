@@ -20,7 +20,7 @@ use cairn_node::mempool::Mempool;
 use cairn_node::node::{Node, NodeEvent, Origin};
 use cairn_node::p2p::addrbook::Snapshot;
 use cairn_node::p2p::protocol::{Config, DisconnectReason, Input, Output, Protocol};
-use cairn_node::p2p::wire::{FrameCodec, InvItem, Message, Version, MAX_HEADERS, PROTOCOL_VERSION};
+use cairn_node::p2p::wire::{command, FrameCodec, InvItem, Message, Version, MAX_HEADERS, PROTOCOL_VERSION};
 use cairn_node::p2p::PeerId;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -34,8 +34,6 @@ const TICK_MS: u64 = 100;
 fn sim_genesis() -> Genesis {
     let mut g = Genesis::dev();
     g.name = "cairn-sim".into();
-    // In the past of the real clock, so the future-drift rule never bites.
-    g.params.timestamp_ms = 1_700_000_000_000;
     let easy: Target = "7fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff".parse().unwrap();
     g.params.initial_target = easy;
     g.params.pow_limit = easy;
@@ -126,15 +124,21 @@ struct Sim {
     loss: f64,
     /// Messages delivered, by command: a cheap fingerprint of the whole run.
     delivered: BTreeMap<&'static str, u64>,
+    /// Where scripted chains start their timestamps: a second after genesis, a day
+    /// before the simulated clock starts, so they are all in its past.
     start_ms: u64,
 }
+
+/// How long after genesis the simulated clock starts. It is the only clock the nodes
+/// see: the protocol hands it to the chain and the mempool with every submission.
+const CLOCK_START_AFTER_GENESIS_MS: u64 = 24 * 3600 * 1000;
 
 impl Sim {
     fn new(seed: u64) -> Sim {
         let genesis = sim_genesis();
         let codec = FrameCodec::for_genesis(&genesis.hash());
         Sim {
-            now: 0,
+            now: genesis.params.timestamp_ms + CLOCK_START_AFTER_GENESIS_MS,
             seq: 0,
             rng: StdRng::seed_from_u64(seed),
             start_ms: genesis.params.timestamp_ms + 1_000,
@@ -268,6 +272,13 @@ impl Sim {
     fn output(&mut self, i: usize, out: Output) {
         match out {
             Output::Send(peer, msg) => self.send(i, peer, &msg),
+            Output::SendBlock(peer, payload) => {
+                // Stored bytes sent as they are: a valid block message, byte for byte
+                // what encoding the decoded block gives.
+                let msg = Message::decode_payload(command::BLOCK, &payload).expect("stored block decodes");
+                assert_eq!(msg.encode_payload(), payload, "a served block's bytes are canonical");
+                self.send(i, peer, &msg)
+            }
             Output::Connect(addr) => {
                 let lat = self.latency();
                 let target = self.nodes.iter().position(|n| n.addr == addr);
@@ -405,12 +416,12 @@ impl Sim {
             let chain = node.chain();
             (chain.tip_parent_info(), *chain.params())
         };
-        let ts = self.start_ms + self.now;
+        let ts = self.now;
         let mut block =
             assemble_block(&params, &parent, ts, self.nodes[i].miner, transfers).expect("template");
         assert!(grind(&mut block.header, 10_000_000));
         let hash = block.hash();
-        let r = node.submit_block(block, Origin::Local).expect("submit");
+        let (r, _) = node.submit_block(block, Origin::Local, self.now).expect("submit");
         assert_eq!(r.acceptance, Acceptance::Connected);
         self.flush(i);
         hash
@@ -784,7 +795,8 @@ fn low_work_headers_are_checked_before_any_is_stored() {
     let heavy_peer = sim.add_node(&[], scripted(&heavy, None));
     let victim = sim.add_node(&[], Behaviour::Honest);
     for b in &ours {
-        let r = sim.nodes[victim].node.submit_block(b.clone(), Origin::Local).unwrap();
+        let now = sim.now;
+        let (r, _) = sim.nodes[victim].node.submit_block(b.clone(), Origin::Local, now).unwrap();
         assert_eq!(r.acceptance, Acceptance::Connected);
         sim.flush(victim);
     }
@@ -850,7 +862,8 @@ fn transfers_spread_to_every_mempool() {
     sim.run_for(3_000);
     let tx = transfer(&sim.genesis, 1, 0);
     let txid = tx.txid();
-    sim.nodes[ids[4]].node.submit_transfer(tx, Origin::Rpc).expect("admitted");
+    let now = sim.now;
+    sim.nodes[ids[4]].node.verify_and_submit(tx, Origin::Rpc, now).expect("admitted");
     sim.flush(ids[4]);
     sim.run_for(3_000);
     for &i in &ids {
@@ -932,7 +945,7 @@ fn transfer_that_overtakes_its_predecessor_waits_for_it() {
     assert!(s.proto.ready_peers().contains(&1), "a nonce gap is not misbehaviour");
     let outs = s.step(Input::Received { peer: 2, msg: Message::Inv(vec![InvItem::Tx(id1)]) });
     assert!(!asked_for_tx(&outs, 2, id1), "a waiting transfer is fetched again");
-    s.node.submit_transfer(t0, Origin::Rpc).expect("predecessor admitted");
+    s.node.verify_and_submit(t0, Origin::Rpc, s.now).expect("predecessor admitted");
     s.step(Input::Tick);
     assert!(s.node.mempool().contains(&id1), "the waiting transfer was not admitted after its predecessor");
 
@@ -942,7 +955,7 @@ fn transfer_that_overtakes_its_predecessor_waits_for_it() {
     s.step(Input::Received { peer: 1, msg: Message::Inv(vec![InvItem::Tx(id3)]) });
     s.step(Input::Received { peer: 1, msg: Message::Tx(t3) });
     s.step(Input::Disconnected { peer: 1, reason: DisconnectReason::Closed });
-    s.node.submit_transfer(t2, Origin::Rpc).expect("predecessor admitted");
+    s.node.verify_and_submit(t2, Origin::Rpc, s.now).expect("predecessor admitted");
     s.step(Input::Tick);
     assert!(!s.node.mempool().contains(&id3), "a gone peer's waiting transfer was admitted");
     let outs = s.step(Input::Received { peer: 2, msg: Message::Inv(vec![InvItem::Tx(id3)]) });

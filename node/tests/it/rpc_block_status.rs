@@ -101,7 +101,7 @@ async fn serve(g: &Genesis, dir: &Path) -> Served {
     let chain = Chain::open(dir, g).unwrap();
     let node = Node::new(chain, Mempool::with_config(MempoolConfig::default()), g.clone());
     let cookie = Cookie::create(dir).unwrap();
-    let server = rpc::start(node.clone(), "127.0.0.1:0".parse().unwrap(), &cookie).await.unwrap();
+    let server = rpc::start(node.clone(), None, "127.0.0.1:0".parse().unwrap(), &cookie).await.unwrap();
     let client = HttpClientBuilder::default().build(format!("http://{}", server.local_addr)).unwrap();
     Served { node, server, client, _cookie: cookie }
 }
@@ -129,7 +129,7 @@ async fn block_results_say_main_side_invalid_or_header_only() {
     let g = test_genesis();
     let dir = tempfile::tempdir().unwrap();
     let s = serve(&g, dir.path()).await;
-    let submit = |b: &Block| s.node.submit_block(b.clone(), Origin::Rpc).unwrap();
+    let submit = |b: &Block| s.node.submit_block(b.clone(), Origin::Rpc, cairn_node::now_ms()).unwrap().0;
 
     // Best chain: A1..A3. A valid side block B1 on genesis (less work: never connected).
     let a = branch(&g, &[g.block().header], 3, &[], 0xa1);

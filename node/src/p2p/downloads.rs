@@ -1,6 +1,6 @@
 //! Block download bookkeeping for headers-first sync: which block bodies are requested
-//! from which peer and since when. The protocol asks the chain what is missing
-//! ([`crate::chain::Chain::missing_blocks`]), hands each hash to a peer with spare
+//! from which peer and since when. The protocol asks the ledger what is missing
+//! ([`super::ledger::Ledger::missing_blocks`]), hands each hash to a peer with spare
 //! capacity, and asks [`BlockDownloads::stalled`] on every tick who is too slow, so
 //! their requests can be moved.
 

@@ -1,0 +1,250 @@
+//! The one door between the peer protocol and the rest of the node.
+//!
+//! [`Ledger`] is everything the protocol ([`super::protocol`]) asks of the chain and the
+//! mempool: queries (tip, work, locator, headers, missing blocks, block bytes, pending
+//! transfers) and submissions (a block, headers, a verified transfer), each submission
+//! taking the protocol's `now_ms`, so the protocol reads no clock of its own. Its
+//! answers are small types of this module; [`Node`] implements it below. The protocol
+//! imports nothing else from the node.
+
+use crate::chain::{Acceptance, ChainError};
+use crate::mempool::MempoolError;
+use crate::node::{Node, SubmitError};
+use cairn_core::block::{Block, BlockHeader};
+use cairn_core::genesis::ChainParams;
+use cairn_core::validation::ParentInfo;
+use cairn_core::{Address, BlockHash, SignedTransfer, Txid, Work};
+
+/// Transfers and events as the node defines them: the protocol carries them through.
+pub use crate::node::{Checked, NodeEvent, Origin, RefusedTransfer, VerifiedTransfer};
+
+/// The tip of the best chain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tip {
+    pub hash: BlockHash,
+    pub height: u64,
+    pub total_work: Work,
+}
+
+/// What became of a submitted block.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BlockOutcome {
+    /// It is the new tip (or on the way to it).
+    Connected,
+    /// Its parent is unknown.
+    Orphan,
+    /// It breaks a rule, and the sender is to blame: the reason.
+    Invalid(String),
+    /// Anything else: already known, stored on a side branch, or refused for a reason
+    /// that is not the sender's fault.
+    Stored,
+}
+
+/// What became of submitted headers.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HeadersOutcome {
+    /// Headers newly indexed.
+    pub added: usize,
+    /// A header that breaks a rule, the sender's fault: the reason.
+    pub invalid: Option<String>,
+    /// The first header's parent is unknown.
+    pub unconnected: bool,
+}
+
+/// What became of a submitted transfer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TransferOutcome {
+    Admitted,
+    Duplicate,
+    /// Its nonce is past the sender's next one: its predecessor has not arrived.
+    NonceGap,
+    /// Refused; `temporary` ones may pass later (funds, a full pool), `peer_fault` ones
+    /// could never have been valid.
+    Rejected {
+        reason: String,
+        temporary: bool,
+        peer_fault: bool,
+    },
+}
+
+/// What the peer protocol needs from the rest of the node. Submissions return the
+/// events they caused, so the protocol relays them in the same step.
+pub trait Ledger: Send + Sync {
+    fn chain_id(&self) -> u32;
+    fn genesis_hash(&self) -> BlockHash;
+    fn tip(&self) -> Tip;
+    /// Cumulative work of an indexed block.
+    fn work_of(&self, hash: &BlockHash) -> Option<Work>;
+    fn height_of(&self, hash: &BlockHash) -> Option<u64>;
+    /// Indexed, an orphan, or recently rejected: not worth asking headers for.
+    fn is_known(&self, hash: &BlockHash) -> bool;
+    /// The best chain's block locator.
+    fn locator(&self) -> Vec<BlockHash>;
+    /// Best-chain headers after the first locator hash on the best chain.
+    fn headers_after(&self, locator: &[BlockHash], max: usize) -> Vec<BlockHeader>;
+    /// Blocks without a stored body on the way to `target`, lowest first, with heights.
+    fn missing_blocks(&self, target: &BlockHash, max: usize) -> Vec<(u64, BlockHash)>;
+    /// The stored block's canonical encoding (a `block` message's payload), to serve to
+    /// a peer without decoding it.
+    fn block_bytes(&self, hash: &BlockHash) -> Result<Option<Vec<u8>>, String>;
+    /// For screening low-work header branches ([`super::presync`]): the consensus
+    /// parameters, the tip's work and the work of the next block.
+    fn presync_basis(&self) -> (ChainParams, Work, Work);
+    /// The parent context of an indexed, not failed header: its [`ParentInfo`], its
+    /// cumulative work, and the recent timestamps up to it.
+    fn header_context(&self, hash: &BlockHash) -> Option<(ParentInfo, Work, Vec<u64>)>;
+    fn has_transfer(&self, txid: &Txid) -> bool;
+    fn transfer(&self, txid: &Txid) -> Option<SignedTransfer>;
+    /// The nonce `sender`'s next transfer must carry, counting pending transfers.
+    fn next_nonce(&self, sender: &Address) -> Result<u64, String>;
+    /// Checks a transfer's signature on the calling thread (for transfers whose
+    /// reader did not check them; the TCP driver's readers always do).
+    fn verify(&self, tx: SignedTransfer) -> Checked;
+    fn submit_block(
+        &self,
+        block: Block,
+        origin: Origin,
+        now_ms: u64,
+    ) -> Result<(BlockOutcome, Option<NodeEvent>), String>;
+    fn submit_headers(&self, headers: &[BlockHeader], now_ms: u64) -> Result<HeadersOutcome, String>;
+    fn submit_transfer(
+        &self,
+        tx: VerifiedTransfer,
+        origin: Origin,
+        now_ms: u64,
+    ) -> (TransferOutcome, Option<NodeEvent>);
+}
+
+impl Ledger for Node {
+    fn chain_id(&self) -> u32 {
+        self.genesis().params.chain_id
+    }
+
+    fn genesis_hash(&self) -> BlockHash {
+        self.chain().genesis_hash()
+    }
+
+    fn tip(&self) -> Tip {
+        let t = self.chain().tip();
+        Tip { hash: t.hash, height: t.height, total_work: t.total_work }
+    }
+
+    fn work_of(&self, hash: &BlockHash) -> Option<Work> {
+        self.chain().work_of(hash)
+    }
+
+    fn height_of(&self, hash: &BlockHash) -> Option<u64> {
+        self.chain().height_of(hash)
+    }
+
+    fn is_known(&self, hash: &BlockHash) -> bool {
+        self.chain().is_known(hash)
+    }
+
+    fn locator(&self) -> Vec<BlockHash> {
+        self.chain().locator()
+    }
+
+    fn headers_after(&self, locator: &[BlockHash], max: usize) -> Vec<BlockHeader> {
+        self.chain().headers_after(locator, max)
+    }
+
+    fn missing_blocks(&self, target: &BlockHash, max: usize) -> Vec<(u64, BlockHash)> {
+        let chain = self.chain();
+        chain
+            .missing_blocks_toward(target, max)
+            .into_iter()
+            .map(|h| (chain.height_of(&h).unwrap_or(u64::MAX), h))
+            .collect()
+    }
+
+    fn block_bytes(&self, hash: &BlockHash) -> Result<Option<Vec<u8>>, String> {
+        // TODO(merge): `Chain::block_bytes`, the stored bytes as they are; until then
+        // the block is read, decoded and encoded again (under the chain lock, briefly).
+        let block = self.chain().block(hash).map_err(|e| e.to_string())?;
+        Ok(block.map(|b| cairn_core::encoding::encode(&b)))
+    }
+
+    fn presync_basis(&self) -> (ChainParams, Work, Work) {
+        let chain = self.chain();
+        (*chain.params(), chain.tip().total_work, chain.next_block_work())
+    }
+
+    fn header_context(&self, hash: &BlockHash) -> Option<(ParentInfo, Work, Vec<u64>)> {
+        self.chain().header_context(hash)
+    }
+
+    fn has_transfer(&self, txid: &Txid) -> bool {
+        self.mempool().contains(txid)
+    }
+
+    fn transfer(&self, txid: &Txid) -> Option<SignedTransfer> {
+        self.mempool().get(txid)
+    }
+
+    fn next_nonce(&self, sender: &Address) -> Result<u64, String> {
+        Node::next_nonce(self, sender).map_err(|e| e.to_string())
+    }
+
+    fn verify(&self, tx: SignedTransfer) -> Checked {
+        crate::node::verify(tx, self.genesis().params.chain_id)
+    }
+
+    fn submit_block(
+        &self,
+        block: Block,
+        origin: Origin,
+        now_ms: u64,
+    ) -> Result<(BlockOutcome, Option<NodeEvent>), String> {
+        let hash = block.hash();
+        let (result, event) = Node::submit_block(self, block, origin, now_ms).map_err(|e| e.to_string())?;
+        let outcome = match result.acceptance {
+            Acceptance::Connected => BlockOutcome::Connected,
+            Acceptance::Orphan { .. } => BlockOutcome::Orphan,
+            Acceptance::Invalid(e) if e.is_peer_fault() => {
+                BlockOutcome::Invalid(format!("invalid block {hash}: {e}"))
+            }
+            Acceptance::Invalid(_) | Acceptance::Duplicate | Acceptance::SideBranch => BlockOutcome::Stored,
+        };
+        Ok((outcome, event))
+    }
+
+    fn submit_headers(&self, headers: &[BlockHeader], now_ms: u64) -> Result<HeadersOutcome, String> {
+        let r = self.chain().accept_headers(headers, now_ms).map_err(|e: ChainError| e.to_string())?;
+        Ok(HeadersOutcome {
+            added: r.added,
+            invalid: r
+                .invalid
+                .filter(|(_, e)| e.is_peer_fault())
+                .map(|(hash, e)| format!("invalid header {hash}: {e}")),
+            unconnected: r.unconnected,
+        })
+    }
+
+    fn submit_transfer(
+        &self,
+        tx: VerifiedTransfer,
+        origin: Origin,
+        now_ms: u64,
+    ) -> (TransferOutcome, Option<NodeEvent>) {
+        match Node::submit_transfer(self, tx, origin, now_ms) {
+            Ok((_, event)) => (TransferOutcome::Admitted, Some(event)),
+            Err(SubmitError::Duplicate) => (TransferOutcome::Duplicate, None),
+            Err(SubmitError::Rejected(MempoolError::NonceGap { .. })) => (TransferOutcome::NonceGap, None),
+            Err(SubmitError::Rejected(e)) => (
+                TransferOutcome::Rejected {
+                    reason: e.to_string(),
+                    temporary: e.is_temporary(),
+                    peer_fault: e.is_peer_fault(),
+                },
+                None,
+            ),
+            // A verified transfer has a good signature; the node reports no other
+            // invalidity, but should it, it is the sender's fault.
+            Err(SubmitError::Invalid(e)) => (
+                TransferOutcome::Rejected { reason: e.to_string(), temporary: false, peer_fault: true },
+                None,
+            ),
+        }
+    }
+}
