@@ -12,4 +12,5 @@ mod hostile_amounts;
 mod network;
 mod partition;
 mod rpc_abuse;
+mod shutdown;
 mod wallet_e2e;

@@ -11,95 +11,27 @@
 
 use cairn_core::genesis::Genesis;
 use cairn_tests::adversary::{magic_of, Peer};
-use cairn_tests::{bin, rpc, wait_until, NodeOptions, NodeProcess};
-use serde_json::json;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use cairn_tests::{bin, wait_until, NodeOptions, NodeProcess};
+use std::path::Path;
+use std::process::{Command, ExitStatus};
 use std::time::{Duration, Instant, SystemTime};
 
-/// A `cairn-node --dev` process with its own data dir and log, for the signals and the
-/// exit status (the shared harness only kills).
-struct Node {
-    child: Option<Child>,
-    log: PathBuf,
-    rpc_url: String,
-    p2p_addr: std::net::SocketAddr,
+/// The last non-empty line of the node's log (stderr), without colour codes.
+fn last_log_line(node: &NodeProcess) -> String {
+    let text = std::fs::read_to_string(&node.log).unwrap_or_default();
+    let line = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or_default();
+    strip_ansi(line)
 }
 
-impl Node {
-    fn start(data_dir: &Path, peer: std::net::SocketAddr, run: u32) -> Node {
-        let log = data_dir.with_file_name(format!("node-run{run}.log"));
-        let out = std::fs::File::create(&log).unwrap();
-        let child = Command::new(bin("cairn-node"))
-            .args(["--dev", "--data-dir"])
-            .arg(data_dir)
-            .args(["--listen", "127.0.0.1:0", "--rpc-addr", "127.0.0.1:0", "--peer", &peer.to_string()])
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .unwrap();
-        let mut node = Node { child: Some(child), log, rpc_url: String::new(), p2p_addr: peer };
-        let (rpc_url, p2p) = wait_until(Duration::from_secs(60), "the node's addresses", || {
-            if let Some(status) = node.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                anyhow::bail!("node exited early with {status}: {}", node.log_text());
-            }
-            let text = node.log_text();
-            Ok(word_after(&text, "RPC listening on ").zip(word_after(&text, "P2P listening on ")))
-        });
-        node.rpc_url = rpc_url;
-        node.p2p_addr = p2p.parse().unwrap();
-        node
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn info(&self) -> anyhow::Result<serde_json::Value> {
-        rpc(&self.rpc_url, "chain_getInfo", json!([]))
-    }
-
-    /// Sends `signal` and waits up to `limit` for the exit; the status and how long it took.
-    fn signal_and_wait(&mut self, signal: i32, limit: Duration) -> (ExitStatus, Duration) {
-        let child = self.child.as_mut().unwrap();
-        let sent = Instant::now();
-        #[allow(unsafe_code)] // plain kill(2) on our own child's pid
-        unsafe {
-            libc::kill(child.id() as i32, signal);
-        }
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                self.child = None;
-                return (status, sent.elapsed());
-            }
-            assert!(sent.elapsed() < limit, "the node did not exit within {limit:?}:\n{}", self.log_text());
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// The last line of the log, without colour codes.
-    fn last_log_line(&self) -> String {
-        let text = self.log_text();
-        let line = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or_default();
-        strip_ansi(line)
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn word_after(text: &str, marker: &str) -> Option<String> {
-    let rest = &text[text.find(marker)? + marker.len()..];
-    let word: String = rest.chars().take_while(|c| !c.is_whitespace()).collect();
-    (!word.is_empty()).then_some(word)
+/// Sends `signal` and waits up to `limit` for the exit: the status and how long it took.
+fn signal_and_wait(node: &mut NodeProcess, signal: i32, limit: Duration) -> (ExitStatus, Duration) {
+    let sent = Instant::now();
+    node.signal(signal);
+    let status = node.wait_exit(limit);
+    let took = sent.elapsed();
+    let status =
+        status.unwrap_or_else(|| panic!("the node did not exit within {limit:?}:\n{}", node.log_text()));
+    (status, took)
 }
 
 fn strip_ansi(s: &str) -> String {
@@ -127,7 +59,7 @@ fn check_db(data_dir: &Path) -> std::process::Output {
     Command::new(bin("cairn-node")).args(["check-db", "--dev", "--data-dir"]).arg(data_dir).output().unwrap()
 }
 
-fn height(node: &Node) -> u64 {
+fn height(node: &NodeProcess) -> u64 {
     node.info().ok().and_then(|i| i["height"].as_u64()).unwrap_or(0)
 }
 
@@ -139,7 +71,8 @@ fn sigterm_and_sigint_stop_the_node_cleanly() {
             .unwrap();
     let data_dir = tmp.path().join("node");
     std::fs::create_dir_all(&data_dir).unwrap();
-    let mut node = Node::start(&data_dir, peer.p2p_addr, 1);
+    let opts = NodeOptions { dev: true, mine: true, peers: vec![peer.p2p_addr], ..NodeOptions::default() };
+    let mut node = NodeProcess::start(&data_dir, &opts).unwrap();
 
     // A real peer connected, a few mined blocks, and the first address-book save done.
     wait_until(Duration::from_secs(60), "a connected peer and height 2", || {
@@ -163,10 +96,10 @@ fn sigterm_and_sigint_stop_the_node_cleanly() {
     // clock: what shows a write at shutdown is that they changed.)
     let saved_before = ["peers.json", "bans.json"].map(|name| modified(&data_dir.join(name)));
 
-    let (status, took) = node.signal_and_wait(libc::SIGTERM, Duration::from_secs(5));
+    let (status, took) = signal_and_wait(&mut node, libc::SIGTERM, Duration::from_secs(5));
     assert!(status.success(), "exit status {status} after SIGTERM:\n{}", node.log_text());
     assert!(took < Duration::from_secs(5), "took {took:?}");
-    let last = node.last_log_line();
+    let last = last_log_line(&node);
     assert!(last.ends_with("shutdown complete"), "last log line: {last:?}\n{}", node.log_text());
     for (name, before) in ["peers.json", "bans.json"].into_iter().zip(saved_before) {
         assert!(modified(&data_dir.join(name)) > before, "{name} not written at shutdown");
@@ -181,12 +114,11 @@ fn sigterm_and_sigint_stop_the_node_cleanly() {
     assert!(out.status.success() && report.contains("consistent"), "check-db: {report}");
 
     // Again on the same data dir: it resumes where it stopped, and SIGINT stops it too.
-    let mut node = Node::start(&data_dir, peer.p2p_addr, 2);
-    wait_until(Duration::from_secs(30), "the restarted node's RPC", || Ok(node.info().ok()));
+    node.restart().unwrap();
     assert!(height(&node) >= height_before, "restarted below height {height_before}");
-    let (status, _) = node.signal_and_wait(libc::SIGINT, Duration::from_secs(5));
+    let (status, _) = signal_and_wait(&mut node, libc::SIGINT, Duration::from_secs(5));
     assert!(status.success(), "exit status {status} after SIGINT:\n{}", node.log_text());
-    let last = node.last_log_line();
+    let last = last_log_line(&node);
     assert!(last.ends_with("shutdown complete"), "last log line: {last:?}");
     let out = check_db(&data_dir);
     assert!(out.status.success(), "check-db after SIGINT: {}", String::from_utf8_lossy(&out.stdout));
