@@ -40,6 +40,8 @@ mod check;
 mod index;
 mod orphans;
 pub(crate) mod sigcache;
+#[cfg(test)]
+mod tests;
 
 #[cfg(feature = "rocksdb")]
 pub use check::check_db;
@@ -1199,7 +1201,8 @@ impl Chain {
             encoding::decode(&bytes).map_err(|e| ChainError::Corrupt(format!("stored block {hash}: {e}")))?;
         Ok(Some(block))
     }
-    /// The stored canonical encoding of a block (served to peers without re-encoding).
+    /// The canonical encoding of a stored block, as stored (not decoded): what a peer's
+    /// `getdata` is answered with, without decoding and encoding it again.
     pub fn block_bytes(&self, hash: &BlockHash) -> Result<Option<Vec<u8>>, ChainError> {
         Ok(self.store.get(Column::Bodies, &hash.0)?)
     }
