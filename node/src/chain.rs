@@ -169,8 +169,8 @@ pub enum BlockStatus {
 /// Invalid blocks remembered without an index entry (bad proof of work relative to
 /// the schedule, children of invalid blocks, orphans with bad signatures): bounded.
 const MAX_REJECTED: usize = 4096;
-/// Sync the WAL at most this often (see [`crate::store`] for why not every batch).
-const SYNC_INTERVAL_MS: u64 = 1_000;
+/// Fsync the WAL at most this often (see [`crate::store`] for why not every batch).
+const FSYNC_INTERVAL_MS: u64 = 1_000;
 
 #[derive(Default)]
 struct Rejected {
@@ -259,15 +259,6 @@ fn decode_account(address: &Address, bytes: Option<Vec<u8>>) -> Result<Option<Ac
         .map_err(|e| StateError(format!("corrupt account {address}: {e}")))
 }
 
-/// All stateless checks of [`cairn_core::validation::check_block_stateless`], with the
-/// per-transfer signature checks spread over all cores. Returns the txids.
-pub fn check_block_parallel(block: &Block, params: &ChainParams) -> Result<Vec<Txid>, BlockError> {
-    check_header_stateless(&block.header)?;
-    let txids = check_block_structure(block, params)?;
-    check_signatures_parallel(block, params.chain_id)?;
-    Ok(txids)
-}
-
 /// Verifies every transfer's signature on the rayon pool; the reported error is the
 /// lowest failing index, as a serial check would report.
 pub fn check_signatures_parallel(block: &Block, chain_id: u32) -> Result<(), BlockError> {
@@ -301,8 +292,8 @@ pub struct Chain {
     orphans: OrphanPool,
     rejected: Rejected,
     next_seq: u64,
-    last_sync_ms: u64,
-    unsynced: bool,
+    last_fsync_ms: u64,
+    unfsynced: bool,
     sig_cache: SigCache,
 }
 
@@ -334,8 +325,8 @@ impl Chain {
             orphans: OrphanPool::default(),
             rejected: Rejected::default(),
             next_seq: 1,
-            last_sync_ms: 0,
-            unsynced: false,
+            last_fsync_ms: 0,
+            unfsynced: false,
             sig_cache: SigCache::new(SIG_CACHE_ENTRIES),
         };
         match chain.store.get(Column::Meta, meta_key::GENESIS)? {
@@ -356,7 +347,7 @@ impl Chain {
         chain.load_index()?;
         let mut failures = HashMap::new();
         chain.activate_best_chain(&mut failures)?;
-        chain.sync()?;
+        chain.fsync_wal()?;
         Ok(chain)
     }
 
@@ -559,7 +550,7 @@ impl Chain {
             Acceptance::SideBranch
         };
         let tip_change = self.tip_change_since(old_tip, &block)?;
-        self.maybe_sync(now_ms)?;
+        self.maybe_fsync_wal(now_ms)?;
         Ok(AcceptResult { acceptance, tip_change })
     }
 
@@ -644,7 +635,7 @@ impl Chain {
         b.put(Column::Bodies, hash.0, encoding::encode(block));
         b.put(Column::Index, hash.0, self.record_of(idx, &block.header).encode());
         self.commit(b);
-        self.unsynced = true;
+        self.unfsynced = true;
         self.index.consider_header(idx);
         self.on_body_stored(idx);
         Ok(Processed::Stored(idx))
@@ -825,7 +816,7 @@ impl Chain {
         }
         b.put(Column::Meta, meta_key::TIP, hash.0);
         self.commit(b);
-        self.unsynced = true;
+        self.unfsynced = true;
         self.index.e_mut(idx).status |= status::VALID;
         self.index.best.push(idx);
         let key = self.index.candidate_key(idx);
@@ -862,7 +853,7 @@ impl Chain {
         }
         b.put(Column::Meta, meta_key::TIP, self.index.e(prev).hash.0);
         self.commit(b);
-        self.unsynced = true;
+        self.unfsynced = true;
         self.index.best.pop();
         // It stays a valid block we could return to.
         let key = self.index.candidate_key(idx);
@@ -895,7 +886,7 @@ impl Chain {
             }
         }
         self.commit(b);
-        self.unsynced = true;
+        self.unfsynced = true;
         if header_hit {
             self.index.recompute_best_header();
         }
@@ -933,14 +924,14 @@ impl Chain {
         Ok(Some(change))
     }
 
-    fn maybe_sync(&mut self, now_ms: u64) -> Result<(), ChainError> {
-        if self.unsynced && now_ms.saturating_sub(self.last_sync_ms) >= SYNC_INTERVAL_MS {
-            if let Err(e) = self.sync() {
+    fn maybe_fsync_wal(&mut self, now_ms: u64) -> Result<(), ChainError> {
+        if self.unfsynced && now_ms.saturating_sub(self.last_fsync_ms) >= FSYNC_INTERVAL_MS {
+            if let Err(e) = self.fsync_wal() {
                 // After a failed fsync the kernel may have dropped the dirty pages: what
                 // is on disk is unknown, and retrying would report success falsely.
                 fail_stop(format_args!("syncing the chain store failed: {e}"));
             }
-            self.last_sync_ms = now_ms;
+            self.last_fsync_ms = now_ms;
         }
         Ok(())
     }
@@ -957,9 +948,9 @@ impl Chain {
 
     /// Makes every committed batch durable against a power cut (an fsync of the WAL).
     /// Done automatically at most once a second of commits and on drop.
-    pub fn sync(&mut self) -> Result<(), ChainError> {
+    pub fn fsync_wal(&mut self) -> Result<(), ChainError> {
         self.store.sync()?;
-        self.unsynced = false;
+        self.unfsynced = false;
         Ok(())
     }
 
@@ -1028,14 +1019,14 @@ impl Chain {
         }
         if !b.is_empty() {
             self.commit(b);
-            self.unsynced = true;
+            self.unfsynced = true;
         }
         // Orphans may build on the new headers; their bodies can now be stored (they
         // cannot be connected before the headers' own bodies arrive).
         for hash in added {
             self.connect_orphans_of(hash, now_ms)?;
         }
-        self.maybe_sync(now_ms)?;
+        self.maybe_fsync_wal(now_ms)?;
         Ok(result)
     }
 
@@ -1148,9 +1139,6 @@ impl Chain {
     pub fn is_known(&self, hash: &BlockHash) -> bool {
         self.index.get(hash).is_some() || self.orphans.contains(hash) || self.rejected.get(hash).is_some()
     }
-    pub fn has_block(&self, hash: &BlockHash) -> bool {
-        self.index.get(hash).is_some_and(|i| self.index.e(i).has(status::HAVE_BODY))
-    }
     /// What the index says about a block; `None` when it is not indexed (remembered-
     /// invalid blocks without an index entry also give `None`: see [`Chain::is_known`]).
     pub fn block_status(&self, hash: &BlockHash) -> Option<BlockStatus> {
@@ -1186,10 +1174,6 @@ impl Chain {
     /// Number of blocks in the orphan pool.
     pub fn orphan_count(&self) -> usize {
         self.orphans.len()
-    }
-    /// Number of indexed blocks (headers and full blocks, all branches).
-    pub fn index_len(&self) -> usize {
-        self.index.entries.len()
     }
     pub fn best_hash_at(&self, height: u64) -> Option<BlockHash> {
         let idx = *self.index.best.get(usize::try_from(height).ok()?)?;
@@ -1273,7 +1257,7 @@ impl Chain {
         }
         out
     }
-    /// The store (the P2P layer keeps its address book in [`Column::Peers`]).
+    /// The store, read-only use (`check-db`, tests).
     pub fn store(&self) -> &dyn KvStore {
         &*self.store
     }
@@ -1281,7 +1265,7 @@ impl Chain {
 
 impl Drop for Chain {
     fn drop(&mut self) {
-        if self.unsynced {
+        if self.unfsynced {
             if let Err(e) = self.store.sync() {
                 tracing::warn!(error = %e, "syncing the chain store on close failed");
             }

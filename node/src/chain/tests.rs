@@ -42,3 +42,41 @@ fn block_bytes_are_the_stored_canonical_encoding() {
     assert_eq!(chain.block_bytes(&g.hash()).unwrap(), Some(encoding::encode(&g.block())));
     assert_eq!(chain.block_bytes(&BlockHash([7; 32])).unwrap(), None);
 }
+
+/// Data dirs written before the `peers` column family was dropped from the schema
+/// still open: the obsolete family is dropped, everything else is kept.
+#[test]
+#[cfg(feature = "rocksdb")]
+fn a_store_with_the_obsolete_peers_column_family_opens() {
+    let g = easy_genesis();
+    let dir = tempfile::tempdir().unwrap();
+    let chain_dir = dir.path().join("chain");
+    let tip = {
+        let mut chain = Chain::open(dir.path(), &g).unwrap();
+        for tag in 1..=3 {
+            let block = mine_on_tip(&chain, tag);
+            assert_eq!(chain.accept_block(block, now(&g)).unwrap().acceptance, Acceptance::Connected);
+        }
+        chain.tip()
+    };
+    // Lay the database out as the earlier node did: its column families plus `peers`.
+    {
+        let mut opts = rocksdb::Options::default();
+        opts.create_missing_column_families(true);
+        let names = Column::ALL.iter().map(|c| c.name()).chain(["peers"]);
+        let db = rocksdb::DB::open_cf(&opts, &chain_dir, names).unwrap();
+        db.put_cf(db.cf_handle("peers").unwrap(), b"k", b"v").unwrap();
+    }
+    assert!(rocksdb::DB::list_cf(&rocksdb::Options::default(), &chain_dir)
+        .unwrap()
+        .contains(&"peers".to_string()));
+
+    let chain = Chain::open(dir.path(), &g).unwrap();
+    assert_eq!(chain.tip(), tip);
+    drop(chain);
+    let families = rocksdb::DB::list_cf(&rocksdb::Options::default(), &chain_dir).unwrap();
+    assert!(!families.contains(&"peers".to_string()), "obsolete family kept: {families:?}");
+    let report = check_db(dir.path(), &g).unwrap();
+    assert!(report.is_consistent(), "check-db: {report}");
+    assert_eq!(report.tip_height, 3);
+}
