@@ -194,6 +194,12 @@ impl Rejected {
     }
 }
 
+/// Blocks at hand in the call under way, by hash: those it stored (the block handed in,
+/// orphans it unlocked) and those a reorg read. A body is decoded at most once per
+/// call: connected from here rather than read back, and handed out in the
+/// [`TipChange`].
+type Fresh = HashMap<BlockHash, Block>;
+
 /// What happened to one block in [`Chain::process_block`].
 enum Processed {
     Rejected(BlockError),
@@ -346,7 +352,7 @@ impl Chain {
         }
         chain.load_index()?;
         let mut failures = HashMap::new();
-        chain.activate_best_chain(&mut failures)?;
+        chain.activate_best_chain(&mut failures, &mut Fresh::new())?;
         chain.fsync_wal()?;
         Ok(chain)
     }
@@ -535,9 +541,11 @@ impl Chain {
             }
             Processed::Stored(idx) => idx,
         };
-        self.connect_orphans_of(hash, now_ms)?;
+        let mut fresh = Fresh::new();
+        fresh.insert(hash, block);
+        self.connect_orphans_of(hash, now_ms, &mut fresh)?;
         let mut failures = HashMap::new();
-        self.activate_best_chain(&mut failures)?;
+        self.activate_best_chain(&mut failures, &mut fresh)?;
         let e = self.index.e(idx);
         let acceptance = if e.has(status::FAILED_MASK) {
             Acceptance::Invalid(match failures.remove(&idx) {
@@ -549,7 +557,7 @@ impl Chain {
         } else {
             Acceptance::SideBranch
         };
-        let tip_change = self.tip_change_since(old_tip, &block)?;
+        let tip_change = self.tip_change_since(old_tip, fresh)?;
         self.maybe_fsync_wal(now_ms)?;
         Ok(AcceptResult { acceptance, tip_change })
     }
@@ -731,14 +739,21 @@ impl Chain {
         }
     }
 
-    /// Stores orphans waiting for `parent` (and theirs, recursively).
-    fn connect_orphans_of(&mut self, parent: BlockHash, now_ms: u64) -> Result<(), ChainError> {
+    /// Stores orphans waiting for `parent` (and theirs, recursively), adding those
+    /// stored to `fresh`.
+    fn connect_orphans_of(
+        &mut self,
+        parent: BlockHash,
+        now_ms: u64,
+        fresh: &mut Fresh,
+    ) -> Result<(), ChainError> {
         let mut queue = vec![parent];
         while let Some(p) = queue.pop() {
             for child in self.orphans.take_children(&p) {
                 let hash = child.hash();
                 if let Processed::Stored(_) = self.process_block(&child, hash, now_ms, true)? {
                     queue.push(hash);
+                    fresh.insert(hash, child);
                 }
             }
         }
@@ -748,7 +763,12 @@ impl Chain {
     /// Moves the tip to the best candidate until none beats it. A block that fails to
     /// connect is marked invalid with its descendants and the loop goes on, which
     /// returns to the best valid chain.
-    fn activate_best_chain(&mut self, failures: &mut HashMap<Idx, BlockError>) -> Result<(), ChainError> {
+    /// Blocks in `fresh` are connected from there; those read from the store are added.
+    fn activate_best_chain(
+        &mut self,
+        failures: &mut HashMap<Idx, BlockError>,
+        fresh: &mut Fresh,
+    ) -> Result<(), ChainError> {
         loop {
             let tip = self.index.tip();
             let Some(best) = self.index.candidates.first().map(|k| k.idx) else { break };
@@ -757,7 +777,7 @@ impl Chain {
             }
             let fork = self.index.fork_point(tip, best);
             while self.index.tip() != fork {
-                self.disconnect_tip()?;
+                self.disconnect_tip(fresh)?;
             }
             let mut path = Vec::new();
             let mut c = best;
@@ -766,7 +786,7 @@ impl Chain {
                 c = self.index.e(c).prev;
             }
             for &b in path.iter().rev() {
-                if let Err(e) = self.connect(b)? {
+                if let Err(e) = self.connect(b, fresh)? {
                     let hash = self.index.e(b).hash;
                     tracing::warn!(%hash, error = %e, "block failed to connect; marking it and its descendants invalid");
                     self.mark_failed(b, &e)?;
@@ -786,17 +806,21 @@ impl Chain {
             .ok_or_else(|| ChainError::Corrupt(format!("body of indexed block {hash} is missing")))
     }
 
-    /// Connects `idx` (a child of the tip) in one batch. The outer error is ours; the
-    /// inner one means the block is invalid.
-    fn connect(&mut self, idx: Idx) -> Result<Result<(), BlockError>, ChainError> {
+    /// Connects `idx` (a child of the tip) in one batch, taking its body from `fresh`
+    /// when it is there and from the store (into `fresh`) otherwise. The outer error is
+    /// ours; the inner one means the block is invalid.
+    fn connect(&mut self, idx: Idx, fresh: &mut Fresh) -> Result<Result<(), BlockError>, ChainError> {
         let hash = self.index.e(idx).hash;
         let height = self.index.e(idx).height;
         if self.index.e(idx).prev != self.index.tip() {
             return Err(ChainError::Corrupt(format!("connecting {hash}, which is not a child of the tip")));
         }
-        let block = self.read_block(&hash)?;
-        let state = Prefetched::load(&*self.store, &block).map_err(|e| ChainError::Db(e.0))?;
-        let (changes, undo) = match apply_block(&state, &block, &self.genesis.params) {
+        let block: &Block = match fresh.entry(hash) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => e.insert(self.read_block(&hash)?),
+        };
+        let state = Prefetched::load(&*self.store, block).map_err(|e| ChainError::Db(e.0))?;
+        let (changes, undo) = match apply_block(&state, block, &self.genesis.params) {
             Ok(x) => x,
             Err(BlockError::State(e)) => return Err(ChainError::Db(e.0)),
             Err(e) => return Ok(Err(e)),
@@ -824,15 +848,19 @@ impl Chain {
         Ok(Ok(()))
     }
 
-    /// Disconnects the tip in one batch, restoring the accounts from its undo data.
-    fn disconnect_tip(&mut self) -> Result<(), ChainError> {
+    /// Disconnects the tip in one batch, restoring the accounts from its undo data. Its
+    /// body, read from the store, is added to `fresh`.
+    fn disconnect_tip(&mut self, fresh: &mut Fresh) -> Result<(), ChainError> {
         let idx = self.index.tip();
         let e = self.index.e(idx);
         let (hash, height, prev) = (e.hash, e.height, e.prev);
         if prev == NONE {
             return Err(ChainError::Corrupt("asked to disconnect genesis".into()));
         }
-        let block = self.read_block(&hash)?;
+        let block = match fresh.remove(&hash) {
+            Some(b) => b,
+            None => self.read_block(&hash)?,
+        };
         let undo_bytes = self
             .store
             .get(Column::Undo, &hash.0)?
@@ -854,6 +882,7 @@ impl Chain {
         b.put(Column::Meta, meta_key::TIP, self.index.e(prev).hash.0);
         self.commit(b);
         self.unfsynced = true;
+        fresh.insert(hash, block);
         self.index.best.pop();
         // It stays a valid block we could return to.
         let key = self.index.candidate_key(idx);
@@ -893,20 +922,19 @@ impl Chain {
         Ok(())
     }
 
-    /// The net change of the best chain from `old_tip` to the current tip.
-    fn tip_change_since(&self, old_tip: Idx, handed: &Block) -> Result<Option<TipChange>, ChainError> {
+    /// The net change of the best chain from `old_tip` to the current tip; blocks in
+    /// `fresh` are taken from there, the others read from the store.
+    fn tip_change_since(&self, old_tip: Idx, mut fresh: Fresh) -> Result<Option<TipChange>, ChainError> {
         let new_tip = self.index.tip();
         if new_tip == old_tip {
             return Ok(None);
         }
         let fork = self.index.fork_point(old_tip, new_tip);
-        let handed_hash = handed.hash();
-        let load = |idx: Idx| -> Result<Block, ChainError> {
+        let mut load = |idx: Idx| -> Result<Block, ChainError> {
             let hash = self.index.e(idx).hash;
-            if hash == handed_hash {
-                Ok(handed.clone())
-            } else {
-                self.read_block(&hash)
+            match fresh.remove(&hash) {
+                Some(block) => Ok(block),
+                None => self.read_block(&hash),
             }
         };
         let mut change = TipChange::default();
@@ -1023,8 +1051,10 @@ impl Chain {
         }
         // Orphans may build on the new headers; their bodies can now be stored (they
         // cannot be connected before the headers' own bodies arrive).
+        // (Fork choice does not run here, so the stored orphans are not needed again.)
+        let mut fresh = Fresh::new();
         for hash in added {
-            self.connect_orphans_of(hash, now_ms)?;
+            self.connect_orphans_of(hash, now_ms, &mut fresh)?;
         }
         self.maybe_fsync_wal(now_ms)?;
         Ok(result)

@@ -80,3 +80,79 @@ fn a_store_with_the_obsolete_peers_column_family_opens() {
     assert!(report.is_consistent(), "check-db: {report}");
     assert_eq!(report.tip_height, 3);
 }
+
+/// A [`MemStore`] that counts reads of the `bodies` column family.
+struct CountingStore {
+    inner: MemStore,
+    body_reads: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl KvStore for CountingStore {
+    fn get(&self, column: Column, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        if column == Column::Bodies {
+            self.body_reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        self.inner.get(column, key)
+    }
+    fn write(&self, batch: Batch) -> Result<(), StoreError> {
+        self.inner.write(batch)
+    }
+    fn for_each(&self, column: Column, f: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> Result<(), StoreError> {
+        self.inner.for_each(column, f)
+    }
+    fn sync(&self) -> Result<(), StoreError> {
+        self.inner.sync()
+    }
+}
+
+/// The block being connected (and the orphans it unlocks) is connected from memory:
+/// no body is read back from the store. A reorg reads the bodies it disconnects.
+#[test]
+fn connecting_a_handed_block_reads_no_body_back() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let g = easy_genesis();
+    let reads = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let store = CountingStore { inner: MemStore::new(), body_reads: reads.clone() };
+    let mut chain = Chain::open_with_store(Box::new(store), &g).unwrap();
+    // A second chain builds the blocks, so the child can arrive before its parent.
+    let mut builder = Chain::open_in_memory(&g);
+    let mut blocks = Vec::new();
+    for tag in 1..=3 {
+        let b = mine_on_tip(&builder, tag);
+        builder.accept_block(b.clone(), now(&g)).unwrap();
+        blocks.push(b);
+    }
+    reads.store(0, SeqCst);
+
+    let r = chain.accept_block(blocks[0].clone(), now(&g)).unwrap();
+    assert_eq!(r.acceptance, Acceptance::Connected);
+    assert_eq!(r.tip_change.unwrap().connected, vec![blocks[0].clone()]);
+    let r = chain.accept_block(blocks[2].clone(), now(&g)).unwrap();
+    assert!(matches!(r.acceptance, Acceptance::Orphan { .. }));
+    let r = chain.accept_block(blocks[1].clone(), now(&g)).unwrap();
+    assert_eq!(r.acceptance, Acceptance::Connected);
+    assert_eq!(r.tip_change.unwrap().connected, blocks[1..].to_vec());
+    assert_eq!(chain.tip().hash, blocks[2].hash());
+    assert_eq!(reads.load(SeqCst), 0, "bodies read back while connecting");
+
+    // A longer branch from block 1: the reorg reads each body it needs once: the two
+    // blocks it disconnects and the two side-branch blocks stored earlier.
+    let mut side = Chain::open_in_memory(&g);
+    side.accept_block(blocks[0].clone(), now(&g)).unwrap();
+    let mut branch = Vec::new();
+    for tag in 11..=13 {
+        let b = mine_on_tip(&side, tag);
+        side.accept_block(b.clone(), now(&g)).unwrap();
+        branch.push(b);
+    }
+    for b in &branch[..2] {
+        assert_eq!(chain.accept_block(b.clone(), now(&g)).unwrap().acceptance, Acceptance::SideBranch);
+    }
+    reads.store(0, SeqCst);
+    let r = chain.accept_block(branch[2].clone(), now(&g)).unwrap();
+    assert_eq!(r.acceptance, Acceptance::Connected);
+    let change = r.tip_change.unwrap();
+    assert_eq!(change.disconnected.len(), 2);
+    assert_eq!(change.connected, branch);
+    assert_eq!(reads.load(SeqCst), 4);
+}
