@@ -3,7 +3,9 @@
 #![allow(clippy::unwrap_used)] // test helpers fail loudly
 
 use super::*;
+use crate::store::{Batch, Column, KvStore, MemStore, StoreError};
 use cairn_core::assemble::{assemble_block, grind};
+use cairn_core::encoding;
 use cairn_core::pow::Target;
 
 /// Dev genesis with a target so easy that every nonce has a 1-in-2 chance.
