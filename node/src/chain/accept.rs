@@ -3,7 +3,7 @@
 //! Fork choice itself is in [`super::commit`].
 
 use super::commit::Fresh;
-use super::index::{Idx, CHAIN_COMPLETE, NONE};
+use super::index::{Idx, NONE};
 use super::{AcceptResult, Acceptance, Chain, ChainError, HeadersResult};
 use crate::store::{meta_key, status, Batch, Column};
 use cairn_core::block::{Block, BlockHeader};
@@ -189,7 +189,7 @@ impl Chain {
         // Store the body and its index entry together.
         let idx = match existing {
             Some(idx) => {
-                self.index.e_mut(idx).status |= status::HAVE_BODY;
+                self.index.set_has_body(idx);
                 idx
             }
             None => {
@@ -204,7 +204,7 @@ impl Chain {
         self.commit(b);
         self.unfsynced = true;
         self.index.consider_header(idx);
-        self.on_body_stored(idx);
+        self.index.body_linked(idx);
         Ok(Processed::Stored(idx))
     }
 
@@ -256,27 +256,6 @@ impl Chain {
             }
         }
         Ok(Processed::Rejected(e))
-    }
-
-    /// Updates completeness after `idx` got its body: it and any waiting descendants
-    /// become candidates once all their ancestors have bodies.
-    pub(super) fn on_body_stored(&mut self, idx: Idx) {
-        let prev = self.index.e(idx).prev;
-        if prev != NONE && !self.index.e(prev).has(CHAIN_COMPLETE) {
-            self.index.unlinked.entry(prev).or_default().push(idx);
-            return;
-        }
-        let mut stack = vec![idx];
-        while let Some(i) = stack.pop() {
-            self.index.e_mut(i).status |= CHAIN_COMPLETE;
-            if !self.index.e(i).has(status::FAILED_MASK) && self.index.beats_tip(i) {
-                let key = self.index.candidate_key(i);
-                self.index.candidates.insert(key);
-            }
-            if let Some(children) = self.index.unlinked.remove(&i) {
-                stack.extend(children);
-            }
-        }
     }
 
     /// Stores orphans waiting for `parent` (and theirs, recursively), adding those

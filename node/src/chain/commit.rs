@@ -95,7 +95,7 @@ impl Chain {
     ) -> Result<(), ChainError> {
         loop {
             let tip = self.index.tip();
-            let Some(best) = self.index.candidates.first().map(|k| k.idx) else { break };
+            let Some(best) = self.index.best_candidate() else { break };
             if !self.index.beats_tip(best) {
                 break;
             }
@@ -119,9 +119,7 @@ impl Chain {
                 }
             }
         }
-        let index = &self.index;
-        let keep: Vec<_> = index.candidates.iter().filter(|k| index.beats_tip(k.idx)).copied().collect();
-        self.index.candidates = keep.into_iter().collect();
+        self.index.prune_candidates();
         Ok(())
     }
 
@@ -169,10 +167,7 @@ impl Chain {
         b.put(Column::Meta, meta_key::TIP, hash.0);
         self.commit(b);
         self.unfsynced = true;
-        self.index.e_mut(idx).status |= status::VALID;
-        self.index.best.push(idx);
-        let key = self.index.candidate_key(idx);
-        self.index.candidates.remove(&key);
+        self.index.connected(idx);
         Ok(Ok(()))
     }
 
@@ -211,10 +206,7 @@ impl Chain {
         self.commit(b);
         self.unfsynced = true;
         fresh.insert(hash, block);
-        self.index.best.pop();
-        // It stays a valid block we could return to.
-        let key = self.index.candidate_key(idx);
-        self.index.candidates.insert(key);
+        self.index.disconnected_tip();
         Ok(())
     }
 
@@ -223,30 +215,14 @@ impl Chain {
     pub(super) fn mark_failed(&mut self, idx: Idx, reason: &BlockError) -> Result<(), ChainError> {
         let mut b = Batch::new();
         b.put(Column::Meta, meta_key::invalid_reason(&self.index.e(idx).hash), reason.to_string());
-        let mut stack = vec![(idx, status::FAILED)];
-        let mut header_hit = false;
-        while let Some((i, flag)) = stack.pop() {
+        for i in self.index.mark_failed(idx) {
             let e = self.index.e(i);
-            let (hash, height, prev) = (e.hash, e.height as usize, e.prev);
-            let key = self.index.candidate_key(i);
-            self.index.candidates.remove(&key);
-            if let Some(v) = self.index.unlinked.get_mut(&prev) {
-                v.retain(|&c| c != i);
-            }
-            header_hit |= self.index.header_chain.get(height) == Some(&i);
-            self.index.e_mut(i).status |= flag;
-            let mut record = self.read_record(&hash)?;
-            record.status = self.index.e(i).status & status::ALL;
-            b.put(Column::Index, hash.0, record.encode());
-            for c in self.index.children(i) {
-                stack.push((c, status::FAILED_CHILD));
-            }
+            let mut record = self.read_record(&e.hash)?;
+            record.status = e.status & status::ALL;
+            b.put(Column::Index, e.hash.0, record.encode());
         }
         self.commit(b);
         self.unfsynced = true;
-        if header_hit {
-            self.index.recompute_best_header();
-        }
         Ok(())
     }
 

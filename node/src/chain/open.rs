@@ -3,7 +3,7 @@
 
 use super::accept::Rejected;
 use super::commit::Fresh;
-use super::index::{BlockIndex, Idx, CHAIN_COMPLETE, NONE};
+use super::index::{BlockIndex, NONE};
 use super::orphans::OrphanPool;
 use super::sigcache::{SigCache, SIG_CACHE_ENTRIES};
 use super::{Chain, ChainError};
@@ -157,36 +157,10 @@ impl Chain {
             .index
             .get(&tip)
             .ok_or_else(|| ChainError::Corrupt(format!("tip {tip} is not in the index")))?;
-        let mut best = Vec::with_capacity(self.index.e(tip_idx).height as usize + 1);
-        let mut cur = tip_idx;
-        while cur != NONE {
-            let e = self.index.e(cur);
-            if !e.has(status::VALID) || !e.has(status::HAVE_BODY) || e.has(status::FAILED_MASK) {
-                return Err(ChainError::Corrupt(format!("best-chain block {} is not marked valid", e.hash)));
-            }
-            best.push(cur);
-            cur = e.prev;
-        }
-        best.reverse();
-        self.index.best = best;
-
-        // Chain completeness and candidates, parents first (the arena is in that order).
-        for i in 0..self.index.entries.len() as Idx {
-            let e = self.index.e(i);
-            if !e.has(status::HAVE_BODY) {
-                continue;
-            }
-            let prev = e.prev;
-            if prev == NONE || self.index.e(prev).has(CHAIN_COMPLETE) {
-                self.index.e_mut(i).status |= CHAIN_COMPLETE;
-                if !self.index.e(i).has(status::FAILED_MASK) && self.index.beats_tip(i) {
-                    let key = self.index.candidate_key(i);
-                    self.index.candidates.insert(key);
-                }
-            } else {
-                self.index.unlinked.entry(prev).or_default().push(i);
-            }
-        }
+        self.index
+            .set_best_chain(tip_idx)
+            .map_err(|hash| ChainError::Corrupt(format!("best-chain block {hash} is not marked valid")))?;
+        self.index.link_stored_bodies();
         self.index.recompute_best_header();
         Ok(())
     }

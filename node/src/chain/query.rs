@@ -59,14 +59,9 @@ impl Chain {
 
     /// Hashes of blocks on the best header chain whose bodies we lack, lowest first.
     pub fn missing_blocks(&self, max: usize) -> Vec<BlockHash> {
-        let hc = &self.index.header_chain;
-        let best = &self.index.best;
-        let mut h = (best.len() - 1).min(hc.len() - 1);
-        while h > 0 && hc[h] != best[h] {
-            h -= 1;
-        }
+        let h = self.index.header_chain_fork(usize::MAX);
         let mut out = Vec::new();
-        for &idx in &hc[h + 1..] {
+        for &idx in self.index.header_chain_range(h + 1, usize::MAX) {
             if out.len() >= max {
                 break;
             }
@@ -88,16 +83,13 @@ impl Chain {
             return Vec::new();
         }
         let height = te.height as usize;
-        let hc = &self.index.header_chain;
-        if hc.get(height) == Some(&t) {
+        if self.index.header_chain_at(height) == Some(t) {
             // On the best header chain (the common case, and the long one while
             // syncing): scan the array from where it leaves the best chain.
-            let best = &self.index.best;
-            let mut h = (best.len() - 1).min(height);
-            while h > 0 && hc[h] != best[h] {
-                h -= 1;
-            }
-            return hc[h + 1..=height]
+            let h = self.index.header_chain_fork(height);
+            return self
+                .index
+                .header_chain_range(h + 1, height)
                 .iter()
                 .map(|&i| self.index.e(i))
                 .filter(|e| !e.has(status::HAVE_BODY))
@@ -210,7 +202,7 @@ impl Chain {
     }
 
     pub fn best_hash_at(&self, height: u64) -> Option<BlockHash> {
-        let idx = *self.index.best.get(usize::try_from(height).ok()?)?;
+        let idx = self.index.best_at(height)?;
         Some(self.index.e(idx).hash)
     }
 
@@ -262,12 +254,11 @@ impl Chain {
 
     /// Block locator of the best chain: tip, then exponentially sparser, then genesis.
     pub fn locator(&self) -> Vec<BlockHash> {
-        let best = &self.index.best;
         let mut out = Vec::new();
-        let mut h = best.len() - 1;
+        let mut h = self.index.tip_height();
         let mut step = 1;
         loop {
-            out.push(self.index.e(best[h]).hash);
+            out.push(self.index.e(self.index.best_from(h)[0]).hash);
             if h == 0 {
                 break;
             }
@@ -286,7 +277,7 @@ impl Chain {
             .find_map(|h| self.index.get(h).filter(|&i| self.index.on_best_chain(i)))
             .map_or(1, |i| self.index.e(i).height as usize + 1);
         let mut out = Vec::new();
-        for &idx in self.index.best.iter().skip(start).take(max) {
+        for &idx in self.index.best_from(start).iter().take(max) {
             let hash = self.index.e(idx).hash;
             match self.read_record(&hash) {
                 Ok(r) => out.push(r.header),
