@@ -7,9 +7,9 @@
 //!
 //! 1. Stateless checks ([`cairn_core::validation`]): header version and proof of work,
 //!    structure, merkle root, then every transfer's signature with
-//!    [`check_transfer_at`] **in parallel on all cores** (rayon). A body that does not
-//!    match its header (bad merkle root) is refused without blaming the header, since
-//!    the right body may still come.
+//!    [`check_transfer_at`](cairn_core::validation::check_transfer_at) **in parallel on
+//!    all cores** (rayon). A body that does not match its header (bad merkle root) is
+//!    refused without blaming the header, since the right body may still come.
 //! 2. Parent unknown: the block waits in the bounded [`orphans`] pool. Parent known but
 //!    invalid: refused as [`BlockError::InvalidAncestor`]. Otherwise the contextual
 //!    header checks run against the parent, and the block is stored (body + index entry,
@@ -35,6 +35,13 @@
 //! a crash interrupted. Durability choices are in [`crate::store`].
 //!
 //! [`check_db`] replays the stored best chain from genesis and compares.
+//!
+//! # Files
+//!
+//! `open.rs` (create, load the index, resume), `accept.rs` (blocks and headers in, the
+//! orphan pool, rejected hashes), `commit.rs` (fork choice, connect, disconnect,
+//! marking invalid, the WAL fsync), `query.rs` (read-only questions), `index.rs` (the
+//! in-memory index, which keeps its own invariants), `check.rs` (`check-db`).
 
 mod accept;
 mod check;

@@ -18,6 +18,10 @@
 //! | `meta`     | `b"schema"` / `b"genesis"` / `b"tip"` | u32 LE / genesis hash / best-chain tip hash |
 //! | `meta`     | `b"invalid/"` · block hash (32) | why that block is [`status::FAILED`]: the validation error, UTF-8 text |
 //!
+//! RocksDB refuses to open a database without naming every column family in it; the
+//! ones earlier versions created and this one does not use ([`OBSOLETE_COLUMNS`]:
+//! `peers`) are dropped when [`RocksStore::open`] finds them.
+//!
 //! Every index entry that is stored passed the header checks (proof of work, and height,
 //! parent, target schedule and timestamps against its parent), so an entry costs its
 //! sender real work. Status flags: [`status::HAVE_BODY`] (the body is in `bodies`),
@@ -45,8 +49,9 @@
 //! blocks, which the network still has.
 //!
 //! The WAL is bounded (`max_total_wal_size`, 32 MiB: past it RocksDB flushes memtables)
-//! and a clean close flushes every memtable, so opening never replays more than that
-//! bound, whatever the chain length.
+//! and a clean close (dropping the [`RocksStore`], after the chain's last fsync)
+//! flushes every memtable, so the next open has no WAL to replay, and opening after a
+//! crash never replays more than that bound, whatever the chain length.
 
 use cairn_core::block::{BlockHeader, HEADER_LEN};
 use cairn_core::encoding;

@@ -158,3 +158,40 @@ fn connecting_a_handed_block_reads_no_body_back() {
     assert_eq!(change.connected, branch);
     assert_eq!(reads.load(SeqCst), 4);
 }
+
+/// Sizes of the RocksDB write-ahead log files (`NNNNNN.log`) in `dir`.
+#[cfg(feature = "rocksdb")]
+fn wal_sizes(dir: &std::path::Path) -> Vec<(String, u64)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".log") {
+            out.push((name, entry.metadata().unwrap().len()));
+        }
+    }
+    out
+}
+
+/// Dropping the chain closes it for real: the WAL is fsynced and the memtables are
+/// flushed, so the next open has no write-ahead log to replay and finds the tip.
+#[test]
+#[cfg(feature = "rocksdb")]
+fn a_clean_close_leaves_no_wal_to_replay() {
+    let g = easy_genesis();
+    let dir = tempfile::tempdir().unwrap();
+    let tip = {
+        let mut chain = Chain::open(dir.path(), &g).unwrap();
+        for tag in 1..=5 {
+            let block = mine_on_tip(&chain, tag);
+            assert_eq!(chain.accept_block(block, now(&g)).unwrap().acceptance, Acceptance::Connected);
+        }
+        let open_wal: u64 = wal_sizes(&dir.path().join("chain")).iter().map(|(_, n)| n).sum();
+        assert!(open_wal > 0, "the blocks are in the WAL while open");
+        chain.tip()
+    };
+    let wal = wal_sizes(&dir.path().join("chain"));
+    assert!(wal.iter().all(|(_, n)| *n == 0), "WAL left to replay after a clean close: {wal:?}");
+    let chain = Chain::open(dir.path(), &g).unwrap();
+    assert_eq!(chain.tip(), tip);
+}
