@@ -24,10 +24,6 @@ const CONFIG: Config = bincode::config::standard()
     .with_fixed_int_encoding()
     .with_limit::<MAX_DECODE_BYTES>();
 
-/// Types that have a canonical encoding.
-pub trait Canonical: bincode::Encode + bincode::Decode<()> {}
-impl<T: bincode::Encode + bincode::Decode<()>> Canonical for T {}
-
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum DecodeError {
     #[error("malformed encoding: {0}")]
@@ -42,11 +38,6 @@ pub fn encode<T: bincode::Encode>(value: &T) -> Vec<u8> {
     // in this crate cannot reach when they were built within the consensus limits; a
     // value past it is a programming error upstream.
     bincode::encode_to_vec(value, CONFIG).expect("value exceeds the canonical encoding limit")
-}
-
-/// Appends the canonical encoding of `value` to `out`.
-pub fn encode_into<T: bincode::Encode>(value: &T, out: &mut Vec<u8>) {
-    out.extend_from_slice(&encode(value));
 }
 
 /// The length of the canonical encoding without building it.

@@ -17,7 +17,10 @@
 //! | `txindex`  | txid (32) | [`TxLocationRecord`]: block hash (32) · height (u64 LE) · index in block (u32 LE) |
 //! | `meta`     | `b"schema"` / `b"genesis"` / `b"tip"` | u32 LE / genesis hash / best-chain tip hash |
 //! | `meta`     | `b"invalid/"` · block hash (32) | why that block is [`status::FAILED`]: the validation error, UTF-8 text |
-//! | `peers`    | free for the P2P layer (address book, bans) | - |
+//!
+//! RocksDB refuses to open a database without naming every column family in it; the
+//! ones earlier versions created and this one does not use ([`OBSOLETE_COLUMNS`]:
+//! `peers`) are dropped when [`RocksStore::open`] finds them.
 //!
 //! Every index entry that is stored passed the header checks (proof of work, and height,
 //! parent, target schedule and timestamps against its parent), so an entry costs its
@@ -46,8 +49,9 @@
 //! blocks, which the network still has.
 //!
 //! The WAL is bounded (`max_total_wal_size`, 32 MiB: past it RocksDB flushes memtables)
-//! and a clean close flushes every memtable, so opening never replays more than that
-//! bound, whatever the chain length.
+//! and a clean close (dropping the [`RocksStore`], after the chain's last fsync)
+//! flushes every memtable, so the next open has no WAL to replay, and opening after a
+//! crash never replays more than that bound, whatever the chain length.
 
 use cairn_core::block::{BlockHeader, HEADER_LEN};
 use cairn_core::encoding;
@@ -85,11 +89,10 @@ pub enum Column {
     Undo,
     TxIndex,
     Meta,
-    Peers,
 }
 
 impl Column {
-    pub const ALL: [Column; 8] = [
+    pub const ALL: [Column; 7] = [
         Column::Bodies,
         Column::Index,
         Column::Heights,
@@ -97,7 +100,6 @@ impl Column {
         Column::Undo,
         Column::TxIndex,
         Column::Meta,
-        Column::Peers,
     ];
 
     pub fn name(self) -> &'static str {
@@ -109,7 +111,6 @@ impl Column {
             Column::Undo => "undo",
             Column::TxIndex => "txindex",
             Column::Meta => "meta",
-            Column::Peers => "peers",
         }
     }
 
@@ -190,7 +191,9 @@ pub struct RocksStore {
 
 #[cfg(feature = "rocksdb")]
 impl RocksStore {
-    /// Opens or creates the database at `path` with every column family.
+    /// Opens or creates the database at `path` with every column family, dropping the
+    /// [`OBSOLETE_COLUMNS`] an earlier version left there (RocksDB refuses to open a
+    /// database without naming every column family it holds).
     pub fn open(path: &Path) -> Result<RocksStore, StoreError> {
         let mut opts = rocksdb::Options::default();
         opts.create_if_missing(true);
@@ -214,8 +217,23 @@ impl RocksStore {
             }
             rocksdb::ColumnFamilyDescriptor::new(c.name(), o)
         });
-        let db = rocksdb::DB::open_cf_descriptors(&opts, path, cfs)
+        // A database that does not exist yet has no column families to list; any other
+        // failure to list them shows again, with its cause, when opening.
+        let existing = rocksdb::DB::list_cf(&opts, path).unwrap_or_default();
+        let obsolete: Vec<&str> =
+            OBSOLETE_COLUMNS.iter().copied().filter(|o| existing.iter().any(|e| e == o)).collect();
+        let old_cfs = obsolete
+            .iter()
+            .map(|name| rocksdb::ColumnFamilyDescriptor::new(*name, rocksdb::Options::default()));
+        let mut db = rocksdb::DB::open_cf_descriptors(&opts, path, cfs.chain(old_cfs))
             .map_err(|source| StoreError::Rocks { context: format!("opening {}", path.display()), source })?;
+        for name in obsolete {
+            db.drop_cf(name).map_err(|source| StoreError::Rocks {
+                context: format!("dropping the obsolete column family {name}"),
+                source,
+            })?;
+            tracing::info!(column = name, "dropped an obsolete column family");
+        }
         Ok(RocksStore { db })
     }
 
@@ -223,6 +241,12 @@ impl RocksStore {
         self.db.cf_handle(column.name()).ok_or(StoreError::MissingColumn(column.name()))
     }
 }
+
+/// Column families that earlier versions of the node created and this one does not use:
+/// `peers` was set aside for the P2P layer, which keeps its address book and bans in
+/// files instead (never written).
+#[cfg(feature = "rocksdb")]
+pub const OBSOLETE_COLUMNS: &[&str] = &["peers"];
 
 /// Bound on the write-ahead log kept before memtables are flushed (see `open`).
 #[cfg(feature = "rocksdb")]

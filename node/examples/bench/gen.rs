@@ -148,6 +148,6 @@ pub fn empty_chain(dir: &Path, genesis: &Genesis, n: u64) -> anyhow::Result<()> 
             r.acceptance
         );
     }
-    chain.sync()?;
+    chain.fsync_wal()?;
     Ok(())
 }

@@ -44,7 +44,7 @@ pub fn import(dir: &Path, genesis: &Genesis, blocks: Vec<Block>) -> anyhow::Resu
         let r = chain.accept_block(b, now)?;
         anyhow::ensure!(r.acceptance == Acceptance::Connected, "block not connected: {:?}", r.acceptance);
     }
-    chain.sync()?;
+    chain.fsync_wal()?;
     let secs = start.elapsed().as_secs_f64();
     Ok(ImportRun { transfers, secs, cpu_secs: crate::limits::cpu_secs() - cpu0 })
 }

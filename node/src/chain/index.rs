@@ -9,6 +9,7 @@
 //! blocks cost about 170 MB. Full headers are not kept: they are read from the `index`
 //! column family when asked for.
 
+use crate::store::status;
 use cairn_core::block::BlockHeader;
 use cairn_core::{BlockHash, Work};
 use std::collections::{BTreeSet, HashMap};
@@ -51,18 +52,27 @@ pub struct CandidateKey {
     pub idx: Idx,
 }
 
+/// The index. It keeps these invariants itself (its fields are private; the chain
+/// changes it only through the methods below):
+/// - `best` runs from genesis to the tip by height, each entry the parent of the next;
+///   every entry on it is VALID, has its body and is not failed.
+/// - `header_chain` is the path to the best not-failed entry by [`BlockIndex::better`].
+/// - An entry is [`CHAIN_COMPLETE`] when it and all its ancestors have bodies; a body
+///   whose parent is not complete waits in `unlinked` under that parent.
+/// - `candidates` holds the complete, not-failed entries that beat the tip, and only
+///   those once fork choice has run ([`BlockIndex::prune_candidates`]).
 #[derive(Default)]
 pub struct BlockIndex {
-    pub entries: Vec<Entry>,
-    pub by_hash: HashMap<BlockHash, Idx>,
+    entries: Vec<Entry>,
+    by_hash: HashMap<BlockHash, Idx>,
     /// Best (connected) chain by height.
-    pub best: Vec<Idx>,
+    best: Vec<Idx>,
     /// The most-work valid-or-unchecked header chain by height.
-    pub header_chain: Vec<Idx>,
+    header_chain: Vec<Idx>,
     /// Full-data, not-failed blocks that might beat the tip.
-    pub candidates: BTreeSet<CandidateKey>,
+    candidates: BTreeSet<CandidateKey>,
     /// Blocks with a body whose parent is not [`CHAIN_COMPLETE`] yet, by parent.
-    pub unlinked: HashMap<Idx, Vec<Idx>>,
+    unlinked: HashMap<Idx, Vec<Idx>>,
 }
 
 impl BlockIndex {
@@ -74,7 +84,7 @@ impl BlockIndex {
         &self.entries[idx as usize]
     }
 
-    pub fn e_mut(&mut self, idx: Idx) -> &mut Entry {
+    fn e_mut(&mut self, idx: Idx) -> &mut Entry {
         &mut self.entries[idx as usize]
     }
 
@@ -184,7 +194,7 @@ impl BlockIndex {
     }
 
     /// Rewrites the best header chain array to end at `idx`.
-    pub fn set_header_chain(&mut self, idx: Idx) {
+    fn set_header_chain(&mut self, idx: Idx) {
         let height = self.e(idx).height as usize;
         self.header_chain.truncate(height + 1);
         let mut cur = idx;
@@ -207,11 +217,159 @@ impl BlockIndex {
     pub fn recompute_best_header(&mut self) {
         let mut best = self.best[0];
         for (i, e) in self.entries.iter().enumerate() {
-            if e.status & crate::store::status::FAILED_MASK == 0 && self.better(i as Idx, best) {
+            if e.status & status::FAILED_MASK == 0 && self.better(i as Idx, best) {
                 best = i as Idx;
             }
         }
         self.header_chain.clear();
         self.set_header_chain(best);
+    }
+
+    /// The best-chain entry at `height`.
+    pub fn best_at(&self, height: u64) -> Option<Idx> {
+        self.best.get(usize::try_from(height).ok()?).copied()
+    }
+
+    /// The best chain from `height` up to the tip (empty past the tip).
+    pub fn best_from(&self, height: usize) -> &[Idx] {
+        self.best.get(height..).unwrap_or(&[])
+    }
+
+    /// Height of the tip.
+    pub fn tip_height(&self) -> usize {
+        self.best.len() - 1
+    }
+
+    /// The best header chain's entry at `height`.
+    pub fn header_chain_at(&self, height: usize) -> Option<Idx> {
+        self.header_chain.get(height).copied()
+    }
+
+    /// The highest height at or below `height` where the best header chain and the
+    /// best chain hold the same entry (genesis at worst).
+    pub fn header_chain_fork(&self, height: usize) -> usize {
+        let mut h = height.min(self.best.len() - 1).min(self.header_chain.len() - 1);
+        while h > 0 && self.header_chain[h] != self.best[h] {
+            h -= 1;
+        }
+        h
+    }
+
+    /// The best header chain from `from` to `to` inclusive, by height (clamped to it).
+    pub fn header_chain_range(&self, from: usize, to: usize) -> &[Idx] {
+        let to = to.min(self.header_chain.len() - 1);
+        self.header_chain.get(from..=to).unwrap_or(&[])
+    }
+
+    /// Sets the best chain to end at `tip` (at open). Fails with the first entry on the
+    /// way that is not valid, not stored or failed, leaving the best chain as it was.
+    pub fn set_best_chain(&mut self, tip: Idx) -> Result<(), BlockHash> {
+        let mut best = Vec::with_capacity(self.e(tip).height as usize + 1);
+        let mut cur = tip;
+        while cur != NONE {
+            let e = self.e(cur);
+            if !e.has(status::VALID) || !e.has(status::HAVE_BODY) || e.has(status::FAILED_MASK) {
+                return Err(e.hash);
+            }
+            best.push(cur);
+            cur = e.prev;
+        }
+        best.reverse();
+        self.best = best;
+        Ok(())
+    }
+
+    /// Links every stored body (at open, once the best chain is set): completeness and
+    /// candidates, parents first (the arena is in that order).
+    pub fn link_stored_bodies(&mut self) {
+        for i in 0..self.entries.len() as Idx {
+            if self.e(i).has(status::HAVE_BODY) {
+                self.body_linked(i);
+            }
+        }
+    }
+
+    /// Records that the body of `idx` is stored (before it is written, so that its
+    /// record carries the flag); [`BlockIndex::body_linked`] follows once it is.
+    pub fn set_has_body(&mut self, idx: Idx) {
+        self.e_mut(idx).status |= status::HAVE_BODY;
+    }
+
+    /// Updates completeness after `idx` got its body: it and any waiting descendants
+    /// become candidates once all their ancestors have bodies.
+    pub fn body_linked(&mut self, idx: Idx) {
+        let prev = self.e(idx).prev;
+        if prev != NONE && !self.e(prev).has(CHAIN_COMPLETE) {
+            self.unlinked.entry(prev).or_default().push(idx);
+            return;
+        }
+        let mut stack = vec![idx];
+        while let Some(i) = stack.pop() {
+            self.e_mut(i).status |= CHAIN_COMPLETE;
+            if !self.e(i).has(status::FAILED_MASK) && self.beats_tip(i) {
+                let key = self.candidate_key(i);
+                self.candidates.insert(key);
+            }
+            if let Some(children) = self.unlinked.remove(&i) {
+                stack.extend(children);
+            }
+        }
+    }
+
+    /// The best candidate, if any (it may not beat the tip: see [`Self::beats_tip`]).
+    pub fn best_candidate(&self) -> Option<Idx> {
+        self.candidates.first().map(|k| k.idx)
+    }
+
+    /// Drops the candidates that no longer beat the tip.
+    pub fn prune_candidates(&mut self) {
+        let keep: Vec<_> = self.candidates.iter().filter(|k| self.beats_tip(k.idx)).copied().collect();
+        self.candidates = keep.into_iter().collect();
+    }
+
+    /// `idx`, a child of the tip, was connected: it is VALID and the new tip.
+    pub fn connected(&mut self, idx: Idx) {
+        debug_assert_eq!(self.e(idx).prev, self.tip());
+        self.e_mut(idx).status |= status::VALID;
+        self.best.push(idx);
+        let key = self.candidate_key(idx);
+        self.candidates.remove(&key);
+    }
+
+    /// The tip was disconnected: its parent is the tip, and it stays a valid block
+    /// (a candidate) the chain could return to.
+    pub fn disconnected_tip(&mut self) {
+        if let Some(idx) = self.best.pop() {
+            let key = self.candidate_key(idx);
+            self.candidates.insert(key);
+        }
+    }
+
+    /// Marks `idx` FAILED and its descendants FAILED_CHILD: none of them is a candidate
+    /// or waits for linking any more, and the best header chain avoids them. Returns
+    /// the entries marked, `idx` first.
+    pub fn mark_failed(&mut self, idx: Idx) -> Vec<Idx> {
+        let mut marked = Vec::new();
+        let mut stack = vec![(idx, status::FAILED)];
+        let mut header_hit = false;
+        while let Some((i, flag)) = stack.pop() {
+            let e = self.e(i);
+            let (height, prev) = (e.height as usize, e.prev);
+            let key = self.candidate_key(i);
+            self.candidates.remove(&key);
+            if let Some(v) = self.unlinked.get_mut(&prev) {
+                v.retain(|&c| c != i);
+            }
+            header_hit |= self.header_chain.get(height) == Some(&i);
+            self.e_mut(i).status |= flag;
+            marked.push(i);
+            for c in self.children(i) {
+                stack.push((c, status::FAILED_CHILD));
+            }
+        }
+        if header_hit {
+            self.recompute_best_header();
+        }
+        marked
     }
 }

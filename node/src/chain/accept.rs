@@ -1,0 +1,359 @@
+//! Blocks and headers coming in: the stateless and contextual checks, storing a body
+//! with its index entry, the orphan pool, and the bounded set of rejected hashes.
+//! Fork choice itself is in [`super::commit`].
+
+use super::commit::Fresh;
+use super::index::{Idx, NONE};
+use super::{AcceptResult, Acceptance, Chain, ChainError, HeadersResult};
+use crate::store::{meta_key, status, Batch, Column};
+use cairn_core::block::{Block, BlockHeader};
+use cairn_core::encoding;
+use cairn_core::validation::{
+    check_block_structure, check_header_contextual, check_header_stateless, check_transfer_at, BlockError,
+};
+use cairn_core::{BlockHash, Txid};
+use rayon::prelude::*;
+use std::collections::{HashMap, VecDeque};
+
+/// Invalid blocks remembered without an index entry (bad proof of work relative to
+/// the schedule, children of invalid blocks, orphans with bad signatures): bounded.
+pub(super) const MAX_REJECTED: usize = 4096;
+
+#[derive(Default)]
+pub(super) struct Rejected {
+    errors: HashMap<BlockHash, BlockError>,
+    order: VecDeque<BlockHash>,
+}
+
+impl Rejected {
+    pub(super) fn insert(&mut self, hash: BlockHash, error: BlockError) {
+        if self.errors.insert(hash, error).is_none() {
+            self.order.push_back(hash);
+            if self.order.len() > MAX_REJECTED {
+                if let Some(old) = self.order.pop_front() {
+                    self.errors.remove(&old);
+                }
+            }
+        }
+    }
+    pub(super) fn get(&self, hash: &BlockHash) -> Option<&BlockError> {
+        self.errors.get(hash)
+    }
+}
+
+/// What happened to one block in [`Chain::process_block`].
+pub(super) enum Processed {
+    Rejected(BlockError),
+    Orphan(BlockHash),
+    Stored(Idx),
+}
+
+/// Verifies every transfer's signature on the rayon pool; the reported error is the
+/// lowest failing index, as a serial check would report.
+pub fn check_signatures_parallel(block: &Block, chain_id: u32) -> Result<(), BlockError> {
+    check_signatures_except(block, chain_id, |_| false)
+}
+
+/// [`check_signatures_parallel`], skipping the transfers at indexes for which
+/// `verified` says this node has checked these very bytes already.
+pub(super) fn check_signatures_except(
+    block: &Block,
+    chain_id: u32,
+    verified: impl Fn(usize) -> bool + Sync,
+) -> Result<(), BlockError> {
+    let first_err = (1..block.transactions.len())
+        .into_par_iter()
+        .with_min_len(16)
+        .filter(|&i| !verified(i))
+        .map(|i| check_transfer_at(block, i, chain_id))
+        .find_first(Result::is_err);
+    match first_err {
+        Some(Err(e)) => Err(e),
+        _ => Ok(()),
+    }
+}
+
+impl Chain {
+    /// Validates and stores a block, following the most-work valid chain.
+    pub fn accept_block(&mut self, block: Block, now_ms: u64) -> Result<AcceptResult, ChainError> {
+        let hash = block.hash();
+        if self.rejected.get(&hash).is_some() || self.orphans.contains(&hash) {
+            return Ok(AcceptResult { acceptance: Acceptance::Duplicate, tip_change: None });
+        }
+        if let Some(idx) = self.index.get(&hash) {
+            if self.index.e(idx).has(status::HAVE_BODY | status::FAILED_MASK) {
+                return Ok(AcceptResult { acceptance: Acceptance::Duplicate, tip_change: None });
+            }
+        }
+        let old_tip = self.index.tip();
+        let idx = match self.process_block(&block, hash, now_ms, false)? {
+            Processed::Rejected(e) => {
+                return Ok(AcceptResult { acceptance: Acceptance::Invalid(e), tip_change: None })
+            }
+            Processed::Orphan(missing_parent) => {
+                let size = block.encoded_len();
+                self.orphans.insert(hash, block, size);
+                return Ok(AcceptResult {
+                    acceptance: Acceptance::Orphan { missing_parent },
+                    tip_change: None,
+                });
+            }
+            Processed::Stored(idx) => idx,
+        };
+        let mut fresh = Fresh::new();
+        fresh.insert(hash, block);
+        self.connect_orphans_of(hash, now_ms, &mut fresh)?;
+        let mut failures = HashMap::new();
+        self.activate_best_chain(&mut failures, &mut fresh)?;
+        let e = self.index.e(idx);
+        let acceptance = if e.has(status::FAILED_MASK) {
+            Acceptance::Invalid(match failures.remove(&idx) {
+                Some(err) => err,
+                None => BlockError::InvalidAncestor(self.failed_root(idx)),
+            })
+        } else if self.index.on_best_chain(idx) {
+            Acceptance::Connected
+        } else {
+            Acceptance::SideBranch
+        };
+        let tip_change = self.tip_change_since(old_tip, fresh)?;
+        self.maybe_fsync_wal(now_ms)?;
+        Ok(AcceptResult { acceptance, tip_change })
+    }
+
+    /// The nearest ancestor (or self) marked FAILED, whose error its descendants share.
+    pub(super) fn failed_root(&self, mut idx: Idx) -> BlockHash {
+        loop {
+            let e = self.index.e(idx);
+            if e.has(status::FAILED) || e.prev == NONE || !self.index.e(e.prev).has(status::FAILED_MASK) {
+                return e.hash;
+            }
+            idx = e.prev;
+        }
+    }
+
+    /// Checks a block and stores it if it may be valid. Does not run fork choice.
+    pub(super) fn process_block(
+        &mut self,
+        block: &Block,
+        hash: BlockHash,
+        now_ms: u64,
+        sigs_checked: bool,
+    ) -> Result<Processed, ChainError> {
+        let params = self.genesis.params;
+        if let Err(e) = check_header_stateless(&block.header) {
+            // Free to produce: not worth remembering.
+            return Ok(Processed::Rejected(e));
+        }
+        let txids = match check_block_structure(block, &params) {
+            Ok(txids) => txids,
+            // Only a body that matches the header condemns the header; a mismatching
+            // one may be a corrupted copy of a good block.
+            Err(e) => {
+                if e != BlockError::BadMerkleRoot && block.compute_merkle_root() == block.header.merkle_root {
+                    return self.body_invalid(hash, block, e);
+                }
+                return Ok(Processed::Rejected(e));
+            }
+        };
+        let existing = self.index.get(&hash);
+        let parent = self.index.get(&block.header.prev);
+        let Some(parent) = parent else {
+            if !sigs_checked {
+                if let Err(e) = self.check_signatures(block, &txids) {
+                    self.rejected.insert(hash, e.clone());
+                    return Ok(Processed::Rejected(e));
+                }
+            }
+            return Ok(Processed::Orphan(block.header.prev));
+        };
+        if self.index.e(parent).has(status::FAILED_MASK) {
+            let e = BlockError::InvalidAncestor(self.failed_root(parent));
+            self.rejected.insert(hash, e.clone());
+            return Ok(Processed::Rejected(e));
+        }
+        if existing.is_none() {
+            if let Err(e) = check_header_contextual(&block.header, &self.parent_info(parent), &params, now_ms)
+            {
+                if !matches!(e, BlockError::TimestampTooNew { .. }) {
+                    self.rejected.insert(hash, e.clone());
+                }
+                return Ok(Processed::Rejected(e));
+            }
+        }
+        if !sigs_checked {
+            if let Err(e) = self.check_signatures(block, &txids) {
+                return self.body_invalid(hash, block, e);
+            }
+        }
+        // Store the body and its index entry together.
+        let idx = match existing {
+            Some(idx) => {
+                self.index.set_has_body(idx);
+                idx
+            }
+            None => {
+                let work = self.index.e(parent).work.saturating_add(block.header.target.work());
+                let seq = self.take_seq();
+                self.index.insert(&block.header, hash, work, seq, status::HAVE_BODY, parent)
+            }
+        };
+        let mut b = Batch::new();
+        b.put(Column::Bodies, hash.0, encoding::encode(block));
+        b.put(Column::Index, hash.0, self.record_of(idx, &block.header).encode());
+        self.commit(b);
+        self.unfsynced = true;
+        self.index.consider_header(idx);
+        self.index.body_linked(idx);
+        Ok(Processed::Stored(idx))
+    }
+
+    /// Verifies the signatures of `block` (whose txids are `txids`) that the signature
+    /// cache does not vouch for.
+    pub(super) fn check_signatures(&self, block: &Block, txids: &[Txid]) -> Result<(), BlockError> {
+        let cache = &self.sig_cache;
+        check_signatures_except(block, self.genesis.params.chain_id, |i| {
+            txids.get(i).is_some_and(|id| cache.contains(id))
+        })
+    }
+
+    /// Records that the transfer `txid` passed [`cairn_core::SignedTransfer::verify`] on
+    /// this node (it was admitted to the mempool), so that a block carrying it skips the
+    /// signature check. See [`sigcache`].
+    pub fn remember_verified(&mut self, txid: Txid) {
+        self.sig_cache.insert(txid);
+    }
+
+    /// A block whose body (matching its header) breaks a rule. With its parent indexed
+    /// and its header fine in context, it gets a FAILED index entry so that its
+    /// descendants are refused too, even after a restart.
+    pub(super) fn body_invalid(
+        &mut self,
+        hash: BlockHash,
+        block: &Block,
+        e: BlockError,
+    ) -> Result<Processed, ChainError> {
+        self.rejected.insert(hash, e.clone());
+        if let Some(idx) = self.index.get(&hash) {
+            self.mark_failed(idx, &e)?;
+        } else if let Some(parent) = self.index.get(&block.header.prev) {
+            let header_ok = !self.index.e(parent).has(status::FAILED_MASK)
+                && check_header_contextual(
+                    &block.header,
+                    &self.parent_info(parent),
+                    &self.genesis.params,
+                    u64::MAX / 2,
+                )
+                .is_ok();
+            if header_ok {
+                let work = self.index.e(parent).work.saturating_add(block.header.target.work());
+                let seq = self.take_seq();
+                let idx = self.index.insert(&block.header, hash, work, seq, status::FAILED, parent);
+                let mut b = Batch::new();
+                b.put(Column::Index, hash.0, self.record_of(idx, &block.header).encode());
+                b.put(Column::Meta, meta_key::invalid_reason(&hash), e.to_string());
+                self.commit(b);
+            }
+        }
+        Ok(Processed::Rejected(e))
+    }
+
+    /// Stores orphans waiting for `parent` (and theirs, recursively), adding those
+    /// stored to `fresh`.
+    pub(super) fn connect_orphans_of(
+        &mut self,
+        parent: BlockHash,
+        now_ms: u64,
+        fresh: &mut Fresh,
+    ) -> Result<(), ChainError> {
+        let mut queue = vec![parent];
+        while let Some(p) = queue.pop() {
+            for child in self.orphans.take_children(&p) {
+                let hash = child.hash();
+                if let Processed::Stored(_) = self.process_block(&child, hash, now_ms, true)? {
+                    queue.push(hash);
+                    fresh.insert(hash, child);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds headers (parent first) to the index without bodies, for headers-first sync.
+    pub fn accept_headers(
+        &mut self,
+        headers: &[BlockHeader],
+        now_ms: u64,
+    ) -> Result<HeadersResult, ChainError> {
+        let mut result = HeadersResult::default();
+        let mut b = Batch::new();
+        let mut added = Vec::new();
+        let mut expected_prev: Option<BlockHash> = None;
+        for (i, header) in headers.iter().enumerate() {
+            let hash = header.hash();
+            if let Some(p) = expected_prev {
+                if header.prev != p {
+                    result.invalid = Some((hash, BlockError::WrongParent { expected: p, got: header.prev }));
+                    break;
+                }
+            }
+            expected_prev = Some(hash);
+            if let Some(e) = self.rejected.get(&hash) {
+                result.invalid = Some((hash, e.clone()));
+                break;
+            }
+            if let Some(idx) = self.index.get(&hash) {
+                if self.index.e(idx).has(status::FAILED_MASK) {
+                    result.invalid = Some((hash, BlockError::InvalidAncestor(self.failed_root(idx))));
+                    break;
+                }
+                continue;
+            }
+            if let Err(e) = check_header_stateless(header) {
+                result.invalid = Some((hash, e));
+                break;
+            }
+            let Some(parent) = self.index.get(&header.prev) else {
+                // Only the first can lack a parent: the others follow a header just added.
+                debug_assert_eq!(i, 0);
+                result.unconnected = true;
+                break;
+            };
+            if self.index.e(parent).has(status::FAILED_MASK) {
+                let e = BlockError::InvalidAncestor(self.failed_root(parent));
+                self.rejected.insert(hash, e.clone());
+                result.invalid = Some((hash, e));
+                break;
+            }
+            if let Err(e) =
+                check_header_contextual(header, &self.parent_info(parent), &self.genesis.params, now_ms)
+            {
+                if !matches!(e, BlockError::TimestampTooNew { .. }) {
+                    self.rejected.insert(hash, e.clone());
+                }
+                result.invalid = Some((hash, e));
+                break;
+            }
+            let work = self.index.e(parent).work.saturating_add(header.target.work());
+            let seq = self.take_seq();
+            let idx = self.index.insert(header, hash, work, seq, 0, parent);
+            b.put(Column::Index, hash.0, self.record_of(idx, header).encode());
+            self.index.consider_header(idx);
+            added.push(hash);
+            result.added += 1;
+        }
+        if !b.is_empty() {
+            self.commit(b);
+            self.unfsynced = true;
+        }
+        // Orphans may build on the new headers; their bodies can now be stored (they
+        // cannot be connected before the headers' own bodies arrive).
+        // (Fork choice does not run here, so the stored orphans are not needed again.)
+        let mut fresh = Fresh::new();
+        for hash in added {
+            self.connect_orphans_of(hash, now_ms, &mut fresh)?;
+        }
+        self.maybe_fsync_wal(now_ms)?;
+        Ok(result)
+    }
+}

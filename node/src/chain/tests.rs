@@ -1,0 +1,197 @@
+//! Unit tests of [`Chain`] that need its insides or a store of its own (the scenario
+//! tests are in `node/tests/chain_*.rs`).
+#![allow(clippy::unwrap_used)] // test helpers fail loudly
+
+use super::*;
+use crate::store::{Batch, Column, KvStore, MemStore, StoreError};
+use cairn_core::assemble::{assemble_block, grind};
+use cairn_core::encoding;
+use cairn_core::pow::Target;
+
+/// Dev genesis with a target so easy that every nonce has a 1-in-2 chance.
+fn easy_genesis() -> Genesis {
+    let mut g = Genesis::dev();
+    g.name = "cairn-chain-unit-test".into();
+    let easy: Target = "7fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff".parse().unwrap();
+    g.params.initial_target = easy;
+    g.params.pow_limit = easy;
+    g
+}
+
+/// Far enough ahead that no test block is "too new".
+fn now(g: &Genesis) -> u64 {
+    g.params.timestamp_ms + 10_000_000_000
+}
+
+/// A coinbase-only block on the chain's tip, a block time after it.
+fn mine_on_tip(chain: &Chain, tag: u8) -> Block {
+    let parent = chain.tip_parent_info();
+    let t = parent.timestamp_ms + chain.params().target_block_time_ms;
+    let mut block = assemble_block(chain.params(), &parent, t, Address([tag; 20]), &[]).unwrap();
+    assert!(grind(&mut block.header, u64::MAX));
+    block
+}
+
+#[test]
+fn block_bytes_are_the_stored_canonical_encoding() {
+    let g = easy_genesis();
+    let mut chain = Chain::open_in_memory(&g);
+    let block = mine_on_tip(&chain, 1);
+    let hash = block.hash();
+    assert_eq!(chain.block_bytes(&hash).unwrap(), None, "unknown before it is accepted");
+    assert_eq!(chain.accept_block(block.clone(), now(&g)).unwrap().acceptance, Acceptance::Connected);
+    assert_eq!(chain.block_bytes(&hash).unwrap(), Some(encoding::encode(&block)));
+    assert_eq!(chain.block_bytes(&g.hash()).unwrap(), Some(encoding::encode(&g.block())));
+    assert_eq!(chain.block_bytes(&BlockHash([7; 32])).unwrap(), None);
+}
+
+/// Data dirs written before the `peers` column family was dropped from the schema
+/// still open: the obsolete family is dropped, everything else is kept.
+#[test]
+#[cfg(feature = "rocksdb")]
+fn a_store_with_the_obsolete_peers_column_family_opens() {
+    let g = easy_genesis();
+    let dir = tempfile::tempdir().unwrap();
+    let chain_dir = dir.path().join("chain");
+    let tip = {
+        let mut chain = Chain::open(dir.path(), &g).unwrap();
+        for tag in 1..=3 {
+            let block = mine_on_tip(&chain, tag);
+            assert_eq!(chain.accept_block(block, now(&g)).unwrap().acceptance, Acceptance::Connected);
+        }
+        chain.tip()
+    };
+    // Lay the database out as the earlier node did: its column families plus `peers`.
+    {
+        let mut opts = rocksdb::Options::default();
+        opts.create_missing_column_families(true);
+        let names = Column::ALL.iter().map(|c| c.name()).chain(["peers"]);
+        let db = rocksdb::DB::open_cf(&opts, &chain_dir, names).unwrap();
+        db.put_cf(db.cf_handle("peers").unwrap(), b"k", b"v").unwrap();
+    }
+    assert!(rocksdb::DB::list_cf(&rocksdb::Options::default(), &chain_dir)
+        .unwrap()
+        .contains(&"peers".to_string()));
+
+    let chain = Chain::open(dir.path(), &g).unwrap();
+    assert_eq!(chain.tip(), tip);
+    drop(chain);
+    let families = rocksdb::DB::list_cf(&rocksdb::Options::default(), &chain_dir).unwrap();
+    assert!(!families.contains(&"peers".to_string()), "obsolete family kept: {families:?}");
+    let report = check_db(dir.path(), &g).unwrap();
+    assert!(report.is_consistent(), "check-db: {report}");
+    assert_eq!(report.tip_height, 3);
+}
+
+/// A [`MemStore`] that counts reads of the `bodies` column family.
+struct CountingStore {
+    inner: MemStore,
+    body_reads: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl KvStore for CountingStore {
+    fn get(&self, column: Column, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        if column == Column::Bodies {
+            self.body_reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        self.inner.get(column, key)
+    }
+    fn write(&self, batch: Batch) -> Result<(), StoreError> {
+        self.inner.write(batch)
+    }
+    fn for_each(&self, column: Column, f: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> Result<(), StoreError> {
+        self.inner.for_each(column, f)
+    }
+    fn sync(&self) -> Result<(), StoreError> {
+        self.inner.sync()
+    }
+}
+
+/// The block being connected (and the orphans it unlocks) is connected from memory:
+/// no body is read back from the store. A reorg reads the bodies it disconnects.
+#[test]
+fn connecting_a_handed_block_reads_no_body_back() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let g = easy_genesis();
+    let reads = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let store = CountingStore { inner: MemStore::new(), body_reads: reads.clone() };
+    let mut chain = Chain::open_with_store(Box::new(store), &g).unwrap();
+    // A second chain builds the blocks, so the child can arrive before its parent.
+    let mut builder = Chain::open_in_memory(&g);
+    let mut blocks = Vec::new();
+    for tag in 1..=3 {
+        let b = mine_on_tip(&builder, tag);
+        builder.accept_block(b.clone(), now(&g)).unwrap();
+        blocks.push(b);
+    }
+    reads.store(0, SeqCst);
+
+    let r = chain.accept_block(blocks[0].clone(), now(&g)).unwrap();
+    assert_eq!(r.acceptance, Acceptance::Connected);
+    assert_eq!(r.tip_change.unwrap().connected, vec![blocks[0].clone()]);
+    let r = chain.accept_block(blocks[2].clone(), now(&g)).unwrap();
+    assert!(matches!(r.acceptance, Acceptance::Orphan { .. }));
+    let r = chain.accept_block(blocks[1].clone(), now(&g)).unwrap();
+    assert_eq!(r.acceptance, Acceptance::Connected);
+    assert_eq!(r.tip_change.unwrap().connected, blocks[1..].to_vec());
+    assert_eq!(chain.tip().hash, blocks[2].hash());
+    assert_eq!(reads.load(SeqCst), 0, "bodies read back while connecting");
+
+    // A longer branch from block 1: the reorg reads each body it needs once: the two
+    // blocks it disconnects and the two side-branch blocks stored earlier.
+    let mut side = Chain::open_in_memory(&g);
+    side.accept_block(blocks[0].clone(), now(&g)).unwrap();
+    let mut branch = Vec::new();
+    for tag in 11..=13 {
+        let b = mine_on_tip(&side, tag);
+        side.accept_block(b.clone(), now(&g)).unwrap();
+        branch.push(b);
+    }
+    for b in &branch[..2] {
+        assert_eq!(chain.accept_block(b.clone(), now(&g)).unwrap().acceptance, Acceptance::SideBranch);
+    }
+    reads.store(0, SeqCst);
+    let r = chain.accept_block(branch[2].clone(), now(&g)).unwrap();
+    assert_eq!(r.acceptance, Acceptance::Connected);
+    let change = r.tip_change.unwrap();
+    assert_eq!(change.disconnected.len(), 2);
+    assert_eq!(change.connected, branch);
+    assert_eq!(reads.load(SeqCst), 4);
+}
+
+/// Sizes of the RocksDB write-ahead log files (`NNNNNN.log`) in `dir`.
+#[cfg(feature = "rocksdb")]
+fn wal_sizes(dir: &std::path::Path) -> Vec<(String, u64)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".log") {
+            out.push((name, entry.metadata().unwrap().len()));
+        }
+    }
+    out
+}
+
+/// Dropping the chain closes it for real: the WAL is fsynced and the memtables are
+/// flushed, so the next open has no write-ahead log to replay and finds the tip.
+#[test]
+#[cfg(feature = "rocksdb")]
+fn a_clean_close_leaves_no_wal_to_replay() {
+    let g = easy_genesis();
+    let dir = tempfile::tempdir().unwrap();
+    let tip = {
+        let mut chain = Chain::open(dir.path(), &g).unwrap();
+        for tag in 1..=5 {
+            let block = mine_on_tip(&chain, tag);
+            assert_eq!(chain.accept_block(block, now(&g)).unwrap().acceptance, Acceptance::Connected);
+        }
+        let open_wal: u64 = wal_sizes(&dir.path().join("chain")).iter().map(|(_, n)| n).sum();
+        assert!(open_wal > 0, "the blocks are in the WAL while open");
+        chain.tip()
+    };
+    let wal = wal_sizes(&dir.path().join("chain"));
+    assert!(wal.iter().all(|(_, n)| *n == 0), "WAL left to replay after a clean close: {wal:?}");
+    let chain = Chain::open(dir.path(), &g).unwrap();
+    assert_eq!(chain.tip(), tip);
+}
