@@ -12,15 +12,13 @@ use crate::amount::Amount;
 use crate::block::{Block, BlockHeader, BLOCK_VERSION};
 use crate::encoding::{self, MAX_DECODE_BYTES};
 use crate::hash::{sha256, tag, tagged_hash, BlockHash};
+use crate::params::ChainParams;
 use crate::pow::Target;
 use crate::state::Account;
 use crate::transaction::{address_of, signing_key_from_bytes};
 use k256::ecdsa::SigningKey;
 use std::collections::{HashMap, HashSet};
 use thiserror::Error;
-
-/// Re-exported for users outside core that still name `genesis::ChainParams`.
-pub use crate::params::ChainParams;
 
 /// An initial balance.
 #[derive(

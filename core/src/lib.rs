@@ -1,8 +1,7 @@
 //! cairn-core: everything two Cairn nodes must agree on, and nothing else.
 //!
 //! A short tour, bottom-up: each module imports only modules listed before it (unit
-//! tests aside, and the re-exports kept for old paths, `genesis::ChainParams` and
-//! `state::apply_block`), so the imports form no cycle.
+//! tests aside), so the imports form no cycle.
 //! - [`encoding`]: the one canonical binary encoding (bincode 2, fixed-width little-endian
 //!   integers, bounded lengths, trailing bytes rejected) for all that is hashed, signed,
 //!   stored or sent.

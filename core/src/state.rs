@@ -13,10 +13,6 @@ use crate::transaction::Transfer;
 use std::collections::{BTreeMap, HashMap};
 use thiserror::Error;
 
-/// Re-exported for users outside core that still name `state::apply_block`; the rule
-/// itself lives in [`crate::validation`], above this module.
-pub use crate::validation::apply_block;
-
 #[derive(
     Clone,
     Copy,

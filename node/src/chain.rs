@@ -18,7 +18,7 @@
 //!    work than the tip is a candidate. The best candidate (most cumulative work, ties to
 //!    the one indexed first) is activated: disconnect back to the fork point with the
 //!    undo data, then connect the new branch block by block, applying the state
-//!    transition ([`cairn_core::state::apply_block`]) in order. If a block fails, it and
+//!    transition ([`cairn_core::validation::apply_block`]) in order. If a block fails, it and
 //!    its descendants are marked invalid (persisted) and fork choice runs again, which
 //!    brings the node back to the best valid chain. The tip only moves to strictly more
 //!    work: on a tie the chain we are on, seen first, stays. (After a reorg that fails

@@ -1,4 +1,4 @@
-//! `cairn-node`: the command line (fixed by DESIGN.md), startup, and shutdown.
+//! `cairn-node`: the command line (`cairn-node --help` lists it), startup, and shutdown.
 //!
 //! Startup order: genesis, data dir, chain, mempool, cookie, P2P, RPC (handed the P2P
 //! layer's [`p2p::Network`]), miner. The bound RPC and P2P addresses are printed on

@@ -19,7 +19,8 @@ use cairn_core::block::Block;
 use cairn_core::difficulty::median_time_past;
 use cairn_core::encoding;
 use cairn_core::genesis::Genesis;
-use cairn_core::state::{apply_block, commit_to_map, Account, BlockUndo};
+use cairn_core::state::{commit_to_map, Account, BlockUndo};
+use cairn_core::validation::apply_block;
 use cairn_core::validation::{
     check_block_structure, check_header_contextual, check_header_stateless, ParentInfo,
 };

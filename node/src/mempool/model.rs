@@ -27,9 +27,11 @@
 use super::{transfer_size, Mempool, MempoolConfig, MempoolError};
 use cairn_core::assemble::assemble_block;
 use cairn_core::block::Block;
-use cairn_core::genesis::{ChainParams, Genesis};
-use cairn_core::state::{apply_block, commit_to_map, debit_sender, undo_in_map, Account, BlockUndo};
+use cairn_core::genesis::Genesis;
+use cairn_core::params::ChainParams;
+use cairn_core::state::{commit_to_map, debit_sender, undo_in_map, Account, BlockUndo};
 use cairn_core::transaction::{address_of, public_key_of, signing_key_from_bytes, Transaction, Transfer};
+use cairn_core::validation::apply_block;
 use cairn_core::validation::{check_block_structure, check_transfer_at, ParentInfo};
 use cairn_core::{Address, Amount, SignedTransfer, Txid};
 use k256::ecdsa::SigningKey;

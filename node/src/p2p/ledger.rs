@@ -11,7 +11,7 @@ use crate::chain::{Acceptance, ChainError};
 use crate::mempool::MempoolError;
 use crate::node::{Node, SubmitError};
 use cairn_core::block::{Block, BlockHeader};
-use cairn_core::genesis::ChainParams;
+use cairn_core::params::ChainParams;
 use cairn_core::validation::ParentInfo;
 use cairn_core::{Address, BlockHash, SignedTransfer, Txid, Work};
 
@@ -159,10 +159,9 @@ impl Ledger for Node {
     }
 
     fn block_bytes(&self, hash: &BlockHash) -> Result<Option<Vec<u8>>, String> {
-        // TODO(merge): `Chain::block_bytes`, the stored bytes as they are; until then
-        // the block is read, decoded and encoded again (under the chain lock, briefly).
-        let block = self.chain().block(hash).map_err(|e| e.to_string())?;
-        Ok(block.map(|b| cairn_core::encoding::encode(&b)))
+        // The stored body is the block's canonical encoding, which is the wire payload:
+        // it goes out as it is, neither decoded nor encoded again.
+        self.chain().block_bytes(hash).map_err(|e| e.to_string())
     }
 
     fn presync_basis(&self) -> (ChainParams, Work, Work) {

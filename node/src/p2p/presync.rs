@@ -22,7 +22,7 @@
 
 use cairn_core::block::BlockHeader;
 use cairn_core::difficulty::median_time_past;
-use cairn_core::genesis::ChainParams;
+use cairn_core::params::ChainParams;
 use cairn_core::validation::{check_header_contextual, check_header_stateless, BlockError, ParentInfo};
 use cairn_core::{BlockHash, Work};
 use std::collections::{HashMap, VecDeque};

@@ -153,7 +153,7 @@ pub(super) async fn cmd_balance(ctx: &Ctx, address: Option<Address>) -> Result<R
         accounts.push(node.account(a).await?);
     }
     let text: String = accounts.iter().map(account_text).collect();
-    // One address: the object DESIGN.md fixes; several: a list of them.
+    // One address: a single account object; several: a list of them.
     let json = match accounts.as_slice() {
         [one] => account_json(one),
         many => json!({ "accounts": many.iter().map(account_json).collect::<Vec<_>>() }),
