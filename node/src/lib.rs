@@ -22,8 +22,9 @@ pub mod p2p;
 pub mod rpc;
 pub mod store;
 
-/// Milliseconds since the Unix epoch, from the system clock. The only clock the node
-/// reads; core takes the time as a parameter.
+/// Milliseconds since the Unix epoch, from the system clock. The only wall clock the
+/// node reads (intervals, such as the miner's hash rate and the P2P driver's timers, use
+/// monotonic time); core and the peer protocol take the time as a parameter.
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

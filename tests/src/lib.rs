@@ -134,6 +134,24 @@ pub fn wallet_json(
     serde_json::from_slice(&out.stdout).with_context(|| String::from_utf8_lossy(&out.stdout).to_string())
 }
 
+/// `s` without ANSI colour codes (the node's log has them; tests match on plain text).
+pub fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Private key hex of dev account `i`.
 pub fn dev_key_hex(i: usize) -> String {
     hex::encode(cairn_core::genesis::dev_key_bytes(i))

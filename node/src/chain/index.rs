@@ -3,7 +3,7 @@
 //! arrays by height.
 //!
 //! Memory per block: an [`Entry`] is 112 bytes (hash 32, cumulative work 32, height,
-//! timestamp, anchor timestamp and sequence 8 each, four u32 links/ids, status) plus
+//! timestamp, anchor timestamp and sequence 8 each, three u32 links, status) plus
 //! about 45 bytes in the hash map (key, value, control byte and load-factor slack) and
 //! 4 bytes in each of the two height arrays: about **170 bytes per block**, so a million
 //! blocks cost about 170 MB. Full headers are not kept: they are read from the `index`

@@ -10,7 +10,7 @@
 //! - [`presync`]: headers of low-work branches are checked before any is stored.
 //! - `net`: the thin tokio driver that runs the protocol over TCP.
 //!
-//! The protocol is also driven by a deterministic simulator (node/tests/p2p_sim.rs).
+//! The protocol is also driven by a deterministic simulator (node/tests/it/p2p_sim.rs).
 
 pub mod addrbook;
 pub mod downloads;

@@ -8,27 +8,10 @@
 
 use cairn_core::genesis::Genesis;
 use cairn_node::chain::check_db;
-use cairn_tests::{wait_until, NodeOptions, NodeProcess};
+use cairn_tests::{strip_ansi, wait_until, NodeOptions, NodeProcess};
 use rand::{Rng, SeedableRng};
 use std::path::Path;
 use std::time::{Duration, Instant};
-
-fn strip_ansi(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
 
 fn field(line: &str, name: &str) -> Option<u64> {
     let start = line.find(&format!("{name}="))? + name.len() + 1;

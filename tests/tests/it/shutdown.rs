@@ -11,7 +11,7 @@
 
 use cairn_core::genesis::Genesis;
 use cairn_tests::adversary::{magic_of, Peer};
-use cairn_tests::{bin, wait_until, NodeOptions, NodeProcess};
+use cairn_tests::{bin, strip_ansi, wait_until, NodeOptions, NodeProcess};
 use std::path::Path;
 use std::process::{Command, ExitStatus};
 use std::time::{Duration, Instant, SystemTime};
@@ -32,23 +32,6 @@ fn signal_and_wait(node: &mut NodeProcess, signal: i32, limit: Duration) -> (Exi
     let status =
         status.unwrap_or_else(|| panic!("the node did not exit within {limit:?}:\n{}", node.log_text()));
     (status, took)
-}
-
-fn strip_ansi(s: &str) -> String {
-    let mut out = String::new();
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 fn modified(path: &Path) -> SystemTime {
