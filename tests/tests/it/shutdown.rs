@@ -3,9 +3,10 @@
 //! `sigterm_and_sigint_stop_the_node_cleanly`: a mining `--dev` node with a real peer
 //! connected and one peer banned gets SIGTERM. It exits with status 0 within 5 s, its
 //! last log line is `shutdown complete`, `peers.json` and `bans.json` were written again
-//! after the signal (holding the peer and the ban), and `cairn-node check-db` finds the data
-//! dir consistent at once. Started again on the same data dir, it resumes at the height
-//! it stopped at, and stops just as cleanly on SIGINT.
+//! after the signal (holding the peer and the ban), the database was closed (`database
+//! closed` logged, no write-ahead log left to replay), and `cairn-node check-db` finds the
+//! data dir consistent at once. Started again on the same data dir, it resumes at the
+//! height it stopped at, and stops just as cleanly on SIGINT.
 
 #![allow(clippy::unwrap_used)]
 
@@ -36,6 +37,21 @@ fn signal_and_wait(node: &mut NodeProcess, signal: i32, limit: Duration) -> (Exi
 
 fn modified(path: &Path) -> SystemTime {
     std::fs::metadata(path).and_then(|m| m.modified()).unwrap_or(SystemTime::UNIX_EPOCH)
+}
+
+/// The node let go of the database before exiting: it logged `database closed` (the last
+/// reference to the node was dropped), and RocksDB flushed its memtables on close, so
+/// the write-ahead log files it leaves are empty and the next open replays nothing.
+fn assert_closed_cleanly(node: &NodeProcess, data_dir: &Path) {
+    let log = node.log_text();
+    assert!(log.contains("database closed"), "no `database closed` in the log:\n{log}");
+    for entry in std::fs::read_dir(data_dir.join("chain")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "log") {
+            let len = std::fs::metadata(&path).unwrap().len();
+            assert_eq!(len, 0, "{} holds {len} bytes of WAL after a clean shutdown", path.display());
+        }
+    }
 }
 
 fn check_db(data_dir: &Path) -> std::process::Output {
@@ -91,6 +107,7 @@ fn sigterm_and_sigint_stop_the_node_cleanly() {
     assert!(peers.contains(&peer.p2p_addr.to_string()), "peers.json lacks {}: {peers}", peer.p2p_addr);
     let bans = std::fs::read_to_string(data_dir.join("bans.json")).unwrap();
     assert!(bans.contains(&bad_local.to_string()), "bans.json lacks {bad_local}: {bans}");
+    assert_closed_cleanly(&node, &data_dir);
 
     let out = check_db(&data_dir);
     let report = String::from_utf8_lossy(&out.stdout);
@@ -103,6 +120,7 @@ fn sigterm_and_sigint_stop_the_node_cleanly() {
     assert!(status.success(), "exit status {status} after SIGINT:\n{}", node.log_text());
     let last = last_log_line(&node);
     assert!(last.ends_with("shutdown complete"), "last log line: {last:?}");
+    assert_closed_cleanly(&node, &data_dir);
     let out = check_db(&data_dir);
     assert!(out.status.success(), "check-db after SIGINT: {}", String::from_utf8_lossy(&out.stdout));
 }
