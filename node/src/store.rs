@@ -53,6 +53,7 @@
 //! flushes every memtable, so the next open has no WAL to replay, and opening after a
 //! crash never replays more than that bound, whatever the chain length.
 
+use crate::failstop::lock_or_stop;
 use cairn_core::block::{BlockHeader, HEADER_LEN};
 use cairn_core::encoding;
 use cairn_core::{BlockHash, Work};
@@ -347,9 +348,8 @@ impl MemStore {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Tables> {
-        // A panic elsewhere cannot leave a table half-written (batches apply under the
-        // lock without calling out), so a poisoned lock still guards consistent data.
-        self.tables.lock().unwrap_or_else(|e| e.into_inner())
+        // The node's one policy for a poisoned lock (see `failstop`), here too.
+        lock_or_stop(&self.tables, "in-memory store")
     }
 }
 
