@@ -10,5 +10,6 @@ mod fail_stop;
 mod p2p_block;
 mod p2p_processes;
 mod p2p_sim;
+mod protocol_model;
 mod rpc_api;
 mod rpc_block_status;
