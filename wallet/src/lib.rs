@@ -7,6 +7,8 @@
 //! - [`rpc`]: the JSON-RPC client and the translation of its errors into sentences.
 //! - [`receipt`]: checks a confirmed transfer's merkle proof, header hash and proof of
 //!   work locally, trusting the node for nothing it can prove.
+//! - [`nonces`]: the per-address lock and record that give parallel and back-to-back
+//!   sends consecutive nonces.
 //! - [`amount`]: amounts as people read and type them.
 //! - [`cli`]: the command line and each subcommand.
 //!
@@ -16,6 +18,7 @@
 pub mod amount;
 pub mod cli;
 pub mod keystore;
+pub mod nonces;
 pub mod password;
 pub mod receipt;
 pub mod rpc;

@@ -138,6 +138,8 @@ struct Ctx {
     rpc: String,
     wallet_dir: Option<PathBuf>,
     password_file: Option<PathBuf>,
+    /// `--json`: stdout is for the JSON object only, and progress notes stay quiet.
+    json: bool,
 }
 
 impl Ctx {
@@ -163,7 +165,8 @@ impl Ctx {
 }
 
 pub async fn run(cli: Cli) -> Result<Report> {
-    let ctx = Ctx { rpc: cli.rpc, wallet_dir: cli.wallet_dir, password_file: cli.password_file };
+    let ctx =
+        Ctx { rpc: cli.rpc, wallet_dir: cli.wallet_dir, password_file: cli.password_file, json: cli.json };
     match cli.command {
         Command::New => keys::cmd_new(&ctx),
         Command::Import => keys::cmd_import(&ctx),

@@ -4,19 +4,22 @@
 //! or the command line) and in what they do with the result; both sign through
 //! [`sign_transfer`].
 
-use super::{parse_address, Ctx, Report};
+use super::{parse_address, parse_txid, Ctx, Report};
 use crate::amount::{format_amount, parse_amount};
 use crate::keystore::Keystore;
+use crate::nonces::{now_ms, read_book, Handed, NonceBook};
 use crate::password::Purpose;
-use crate::rpc::Node;
+use crate::rpc::{Node, RpcError};
 use anyhow::{anyhow, bail, Context, Result};
 use cairn_core::genesis::DEV_CHAIN_ID;
 use cairn_core::transaction::public_key_of;
 use cairn_core::{encoding, Address, Amount, SignedTransfer, Transfer, Txid};
 use clap::Args;
+use k256::ecdsa::SigningKey;
 use serde_json::json;
 use std::fmt::Write as _;
 use std::io::Read;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// Fee `send` uses without `--fee` when the node's current minimum is lower.
@@ -36,6 +39,14 @@ pub struct SendArgs {
     /// Fee in base units [default: the node's minimum fee, at least 1,000].
     #[arg(long, value_parser = parse_amount, value_name = "N")]
     pub fee: Option<Amount>,
+    /// Use this nonce instead of the next free one. A nonce a pending transfer holds is a
+    /// replacement and needs a higher --fee; `--replace TXID` does the same more simply.
+    #[arg(long, value_name = "N", conflicts_with = "replace")]
+    pub nonce: Option<u64>,
+    /// Replace the pending transfer TXID (from the same address): this transfer takes its
+    /// nonce, and pays at least the fee the node requires for a replacement.
+    #[arg(long, value_parser = parse_txid, value_name = "TXID")]
+    pub replace: Option<Txid>,
     /// Wait until the transfer is in a block; print the block hash and height.
     #[arg(long)]
     pub wait: bool,
@@ -65,13 +76,13 @@ pub struct SignArgs {
 
 /// A transfer before signing: everything but the sender's public key, which comes from
 /// the unlocked key.
-struct Unsigned {
-    from: Address,
-    to: Address,
-    amount: Amount,
-    fee: Amount,
-    nonce: u64,
-    chain_id: u32,
+pub(super) struct Unsigned {
+    pub from: Address,
+    pub to: Address,
+    pub amount: Amount,
+    pub fee: Amount,
+    pub nonce: u64,
+    pub chain_id: u32,
 }
 
 /// Amount plus fee, or an error when the sum is past the largest amount.
@@ -79,34 +90,150 @@ fn amount_plus_fee(amount: Amount, fee: Amount) -> Result<Amount> {
     amount.checked_add(fee).ok_or_else(|| anyhow!("amount plus fee is larger than the largest amount"))
 }
 
-/// Asks for the password of `t.from`, unlocks its key, signs the transfer and checks it
-/// verifies as the node will check it. The password and key are dropped once used.
-fn sign_transfer(ctx: &Ctx, ks: &Keystore, t: &Unsigned) -> Result<SignedTransfer> {
-    let password = ctx.password(Purpose::Unlock(&t.from.to_text()))?;
-    let key = ks.load(&t.from, password.as_bytes())?;
+/// Asks for the password of `from` and unlocks its key. The password is dropped once
+/// used; the key wipes itself when dropped.
+pub(super) fn unlock(ctx: &Ctx, ks: &Keystore, from: &Address) -> Result<SigningKey> {
+    let password = ctx.password(Purpose::Unlock(&from.to_text()))?;
+    let key = ks.load(from, password.as_bytes())?;
     drop(password);
+    Ok(key)
+}
+
+/// Signs the transfer with an unlocked key and checks it verifies as the node will
+/// check it.
+pub(super) fn sign_with(key: &SigningKey, t: &Unsigned) -> Result<SignedTransfer> {
     let transfer = Transfer {
         chain_id: t.chain_id,
         nonce: t.nonce,
-        from: public_key_of(&key),
+        from: public_key_of(key),
         to: t.to,
         amount: t.amount,
         fee: t.fee,
     };
-    let signed = transfer.sign(&key).context("cannot sign the transfer")?;
-    drop(key);
+    let signed = transfer.sign(key).context("cannot sign the transfer")?;
     signed.verify(t.chain_id).context("the wallet produced a transfer that does not verify")?;
     Ok(signed)
 }
 
+/// Asks for the password of `t.from`, unlocks its key and signs the transfer.
+fn sign_transfer(ctx: &Ctx, ks: &Keystore, t: &Unsigned) -> Result<SignedTransfer> {
+    let key = unlock(ctx, ks, &t.from)?;
+    sign_with(&key, t)
+}
+
 /// Submits a signed transfer and checks the node reports the txid it has.
-async fn submit_signed(node: &Node, signed: &SignedTransfer) -> Result<Txid> {
+pub(super) async fn submit_signed(node: &Node, signed: &SignedTransfer) -> Result<Txid, SubmitFailure> {
     let local_txid = signed.txid();
-    let txid = node.submit(hex::encode(encoding::encode(signed))).await?;
+    let txid = node.submit(hex::encode(encoding::encode(signed))).await.map_err(SubmitFailure::Rpc)?;
     if txid != local_txid {
-        bail!("the node accepted the transfer as txid {txid}, but its txid is {local_txid}: the node is misbehaving");
+        return Err(SubmitFailure::Other(anyhow!(
+            "the node accepted the transfer as txid {txid}, but its txid is {local_txid}: the node is misbehaving"
+        )));
     }
     Ok(txid)
+}
+
+/// Why a submission failed: the node's RPC error (kept whole so a refusal can be
+/// explained), or something else.
+#[derive(Debug)]
+pub(super) enum SubmitFailure {
+    Rpc(RpcError),
+    Other(anyhow::Error),
+}
+
+impl From<SubmitFailure> for anyhow::Error {
+    fn from(f: SubmitFailure) -> anyhow::Error {
+        match f {
+            SubmitFailure::Rpc(e) => e.into(),
+            SubmitFailure::Other(e) => e,
+        }
+    }
+}
+
+/// A pending transfer that holds a nonce of the sender.
+#[derive(Clone, Debug)]
+pub(super) struct Holder {
+    pub txid: Txid,
+    pub nonce: u64,
+    pub fee: u64,
+    pub amount: u64,
+    pub to: Address,
+}
+
+/// Largest number of pending transfers the wallet looks through to find the one that
+/// holds a nonce, when its own records do not name it.
+const MAX_POOL_SCAN: usize = 20_000;
+
+/// The pending transfer from `from` with `nonce`: the wallet's own record first (checked
+/// against the node), else a search of the node's pool.
+pub(super) async fn find_holder(
+    node: &Node,
+    wallet_dir: &Path,
+    from: &Address,
+    nonce: u64,
+) -> Result<Option<Holder>> {
+    let mut candidates: Vec<Txid> =
+        read_book(wallet_dir, from).into_iter().filter(|h| h.nonce == nonce).map(|h| h.txid).collect();
+    candidates.extend(node.mempool_info().await?.txids.into_iter().take(MAX_POOL_SCAN));
+    for txid in candidates {
+        let Some(status) = node.transaction(&txid).await? else { continue };
+        let t = status.tx;
+        if status.status == "pending" && t.from == Some(*from) && t.nonce == nonce {
+            return Ok(Some(Holder { txid: t.txid, nonce, fee: t.fee, amount: t.amount, to: t.to }));
+        }
+    }
+    Ok(None)
+}
+
+/// The fee a replacement of `holder` must pay at least: its fee plus the node's minimum
+/// fee (the smallest bump the node accepts), and at least one more.
+fn replacement_min_fee(holder: &Holder, min_fee: u64) -> u64 {
+    holder.fee.saturating_add(min_fee.max(1))
+}
+
+/// The refusal of a nonce a pending transfer holds, in words: which transfer, and the two
+/// ways forward.
+fn taken_nonce_error(from: &Address, holder: &Holder, min_fee: u64, next_free: u64) -> anyhow::Error {
+    anyhow!(
+        "nonce {nonce} of {from} is taken by pending transfer {txid} ({amount} to {to}, fee {fee}).\n\
+         Either replace that transfer: `cairn-wallet send --replace {txid} ...` (same nonce; the wallet \
+         pays the minimum replacement fee, {min}, unless --fee asks for more), \
+         or leave out --nonce to send this one with the next free nonce ({next_free}).",
+        nonce = holder.nonce,
+        txid = holder.txid,
+        amount = format_amount(holder.amount),
+        to = holder.to,
+        fee = format_amount(holder.fee),
+        min = format_amount(replacement_min_fee(holder, min_fee)),
+    )
+}
+
+/// Turns the node's refusal of a transfer with `nonce` into a sentence that says what
+/// happened and what to do, when the refusal is about the nonce.
+async fn explain_refusal(
+    node: &Node,
+    wallet_dir: &Path,
+    from: &Address,
+    nonce: u64,
+    min_fee: u64,
+    failure: SubmitFailure,
+) -> anyhow::Error {
+    let SubmitFailure::Rpc(RpcError::Refused { reason }) = &failure else { return failure.into() };
+    if reason.contains("replacement fee too low") {
+        let next_free = node.account(from).await.map(|a| a.pending_nonce).ok();
+        if let (Ok(Some(holder)), Some(next_free)) =
+            (find_holder(node, wallet_dir, from, nonce).await, next_free)
+        {
+            return taken_nonce_error(from, &holder, min_fee, next_free);
+        }
+    } else if reason.contains("nonce too low") {
+        return anyhow!(
+            "{}: nonce {nonce} of {from} is already used by a confirmed transfer; leave out --nonce \
+             to use the next free one",
+            anyhow::Error::from(failure)
+        );
+    }
+    failure.into()
 }
 
 pub(super) async fn cmd_send(ctx: &Ctx, args: SendArgs) -> Result<Report> {
@@ -115,9 +242,47 @@ pub(super) async fn cmd_send(ctx: &Ctx, args: SendArgs) -> Result<Report> {
     let node = ctx.node()?;
     let info = node.chain_info().await?;
     let account = node.account(&args.from).await?;
-    let fee = match args.fee {
-        Some(f) => f,
-        None => Amount(node.mempool_info().await?.min_fee.max(DEFAULT_FEE)),
+    let min_fee = node.mempool_info().await?.min_fee;
+    // The pending transfer this one replaces, if the user asked for a nonce one holds.
+    let replaces: Option<Holder> = match (args.replace, args.nonce) {
+        (Some(txid), _) => Some(replace_target(&node, &args.from, &txid).await?),
+        (None, Some(n)) if n < account.nonce => bail!(
+            "nonce {n} of {} is already used by a confirmed transfer (the account's next nonce is {}); \
+             leave out --nonce to use the next free one",
+            args.from,
+            account.pending_nonce
+        ),
+        (None, Some(n)) if n > account.pending_nonce => bail!(
+            "nonce {n} would leave a gap: the next free nonce of {} is {} (the node refuses gaps); \
+             leave out --nonce to use it",
+            args.from,
+            account.pending_nonce
+        ),
+        (None, Some(n)) if n < account.pending_nonce => {
+            // None: it was confirmed or dropped meanwhile, and the node decides below.
+            find_holder(&node, ks.dir(), &args.from, n).await?
+        }
+        _ => None,
+    };
+    let fee = match (args.fee, &replaces) {
+        (Some(f), Some(h)) if f.0 < replacement_min_fee(h, min_fee) => {
+            if args.replace.is_some() {
+                bail!(
+                    "a replacement of {} must pay at least {} (its fee {} plus the node's minimum fee); \
+                     leave out --fee and the wallet pays that",
+                    h.txid,
+                    format_amount(replacement_min_fee(h, min_fee)),
+                    format_amount(h.fee)
+                );
+            }
+            return Err(taken_nonce_error(&args.from, h, min_fee, account.pending_nonce));
+        }
+        (Some(f), _) => f,
+        (None, Some(h)) if args.nonce.is_some() => {
+            return Err(taken_nonce_error(&args.from, h, min_fee, account.pending_nonce));
+        }
+        (None, Some(h)) => Amount(replacement_min_fee(h, min_fee).max(min_fee.max(DEFAULT_FEE))),
+        (None, None) => Amount(min_fee.max(DEFAULT_FEE)),
     };
     let total = amount_plus_fee(args.amount, fee)?;
     // Checked before asking for the password or signing anything. The balance is the
@@ -132,17 +297,34 @@ pub(super) async fn cmd_send(ctx: &Ctx, args: SendArgs) -> Result<Report> {
             format_amount(fee.0)
         );
     }
-    let unsigned = Unsigned {
-        from: args.from,
-        to: args.to,
-        amount: args.amount,
-        fee,
-        nonce: account.pending_nonce,
-        chain_id: info.chain_id,
+    let key = unlock(ctx, &ks, &args.from)?;
+    // From reading the nonce to recording the node's answer, no other wallet process
+    // hands out a nonce of this address (see `crate::nonces`).
+    let mut book = NonceBook::lock(ks.dir(), &args.from, ctx.json)?;
+    let account = node.account(&args.from).await?;
+    book.prune(&node, account.nonce).await?;
+    let nonce = match (&replaces, args.nonce) {
+        (Some(h), _) => h.nonce,
+        (None, Some(n)) => n,
+        (None, None) => account.pending_nonce,
     };
-    let signed = sign_transfer(ctx, &ks, &unsigned)?;
-    let txid = submit_signed(&node, &signed).await?;
-    let nonce = unsigned.nonce;
+    let unsigned =
+        Unsigned { from: args.from, to: args.to, amount: args.amount, fee, nonce, chain_id: info.chain_id };
+    let signed = sign_with(&key, &unsigned)?;
+    drop(key);
+    let txid = match submit_signed(&node, &signed).await {
+        Ok(txid) => txid,
+        Err(failure) => {
+            return Err(explain_refusal(&node, ks.dir(), &args.from, nonce, min_fee, failure).await)
+        }
+    };
+    book.record(Handed { nonce, txid, fee: fee.0, amount: args.amount.0, to: args.to, at_ms: now_ms() });
+    if let Err(e) = book.save() {
+        // The transfer is sent; only the wallet's note of it is lost (the node's pending
+        // nonce still counts it).
+        eprintln!("warning: {e:#}");
+    }
+    drop(book);
     let mut json = json!({
         "txid": txid, "from": args.from, "to": args.to, "amount": args.amount.0, "fee": fee.0, "nonce": nonce,
     });
@@ -154,6 +336,10 @@ pub(super) async fn cmd_send(ctx: &Ctx, args: SendArgs) -> Result<Report> {
         format_amount(fee.0),
         nonce
     );
+    if let Some(h) = &replaces {
+        json["replaced"] = json!(h.txid);
+        let _ = writeln!(text, "replaces pending transfer {} (fee {})", h.txid, format_amount(h.fee));
+    }
     if args.wait {
         let (block_hash, height) = wait_confirmed(&node, &txid, Duration::from_secs(args.timeout)).await?;
         json["block_hash"] = json!(block_hash);
@@ -161,6 +347,33 @@ pub(super) async fn cmd_send(ctx: &Ctx, args: SendArgs) -> Result<Report> {
         let _ = writeln!(text, "confirmed in block {block_hash} at height {height}");
     }
     Ok(Report::new(json, text))
+}
+
+/// The pending transfer `txid` that `send --replace` replaces, checked to be pending and
+/// from `from`.
+async fn replace_target(node: &Node, from: &Address, txid: &Txid) -> Result<Holder> {
+    let Some(status) = node.transaction(txid).await? else {
+        bail!(
+            "cannot replace {txid}: the node does not know it (it was never sent to this node, or it \
+             left the pool: evicted or expired); send a new transfer instead"
+        );
+    };
+    if status.status != "pending" {
+        bail!(
+            "cannot replace {txid}: it is already {} (block {}, height {})",
+            status.status,
+            status.block_hash.map(|h| h.to_string()).unwrap_or_default(),
+            status.height.map(|h| h.to_string()).unwrap_or_default()
+        );
+    }
+    let t = status.tx;
+    if t.from != Some(*from) {
+        bail!(
+            "cannot replace {txid}: it is from {}, not from {from}",
+            t.from.map(|a| a.to_text()).unwrap_or_else(|| "a coinbase".into())
+        );
+    }
+    Ok(Holder { txid: t.txid, nonce: t.nonce, fee: t.fee, amount: t.amount, to: t.to })
 }
 
 /// Polls chain_getTransaction until the transfer is in a block on the best chain.
@@ -264,6 +477,7 @@ mod tests {
             rpc: "http://127.0.0.1:1".into(),
             wallet_dir: Some(ks.dir().to_path_buf()),
             password_file: Some(pw),
+            json: false,
         };
         let args =
             SignArgs { from, to, amount: Amount(1234), fee: Amount(10), nonce: 7, chain_id: DEV_CHAIN_ID };
@@ -284,7 +498,12 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let from = address_of(&signing_key_from_bytes(&dev_key_bytes(2)).unwrap());
         // No password source at all: if the wallet asked, the error would be about that.
-        let ctx = Ctx { rpc: String::new(), wallet_dir: Some(tmp.path().to_path_buf()), password_file: None };
+        let ctx = Ctx {
+            rpc: String::new(),
+            wallet_dir: Some(tmp.path().to_path_buf()),
+            password_file: None,
+            json: false,
+        };
         let args =
             SignArgs { from, to: from, amount: Amount(1), fee: Amount(1), nonce: 0, chain_id: DEV_CHAIN_ID };
         let err = format!("{:#}", cmd_sign(&ctx, args).unwrap_err());

@@ -1,0 +1,178 @@
+//! End-to-end: the wallet as a payout script uses it, against a real `cairn-node --dev`
+//! process: parallel sends from one address, refusals of a taken nonce, batches, the
+//! automatic fee, and waiting for confirmations.
+//!
+//! Each test starts its own node on `127.0.0.1:0` in a temporary data dir (killed when
+//! the `NodeProcess` guard drops) and its own wallet dir. Every wait polls with a deadline.
+
+#![allow(clippy::unwrap_used)] // test helpers: a failed unwrap is a failed test
+
+use cairn_tests::{bin, dev_address, dev_key_hex, wait_until, wallet, wallet_json, NodeProcess};
+use serde_json::{json, Value};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const PW: &str = "payout password";
+
+/// A wallet dir holding dev account `i`; returns its address.
+fn import_dev(rpc: &str, dir: &Path, i: usize) -> String {
+    let v = wallet_json(rpc, dir, PW, &["import"], Some(&format!("{}\n", dev_key_hex(i)))).unwrap();
+    assert_eq!(v["address"], json!(dev_address(i)));
+    dev_address(i)
+}
+
+/// Runs the wallet expecting failure; returns stderr (and checks nothing went to stdout).
+fn wallet_fails(rpc: &str, dir: &Path, args: &[&str]) -> String {
+    let out = wallet(rpc, dir, PW, args, None).unwrap();
+    assert!(
+        !out.status.success(),
+        "wallet {args:?} should fail; stdout: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stderr).to_string()
+}
+
+fn u64_of(v: &Value, field: &str) -> u64 {
+    v[field].as_u64().unwrap_or_else(|| panic!("no integer `{field}` in {v}"))
+}
+
+fn account(node: &NodeProcess, address: &str) -> Value {
+    node.rpc("state_getAccount", json!([address])).unwrap()
+}
+
+fn pool_txids(node: &NodeProcess) -> Vec<String> {
+    let info = node.rpc("mempool_getInfo", json!([])).unwrap();
+    info["txids"].as_array().unwrap().iter().map(|t| t.as_str().unwrap().to_string()).collect()
+}
+
+fn tx_status(node: &NodeProcess, txid: &str) -> String {
+    let v = node.rpc("chain_getTransaction", json!([txid])).unwrap();
+    v["status"].as_str().unwrap_or("unknown").to_string()
+}
+
+/// Waits until every txid is confirmed on the node's best chain.
+fn wait_all_confirmed(node: &NodeProcess, txids: &[String], timeout: Duration) {
+    wait_until(timeout, "the transfers to confirm", || {
+        Ok(txids.iter().all(|t| tx_status(node, t) == "confirmed").then_some(()))
+    });
+}
+
+#[test]
+fn eight_parallel_sends_from_one_address_get_consecutive_nonces() {
+    let node = NodeProcess::start_dev(bin("cairn-node"), &[]);
+    let rpc = node.url();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("wallet");
+    let from = import_dev(&rpc, &dir, 3);
+
+    // Eight processes started at once, none waiting for another.
+    let children: Vec<_> = (0..8u64)
+        .map(|i| {
+            Command::new(bin("cairn-wallet"))
+                .arg("--rpc")
+                .arg(&rpc)
+                .arg("--wallet-dir")
+                .arg(&dir)
+                .args(["--json", "send", "--from", &from, "--to", &dev_address(4), "--amount"])
+                .arg((1_000 + i).to_string())
+                .env("CAIRN_WALLET_PASSWORD", PW)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut nonces = Vec::new();
+    let mut txids = Vec::new();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "a parallel send failed: {}", String::from_utf8_lossy(&out.stderr));
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        nonces.push(u64_of(&v, "nonce"));
+        txids.push(v["txid"].as_str().unwrap().to_string());
+    }
+    nonces.sort();
+    assert_eq!(nonces, (0..8).collect::<Vec<u64>>());
+    wait_all_confirmed(&node, &txids, Duration::from_secs(90));
+    assert_eq!(u64_of(&account(&node, &from), "nonce"), 8);
+}
+
+#[test]
+fn a_taken_nonce_is_refused_in_words_and_replace_takes_its_place() {
+    // No miner: transfers stay pending.
+    let node = NodeProcess::start_dev(bin("cairn-node"), &["--no-mine"]);
+    let rpc = node.url();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("wallet");
+    let from = import_dev(&rpc, &dir, 3);
+    let to = dev_address(4);
+
+    let first = wallet_json(
+        &rpc,
+        &dir,
+        PW,
+        &["send", "--from", &from, "--to", &to, "--amount", "100", "--fee", "1000"],
+        None,
+    )
+    .unwrap();
+    let first_txid = first["txid"].as_str().unwrap().to_string();
+    assert_eq!(u64_of(&first, "nonce"), 0);
+
+    // `--nonce 0` again without a fee that pays for a replacement: refused before
+    // anything is signed, naming the transfer that holds the nonce and the two ways on.
+    let err =
+        wallet_fails(&rpc, &dir, &["send", "--from", &from, "--to", &to, "--amount", "5", "--nonce", "0"]);
+    assert!(err.contains(&format!("nonce 0 of {from} is taken by pending transfer {first_txid}")), "{err}");
+    assert!(err.contains("fee 1,000"), "{err}");
+    assert!(err.contains(&format!("--replace {first_txid}")), "{err}");
+    assert!(err.contains("minimum replacement fee, 1,001"), "{err}");
+    assert!(err.contains("leave out --nonce") && err.contains("next free nonce (1)"), "{err}");
+    assert_eq!(pool_txids(&node), vec![first_txid.clone()], "nothing was sent");
+
+    // A nonce ahead of the next free one, and one already confirmed-or-gapped: clear too.
+    let err =
+        wallet_fails(&rpc, &dir, &["send", "--from", &from, "--to", &to, "--amount", "5", "--nonce", "5"]);
+    assert!(err.contains("gap") && err.contains("next free nonce of") && err.contains(" is 1"), "{err}");
+
+    // The first way forward: --replace, the wallet computing the minimum fee.
+    let replaced = wallet_json(
+        &rpc,
+        &dir,
+        PW,
+        &["send", "--from", &from, "--to", &to, "--amount", "5", "--replace", &first_txid],
+        None,
+    )
+    .unwrap();
+    assert_eq!(replaced["replaced"], json!(first_txid));
+    assert_eq!(u64_of(&replaced, "nonce"), 0);
+    assert_eq!(u64_of(&replaced, "fee"), 1_001, "{replaced}");
+    let second_txid = replaced["txid"].as_str().unwrap().to_string();
+    assert_eq!(pool_txids(&node), vec![second_txid.clone()]);
+
+    // `--replace` with a fee below that minimum is refused with the minimum.
+    let err = wallet_fails(
+        &rpc,
+        &dir,
+        &["send", "--from", &from, "--to", &to, "--amount", "5", "--replace", &second_txid, "--fee", "1001"],
+    );
+    assert!(err.contains("must pay at least 1,002"), "{err}");
+
+    // `--nonce N` with a fee that pays for it is a deliberate replacement.
+    let third = wallet_json(
+        &rpc,
+        &dir,
+        PW,
+        &["send", "--from", &from, "--to", &to, "--amount", "6", "--nonce", "0", "--fee", "5000"],
+        None,
+    )
+    .unwrap();
+    assert_eq!(third["replaced"], json!(second_txid));
+
+    // The second way forward: no --nonce takes the next free one.
+    let next =
+        wallet_json(&rpc, &dir, PW, &["send", "--from", &from, "--to", &to, "--amount", "5"], None).unwrap();
+    assert_eq!(u64_of(&next, "nonce"), 1);
+    assert_eq!(pool_txids(&node).len(), 2);
+}
