@@ -176,3 +176,105 @@ fn a_taken_nonce_is_refused_in_words_and_replace_takes_its_place() {
     assert_eq!(u64_of(&next, "nonce"), 1);
     assert_eq!(pool_txids(&node).len(), 2);
 }
+
+/// A fresh recipient address for line `i` of a batch (nobody holds its key).
+fn recipient(i: usize) -> String {
+    let mut bytes = [0xa0u8; 20];
+    bytes[..8].copy_from_slice(&(i as u64).to_be_bytes());
+    cairn_core::Address(bytes).to_text()
+}
+
+#[test]
+fn send_many_pays_200_recipients_in_line_order() {
+    let node = NodeProcess::start_dev(bin("cairn-node"), &[]);
+    let rpc = node.url();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("wallet");
+    let from = import_dev(&rpc, &dir, 3);
+
+    // A CSV header, a comment and a blank line, then 200 `to,amount` lines (from file
+    // line 4 on).
+    let mut file = String::from("to,amount\n# monthly payouts\n\n");
+    for i in 0..200 {
+        file.push_str(&format!("{},{}\n", recipient(i), 1_000 + i));
+    }
+    let path = tmp.path().join("payouts.csv");
+    std::fs::write(&path, &file).unwrap();
+
+    let out = wallet(
+        &rpc,
+        &dir,
+        PW,
+        &["--json", "send-many", "--from", &from, path.to_str().unwrap(), "--wait", "--timeout", "120"],
+        None,
+    )
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "send-many failed: {stderr}");
+    let objects: Vec<Value> =
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(objects.len(), 200);
+    let mut last_height = 0;
+    for (i, o) in objects.iter().enumerate() {
+        // One object per input line, in line order, with consecutive nonces.
+        assert_eq!(u64_of(o, "line"), i as u64 + 4, "{o}");
+        assert_eq!(o["to"], json!(recipient(i)), "{o}");
+        assert_eq!(u64_of(o, "nonce"), i as u64, "{o}");
+        assert_eq!(o["status"], json!("confirmed"), "{o}");
+        let height = u64_of(o, "height");
+        assert!(height >= last_height, "line {} confirmed before the line above it: {o}", i + 4);
+        last_height = height;
+        assert_eq!(tx_status(&node, o["txid"].as_str().unwrap()), "confirmed");
+    }
+    for i in [0, 99, 199] {
+        assert_eq!(node.balance(&recipient(i)).unwrap(), 1_000 + i as u64);
+    }
+    assert_eq!(u64_of(&account(&node, &from), "nonce"), 200);
+
+    // Text mode, from standard input: one line per transfer.
+    let out = wallet(
+        &rpc,
+        &dir,
+        PW,
+        &["send-many", "--from", &from, "-"],
+        Some(&format!("{} 5\n{} 6\n", recipient(500), recipient(501))),
+    )
+    .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(lines[0].starts_with("line 1: sent 5 to ") && lines[0].contains("nonce 200"), "{text}");
+    assert!(lines[1].starts_with("line 2: sent 6 to ") && lines[1].contains("nonce 201"), "{text}");
+}
+
+#[test]
+fn send_many_with_a_bad_line_sends_nothing() {
+    let node = NodeProcess::start_dev(bin("cairn-node"), &["--no-mine"]);
+    let rpc = node.url();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("wallet");
+    let from = import_dev(&rpc, &dir, 3);
+    let before = account(&node, &from);
+
+    let mut typo: Vec<char> = recipient(36).chars().collect();
+    typo[7] = if typo[7] == '0' { '1' } else { '0' };
+    let typo: String = typo.into_iter().collect();
+    let mut file = String::new();
+    for i in 0..50 {
+        let to = if i == 36 { typo.clone() } else { recipient(i) };
+        file.push_str(&format!("{to} {}\n", 10 + i));
+    }
+    let out = wallet(&rpc, &dir, PW, &["send-many", "--from", &from, "-"], Some(&file)).unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(stderr.contains("1 bad line; nothing was signed or sent"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("line 37: bad address `{typo}`")) && stderr.contains("checksum"),
+        "{stderr}"
+    );
+    // The node saw nothing: same nonces, empty pool.
+    assert_eq!(account(&node, &from), before);
+    assert!(pool_txids(&node).is_empty());
+}

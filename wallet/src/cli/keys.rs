@@ -32,6 +32,8 @@ fn saved_report(ks: &Keystore, address: &Address, verb: &str) -> Report {
             "{verb} key {address}, saved encrypted in {}.\nBack up that file and remember the password: without both, the funds are lost.",
             path.display()
         )),
+        json_lines: false,
+        failure: None,
     }
 }
 
@@ -115,7 +117,13 @@ pub(super) fn cmd_list(ctx: &Ctx) -> Result<Report> {
     if !problems.is_empty() {
         json["problems"] = Value::Array(problems);
     }
-    Ok(Report { json, text, note: (!notes.is_empty()).then(|| notes.join("\n")) })
+    Ok(Report {
+        json,
+        text,
+        note: (!notes.is_empty()).then(|| notes.join("\n")),
+        json_lines: false,
+        failure: None,
+    })
 }
 
 fn account_json(a: &cairn_api::RpcAccount) -> Value {

@@ -3,15 +3,18 @@
 //! - `keys`: `new`, `import`, `list`, `balance` (the wallet's keys and their accounts);
 //! - `transfers`: `send`, `sign`, `submit` (one function builds and signs a transfer for
 //!   both `send` and `sign`);
+//! - `batch`: `send-many` (a file of recipients, consecutive nonces, one line per transfer);
 //! - `receipts`: `tx` and `tx --verify` (a transfer's status and its local verification).
 //!
 //! Each command returns a [`Report`]: a JSON object (printed with `--json`) and the same
 //! facts as text for people. Errors are `anyhow` chains printed to stderr by `main`.
 
+mod batch;
 mod keys;
 mod receipts;
 mod transfers;
 
+pub use batch::{parse_batch, BatchLine, SendManyArgs};
 pub use receipts::MAX_DESCENDANTS_CHECKED;
 pub use transfers::{decode_signed_hex, SendArgs, SignArgs, DEFAULT_FEE};
 
@@ -63,6 +66,9 @@ pub enum Command {
     },
     /// Sign a transfer with the node's next nonce, submit it, print the txid.
     Send(SendArgs),
+    /// Pay many recipients from one address: one transfer per line of FILE.
+    #[command(long_about = batch::SEND_MANY_HELP)]
+    SendMany(SendManyArgs),
     /// Sign a transfer offline (no node needed); print its hex for `submit`.
     Sign(SignArgs),
     /// Submit a signed transfer (hex, or `-` to read it from stdin).
@@ -89,17 +95,21 @@ fn parse_txid(text: &str) -> Result<Txid, String> {
 }
 
 /// What a command prints: `json` with `--json`, else `text`; `note` goes to stderr in
-/// text mode (things a script piping stdout should not receive).
+/// text mode (things a script piping stdout should not receive). With `json_lines`,
+/// `json` is an array printed one element per line (`send-many`). A `failure` is printed
+/// as the error after the report: the command printed what it did, and still failed.
 #[derive(Debug)]
 pub struct Report {
     pub json: Value,
     pub text: String,
     pub note: Option<String>,
+    pub json_lines: bool,
+    pub failure: Option<String>,
 }
 
 impl Report {
     fn new(json: Value, text: String) -> Report {
-        Report { json, text, note: None }
+        Report { json, text, note: None, json_lines: false, failure: None }
     }
 }
 
@@ -123,7 +133,11 @@ pub fn main(cli: Cli) -> Result<()> {
         .context("cannot start the async runtime")?;
     let json = cli.json;
     let report = runtime.block_on(run(cli))?;
-    if json {
+    if json && report.json_lines {
+        for line in report.json.as_array().into_iter().flatten() {
+            println!("{line}");
+        }
+    } else if json {
         println!("{}", report.json);
     } else {
         if let Some(note) = &report.note {
@@ -131,7 +145,10 @@ pub fn main(cli: Cli) -> Result<()> {
         }
         print!("{}", report.text);
     }
-    Ok(())
+    match report.failure {
+        Some(failure) => Err(anyhow!(failure)),
+        None => Ok(()),
+    }
 }
 
 struct Ctx {
@@ -173,6 +190,7 @@ pub async fn run(cli: Cli) -> Result<Report> {
         Command::List => keys::cmd_list(&ctx),
         Command::Balance { address } => keys::cmd_balance(&ctx, address).await,
         Command::Send(args) => transfers::cmd_send(&ctx, args).await,
+        Command::SendMany(args) => batch::cmd_send_many(&ctx, args).await,
         Command::Sign(args) => transfers::cmd_sign(&ctx, args),
         Command::Submit { hex } => transfers::cmd_submit(&ctx, &hex).await,
         Command::Tx { txid, verify } => receipts::cmd_tx(&ctx, txid, verify).await,

@@ -86,7 +86,7 @@ pub(super) struct Unsigned {
 }
 
 /// Amount plus fee, or an error when the sum is past the largest amount.
-fn amount_plus_fee(amount: Amount, fee: Amount) -> Result<Amount> {
+pub(super) fn amount_plus_fee(amount: Amount, fee: Amount) -> Result<Amount> {
     amount.checked_add(fee).ok_or_else(|| anyhow!("amount plus fee is larger than the largest amount"))
 }
 
@@ -377,7 +377,11 @@ async fn replace_target(node: &Node, from: &Address, txid: &Txid) -> Result<Hold
 }
 
 /// Polls chain_getTransaction until the transfer is in a block on the best chain.
-async fn wait_confirmed(node: &Node, txid: &Txid, timeout: Duration) -> Result<(cairn_core::BlockHash, u64)> {
+pub(super) async fn wait_confirmed(
+    node: &Node,
+    txid: &Txid,
+    timeout: Duration,
+) -> Result<(cairn_core::BlockHash, u64)> {
     let deadline = Instant::now() + timeout;
     let mut last = "unknown to the node".to_string();
     loop {
@@ -415,6 +419,8 @@ pub(super) fn cmd_sign(ctx: &Ctx, args: SignArgs) -> Result<Report> {
     let hex_text = hex::encode(encoding::encode(&signed));
     let txid = signed.txid();
     Ok(Report {
+        json_lines: false,
+        failure: None,
         json: json!({ "hex": hex_text, "txid": txid, "chain_id": args.chain_id, "nonce": args.nonce }),
         text: format!("{hex_text}\n"),
         note: Some(format!(
