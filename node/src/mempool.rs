@@ -184,6 +184,42 @@ pub struct Mempool {
     next_seq: u64,
 }
 
+/// The fee a transfer should pay now, as [`Mempool::estimate_fee`] works it out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FeeEstimate {
+    /// The configured minimum fee (also the smallest step of a replacement).
+    pub min_fee: Amount,
+    /// The lowest fee admitted now: `min_fee`, or more when the pool is full and the
+    /// newcomer must outrank what would be evicted to make room.
+    pub admit_fee: Amount,
+    /// The fee that ranks the newcomer within the next block's room in the pool's order:
+    /// `min_fee` while the whole pool fits in a block.
+    pub next_block_fee: Amount,
+    /// The larger of `admit_fee` and `next_block_fee`: what a wallet should pay.
+    pub fee: Amount,
+    pub tx_bytes: usize,
+    pub pool_bytes: usize,
+    pub pool_max_bytes: usize,
+    pub block_bytes: usize,
+}
+
+/// Canonical size of every transfer (the encoding is fixed-width): what the fee
+/// estimate assumes.
+pub fn standard_transfer_size() -> usize {
+    let t = SignedTransfer {
+        transfer: cairn_core::Transfer {
+            chain_id: 0,
+            nonce: 0,
+            from: [0; 33],
+            to: Address([0; 20]),
+            amount: Amount::ZERO,
+            fee: Amount::ZERO,
+        },
+        signature: [0; 64],
+    };
+    transfer_size(&t)
+}
+
 /// Canonical size of a transfer inside a block (with its enum tag): what it costs in a
 /// block and in the mempool's byte cap.
 pub fn transfer_size(tx: &SignedTransfer) -> usize {
@@ -252,6 +288,60 @@ impl Mempool {
             // (a floor shown to wallets: at most the largest amount).
             Some((p, _)) => floor.max(Amount(p.fee).saturating_add(Amount(1))),
             None => floor,
+        }
+    }
+
+    /// What a transfer of `tx_bytes` from `sender` (if known) should pay now
+    /// (`mempool_estimateFee`), given that a block holds `block_bytes` of transfers. See
+    /// [`FeeEstimate`].
+    pub fn estimate_fee(&self, tx_bytes: usize, block_bytes: usize, sender: Option<&Address>) -> FeeEstimate {
+        let floor = self.config.min_fee;
+        // The fee that ranks a transfer of `tx_bytes` strictly above `p`'s fee rate.
+        let beat = |p: &Priority| -> Amount {
+            let size = u128::try_from(tx_bytes).unwrap_or(u128::MAX);
+            let scaled = u128::from(p.fee).saturating_mul(size).checked_div(u128::from(p.size.max(1)));
+            let fee = scaled.and_then(|f| u64::try_from(f).ok()).unwrap_or(u64::MAX);
+            floor.max(Amount(fee).saturating_add(Amount(1)))
+        };
+        // Admission: if the newcomer does not fit, it must outrank the lowest entries whose
+        // removal makes room (never the sender's own, as in `make_room`); the highest of
+        // those is the one to beat.
+        let mut admit_fee = floor;
+        let mut over = self.bytes.saturating_add(tx_bytes).saturating_sub(self.config.max_bytes);
+        if over > 0 {
+            for (p, id) in self.by_priority.iter() {
+                let Some(e) = self.entries.get(id) else { continue };
+                if Some(&e.sender) == sender {
+                    continue;
+                }
+                admit_fee = beat(p);
+                over = over.saturating_sub(e.size);
+                if over == 0 {
+                    break;
+                }
+            }
+        }
+        // The next block: in the pool's order, the entry at which a block's room runs out
+        // (leaving none for the newcomer) is the one to beat. Sender nonce order can push
+        // some entries later than their rate alone would; this is an estimate.
+        let mut next_block_fee = floor;
+        let mut used = 0usize;
+        for (p, id) in self.by_priority.iter().rev() {
+            used = used.saturating_add(self.entries.get(id).map_or(0, |e| e.size));
+            if used.saturating_add(tx_bytes) > block_bytes {
+                next_block_fee = beat(p);
+                break;
+            }
+        }
+        FeeEstimate {
+            min_fee: floor,
+            admit_fee,
+            next_block_fee,
+            fee: admit_fee.max(next_block_fee),
+            tx_bytes,
+            pool_bytes: self.bytes,
+            pool_max_bytes: self.config.max_bytes,
+            block_bytes,
         }
     }
 
@@ -960,6 +1050,40 @@ mod tests {
         m.expire(1_200);
         assert_eq!(m.len(), 1);
         assert!(m.contains(&tx(&b, 0, 1, 1).txid()));
+    }
+
+    #[test]
+    fn fee_estimate_follows_the_pool() {
+        let (a, b, c) = (key(1), key(2), key(3));
+        let st = state(&[(&a, 1_000, 0), (&b, 1_000, 0), (&c, 1_000, 0)]);
+        let size = transfer_size(&tx(&a, 0, 1, 1));
+        assert_eq!(size, standard_transfer_size());
+        let mut m = Mempool::with_config(MempoolConfig {
+            max_bytes: 3 * size,
+            min_fee: Amount(2),
+            ..MempoolConfig::default()
+        });
+        // Empty: the minimum, everywhere.
+        let e = m.estimate_fee(size, 10 * size, None);
+        assert_eq!((e.admit_fee, e.next_block_fee, e.fee), (Amount(2), Amount(2), Amount(2)));
+        m.add_verified(tx(&a, 0, 1, 7), &st, 0).unwrap();
+        m.add_verified(tx(&b, 0, 1, 5), &st, 0).unwrap();
+        assert_eq!(m.estimate_fee(size, 10 * size, None).fee, Amount(2), "room left: the minimum");
+        m.add_verified(tx(&c, 0, 1, 9), &st, 0).unwrap();
+        // Full: beat the lowest (5), and that fee is really admitted.
+        let e = m.estimate_fee(size, 10 * size, None);
+        assert_eq!((e.admit_fee, e.fee), (Amount(6), Amount(6)));
+        let d = key(4);
+        let st2 = state(&[(&d, 1_000, 0)]);
+        assert!(matches!(m.add_verified(tx(&d, 0, 1, 5), &st2, 0), Err(MempoolError::Full { .. })));
+        // b's own transfers are never evicted for b's next one: beat the next lowest.
+        assert_eq!(m.estimate_fee(size, 10 * size, Some(&address_of(&b))).fee, Amount(8));
+        m.add_verified(tx(&d, 0, 1, e.fee.0), &st2, 0).unwrap();
+        // Blocks of two transfers: the pool holds 6, 7, 9; the next block takes 9 and 7,
+        // and a newcomer must beat 7 to be among them.
+        let e = m.estimate_fee(size, 2 * size, None);
+        assert_eq!(e.next_block_fee, Amount(8));
+        assert_eq!(e.fee, Amount(8));
     }
 
     #[test]

@@ -89,14 +89,19 @@ impl HeaderHasher {
     }
 }
 
+/// Bytes of transfers a block template takes: the block limit less room for the
+/// header, the list length, the coinbase and a margin.
+pub fn transfer_budget(params: &cairn_core::ChainParams) -> usize {
+    (params.max_block_bytes as usize).saturating_sub(512)
+}
+
 /// A block template on the current tip: coinbase to `miner`, transfers from the mempool
 /// by fee rate within the block size limit, timestamp max(now, parent MTP + 1).
 pub fn block_template(node: &Node, miner: Address) -> Option<Block> {
     let chain = node.chain();
     let params = *chain.params();
     let parent = chain.tip_parent_info();
-    // Room for the header, the list length, the coinbase and a margin.
-    let budget = (params.max_block_bytes as usize).saturating_sub(512);
+    let budget = transfer_budget(&params);
     // The fees may add up to what the coinbase can still carry on top of the reward, and
     // what the miner's own balance can still take: the coinbase credits it with both.
     // (A miner that cannot read its balance assumes none; the block is checked anyway.)

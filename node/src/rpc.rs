@@ -19,8 +19,8 @@ use crate::chain::BlockStatus;
 use crate::node::{Node, NodeEvent, Origin, SubmitError};
 use crate::p2p::Network;
 use cairn_api::{
-    block_status, codes, CairnApiServer, ChainInfo, MempoolInfo, NewHead, PeerInfo, RpcAccount, RpcBlock,
-    RpcTransaction, RpcTxProof, RpcTxStatus,
+    block_status, codes, CairnApiServer, ChainInfo, FeeEstimate, MempoolInfo, NewHead, PeerInfo, RpcAccount,
+    RpcBlock, RpcTransaction, RpcTxProof, RpcTxStatus,
 };
 use cairn_core::block::{Block, BlockHeader};
 use cairn_core::transaction::{SignedTransfer, Transaction};
@@ -590,6 +590,30 @@ impl CairnApiServer for RpcImpl {
         blocking(move || {
             let m = node.mempool();
             Ok(MempoolInfo { size: m.len(), bytes: m.bytes(), min_fee: m.min_fee().0, txids: m.txids() })
+        })
+        .await
+    }
+
+    async fn mempool_estimate_fee(&self, from: Option<String>) -> RpcResult<FeeEstimate> {
+        let from = from.map(|a| parse_address(&a)).transpose()?;
+        let node = self.node.clone();
+        blocking(move || {
+            let block_bytes = crate::miner::transfer_budget(node.chain().params());
+            let e = node.mempool().estimate_fee(
+                crate::mempool::standard_transfer_size(),
+                block_bytes,
+                from.as_ref(),
+            );
+            Ok(FeeEstimate {
+                fee: e.fee.0,
+                min_fee: e.min_fee.0,
+                admit_fee: e.admit_fee.0,
+                next_block_fee: e.next_block_fee.0,
+                tx_bytes: e.tx_bytes,
+                pool_bytes: e.pool_bytes,
+                pool_max_bytes: e.pool_max_bytes,
+                block_bytes: e.block_bytes,
+            })
         })
         .await
     }

@@ -5,7 +5,7 @@
 //! and the node's own reason (for tx_submit, why the transfer was refused).
 
 use cairn_api::{
-    codes, CairnApiClient, ChainInfo, MempoolInfo, RpcAccount, RpcBlock, RpcTxProof, RpcTxStatus,
+    codes, CairnApiClient, ChainInfo, FeeEstimate, MempoolInfo, RpcAccount, RpcBlock, RpcTxProof, RpcTxStatus,
 };
 use cairn_core::{Address, BlockHash, Txid};
 use jsonrpsee::core::ClientError;
@@ -111,6 +111,11 @@ impl Node {
 
     pub async fn mempool_info(&self) -> Result<MempoolInfo, RpcError> {
         self.call("mempool_getInfo", self.client.mempool_get_info()).await
+    }
+
+    /// The node's fee estimate for a transfer from `from`.
+    pub async fn estimate_fee(&self, from: &Address) -> Result<FeeEstimate, RpcError> {
+        self.call("mempool_estimateFee", self.client.mempool_estimate_fee(Some(from.to_text()))).await
     }
 
     pub async fn submit(&self, hex: String) -> Result<Txid, RpcError> {

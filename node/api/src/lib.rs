@@ -150,6 +150,27 @@ pub struct MempoolInfo {
     pub txids: Vec<Txid>,
 }
 
+/// `mempool_estimateFee`: what a transfer should pay now, and the figures behind it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeeEstimate {
+    /// The fee to pay: the larger of `admit_fee` and `next_block_fee`.
+    pub fee: u64,
+    /// The node's minimum fee, also the smallest step of a replacement.
+    pub min_fee: u64,
+    /// The lowest fee admitted now: `min_fee`, or more when the pool is full and a
+    /// newcomer must outrank the transfers evicted to make room.
+    pub admit_fee: u64,
+    /// The fee that ranks a transfer within the next block in the pool's order
+    /// (`min_fee` while the whole pool fits in one block).
+    pub next_block_fee: u64,
+    /// Size of a transfer, in bytes, that the figures assume.
+    pub tx_bytes: usize,
+    pub pool_bytes: usize,
+    pub pool_max_bytes: usize,
+    /// Bytes of transfers one block holds.
+    pub block_bytes: usize,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PeerInfo {
     pub addr: String,
@@ -190,6 +211,10 @@ pub trait CairnApi {
 
     #[method(name = "mempool_getInfo")]
     async fn mempool_get_info(&self) -> RpcResult<MempoolInfo>;
+
+    /// `from` (optional): the sender, whose own pending transfers a new one never evicts.
+    #[method(name = "mempool_estimateFee")]
+    async fn mempool_estimate_fee(&self, from: Option<String>) -> RpcResult<FeeEstimate>;
 
     #[method(name = "net_peers")]
     async fn net_peers(&self) -> RpcResult<Vec<PeerInfo>>;

@@ -278,3 +278,78 @@ fn send_many_with_a_bad_line_sends_nothing() {
     assert_eq!(account(&node, &from), before);
     assert!(pool_txids(&node).is_empty());
 }
+
+/// Signs a transfer of dev account `i` and submits it with tx_submit.
+fn submit_dev_transfer(node: &NodeProcess, i: usize, nonce: u64, fee: u64) -> String {
+    let key = &cairn_core::genesis::dev_keys()[i];
+    let signed = cairn_core::Transfer {
+        chain_id: cairn_core::genesis::DEV_CHAIN_ID,
+        nonce,
+        from: cairn_core::transaction::public_key_of(key),
+        to: cairn_core::Address([0x55; 20]),
+        amount: cairn_core::Amount(1),
+        fee: cairn_core::Amount(fee),
+    }
+    .sign(key)
+    .unwrap();
+    let hex = hex::encode(cairn_core::encoding::encode(&signed));
+    node.rpc("tx_submit", json!([hex])).unwrap().as_str().unwrap().to_string()
+}
+
+#[test]
+fn auto_fee_is_the_minimum_on_an_empty_pool_and_more_on_a_full_one() {
+    // Room for a handful of transfers, and no miner to empty the pool.
+    let node = NodeProcess::start_dev(bin("cairn-node"), &["--no-mine", "--mempool-max-bytes", "1000"]);
+    let rpc = node.url();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("wallet");
+    let from = import_dev(&rpc, &dir, 3);
+    let estimate = node.rpc("mempool_estimateFee", json!([])).unwrap();
+    let min_fee = u64_of(&estimate, "min_fee");
+    assert_eq!(u64_of(&estimate, "fee"), min_fee, "{estimate}");
+
+    // Empty pool: the minimum, shown before sending and stated after.
+    let out =
+        wallet(&rpc, &dir, PW, &["send", "--from", &from, "--to", &dev_address(4), "--amount", "7"], None)
+            .unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains(&format!("fee {min_fee} (auto: the node's minimum fee")), "{stderr}");
+    assert!(stdout.contains(&format!("(fee {min_fee}, nonce 0)")), "{stdout}");
+
+    // Fill the pool with better-paying transfers from other accounts until a newcomer
+    // would have to evict something.
+    let mut fee = 5_000;
+    for i in [1, 2, 4, 5, 6, 7, 8, 9] {
+        let e = node.rpc("mempool_estimateFee", json!([from])).unwrap();
+        if u64_of(&e, "admit_fee") > min_fee {
+            break;
+        }
+        submit_dev_transfer(&node, i, 0, fee);
+        fee += 100;
+    }
+    let estimate = node.rpc("mempool_estimateFee", json!([from])).unwrap();
+    let auto = u64_of(&estimate, "fee");
+    assert!(auto > 5_000, "the estimate outbids the lowest of the others: {estimate}");
+
+    // The wallet pays that, and the node admits it (evicting the lowest).
+    let sent = wallet_json(
+        &rpc,
+        &dir,
+        PW,
+        &["send", "--from", &from, "--to", &dev_address(4), "--amount", "8"],
+        None,
+    )
+    .unwrap();
+    assert_eq!(u64_of(&sent, "fee"), auto, "{sent}");
+    assert!(u64_of(&sent, "fee") > min_fee);
+    assert_eq!(sent["fee_auto"], json!(true));
+    assert!(pool_txids(&node).contains(&sent["txid"].as_str().unwrap().to_string()));
+    // A fixed fee at the minimum is refused by a full pool, and the wallet says why.
+    let err = wallet_fails(
+        &rpc,
+        &dir,
+        &["send", "--from", &from, "--to", &dev_address(4), "--amount", "9", "--fee", &min_fee.to_string()],
+    );
+    assert!(err.contains("mempool full"), "{err}");
+}

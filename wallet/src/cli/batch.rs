@@ -9,7 +9,8 @@
 //! transfer, in line order.
 
 use super::transfers::{
-    amount_plus_fee, sign_with, submit_signed, unlock, wait_confirmed, Unsigned, DEFAULT_FEE,
+    amount_plus_fee, auto_fee_reason, node_fees, parse_fee, sign_with, submit_signed, unlock, wait_confirmed,
+    FeeChoice, Unsigned,
 };
 use super::{parse_address, Ctx, Report};
 use crate::amount::{format_amount, parse_amount};
@@ -49,9 +50,9 @@ pub struct SendManyArgs {
     /// File of `ADDRESS AMOUNT` or `ADDRESS,AMOUNT` lines; `-` for standard input.
     #[arg(value_name = "FILE")]
     pub file: String,
-    /// Fee of each transfer in base units [default: the node's minimum fee, at least 1,000].
-    #[arg(long, value_parser = parse_amount, value_name = "N")]
-    pub fee: Option<Amount>,
+    /// Fee of each transfer in base units, or `auto` (the node's estimate, as for `send`).
+    #[arg(long, value_parser = parse_fee, default_value = "auto", value_name = "N|auto")]
+    pub fee: FeeChoice,
     /// Wait until every sent transfer is in a block.
     #[arg(long)]
     pub wait: bool,
@@ -176,8 +177,14 @@ pub(super) async fn cmd_send_many(ctx: &Ctx, args: SendManyArgs) -> Result<Repor
     let info = node.chain_info().await?;
     let account = node.account(&args.from).await?;
     let fee = match args.fee {
-        Some(f) => f,
-        None => Amount(node.mempool_info().await?.min_fee.max(DEFAULT_FEE)),
+        FeeChoice::Fixed(f) => f,
+        FeeChoice::Auto => {
+            let estimate = node_fees(&node, &args.from).await?;
+            if !ctx.json {
+                eprintln!("fee {} each ({})", format_amount(estimate.fee), auto_fee_reason(&estimate));
+            }
+            Amount(estimate.fee)
+        }
     };
     let mut total = Amount::ZERO;
     for l in &lines {

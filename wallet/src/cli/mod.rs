@@ -16,7 +16,7 @@ mod transfers;
 
 pub use batch::{parse_batch, BatchLine, SendManyArgs};
 pub use receipts::MAX_DESCENDANTS_CHECKED;
-pub use transfers::{decode_signed_hex, SendArgs, SignArgs, DEFAULT_FEE};
+pub use transfers::{decode_signed_hex, parse_fee, FeeChoice, SendArgs, SignArgs};
 
 use crate::keystore::Keystore;
 use crate::password::{self, Purpose};

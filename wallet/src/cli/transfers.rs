@@ -11,6 +11,7 @@ use crate::nonces::{now_ms, read_book, Handed, NonceBook};
 use crate::password::Purpose;
 use crate::rpc::{Node, RpcError};
 use anyhow::{anyhow, bail, Context, Result};
+use cairn_api::FeeEstimate;
 use cairn_core::genesis::DEV_CHAIN_ID;
 use cairn_core::transaction::public_key_of;
 use cairn_core::{encoding, Address, Amount, SignedTransfer, Transfer, Txid};
@@ -22,10 +23,65 @@ use std::io::Read;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-/// Fee `send` uses without `--fee` when the node's current minimum is lower.
-pub const DEFAULT_FEE: u64 = 1_000;
+/// JSON-RPC "method not found": a node older than `mempool_estimateFee`.
+const METHOD_NOT_FOUND: i32 = -32601;
 /// How often `send --wait` asks the node whether the transfer is confirmed.
 const POLL_INTERVAL: Duration = Duration::from_millis(250);
+
+/// `--fee`: a number of base units, or `auto`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FeeChoice {
+    Auto,
+    Fixed(Amount),
+}
+
+pub fn parse_fee(text: &str) -> Result<FeeChoice, String> {
+    if text.trim().eq_ignore_ascii_case("auto") {
+        return Ok(FeeChoice::Auto);
+    }
+    parse_amount(text).map(FeeChoice::Fixed).map_err(|e| format!("{e}, or `auto`"))
+}
+
+/// The node's fee estimate. A node without `mempool_estimateFee` (an older version)
+/// gives its current minimum fee from `mempool_getInfo` for every figure.
+pub(super) async fn node_fees(node: &Node, from: &Address) -> Result<FeeEstimate> {
+    match node.estimate_fee(from).await {
+        Ok(e) => Ok(e),
+        Err(RpcError::Node { code: METHOD_NOT_FOUND, .. }) => {
+            let info = node.mempool_info().await?;
+            Ok(FeeEstimate {
+                fee: info.min_fee,
+                min_fee: info.min_fee,
+                admit_fee: info.min_fee,
+                next_block_fee: info.min_fee,
+                tx_bytes: 0,
+                pool_bytes: info.bytes,
+                pool_max_bytes: 0,
+                block_bytes: 0,
+            })
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Why the automatic fee is what it is, in words.
+pub(super) fn auto_fee_reason(e: &FeeEstimate) -> String {
+    if e.fee <= e.min_fee {
+        "auto: the node's minimum fee; its pool has room and fits in the next block".to_string()
+    } else if e.admit_fee >= e.next_block_fee {
+        format!(
+            "auto: the node's pool is full ({} of {} bytes), and this outbids the transfers it would evict; the node's minimum is {}",
+            format_amount(e.pool_bytes as u64),
+            format_amount(e.pool_max_bytes as u64),
+            format_amount(e.min_fee)
+        )
+    } else {
+        format!(
+            "auto: the node's pool holds more than a block, and this outbids what fills the next block; the node's minimum is {}",
+            format_amount(e.min_fee)
+        )
+    }
+}
 
 #[derive(Args, Debug)]
 pub struct SendArgs {
@@ -36,9 +92,11 @@ pub struct SendArgs {
     /// Amount in base units (digits; `_` or `,` may separate groups).
     #[arg(long, value_parser = parse_amount, value_name = "N")]
     pub amount: Amount,
-    /// Fee in base units [default: the node's minimum fee, at least 1,000].
-    #[arg(long, value_parser = parse_amount, value_name = "N")]
-    pub fee: Option<Amount>,
+    /// Fee in base units, or `auto`: the fee the node estimates gets the transfer admitted
+    /// and into the next block (its minimum fee unless the pool is full or holds more than
+    /// a block). The fee chosen is shown before the password is asked.
+    #[arg(long, value_parser = parse_fee, default_value = "auto", value_name = "N|auto")]
+    pub fee: FeeChoice,
     /// Use this nonce instead of the next free one. A nonce a pending transfer holds is a
     /// replacement and needs a higher --fee; `--replace TXID` does the same more simply.
     #[arg(long, value_name = "N", conflicts_with = "replace")]
@@ -242,7 +300,8 @@ pub(super) async fn cmd_send(ctx: &Ctx, args: SendArgs) -> Result<Report> {
     let node = ctx.node()?;
     let info = node.chain_info().await?;
     let account = node.account(&args.from).await?;
-    let min_fee = node.mempool_info().await?.min_fee;
+    let estimate = node_fees(&node, &args.from).await?;
+    let min_fee = estimate.min_fee;
     // The pending transfer this one replaces, if the user asked for a nonce one holds.
     let replaces: Option<Holder> = match (args.replace, args.nonce) {
         (Some(txid), _) => Some(replace_target(&node, &args.from, &txid).await?),
@@ -265,7 +324,7 @@ pub(super) async fn cmd_send(ctx: &Ctx, args: SendArgs) -> Result<Report> {
         _ => None,
     };
     let fee = match (args.fee, &replaces) {
-        (Some(f), Some(h)) if f.0 < replacement_min_fee(h, min_fee) => {
+        (FeeChoice::Fixed(f), Some(h)) if f.0 < replacement_min_fee(h, min_fee) => {
             if args.replace.is_some() {
                 bail!(
                     "a replacement of {} must pay at least {} (its fee {} plus the node's minimum fee); \
@@ -277,12 +336,29 @@ pub(super) async fn cmd_send(ctx: &Ctx, args: SendArgs) -> Result<Report> {
             }
             return Err(taken_nonce_error(&args.from, h, min_fee, account.pending_nonce));
         }
-        (Some(f), _) => f,
-        (None, Some(h)) if args.nonce.is_some() => {
+        (FeeChoice::Fixed(f), _) => f,
+        (FeeChoice::Auto, Some(h)) if args.nonce.is_some() => {
             return Err(taken_nonce_error(&args.from, h, min_fee, account.pending_nonce));
         }
-        (None, Some(h)) => Amount(replacement_min_fee(h, min_fee).max(min_fee.max(DEFAULT_FEE))),
-        (None, None) => Amount(min_fee.max(DEFAULT_FEE)),
+        (FeeChoice::Auto, Some(h)) => {
+            let min = replacement_min_fee(h, min_fee);
+            if !ctx.json {
+                eprintln!(
+                    "fee {} (auto: {}, the minimum to replace {} which pays {})",
+                    format_amount(min.max(estimate.fee)),
+                    if min >= estimate.fee { "exactly" } else { "more than" },
+                    h.txid,
+                    format_amount(h.fee)
+                );
+            }
+            Amount(min.max(estimate.fee))
+        }
+        (FeeChoice::Auto, None) => {
+            if !ctx.json {
+                eprintln!("fee {} ({})", format_amount(estimate.fee), auto_fee_reason(&estimate));
+            }
+            Amount(estimate.fee)
+        }
     };
     let total = amount_plus_fee(args.amount, fee)?;
     // Checked before asking for the password or signing anything. The balance is the
@@ -327,6 +403,7 @@ pub(super) async fn cmd_send(ctx: &Ctx, args: SendArgs) -> Result<Report> {
     drop(book);
     let mut json = json!({
         "txid": txid, "from": args.from, "to": args.to, "amount": args.amount.0, "fee": fee.0, "nonce": nonce,
+        "fee_auto": args.fee == FeeChoice::Auto,
     });
     let mut text = format!(
         "Sent {} from {} to {} (fee {}, nonce {})\ntxid {txid}\n",
