@@ -2,7 +2,8 @@
 # Installs what building Cairn needs on a fresh Debian machine, when it is missing:
 # a C/C++ compiler and libclang (RocksDB's bindings are generated with bindgen), and
 # what the tests need: iproute2 and nftables (tests/tests/it/connections.rs cuts a link
-# between two nodes in a network namespace).
+# between two nodes in a network namespace), and promtool (Debian package prometheus:
+# tests/tests/it/metrics.rs checks a real /metrics scrape and contrib/prometheus.yml).
 # Safe to run again: it installs nothing that is already there.
 set -euo pipefail
 
@@ -18,6 +19,7 @@ command -v make >/dev/null 2>&1 || missing+=(make)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 command -v nft >/dev/null 2>&1 || missing+=(nftables)
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=""

@@ -14,7 +14,9 @@
 # accounts funded) with its own data dir, P2P and RPC port. Only node 0 is given to the
 # others as a seed (`--peer`); peer exchange does the rest. State lives in
 # $CAIRN_TESTNET_DIR (default ./testnet); ports start at $CAIRN_TESTNET_PORT (default
-# 17300): node i listens for P2P on base+2i and RPC on base+2i+1.
+# 17300): node i listens for P2P on base+2i and RPC on base+2i+1, and serves Prometheus
+# metrics on http://127.0.0.1:base+1000+i/metrics (contrib/prometheus.yml scrapes those
+# of the default 4 nodes; contrib/grafana/cairn.json is a dashboard over them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir="${CAIRN_TESTNET_DIR:-$PWD/testnet}"
@@ -57,22 +59,23 @@ start() {
   cargo build --workspace --all-targets -q
   mkdir -p "$dir"
   for ((i = 0; i < n; i++)); do
-    local p2p=$((base + 2 * i)) rpcp=$((base + 2 * i + 1)) d="$dir/node$i"
+    local p2p=$((base + 2 * i)) rpcp=$((base + 2 * i + 1)) metp=$((base + 1000 + i)) d="$dir/node$i"
     if [ -f "$d/pid" ] && kill -0 "$(cat "$d/pid")" 2>/dev/null; then
       echo "node$i already running (pid $(cat "$d/pid"))"; continue
     fi
-    for p in $p2p $rpcp; do
+    for p in $p2p $rpcp $metp; do
       port_free "$p" || { echo "port $p is in use; set CAIRN_TESTNET_PORT" >&2; exit 1; }
     done
     mkdir -p "$d"
     local args=(--dev --data-dir "$d" --listen "127.0.0.1:$p2p" --rpc-addr "127.0.0.1:$rpcp")
+    args+=(--metrics-addr "127.0.0.1:$metp")
     [ "$i" -lt 2 ] || args+=(--no-mine)
     [ "$i" -eq 0 ] || args+=(--peer "127.0.0.1:$base")
     nohup "$node_bin" "${args[@]}" >"$d/node.log" 2>&1 &
     echo $! >"$d/pid"
     # Wait for the RPC port so the next node finds its seed listening.
     for _ in $(seq 1 200); do rpc "$rpcp" chain_getInfo >/dev/null && break; sleep 0.1; done
-    echo "node$i  p2p 127.0.0.1:$p2p  rpc http://127.0.0.1:$rpcp  $([ "$i" -lt 2 ] && echo mining)  log $d/node.log"
+    echo "node$i  p2p 127.0.0.1:$p2p  rpc http://127.0.0.1:$rpcp  metrics http://127.0.0.1:$metp/metrics  $([ "$i" -lt 2 ] && echo mining)  log $d/node.log"
   done
   # The dev banner of node 0 lists the funded accounts: (0) ADDRESS, later (0) KEY.
   local lines; lines="$(grep '^(0) ' "$dir/node0/node.log" || true)"

@@ -81,6 +81,10 @@ struct RunArgs {
     /// pay a higher fee rate than the lowest pending one, which is evicted.
     #[arg(long, value_name = "BYTES", default_value_t = MempoolConfig::default().max_bytes)]
     mempool_max_bytes: usize,
+    /// Serve Prometheus metrics at http://ADDR/metrics (docs/METRICS.md) [default: off;
+    /// with --dev: 127.0.0.1:0, a free port, printed at start].
+    #[arg(long, value_name = "ADDR")]
+    metrics_addr: Option<SocketAddr>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -285,6 +289,14 @@ async fn serve(
     println!("RPC listening on http://{}", server.local_addr);
     println!("P2P listening on {p2p_addr}");
     println!("RPC cookie: {}", cookie.path().display());
+    let metrics_addr = args.metrics_addr.or(args.dev.then_some(SocketAddr::from(([127, 0, 0, 1], 0))));
+    let metrics = match metrics_addr {
+        Some(addr) => Some(cairn_node::metrics::start(addr, &node, Some(p2p.network())).await?),
+        None => None,
+    };
+    if let Some(m) = &metrics {
+        println!("metrics listening on http://{}/metrics", m.local_addr);
+    }
     tracing::info!(rpc = %server.local_addr, p2p = %p2p_addr, "node started");
 
     let miner = match (mine, miner_address) {
@@ -302,6 +314,9 @@ async fn serve(
     }
     let _ = server.handle.stop();
     server.handle.stopped().await;
+    if let Some(m) = metrics {
+        m.stop().await;
+    }
     p2p.shutdown().await;
     drop(cookie);
     Ok(())

@@ -521,6 +521,7 @@ impl Mempool {
         if wanted.saturating_sub(freed) > self.config.max_bytes {
             return Err(MempoolError::Full { min_fee: self.min_fee() });
         }
+        crate::metrics::mempool_evicted("full", planned.len());
         for id in victims {
             self.remove_with_descendants(&id);
         }
@@ -582,12 +583,14 @@ impl Mempool {
     /// Drops transfers older than the expiry (and their senders' later transfers).
     pub fn expire(&mut self, now_ms: u64) {
         let cutoff = now_ms.saturating_sub(self.config.expiry_ms);
+        let before = self.entries.len();
         while let Some(&(added, _, id)) = self.by_age.first() {
             if added >= cutoff {
                 break;
             }
             self.remove_with_descendants(&id);
         }
+        crate::metrics::mempool_evicted("expired", before.saturating_sub(self.entries.len()));
     }
 
     /// Re-checks `sender`'s queue against the state: drops transfers the state has passed

@@ -306,6 +306,12 @@ fn coordinator(
                 need_new = true;
                 match node.submit_block(b, Origin::Local, crate::now_ms()) {
                     Ok((r, _)) => {
+                        if matches!(
+                            r.acceptance,
+                            crate::chain::Acceptance::Connected | crate::chain::Acceptance::SideBranch
+                        ) {
+                            crate::metrics::get().miner_blocks_mined.inc();
+                        }
                         tracing::info!(%hash, height, txs, acceptance = ?r.acceptance, "mined block")
                     }
                     Err(e) => tracing::error!(error = %e, "could not store mined block"),

@@ -220,6 +220,8 @@ impl Node {
         now_ms: u64,
     ) -> Result<(AcceptResult, Option<NodeEvent>), ChainError> {
         let mut chain = self.chain();
+        // (Import time: from the chain lock taken to the mempool updated.)
+        let started = std::time::Instant::now();
         let result = chain.accept_block(block, now_ms)?;
         let mut event = None;
         if let Some(change) = &result.tip_change {
@@ -243,6 +245,7 @@ impl Node {
             let _ = self.events.send(ev.clone());
             event = Some(ev);
         }
+        crate::metrics::block_submitted(&result, started.elapsed());
         if let Acceptance::Invalid(e) = &result.acceptance {
             tracing::warn!(?origin, error = %e, "rejected invalid block");
         }
@@ -272,6 +275,7 @@ impl Node {
         self.maybe_fault(FaultInjection::PanicWhileMempoolLocked);
         let admitted = mempool.add_verified(tx.tx, &*chain, now_ms);
         drop(mempool);
+        crate::metrics::transfer_submitted(&admitted);
         if let Ok(txid) = admitted {
             // A block carrying it will not verify it again.
             chain.remember_verified(txid);

@@ -206,6 +206,56 @@ where
     }
 }
 
+/// RPC middleware counting and timing every call by method and outcome
+/// ([`crate::metrics::RpcMetrics`]); a batch is counted and timed as one call of
+/// method `batch`.
+#[derive(Clone)]
+struct CallMetrics<S> {
+    inner: S,
+    metrics: &'static crate::metrics::RpcMetrics,
+}
+
+impl<S> RpcServiceT for CallMetrics<S>
+where
+    S: RpcServiceT<
+            MethodResponse = MethodResponse,
+            BatchResponse = MethodResponse,
+            NotificationResponse = MethodResponse,
+        > + Send
+        + Sync
+        + Clone
+        + 'static,
+{
+    type MethodResponse = MethodResponse;
+    type NotificationResponse = MethodResponse;
+    type BatchResponse = MethodResponse;
+
+    fn call<'a>(&self, request: Request<'a>) -> impl Future<Output = MethodResponse> + Send + 'a {
+        let (metrics, started) = (self.metrics, std::time::Instant::now());
+        let method = request.method_name().to_owned();
+        let response = self.inner.call(request);
+        async move {
+            let response = response.await;
+            metrics.record(&method, response.is_success(), started.elapsed());
+            response
+        }
+    }
+
+    fn batch<'a>(&self, requests: Batch<'a>) -> impl Future<Output = MethodResponse> + Send + 'a {
+        let (metrics, started) = (self.metrics, std::time::Instant::now());
+        let response = self.inner.batch(requests);
+        async move {
+            let response = response.await;
+            metrics.record(crate::metrics::RPC_BATCH, response.is_success(), started.elapsed());
+            response
+        }
+    }
+
+    fn notification<'a>(&self, n: Notification<'a>) -> impl Future<Output = MethodResponse> + Send + 'a {
+        self.inner.notification(n)
+    }
+}
+
 /// A running RPC server.
 pub struct RpcServer {
     pub local_addr: SocketAddr,
@@ -232,15 +282,21 @@ pub async fn start(
         .build();
     let http_mw =
         tower::ServiceBuilder::new().layer(AuthLayer { expected: Arc::from(cookie.header_value().as_str()) });
+    let module = methods(node, network)?;
+    let metrics = crate::metrics::rpc_methods(module.method_names());
     let server = jsonrpsee::server::Server::builder()
         .set_config(config)
         .set_http_middleware(http_mw)
-        .set_rpc_middleware(RpcServiceBuilder::new().layer_fn(|inner| BatchLimit { inner }))
+        .set_rpc_middleware(
+            RpcServiceBuilder::new()
+                .layer_fn(move |inner| CallMetrics { inner, metrics })
+                .layer_fn(|inner| BatchLimit { inner }),
+        )
         .build(addr)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen for RPC on {addr}: {e}"))?;
     let local_addr = server.local_addr()?;
-    let handle = server.start(methods(node, network)?);
+    let handle = server.start(module);
     Ok(RpcServer { local_addr, handle })
 }
 

@@ -465,6 +465,7 @@ async fn read_frames(sh: Arc<Shared>, id: PeerId, mut rd: OwnedReadHalf) -> Opti
         }
         .into_iter();
         for (msg, used) in parsed {
+            crate::metrics::p2p_received(msg.command(), used);
             let permit = sh.input_bytes.clone().acquire_many_owned(used as u32).await.ok()?;
             let input = match msg {
                 Message::Tx(t) => match checked.next() {
@@ -497,7 +498,7 @@ async fn write_frames(
     while let Some(frame) = frames.recv().await {
         queued.fetch_sub(frame.len(), Ordering::Relaxed);
         match tokio::time::timeout(timeout, wr.write_all(&frame)).await {
-            Ok(Ok(())) => {}
+            Ok(Ok(())) => crate::metrics::p2p_sent(&frame),
             Ok(Err(_)) => return Some(DisconnectReason::Closed),
             Err(_) => return Some(DisconnectReason::SlowReader),
         }
@@ -540,6 +541,8 @@ fn protocol_thread(
         }
         *lock_or_stop(&shared.peers, "P2P peer list") = protocol.peer_infos();
         shared.syncing.store(protocol.is_syncing(), Ordering::Relaxed);
+        let (headers, blocks, waiting) = protocol.in_flight();
+        crate::metrics::p2p_protocol_state(headers, blocks, waiting);
     }
     // Shutdown (or every input sender gone): the final save, then the protocol goes,
     // and with it its reference to the node.

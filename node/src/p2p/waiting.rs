@@ -41,8 +41,7 @@ pub struct WaitingTransfers {
 }
 
 impl WaitingTransfers {
-    #[cfg(test)]
-    fn len(&self) -> usize {
+    pub fn len(&self) -> usize {
         self.slots.len()
     }
 

@@ -10,15 +10,18 @@ impl Protocol {
             self.dialing.remove(&addr);
         }
         if self.book.is_banned(&addr, self.now_ms) {
+            crate::metrics::p2p_handshake_failed(&DisconnectReason::Banned);
             self.out.push(Output::Disconnect(peer, DisconnectReason::Banned));
             return;
         }
         if !inbound && self.blocked.contains(&addr) {
             // Blocked while the dial was in flight.
+            crate::metrics::p2p_handshake_failed(&DisconnectReason::Blocked);
             self.out.push(Output::Disconnect(peer, DisconnectReason::Blocked));
             return;
         }
         if inbound && self.peers.values().filter(|p| p.inbound).count() >= self.config.max_inbound {
+            crate::metrics::p2p_handshake_failed(&DisconnectReason::TooManyPeers);
             self.out.push(Output::Disconnect(peer, DisconnectReason::TooManyPeers));
             return;
         }
@@ -58,6 +61,9 @@ impl Protocol {
     /// Forgets a peer and moves its requests elsewhere.
     pub(super) fn remove_peer(&mut self, peer: PeerId, reason: &DisconnectReason) {
         let Some(p) = self.peers.remove(&peer) else { return };
+        if !p.is_ready() {
+            crate::metrics::p2p_handshake_failed(reason);
+        }
         self.waiting.forget_peer(peer);
         if p.is_ready() {
             tracing::info!(peer, addr = %p.addr, %reason, "peer disconnected");

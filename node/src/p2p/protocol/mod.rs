@@ -479,6 +479,13 @@ impl Protocol {
             .collect()
     }
 
+    /// For the metrics: peers we await headers from, blocks requested and not yet
+    /// received, peers' transfers waiting for a predecessor.
+    pub fn in_flight(&self) -> (usize, usize, usize) {
+        let headers = self.peers.values().filter(|p| p.blocks.headers_asked_ms.is_some()).count();
+        (headers, self.downloads.total(), self.waiting.len())
+    }
+
     /// Ids of peers that finished the handshake.
     pub fn ready_peers(&self) -> Vec<PeerId> {
         self.peers.iter().filter(|(_, p)| p.is_ready()).map(|(id, _)| *id).collect()
@@ -620,6 +627,7 @@ impl Protocol {
     /// Adds misbehaviour points; at [`limits::BAN_SCORE`] the peer is banned and dropped.
     fn misbehave(&mut self, peer: PeerId, points: u32, what: &str) {
         let Some(p) = self.peers.get_mut(&peer) else { return };
+        crate::metrics::p2p_misbehaved(what);
         p.score = p.score.saturating_add(points);
         tracing::debug!(peer, score = p.score, what, "peer misbehaved");
         if p.score >= limits::BAN_SCORE {
@@ -630,6 +638,7 @@ impl Protocol {
 
     fn ban_peer(&mut self, peer: PeerId, why: &str) {
         let Some(p) = self.peers.get(&peer) else { return };
+        crate::metrics::get().p2p_bans.inc();
         let until = self.now_ms.saturating_add(self.config.ban_duration_ms);
         let (addr, listen) = (p.addr, p.listen_addr);
         tracing::warn!(peer, %addr, why, "banning peer");
