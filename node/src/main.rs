@@ -26,7 +26,7 @@ use cairn_node::chain::Chain;
 use cairn_node::mempool::{Mempool, MempoolConfig};
 use cairn_node::node::{FaultInjection, Node};
 use cairn_node::{miner, p2p, rpc};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -81,6 +81,41 @@ struct RunArgs {
     /// pay a higher fee rate than the lowest pending one, which is evicted.
     #[arg(long, value_name = "BYTES", default_value_t = MempoolConfig::default().max_bytes)]
     mempool_max_bytes: usize,
+    #[command(flatten)]
+    log: LogArgs,
+}
+
+/// How the node logs: on stderr, one event per line, each naming its subsystem (the
+/// tracing target, e.g. `cairn_node::p2p::protocol`).
+#[derive(Args, Debug, Clone)]
+struct LogArgs {
+    /// Log line format: `text` (for people; coloured only when stderr is a terminal and
+    /// NO_COLOR is unset) or `json` (one JSON object per line, for log collectors).
+    #[arg(long, value_name = "FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// What to log: a level (error, warn, info, debug, trace) or filter directives such as
+    /// `info,cairn_node::p2p=debug`. RUST_LOG, when set, wins.
+    #[arg(long, value_name = "FILTER", default_value = "info", value_parser = parse_log_filter)]
+    log_level: String,
+}
+
+impl Default for LogArgs {
+    fn default() -> Self {
+        LogArgs { log_format: LogFormat::Text, log_level: "info".into() }
+    }
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn parse_log_filter(s: &str) -> Result<String, String> {
+    tracing_subscriber::EnvFilter::builder()
+        .parse(s)
+        .map(|_| s.to_string())
+        .map_err(|e| format!("not a log level or filter: {e}"))
 }
 
 #[derive(Subcommand, Debug)]
@@ -106,10 +141,29 @@ fn load_genesis(dev: bool, file: Option<&Path>) -> anyhow::Result<Genesis> {
     Genesis::from_json(&text).with_context(|| format!("genesis file {} is invalid", path.display()))
 }
 
-fn init_tracing() {
+/// Logs to stderr as `log` says. RUST_LOG, when set and valid, wins over `--log-level`;
+/// escape codes (colours) only when stderr is a terminal and NO_COLOR is unset, so a log
+/// redirected to a file or read by journald is plain text.
+fn init_tracing(log: &LogArgs) {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let mut bad_env = None;
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(env) if !env.trim().is_empty() => EnvFilter::builder().parse(&env).unwrap_or_else(|e| {
+            bad_env = Some(format!("ignoring RUST_LOG={env:?}: {e}"));
+            EnvFilter::new(&log.log_level)
+        }),
+        _ => EnvFilter::new(&log.log_level),
+    };
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(true);
+    match log.log_format {
+        LogFormat::Text => builder.with_ansi(ansi).init(),
+        LogFormat::Json => builder.json().with_ansi(false).init(),
+    }
+    if let Some(warning) = bad_env {
+        tracing::warn!("{warning}");
+    }
 }
 
 /// Exit status of a fail-stop: EX_SOFTWARE ("internal software error") of sysexits.h.
@@ -152,7 +206,10 @@ fn install_fail_stop_hook() {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    init_tracing(&match &cli.command {
+        None => cli.run.log.clone(),
+        Some(_) => LogArgs::default(),
+    });
     install_fail_stop_hook();
     let result = match cli.command {
         Some(Command::CheckDb { data_dir, genesis, dev }) => check_db(&data_dir, genesis.as_deref(), dev),
