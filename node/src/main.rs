@@ -26,7 +26,10 @@ use cairn_node::chain::Chain;
 use cairn_node::mempool::{Mempool, MempoolConfig};
 use cairn_node::node::{FaultInjection, Node};
 use cairn_node::{miner, p2p, rpc};
-use clap::{Args, Parser, Subcommand, ValueEnum};
+
+mod config;
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -42,6 +45,13 @@ struct Cli {
 
 #[derive(Args, Debug)]
 struct RunArgs {
+    /// Read options from this TOML file (every long option is a key of the same name; the
+    /// command line wins) [default: <data-dir>/cairn.toml when it exists].
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Print the effective configuration, and where each value came from, and exit.
+    #[arg(long)]
+    print_config: bool,
     /// Where the chain database, address book and RPC cookie live [default: ./cairn-data,
     /// or a temporary directory with --dev].
     #[arg(long, value_name = "DIR")]
@@ -111,7 +121,20 @@ enum LogFormat {
     Json,
 }
 
+/// A level, or `EnvFilter` directives. A bare word that is not a level (`loud`) would be
+/// read as a target name enabling everything it logs: refused, as it is surely a typo.
 fn parse_log_filter(s: &str) -> Result<String, String> {
+    const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+    if let Some(word) = s
+        .split(',')
+        .map(str::trim)
+        .find(|d| !d.is_empty() && !d.contains('=') && !LEVELS.contains(&d.to_ascii_lowercase().as_str()))
+    {
+        return Err(format!(
+            "`{word}` is not a level ({}) nor a `target=level` directive",
+            LEVELS.join(", ")
+        ));
+    }
     tracing_subscriber::EnvFilter::builder()
         .parse(s)
         .map(|_| s.to_string())
@@ -156,7 +179,8 @@ fn init_tracing(log: &LogArgs) {
         _ => EnvFilter::new(&log.log_level),
     };
     let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(true);
+    let builder =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(true);
     match log.log_format {
         LogFormat::Text => builder.with_ansi(ansi).init(),
         LogFormat::Json => builder.json().with_ansi(false).init(),
@@ -204,8 +228,77 @@ fn install_fail_stop_hook() {
     }));
 }
 
+/// The config file to read: `--config FILE`, or `<data-dir>/cairn.toml` when it exists
+/// (the data dir given on the command line, or `./cairn-data` without --dev). The bool
+/// says whether it was given explicitly.
+fn config_file(matches: &ArgMatches) -> Option<(PathBuf, bool)> {
+    if let Some(file) = matches.get_one::<PathBuf>("config") {
+        return Some((file.clone(), true));
+    }
+    let dir = match matches.get_one::<PathBuf>("data_dir") {
+        Some(dir) => dir.clone(),
+        None if matches.get_flag("dev") => return None,
+        None => PathBuf::from("cairn-data"),
+    };
+    let file = dir.join(DEFAULT_CONFIG_FILE);
+    file.is_file().then_some((file, false))
+}
+
+/// The config file a data dir may hold.
+const DEFAULT_CONFIG_FILE: &str = "cairn.toml";
+
+/// The command line merged over the config file (see [`config`]).
+fn load_config(
+    cmd: &clap::Command,
+    argv: &[OsString],
+    matches: &ArgMatches,
+) -> Result<config::Effective, Vec<config::ConfigError>> {
+    let file = config_file(matches);
+    let effective = config::merge(cmd, argv, matches, file.as_ref().map(|(f, _)| f.as_path()))?;
+    if let Some((file, false)) = &file {
+        // The data dir's own file cannot move the data dir: it was found there.
+        let found_in = file.parent().unwrap_or(Path::new("."));
+        let data_dir = effective.matches.get_one::<PathBuf>("data_dir");
+        if effective.source("data_dir") == config::Source::File
+            && data_dir.map(PathBuf::as_path) != Some(found_in)
+        {
+            return Err(vec![config::ConfigError {
+                file: file.clone(),
+                line: None,
+                key: Some("data-dir".into()),
+                message: format!(
+                    "found in the data dir {}, it cannot name another one (choose the data dir with --data-dir or --config)",
+                    found_in.display()
+                ),
+            }]);
+        }
+    }
+    Ok(effective)
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let argv: Vec<OsString> = std::env::args_os().collect();
+    let cmd = Cli::command();
+    let matches = cmd.clone().get_matches_from(&argv);
+    let effective = if matches.subcommand().is_some() {
+        None
+    } else {
+        match load_config(&cmd, &argv, &matches) {
+            Ok(effective) => Some(effective),
+            Err(errors) => {
+                for e in errors {
+                    eprintln!("error: {e}");
+                }
+                return ExitCode::FAILURE;
+            }
+        }
+    };
+    let cli = Cli::from_arg_matches(effective.as_ref().map_or(&matches, |e| &e.matches))
+        .unwrap_or_else(|e| e.exit());
+    if let Some(effective) = effective.as_ref().filter(|_| cli.run.print_config) {
+        print!("{}", effective.render(&cmd));
+        return ExitCode::SUCCESS;
+    }
     init_tracing(&match &cli.command {
         None => cli.run.log.clone(),
         Some(_) => LogArgs::default(),

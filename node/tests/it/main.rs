@@ -7,6 +7,7 @@ mod chain_model;
 mod chain_store;
 mod dev_transfer;
 mod fail_stop;
+mod node_config;
 mod node_logs;
 mod p2p_block;
 mod p2p_processes;
