@@ -93,6 +93,17 @@ struct RunArgs {
     mempool_max_bytes: usize,
     #[command(flatten)]
     log: LogArgs,
+    /// Seconds between two sync-progress lines in the log while the node catches up.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5.0, value_parser = parse_interval)]
+    sync_progress_interval: f64,
+}
+
+fn parse_interval(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.1..=86_400.0).contains(&v) => Ok(v),
+        Ok(_) => Err("must be between 0.1 and 86400 seconds".into()),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// How the node logs: on stderr, one event per line, each naming its subsystem (the
@@ -422,6 +433,7 @@ async fn serve(
             seeds: args.peers.clone(),
             max_peers: args.max_peers,
             data_dir: data_dir.to_path_buf(),
+            progress_interval_ms: (args.sync_progress_interval * 1000.0) as u64,
         },
     )
     .await
