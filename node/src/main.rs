@@ -26,7 +26,10 @@ use cairn_node::chain::Chain;
 use cairn_node::mempool::{Mempool, MempoolConfig};
 use cairn_node::node::{FaultInjection, Node};
 use cairn_node::{miner, p2p, rpc};
-use clap::{Args, Parser, Subcommand};
+
+mod config;
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -42,6 +45,13 @@ struct Cli {
 
 #[derive(Args, Debug)]
 struct RunArgs {
+    /// Read options from this TOML file (every long option is a key of the same name; the
+    /// command line wins) [default: <data-dir>/cairn.toml when it exists].
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Print the effective configuration, and where each value came from, and exit.
+    #[arg(long)]
+    print_config: bool,
     /// Where the chain database, address book and RPC cookie live [default: ./cairn-data,
     /// or a temporary directory with --dev].
     #[arg(long, value_name = "DIR")]
@@ -85,6 +95,65 @@ struct RunArgs {
     /// with --dev: 127.0.0.1:0, a free port, printed at start].
     #[arg(long, value_name = "ADDR")]
     metrics_addr: Option<SocketAddr>,
+    #[command(flatten)]
+    log: LogArgs,
+    /// Seconds between two sync-progress lines in the log while the node catches up.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5.0, value_parser = parse_interval)]
+    sync_progress_interval: f64,
+}
+
+fn parse_interval(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.1..=86_400.0).contains(&v) => Ok(v),
+        Ok(_) => Err("must be between 0.1 and 86400 seconds".into()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// How the node logs: on stderr, one event per line, each naming its subsystem (the
+/// tracing target, e.g. `cairn_node::p2p::protocol`).
+#[derive(Args, Debug, Clone)]
+struct LogArgs {
+    /// Log line format: `text` (for people; coloured only when stderr is a terminal and
+    /// NO_COLOR is unset) or `json` (one JSON object per line, for log collectors).
+    #[arg(long, value_name = "FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// What to log: a level (error, warn, info, debug, trace) or filter directives such as
+    /// `info,cairn_node::p2p=debug`. RUST_LOG, when set, wins.
+    #[arg(long, value_name = "FILTER", default_value = "info", value_parser = parse_log_filter)]
+    log_level: String,
+}
+
+impl Default for LogArgs {
+    fn default() -> Self {
+        LogArgs { log_format: LogFormat::Text, log_level: "info".into() }
+    }
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// A level, or `EnvFilter` directives. A bare word that is not a level (`loud`) would be
+/// read as a target name enabling everything it logs: refused, as it is surely a typo.
+fn parse_log_filter(s: &str) -> Result<String, String> {
+    const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+    if let Some(word) = s
+        .split(',')
+        .map(str::trim)
+        .find(|d| !d.is_empty() && !d.contains('=') && !LEVELS.contains(&d.to_ascii_lowercase().as_str()))
+    {
+        return Err(format!(
+            "`{word}` is not a level ({}) nor a `target=level` directive",
+            LEVELS.join(", ")
+        ));
+    }
+    tracing_subscriber::EnvFilter::builder()
+        .parse(s)
+        .map(|_| s.to_string())
+        .map_err(|e| format!("not a log level or filter: {e}"))
 }
 
 #[derive(Subcommand, Debug)]
@@ -110,10 +179,30 @@ fn load_genesis(dev: bool, file: Option<&Path>) -> anyhow::Result<Genesis> {
     Genesis::from_json(&text).with_context(|| format!("genesis file {} is invalid", path.display()))
 }
 
-fn init_tracing() {
+/// Logs to stderr as `log` says. RUST_LOG, when set and valid, wins over `--log-level`;
+/// escape codes (colours) only when stderr is a terminal and NO_COLOR is unset, so a log
+/// redirected to a file or read by journald is plain text.
+fn init_tracing(log: &LogArgs) {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let mut bad_env = None;
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(env) if !env.trim().is_empty() => EnvFilter::builder().parse(&env).unwrap_or_else(|e| {
+            bad_env = Some(format!("ignoring RUST_LOG={env:?}: {e}"));
+            EnvFilter::new(&log.log_level)
+        }),
+        _ => EnvFilter::new(&log.log_level),
+    };
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let builder =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(true);
+    match log.log_format {
+        LogFormat::Text => builder.with_ansi(ansi).init(),
+        LogFormat::Json => builder.json().with_ansi(false).init(),
+    }
+    if let Some(warning) = bad_env {
+        tracing::warn!("{warning}");
+    }
 }
 
 /// Exit status of a fail-stop: EX_SOFTWARE ("internal software error") of sysexits.h.
@@ -154,9 +243,81 @@ fn install_fail_stop_hook() {
     }));
 }
 
+/// The config file to read: `--config FILE`, or `<data-dir>/cairn.toml` when it exists
+/// (the data dir given on the command line, or `./cairn-data` without --dev). The bool
+/// says whether it was given explicitly.
+fn config_file(matches: &ArgMatches) -> Option<(PathBuf, bool)> {
+    if let Some(file) = matches.get_one::<PathBuf>("config") {
+        return Some((file.clone(), true));
+    }
+    let dir = match matches.get_one::<PathBuf>("data_dir") {
+        Some(dir) => dir.clone(),
+        None if matches.get_flag("dev") => return None,
+        None => PathBuf::from("cairn-data"),
+    };
+    let file = dir.join(DEFAULT_CONFIG_FILE);
+    file.is_file().then_some((file, false))
+}
+
+/// The config file a data dir may hold.
+const DEFAULT_CONFIG_FILE: &str = "cairn.toml";
+
+/// The command line merged over the config file (see [`config`]).
+fn load_config(
+    cmd: &clap::Command,
+    argv: &[OsString],
+    matches: &ArgMatches,
+) -> Result<config::Effective, Vec<config::ConfigError>> {
+    let file = config_file(matches);
+    let effective = config::merge(cmd, argv, matches, file.as_ref().map(|(f, _)| f.as_path()))?;
+    if let Some((file, false)) = &file {
+        // The data dir's own file cannot move the data dir: it was found there.
+        let found_in = file.parent().unwrap_or(Path::new("."));
+        let data_dir = effective.matches.get_one::<PathBuf>("data_dir");
+        if effective.source("data_dir") == config::Source::File
+            && data_dir.map(PathBuf::as_path) != Some(found_in)
+        {
+            return Err(vec![config::ConfigError {
+                file: file.clone(),
+                line: None,
+                key: Some("data-dir".into()),
+                message: format!(
+                    "found in the data dir {}, it cannot name another one (choose the data dir with --data-dir or --config)",
+                    found_in.display()
+                ),
+            }]);
+        }
+    }
+    Ok(effective)
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    init_tracing();
+    let argv: Vec<OsString> = std::env::args_os().collect();
+    let cmd = Cli::command();
+    let matches = cmd.clone().get_matches_from(&argv);
+    let effective = if matches.subcommand().is_some() {
+        None
+    } else {
+        match load_config(&cmd, &argv, &matches) {
+            Ok(effective) => Some(effective),
+            Err(errors) => {
+                for e in errors {
+                    eprintln!("error: {e}");
+                }
+                return ExitCode::FAILURE;
+            }
+        }
+    };
+    let cli = Cli::from_arg_matches(effective.as_ref().map_or(&matches, |e| &e.matches))
+        .unwrap_or_else(|e| e.exit());
+    if let Some(effective) = effective.as_ref().filter(|_| cli.run.print_config) {
+        print!("{}", effective.render(&cmd));
+        return ExitCode::SUCCESS;
+    }
+    init_tracing(&match &cli.command {
+        None => cli.run.log.clone(),
+        Some(_) => LogArgs::default(),
+    });
     install_fail_stop_hook();
     let result = match cli.command {
         Some(Command::CheckDb { data_dir, genesis, dev }) => check_db(&data_dir, genesis.as_deref(), dev),
@@ -276,6 +437,7 @@ async fn serve(
             seeds: args.peers.clone(),
             max_peers: args.max_peers,
             data_dir: data_dir.to_path_buf(),
+            progress_interval_ms: (args.sync_progress_interval * 1000.0) as u64,
         },
     )
     .await

@@ -15,8 +15,10 @@
 pub mod addrbook;
 pub mod downloads;
 pub mod ledger;
+pub mod loglimit;
 mod net;
 pub mod presync;
+pub mod progress;
 pub mod protocol;
 mod waiting;
 pub mod wire;
@@ -36,6 +38,8 @@ pub struct P2pConfig {
     pub seeds: Vec<String>,
     pub max_peers: usize,
     pub data_dir: PathBuf,
+    /// How often sync progress is logged while syncing.
+    pub progress_interval_ms: u64,
 }
 
 /// What RPC needs from the P2P layer: [`P2p::network`], handed to [`crate::rpc::start`].

@@ -204,7 +204,12 @@ pub(super) async fn start(node: Arc<Node>, config: P2pConfig) -> anyhow::Result<
     let genesis_hash = node.genesis().hash();
     let codec = FrameCodec::for_genesis(&genesis_hash);
     let (inputs, rx) = mpsc::channel(INPUT_QUEUE);
-    let pconfig = Config { listen_port: local.port(), ..Config::default() }.with_max_peers(config.max_peers);
+    let pconfig = Config {
+        listen_port: local.port(),
+        progress_interval_ms: config.progress_interval_ms,
+        ..Config::default()
+    }
+    .with_max_peers(config.max_peers);
     let shared = Arc::new(Shared {
         inputs,
         input_bytes: Arc::new(Semaphore::new(INPUT_QUEUE_BYTES)),

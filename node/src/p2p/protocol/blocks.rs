@@ -213,12 +213,16 @@ impl Protocol {
                 self.book.mark_delivered(&l);
             }
         }
+        let transfers = block.transactions.len().saturating_sub(1);
         match self.ledger.submit_block(block, Origin::Peer(peer), self.now_ms) {
             Ok((outcome, event)) => {
                 match outcome {
                     BlockOutcome::Invalid(why) => self.misbehave(peer, limits::BAN_SCORE, &why),
                     BlockOutcome::Orphan => self.request_headers(peer),
-                    BlockOutcome::Connected | BlockOutcome::Stored => self.note_best(peer, hash),
+                    BlockOutcome::Connected | BlockOutcome::Stored => {
+                        self.progress.add_transfers(transfers);
+                        self.note_best(peer, hash);
+                    }
                 }
                 // Relay the new tip in this very step.
                 if let Some(event) = event {
@@ -320,6 +324,9 @@ impl Protocol {
             self.sync_logged = true;
         }
         if syncing != self.syncing {
+            if syncing {
+                self.progress.restart(self.now_ms, tip.height);
+            }
             if !syncing && std::mem::take(&mut self.sync_logged) {
                 tracing::info!(height = tip.height, hash = %tip.hash, "sync finished");
             }

@@ -66,7 +66,15 @@ impl Protocol {
         }
         self.waiting.forget_peer(peer);
         if p.is_ready() {
-            tracing::info!(peer, addr = %p.addr, %reason, "peer disconnected");
+            // A ban was logged with its reason already; other drops once here, each
+            // reason at a rate an attacker cannot turn into a flood.
+            let kind = LogLimiter::kind("drop", &reason.to_string());
+            if !matches!(reason, DisconnectReason::Misbehaviour(_)) && self.log_limit.allow(kind, self.now_ms)
+            {
+                tracing::info!(peer, addr = %p.addr, %reason, "peer disconnected");
+            } else {
+                tracing::debug!(peer, addr = %p.addr, %reason, "peer disconnected");
+            }
         } else {
             tracing::debug!(peer, addr = %p.addr, %reason, "connection dropped before handshake");
             if !p.inbound
@@ -289,16 +297,27 @@ impl Protocol {
         self.maintain_outbound();
         self.schedule_downloads();
         self.update_syncing();
-        if self.syncing && now.saturating_sub(self.last_progress_ms) >= c.progress_interval_ms {
-            self.last_progress_ms = now;
+        if self.syncing {
             let (tip, target) = self.sync_target();
-            tracing::info!(
-                height = tip.height,
-                target = target.map_or(tip.height, |(h, _)| h),
-                in_flight = self.downloads.total(),
-                peers = self.ready_peers().len(),
-                "syncing"
-            );
+            let target = target.map_or(tip.height, |(h, _)| h);
+            if let Some(p) = self.progress.due(now, c.progress_interval_ms, tip.height, target) {
+                tracing::info!(
+                    height = p.height,
+                    target = p.target,
+                    in_flight = self.downloads.total(),
+                    peers = self.ready_peers().len(),
+                    "sync progress: {}/{} ({:.1}%), {:.1} blocks/s, {:.1} transfers/s, ETA {}",
+                    p.height,
+                    p.target,
+                    p.percent,
+                    p.blocks_per_s,
+                    p.transfers_per_s,
+                    Eta(p.eta_s)
+                );
+            }
+        }
+        for (kind, suppressed) in self.log_limit.expire(now) {
+            tracing::warn!(%kind, suppressed, "{suppressed} more lines like `{kind}` were not logged in the last minute");
         }
         self.book.expire_bans(now);
         if now.saturating_sub(self.last_save_ms) >= c.save_interval_ms && self.book.take_dirty() {

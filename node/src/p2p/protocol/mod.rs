@@ -25,7 +25,9 @@ mod relay;
 use super::addrbook::{self, AddrBook, Snapshot};
 use super::downloads::BlockDownloads;
 use super::ledger::{BlockOutcome, Checked, Ledger, NodeEvent, Origin, Tip, TransferOutcome};
+use super::loglimit::LogLimiter;
 use super::presync::{self, Next, Presync, PresyncError};
+use super::progress::{Eta, SyncProgress};
 use super::waiting::{self, WaitingTransfers};
 use super::wire::{self, GetHeaders, InvItem, Message, NetAddr, Version, WireError};
 use super::PeerId;
@@ -415,7 +417,9 @@ pub struct Protocol {
     out: Vec<Output>,
     now_ms: u64,
     last_save_ms: u64,
-    last_progress_ms: u64,
+    progress: SyncProgress,
+    /// Peer drops and bans logged per reason and minute (see [`LogLimiter`]).
+    log_limit: LogLimiter,
     syncing: bool,
     /// The current sync was logged as started (it was more than one block behind).
     sync_logged: bool,
@@ -445,7 +449,8 @@ impl Protocol {
             now_ms,
             // Zero: the first change is saved at once, later ones at most every interval.
             last_save_ms: 0,
-            last_progress_ms: now_ms,
+            progress: SyncProgress::default(),
+            log_limit: LogLimiter::default(),
             syncing: false,
             sync_logged: false,
         }
@@ -641,7 +646,11 @@ impl Protocol {
         crate::metrics::get().p2p_bans.inc();
         let until = self.now_ms.saturating_add(self.config.ban_duration_ms);
         let (addr, listen) = (p.addr, p.listen_addr);
-        tracing::warn!(peer, %addr, why, "banning peer");
+        if self.log_limit.allow(LogLimiter::kind("ban", why), self.now_ms) {
+            tracing::warn!(peer, %addr, why, "banning peer");
+        } else {
+            tracing::debug!(peer, %addr, why, "banning peer");
+        }
         self.book.ban(&addr, until, why);
         if let Some(l) = listen {
             self.book.ban(&l, until, why);
