@@ -2,6 +2,7 @@
 //! test binary links RocksDB, and those links are much of what building the tests costs.
 //! Tests that run `cairn-node` processes use [`cairn_tests::NodeProcess`].
 
+mod address_index;
 mod chain_crash;
 mod chain_model;
 mod chain_store;
