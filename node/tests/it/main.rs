@@ -14,3 +14,4 @@ mod p2p_sim;
 mod protocol_model;
 mod rpc_api;
 mod rpc_block_status;
+mod rpc_history;
