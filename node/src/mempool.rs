@@ -181,7 +181,14 @@ pub struct PendingTransfer {
 
 impl PendingTransfer {
     fn of(txid: Txid, e: &Entry) -> PendingTransfer {
-        PendingTransfer { txid, tx: e.tx, sender: e.sender, size: e.size, added_ms: e.added_ms, seq: e.priority.seq }
+        PendingTransfer {
+            txid,
+            tx: e.tx,
+            sender: e.sender,
+            size: e.size,
+            added_ms: e.added_ms,
+            seq: e.priority.seq,
+        }
     }
 }
 

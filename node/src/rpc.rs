@@ -16,8 +16,10 @@
 //! CPU work; neither should stall the async workers that serve other connections.
 
 use crate::chain::BlockStatus;
+use crate::chain::HistoryCursor;
 use crate::node::{Node, NodeEvent, Origin, SubmitError};
 use crate::p2p::Network;
+use crate::store;
 use cairn_api::{
     block_status, codes, CairnApiServer, ChainInfo, MempoolInfo, NewHead, PeerInfo, RpcAccount, RpcBlock,
     RpcTransaction, RpcTxProof, RpcTxStatus,
@@ -26,8 +28,6 @@ use cairn_api::{
     RpcBlockSummary, RpcHistory, RpcHistoryEntry, RpcMempoolTransfer, RpcMempoolTransfers, RpcPendingEntry,
     ADDRESS_INDEX_OFF, MAX_BLOCKS_PER_CALL, MAX_HISTORY_LIMIT, MAX_MEMPOOL_TRANSFERS,
 };
-use crate::chain::HistoryCursor;
-use crate::store;
 use cairn_core::block::{Block, BlockHeader};
 use cairn_core::transaction::{SignedTransfer, Transaction};
 use cairn_core::{encoding, merkle, Address, BlockHash, Txid};
