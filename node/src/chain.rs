@@ -28,7 +28,7 @@
 //! # Atomicity
 //!
 //! Connecting a block is one batch: accounts, undo, index status, height index, tx
-//! index and the tip. Disconnecting is one batch too. So the stored tip always matches
+//! index, address history index (when on, see [`history`]) and the tip. Disconnecting is one batch too. So the stored tip always matches
 //! the stored state, and [`Chain::open`] after a kill -9 finds a consistent chain at the
 //! last committed tip without replaying anything: it loads the compact index (see
 //! [`index`] for its size per block) and resumes fork choice, which finishes a reorg that
@@ -41,11 +41,13 @@
 //! `open.rs` (create, load the index, resume), `accept.rs` (blocks and headers in, the
 //! orphan pool, rejected hashes), `commit.rs` (fork choice, connect, disconnect,
 //! marking invalid, the WAL fsync), `query.rs` (read-only questions), `index.rs` (the
-//! in-memory index, which keeps its own invariants), `check.rs` (`check-db`).
+//! in-memory index, which keeps its own invariants), `check.rs` (`check-db`),
+//! `history.rs` (the address history index: build on open, paging; block summaries).
 
 mod accept;
 mod check;
 mod commit;
+mod history;
 mod index;
 mod open;
 mod orphans;
@@ -58,6 +60,7 @@ pub use accept::check_signatures_parallel;
 #[cfg(feature = "rocksdb")]
 pub use check::check_db;
 pub use check::{check_store, CheckReport};
+pub use history::{BlockSummary, ChainOptions, HistoryCursor, HistoryEntry, HistoryPage, BUILD_BATCH_BLOCKS};
 
 use accept::Rejected;
 use commit::StateView;
@@ -177,6 +180,7 @@ pub struct Chain {
     last_fsync_ms: u64,
     unfsynced: bool,
     sig_cache: SigCache,
+    options: ChainOptions,
 }
 
 impl Drop for Chain {

@@ -22,7 +22,7 @@ use anyhow::{bail, Context};
 use cairn_core::genesis::{dev_key_bytes, dev_keys, Genesis};
 use cairn_core::transaction::address_of;
 use cairn_core::Address;
-use cairn_node::chain::Chain;
+use cairn_node::chain::{Chain, ChainOptions};
 use cairn_node::mempool::{Mempool, MempoolConfig};
 use cairn_node::node::{FaultInjection, Node};
 use cairn_node::{miner, p2p, rpc};
@@ -100,6 +100,10 @@ struct RunArgs {
     /// Seconds between two sync-progress lines in the log while the node catches up.
     #[arg(long, value_name = "SECONDS", default_value_t = 5.0, value_parser = parse_interval)]
     sync_progress_interval: f64,
+    /// Do not keep the address history index (state_getHistory): deletes it if present;
+    /// a later start without this flag builds it again from the stored blocks.
+    #[arg(long)]
+    no_address_index: bool,
 }
 
 fn parse_interval(s: &str) -> Result<f64, String> {
@@ -376,7 +380,8 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
 
-    let chain = Chain::open(&data_dir, &genesis)
+    let chain_options = ChainOptions { address_index: !args.no_address_index };
+    let chain = Chain::open_with_options(&data_dir, &genesis, chain_options)
         .with_context(|| format!("cannot open the chain in {}", data_dir.display()))?;
     let tip = chain.tip();
     tracing::info!(height = tip.height, hash = %tip.hash, data_dir = %data_dir.display(), "chain opened");

@@ -165,6 +165,33 @@ struct Entry {
     priority: Priority,
 }
 
+/// A pending transfer as the mempool's listings give it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PendingTransfer {
+    pub txid: Txid,
+    pub tx: SignedTransfer,
+    pub sender: Address,
+    /// Canonical size in a block (what the fee rate is per).
+    pub size: usize,
+    /// When it was admitted (ms since the epoch).
+    pub added_ms: u64,
+    /// Admission order (larger is later).
+    pub seq: u64,
+}
+
+impl PendingTransfer {
+    fn of(txid: Txid, e: &Entry) -> PendingTransfer {
+        PendingTransfer {
+            txid,
+            tx: e.tx,
+            sender: e.sender,
+            size: e.size,
+            added_ms: e.added_ms,
+            seq: e.priority.seq,
+        }
+    }
+}
+
 /// A sender's pending transfers, keyed by nonce (consecutive, see the module invariant).
 #[derive(Clone, Debug, Default)]
 struct SenderQueue {
@@ -356,6 +383,32 @@ impl Mempool {
     /// Pending txids, highest priority first.
     pub fn txids(&self) -> Vec<Txid> {
         self.by_priority.iter().rev().map(|(_, id)| *id).collect()
+    }
+
+    /// Up to `limit` pending transfers, highest fee rate first (ties: admitted first),
+    /// the order block templates take them in (each sender's still in nonce order
+    /// there). For `mempool_getTransfers`.
+    pub fn top_by_fee_rate(&self, limit: usize) -> Vec<PendingTransfer> {
+        self.by_priority
+            .iter()
+            .rev()
+            .take(limit)
+            .filter_map(|(_, id)| self.entries.get(id).map(|e| PendingTransfer::of(*id, e)))
+            .collect()
+    }
+
+    /// The pending transfers `address` sends or receives, newest admission first. Its
+    /// own are found through the sender queue; those it receives by a scan of the pool
+    /// (O(pending transfers), no index by recipient is kept). For `state_getHistory`.
+    pub fn pending_for(&self, address: &Address) -> Vec<PendingTransfer> {
+        let mut out: Vec<PendingTransfer> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| e.sender == *address || e.tx.transfer.to == *address)
+            .map(|(id, e)| PendingTransfer::of(*id, e))
+            .collect();
+        out.sort_unstable_by_key(|p| std::cmp::Reverse(p.seq));
+        out
     }
 
     /// Admits a transfer whose signature was already verified.

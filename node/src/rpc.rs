@@ -16,11 +16,17 @@
 //! CPU work; neither should stall the async workers that serve other connections.
 
 use crate::chain::BlockStatus;
+use crate::chain::HistoryCursor;
 use crate::node::{Node, NodeEvent, Origin, SubmitError};
 use crate::p2p::Network;
+use crate::store;
 use cairn_api::{
     block_status, codes, CairnApiServer, ChainInfo, FeeEstimate, MempoolInfo, NewHead, PeerInfo, RpcAccount,
     RpcBlock, RpcTransaction, RpcTxProof, RpcTxStatus,
+};
+use cairn_api::{
+    RpcBlockSummary, RpcHistory, RpcHistoryEntry, RpcMempoolTransfer, RpcMempoolTransfers, RpcPendingEntry,
+    ADDRESS_INDEX_OFF, MAX_BLOCKS_PER_CALL, MAX_HISTORY_LIMIT, MAX_MEMPOOL_TRANSFERS,
 };
 use cairn_core::block::{Block, BlockHeader};
 use cairn_core::transaction::{SignedTransfer, Transaction};
@@ -697,6 +703,170 @@ impl CairnApiServer for RpcImpl {
         let sa = parse_peer_addr(&addr)?;
         self.network()?.unblock_peer(sa).map_err(network_error)
     }
+
+    async fn state_get_history(
+        &self,
+        address: String,
+        before: Option<String>,
+        limit: Option<u64>,
+    ) -> RpcResult<RpcHistory> {
+        let address = parse_address(&address)?;
+        let before = before.as_deref().map(parse_cursor).transpose()?;
+        let limit = check_limit("limit", limit.unwrap_or(MAX_HISTORY_LIMIT), MAX_HISTORY_LIMIT)?;
+        let node = self.node.clone();
+        blocking(move || history_json(&node, address, before, limit)).await
+    }
+
+    async fn chain_get_blocks(&self, from_height: u64, count: u64) -> RpcResult<Vec<RpcBlockSummary>> {
+        let count = check_limit("count", count, MAX_BLOCKS_PER_CALL)?;
+        let node = self.node.clone();
+        blocking(move || {
+            let chain = node.chain();
+            let tip = chain.tip().height;
+            if from_height > tip {
+                return Err(invalid_params(format!(
+                    "from_height {from_height} is above the tip (height {tip})"
+                )));
+            }
+            let blocks = chain.block_summaries(from_height, count).map_err(internal)?;
+            drop(chain);
+            Ok(blocks
+                .into_iter()
+                .map(|b| RpcBlockSummary {
+                    height: b.header.height,
+                    hash: b.hash,
+                    prev: b.header.prev,
+                    timestamp_ms: b.header.timestamp_ms,
+                    target: b.header.target.to_hex(),
+                    tx_count: b.tx_count,
+                    size: b.size,
+                })
+                .collect())
+        })
+        .await
+    }
+
+    async fn mempool_get_transfers(&self, limit: Option<u64>) -> RpcResult<RpcMempoolTransfers> {
+        let limit = check_limit("limit", limit.unwrap_or(MAX_MEMPOOL_TRANSFERS), MAX_MEMPOOL_TRANSFERS)?;
+        let node = self.node.clone();
+        blocking(move || {
+            let m = node.mempool();
+            let size = m.len();
+            let top = m.top_by_fee_rate(limit);
+            drop(m);
+            let transfers = top
+                .into_iter()
+                .map(|p| RpcMempoolTransfer {
+                    txid: p.txid,
+                    from: p.sender,
+                    to: p.tx.transfer.to,
+                    amount: p.tx.transfer.amount.0,
+                    fee: p.tx.transfer.fee.0,
+                    nonce: p.tx.transfer.nonce,
+                    size: p.size,
+                    fee_rate: p.tx.transfer.fee.0 as f64 / p.size.max(1) as f64,
+                    received_ms: p.added_ms,
+                })
+                .collect();
+            Ok(RpcMempoolTransfers { size, transfers })
+        })
+        .await
+    }
+}
+
+// --- state_getHistory, chain_getBlocks, mempool_getTransfers ---
+
+/// A page size between 1 and `max`.
+fn check_limit(what: &str, n: u64, max: u64) -> Result<usize, ErrorObjectOwned> {
+    if n == 0 || n > max {
+        return Err(invalid_params(format!("{what} must be between 1 and {max}, got {n}")));
+    }
+    usize::try_from(n).map_err(|_| invalid_params(format!("{what} {n} is too large")))
+}
+
+/// A history cursor as `next` gives it: `HEIGHT:INDEX`.
+fn parse_cursor(s: &str) -> Result<HistoryCursor, ErrorObjectOwned> {
+    let bad = || {
+        invalid_params(format!(
+            "bad cursor {s:?}: expected HEIGHT:INDEX, as returned in `next` by the previous page"
+        ))
+    };
+    let (h, i) = s.trim().split_once(':').ok_or_else(bad)?;
+    let height = h.parse::<u64>().map_err(|_| bad())?;
+    let index = i.parse::<u32>().map_err(|_| bad())?;
+    Ok(HistoryCursor { height, index })
+}
+
+fn format_cursor(c: HistoryCursor) -> String {
+    format!("{}:{}", c.height, c.index)
+}
+
+fn history_json(
+    node: &Node,
+    address: Address,
+    before: Option<HistoryCursor>,
+    limit: usize,
+) -> Result<RpcHistory, ErrorObjectOwned> {
+    let chain = node.chain();
+    let tip_height = chain.tip().height;
+    let Some(page) = chain.history(&address, before, limit).map_err(internal)? else {
+        return Err(ErrorObjectOwned::owned(
+            ADDRESS_INDEX_OFF,
+            "address history is off on this node (started with --no-address-index)",
+            None::<()>,
+        ));
+    };
+    let entries = page
+        .entries
+        .iter()
+        .map(|e| {
+            let r = &e.record;
+            RpcHistoryEntry {
+                txid: r.txid,
+                height: e.height,
+                block_hash: e.block_hash,
+                timestamp_ms: e.timestamp_ms,
+                direction: store::direction::name(r.direction).to_string(),
+                counterparty: (r.direction != store::direction::COINBASE).then_some(r.counterparty),
+                amount: r.amount,
+                fee: r.fee,
+                nonce: r.nonce,
+                confirmations: tip_height.saturating_sub(e.height) + 1,
+            }
+        })
+        .collect();
+    // Pending transfers go with the first page only, so paging lists each once. The
+    // chain lock is still held (lock order: chain, then mempool), so a transfer is
+    // either confirmed on this page's tip or pending, never both or neither.
+    let pending = if before.is_some() {
+        Vec::new()
+    } else {
+        node.mempool()
+            .pending_for(&address)
+            .into_iter()
+            .map(|p| {
+                let t = &p.tx.transfer;
+                let (direction, counterparty) = if p.sender == t.to {
+                    (cairn_api::direction::SELF, t.to)
+                } else if p.sender == address {
+                    (cairn_api::direction::OUT, t.to)
+                } else {
+                    (cairn_api::direction::IN, p.sender)
+                };
+                RpcPendingEntry {
+                    txid: p.txid,
+                    direction: direction.to_string(),
+                    counterparty,
+                    amount: t.amount.0,
+                    fee: t.fee.0,
+                    nonce: t.nonce,
+                    received_ms: p.added_ms,
+                }
+            })
+            .collect()
+    };
+    drop(chain);
+    Ok(RpcHistory { address, tip_height, entries, pending, next: page.next.map(format_cursor) })
 }
 
 impl RpcImpl {

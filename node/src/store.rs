@@ -15,8 +15,20 @@
 //! | `accounts` | address (20) | canonical encoding of `Account` (balance u64 LE · nonce u64 LE) |
 //! | `undo`     | block hash (32) | canonical encoding of `BlockUndo` (for best-chain blocks only) |
 //! | `txindex`  | txid (32) | [`TxLocationRecord`]: block hash (32) · height (u64 LE) · index in block (u32 LE) |
+//! | `addrindex` | address (20) · height (u64 big-endian) · index in block (u32 big-endian) | [`AddrEntryRecord`]: txid (32) · direction (u8) · counterparty (20) · amount · fee · nonce (u64 LE each) = 77 bytes |
 //! | `meta`     | `b"schema"` / `b"genesis"` / `b"tip"` | u32 LE / genesis hash / best-chain tip hash |
+//! | `meta`     | `b"addrindex"` | present (one byte, [`ADDR_INDEX_VERSION`]) when `addrindex` is complete for the best chain and maintained |
 //! | `meta`     | `b"invalid/"` · block hash (32) | why that block is [`status::FAILED`]: the validation error, UTF-8 text |
+//!
+//! The address history index (`addrindex`) holds one entry per best-chain transaction
+//! and address it touches: the sender and the recipient of a transfer (one entry of
+//! direction [`direction::SELF`] when they are the same), the recipient of a coinbase.
+//! Its keys sort by address, then height, then position in the block, so the newest
+//! entries of an address are the last ones of its prefix: a page of history is one
+//! reverse scan from a cursor ([`KvStore::for_each_rev_in`]). The `meta` key
+//! `addrindex` says the index is on; a node started without it deletes the key and the
+//! entries, and one started with it on a database without the key builds it first
+//! (see `chain/history.rs`).
 //!
 //! RocksDB refuses to open a database without naming every column family in it; the
 //! ones earlier versions created and this one does not use ([`OBSOLETE_COLUMNS`]:
@@ -71,6 +83,8 @@ pub mod meta_key {
     pub const SCHEMA: &[u8] = b"schema";
     pub const GENESIS: &[u8] = b"genesis";
     pub const TIP: &[u8] = b"tip";
+    /// Present when the address history index is complete and maintained.
+    pub const ADDR_INDEX: &[u8] = b"addrindex";
     /// Prefix of the keys holding why a block was marked [`super::status::FAILED`].
     pub const INVALID_REASON_PREFIX: &[u8] = b"invalid/";
 
@@ -90,10 +104,11 @@ pub enum Column {
     Undo,
     TxIndex,
     Meta,
+    AddrIndex,
 }
 
 impl Column {
-    pub const ALL: [Column; 7] = [
+    pub const ALL: [Column; 8] = [
         Column::Bodies,
         Column::Index,
         Column::Heights,
@@ -101,6 +116,7 @@ impl Column {
         Column::Undo,
         Column::TxIndex,
         Column::Meta,
+        Column::AddrIndex,
     ];
 
     pub fn name(self) -> &'static str {
@@ -112,6 +128,7 @@ impl Column {
             Column::Undo => "undo",
             Column::TxIndex => "txindex",
             Column::Meta => "meta",
+            Column::AddrIndex => "addrindex",
         }
     }
 
@@ -182,6 +199,30 @@ pub trait KvStore: Send + Sync {
     fn for_each(&self, column: Column, f: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> Result<(), StoreError>;
     /// Makes every write so far durable against a power cut.
     fn sync(&self) -> Result<(), StoreError>;
+    /// Visits the entries of `column` with `lower <= key < upper` in descending key
+    /// order until `f` returns false. (This default scans the whole column; both
+    /// backends seek instead.)
+    fn for_each_rev_in(
+        &self,
+        column: Column,
+        lower: &[u8],
+        upper: &[u8],
+        f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError> {
+        let mut hits = Vec::new();
+        self.for_each(column, &mut |k, v| {
+            if k >= lower && k < upper {
+                hits.push((k.to_vec(), v.to_vec()));
+            }
+            k < upper
+        })?;
+        for (k, v) in hits.iter().rev() {
+            if !f(k, v) {
+                break;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The RocksDB backend.
@@ -331,6 +372,30 @@ impl KvStore for RocksStore {
             .flush_wal(true)
             .map_err(|source| StoreError::Rocks { context: "syncing the WAL".into(), source })
     }
+
+    fn for_each_rev_in(
+        &self,
+        column: Column,
+        lower: &[u8],
+        upper: &[u8],
+        f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError> {
+        let cf = self.cf(column)?;
+        let mut ro = rocksdb::ReadOptions::default();
+        ro.set_iterate_lower_bound(lower.to_vec());
+        ro.set_iterate_upper_bound(upper.to_vec());
+        let mut it = self.db.raw_iterator_cf_opt(cf, ro);
+        it.seek_to_last();
+        while it.valid() {
+            let (Some(k), Some(v)) = (it.key(), it.value()) else { break };
+            if !f(k, v) {
+                return Ok(());
+            }
+            it.prev();
+        }
+        it.status()
+            .map_err(|source| StoreError::Rocks { context: format!("iterating {}", column.name()), source })
+    }
 }
 
 type Tables = [BTreeMap<Vec<u8>, Vec<u8>>; Column::ALL.len()];
@@ -381,6 +446,26 @@ impl KvStore for MemStore {
     }
 
     fn sync(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    fn for_each_rev_in(
+        &self,
+        column: Column,
+        lower: &[u8],
+        upper: &[u8],
+        f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError> {
+        if lower >= upper {
+            return Ok(());
+        }
+        let tables = self.lock();
+        let range = (std::ops::Bound::Included(lower), std::ops::Bound::Excluded(upper));
+        for (k, v) in tables[column.slot()].range::<[u8], _>(range).rev() {
+            if !f(k, v) {
+                break;
+            }
+        }
         Ok(())
     }
 }
@@ -488,6 +573,164 @@ impl TxLocationRecord {
             index: u32::from_le_bytes(index),
         })
     }
+}
+
+/// Version of the `addrindex` layout, the value of the `meta` key `addrindex`.
+pub const ADDR_INDEX_VERSION: u8 = 1;
+
+/// Values of [`AddrEntryRecord::direction`].
+pub mod direction {
+    /// A coinbase paid to the address.
+    pub const COINBASE: u8 = 0;
+    /// A transfer to the address from another one.
+    pub const IN: u8 = 1;
+    /// A transfer from the address to another one.
+    pub const OUT: u8 = 2;
+    /// A transfer from the address to itself (it pays only the fee).
+    pub const SELF: u8 = 3;
+
+    /// The name the RPC uses.
+    pub fn name(d: u8) -> &'static str {
+        match d {
+            COINBASE => "coinbase",
+            IN => "in",
+            OUT => "out",
+            _ => "self",
+        }
+    }
+}
+
+/// Bytes of an `addrindex` key: address (20) · height (8, BE) · index in block (4, BE).
+pub const ADDR_KEY_LEN: usize = 20 + 8 + 4;
+
+/// The `addrindex` key of the `index`-th transaction of the best-chain block at `height`
+/// for `address`.
+pub fn addr_key(address: &cairn_core::Address, height: u64, index: u32) -> [u8; ADDR_KEY_LEN] {
+    let mut k = [0u8; ADDR_KEY_LEN];
+    k[..20].copy_from_slice(&address.0);
+    k[20..28].copy_from_slice(&height.to_be_bytes());
+    k[28..].copy_from_slice(&index.to_be_bytes());
+    k
+}
+
+/// Splits an `addrindex` key into address, height and index in block.
+pub fn parse_addr_key(key: &[u8]) -> Result<(cairn_core::Address, u64, u32), RecordError> {
+    let bad = || RecordError {
+        what: "address index key",
+        reason: format!("{} bytes, expected {ADDR_KEY_LEN}", key.len()),
+    };
+    let key: &[u8; ADDR_KEY_LEN] = key.try_into().map_err(|_| bad())?;
+    let mut a = [0u8; 20];
+    a.copy_from_slice(&key[..20]);
+    let mut h = [0u8; 8];
+    h.copy_from_slice(&key[20..28]);
+    let mut i = [0u8; 4];
+    i.copy_from_slice(&key[28..]);
+    Ok((cairn_core::Address(a), u64::from_be_bytes(h), u32::from_be_bytes(i)))
+}
+
+/// A value of the `addrindex` column family: the transaction as the address sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AddrEntryRecord {
+    pub txid: cairn_core::Txid,
+    /// One of [`direction`].
+    pub direction: u8,
+    /// The other side: the recipient of an outgoing transfer, the sender of an incoming
+    /// one, the address itself for [`direction::SELF`], all zeros for a coinbase.
+    pub counterparty: cairn_core::Address,
+    pub amount: u64,
+    /// The transfer's fee (0 for a coinbase).
+    pub fee: u64,
+    /// The transfer's nonce; for a coinbase, the height it pays for.
+    pub nonce: u64,
+}
+
+impl AddrEntryRecord {
+    pub const LEN: usize = 32 + 1 + 20 + 8 * 3;
+
+    pub fn encode(&self) -> [u8; Self::LEN] {
+        let mut b = [0u8; Self::LEN];
+        b[..32].copy_from_slice(&self.txid.0);
+        b[32] = self.direction;
+        b[33..53].copy_from_slice(&self.counterparty.0);
+        b[53..61].copy_from_slice(&self.amount.to_le_bytes());
+        b[61..69].copy_from_slice(&self.fee.to_le_bytes());
+        b[69..77].copy_from_slice(&self.nonce.to_le_bytes());
+        b
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<AddrEntryRecord, RecordError> {
+        let bad = |reason: String| RecordError { what: "address index entry", reason };
+        let b: &[u8; Self::LEN] =
+            bytes.try_into().map_err(|_| bad(format!("{} bytes, expected {}", bytes.len(), Self::LEN)))?;
+        if b[32] > direction::SELF {
+            return Err(bad(format!("unknown direction {}", b[32])));
+        }
+        let u64_at = |i: usize| {
+            let mut x = [0u8; 8];
+            x.copy_from_slice(&b[i..i + 8]);
+            u64::from_le_bytes(x)
+        };
+        let mut txid = [0u8; 32];
+        txid.copy_from_slice(&b[..32]);
+        let mut cp = [0u8; 20];
+        cp.copy_from_slice(&b[33..53]);
+        Ok(AddrEntryRecord {
+            txid: cairn_core::Txid(txid),
+            direction: b[32],
+            counterparty: cairn_core::Address(cp),
+            amount: u64_at(53),
+            fee: u64_at(61),
+            nonce: u64_at(69),
+        })
+    }
+}
+
+/// The `addrindex` entries of a best-chain block at `height`, in key order of no
+/// particular kind (callers sort or look up): the one place that decides what the
+/// index holds, used by connect, disconnect, the build on open and `check-db`.
+pub fn addr_entries(
+    block: &cairn_core::block::Block,
+    height: u64,
+) -> Vec<([u8; ADDR_KEY_LEN], AddrEntryRecord)> {
+    use cairn_core::Transaction;
+    let mut out = Vec::with_capacity(block.transactions.len() * 2);
+    for (i, tx) in block.transactions.iter().enumerate() {
+        let i = i as u32;
+        let txid = tx.txid();
+        match tx {
+            Transaction::Coinbase(cb) => out.push((
+                addr_key(&cb.to, height, i),
+                AddrEntryRecord {
+                    txid,
+                    direction: direction::COINBASE,
+                    counterparty: cairn_core::Address::default(),
+                    amount: cb.amount.0,
+                    fee: 0,
+                    nonce: cb.height,
+                },
+            )),
+            Transaction::Transfer(st) => {
+                let t = &st.transfer;
+                let from = t.sender();
+                let entry = |direction, counterparty| AddrEntryRecord {
+                    txid,
+                    direction,
+                    counterparty,
+                    amount: t.amount.0,
+                    fee: t.fee.0,
+                    nonce: t.nonce,
+                };
+                if from == t.to {
+                    out.push((addr_key(&from, height, i), entry(direction::SELF, from)));
+                } else {
+                    out.push((addr_key(&from, height, i), entry(direction::OUT, t.to)));
+                    out.push((addr_key(&t.to, height, i), entry(direction::IN, from)));
+                }
+            }
+        }
+    }
+    out
 }
 
 /// Key of the `heights` column family.

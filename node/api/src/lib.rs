@@ -180,6 +180,121 @@ pub struct PeerInfo {
     pub user_agent: String,
 }
 
+// --- Address history, block lists and pending transfers (state_getHistory,
+// chain_getBlocks, mempool_getTransfers) ---
+
+/// Most entries `state_getHistory` returns per page (also its default `limit`).
+pub const MAX_HISTORY_LIMIT: u64 = 100;
+/// Most blocks `chain_getBlocks` returns per call.
+pub const MAX_BLOCKS_PER_CALL: u64 = 100;
+/// Most transfers `mempool_getTransfers` returns per call (also its default `limit`).
+pub const MAX_MEMPOOL_TRANSFERS: u64 = 1000;
+/// `state_getHistory` on a node started with `--no-address-index`.
+pub const ADDRESS_INDEX_OFF: i32 = -32020;
+
+/// Values of `direction` in history entries.
+pub mod direction {
+    /// A coinbase paid to the address.
+    pub const COINBASE: &str = "coinbase";
+    /// A transfer to the address from another one.
+    pub const IN: &str = "in";
+    /// A transfer from the address to another one.
+    pub const OUT: &str = "out";
+    /// A transfer from the address to itself (only the fee leaves it).
+    pub const SELF: &str = "self";
+}
+
+/// A confirmed transaction as one address sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RpcHistoryEntry {
+    pub txid: Txid,
+    pub height: u64,
+    pub block_hash: BlockHash,
+    /// The block's timestamp (ms since the epoch).
+    pub timestamp_ms: u64,
+    /// [`direction`]: "in", "out", "self" or "coinbase".
+    pub direction: String,
+    /// The other side: the recipient of "out", the sender of "in", the address itself
+    /// for "self"; `None` for a coinbase.
+    pub counterparty: Option<Address>,
+    pub amount: u64,
+    /// Paid by the sender ("out", "self"); 0 for a coinbase.
+    pub fee: u64,
+    /// The transfer's nonce (the sender's); for a coinbase, the height it pays for.
+    pub nonce: u64,
+    /// tip height - height + 1.
+    pub confirmations: u64,
+}
+
+/// A transfer in the mempool as one address sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RpcPendingEntry {
+    pub txid: Txid,
+    /// "in", "out" or "self".
+    pub direction: String,
+    pub counterparty: Address,
+    pub amount: u64,
+    pub fee: u64,
+    pub nonce: u64,
+    /// When this node admitted it (ms since the epoch).
+    pub received_ms: u64,
+}
+
+/// One page of an address's history.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RpcHistory {
+    pub address: Address,
+    /// The tip the page was read at (confirmations count from it).
+    pub tip_height: u64,
+    /// Confirmed entries, newest first (by height, then position in the block).
+    pub entries: Vec<RpcHistoryEntry>,
+    /// The address's transfers in the mempool, newest first: on the first page (no
+    /// `before`) only, empty on the others.
+    pub pending: Vec<RpcPendingEntry>,
+    /// Pass as `before` to get the next (older) page; `None` on the last page.
+    pub next: Option<String>,
+}
+
+/// A best-chain block as lists and charts need it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RpcBlockSummary {
+    pub height: u64,
+    pub hash: BlockHash,
+    pub prev: BlockHash,
+    pub timestamp_ms: u64,
+    /// The block's target, 64 hex characters.
+    pub target: String,
+    /// Transactions, the coinbase included.
+    pub tx_count: u64,
+    /// Bytes of the block's canonical encoding.
+    pub size: usize,
+}
+
+/// A pending transfer in the mempool.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RpcMempoolTransfer {
+    pub txid: Txid,
+    pub from: Address,
+    pub to: Address,
+    pub amount: u64,
+    pub fee: u64,
+    pub nonce: u64,
+    /// Canonical size in a block, bytes.
+    pub size: usize,
+    /// fee / size, for display (the node orders by the exact fraction).
+    pub fee_rate: f64,
+    /// When this node admitted it (ms since the epoch).
+    pub received_ms: u64,
+}
+
+/// `mempool_getTransfers`: the highest fee rates first.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RpcMempoolTransfers {
+    /// All pending transfers (the list holds at most `limit` of them).
+    pub size: usize,
+    pub transfers: Vec<RpcMempoolTransfer>,
+}
+
 #[rpc(server, client)]
 pub trait CairnApi {
     #[method(name = "chain_getInfo")]
@@ -232,4 +347,24 @@ pub trait CairnApi {
     /// Admin: accept `addr` again. Needs the cookie. Returns false if it was not blocked.
     #[method(name = "net_unblockPeer", with_extensions)]
     async fn net_unblock_peer(&self, addr: String) -> RpcResult<bool>;
+
+    /// An address's confirmed history, newest first, `limit` (1 to 100, default 100)
+    /// entries per page after the cursor `before` (the `next` of the previous page),
+    /// with its pending transfers on the first page.
+    #[method(name = "state_getHistory")]
+    async fn state_get_history(
+        &self,
+        address: String,
+        before: Option<String>,
+        limit: Option<u64>,
+    ) -> RpcResult<RpcHistory>;
+
+    /// Up to `count` (1 to 100) best-chain blocks from `from_height` up, oldest first;
+    /// fewer when the tip is nearer.
+    #[method(name = "chain_getBlocks")]
+    async fn chain_get_blocks(&self, from_height: u64, count: u64) -> RpcResult<Vec<RpcBlockSummary>>;
+
+    /// Pending transfers, highest fee rate first, at most `limit` (1 to 1000, default 1000).
+    #[method(name = "mempool_getTransfers")]
+    async fn mempool_get_transfers(&self, limit: Option<u64>) -> RpcResult<RpcMempoolTransfers>;
 }

@@ -5,16 +5,22 @@
 //! the right heights, cumulative work and a VALID status; every best-chain body (hash,
 //! stateless and contextual rules, state transition); the undo data of each block
 //! against a fresh computation; the tx index entry of every transaction; that the
-//! height index, tx index and undo column hold nothing else; and finally that the
-//! stored accounts equal the replayed state exactly. Memory: the replayed account state
-//! and the best chain's hashes (32 bytes per block).
+//! height index, tx index and undo column hold nothing else; that the stored accounts
+//! equal the replayed state exactly; and finally the address history index: rebuilt
+//! from the replayed blocks and compared entry by entry with the stored one (missing,
+//! different and extra entries are each named), or, when the index is off, found
+//! empty. Memory: the replayed account state, the best chain's hashes (32 bytes per
+//! block) and the rebuilt address index (about 110 bytes per entry, two entries per
+//! transfer).
 
+use super::history::describe_addr_key;
 use super::{add_work, check_signatures_parallel, ChainError};
 #[cfg(feature = "rocksdb")]
 use crate::store::RocksStore;
 use crate::store::{
     self, height_key, meta_key, status, Column, IndexRecord, KvStore, TxLocationRecord, SCHEMA_VERSION,
 };
+use crate::store::{addr_entries, AddrEntryRecord, ADDR_INDEX_VERSION, ADDR_KEY_LEN};
 use cairn_core::block::Block;
 use cairn_core::difficulty::median_time_past;
 use cairn_core::encoding;
@@ -25,7 +31,7 @@ use cairn_core::validation::{
     check_block_structure, check_header_contextual, check_header_stateless, ParentInfo,
 };
 use cairn_core::{Address, BlockHash};
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 #[cfg(feature = "rocksdb")]
 use std::path::Path;
@@ -218,6 +224,7 @@ pub fn check_store(store: &dyn KvStore, genesis: &Genesis) -> Result<CheckReport
     let mut recent: VecDeque<u64> = VecDeque::from([params.timestamp_ms]);
     let mut anchor_ms = params.timestamp_ms;
     let mut txs = 0u64;
+    let mut addr_index: BTreeMap<[u8; ADDR_KEY_LEN], AddrEntryRecord> = BTreeMap::new();
     for h in 1..chain.len() {
         let (hash, record) = &chain[h];
         let parent = ParentInfo {
@@ -283,6 +290,7 @@ pub fn check_store(store: &dyn KvStore, genesis: &Genesis) -> Result<CheckReport
             }
         }
         txs += block.transactions.len() as u64;
+        addr_index.extend(addr_entries(&block, h as u64));
         if h == 1 {
             anchor_ms = block.header.timestamp_ms;
         }
@@ -333,5 +341,60 @@ pub fn check_store(store: &dyn KvStore, genesis: &Genesis) -> Result<CheckReport
         report.problem(format!("account {a} ({acc:?}) is missing from the store"));
     }
     report.accounts_checked = accounts;
+    check_addr_index(store, addr_index, &mut report)?;
     Ok(report)
+}
+
+/// Compares the stored address history index with `expected`, rebuilt from the blocks.
+fn check_addr_index(
+    store: &dyn KvStore,
+    mut expected: BTreeMap<[u8; ADDR_KEY_LEN], AddrEntryRecord>,
+    report: &mut CheckReport,
+) -> Result<(), ChainError> {
+    let on = match store.get(Column::Meta, meta_key::ADDR_INDEX)? {
+        None => false,
+        Some(v) if v == [ADDR_INDEX_VERSION] => true,
+        Some(v) => {
+            report.problem(format!(
+                "address index marker holds {}, expected version {ADDR_INDEX_VERSION}",
+                hex::encode(v)
+            ));
+            true
+        }
+    };
+    let mut problems = Vec::new();
+    let mut stored = 0u64;
+    store.for_each(Column::AddrIndex, &mut |k, v| {
+        stored += 1;
+        if !on {
+            return true;
+        }
+        let want = <[u8; ADDR_KEY_LEN]>::try_from(k).ok().and_then(|k| expected.remove(&k));
+        match (want, AddrEntryRecord::decode(v)) {
+            (None, _) => problems.push(format!(
+                "address index entry {} names no best-chain transaction touching that address",
+                describe_addr_key(k)
+            )),
+            (Some(want), Ok(got)) if got == want => {}
+            (Some(want), got) => problems.push(format!(
+                "address index entry {}: stored {:?}, the blocks give {want:?}",
+                describe_addr_key(k),
+                got.map_err(|e| e.to_string())
+            )),
+        }
+        true
+    })?;
+    if !on {
+        if stored > 0 {
+            report.problem(format!("address index is off (no marker in meta) but holds {stored} entries"));
+        }
+        return Ok(());
+    }
+    for p in problems {
+        report.problem(p);
+    }
+    for (k, want) in expected {
+        report.problem(format!("address index entry {} is missing ({want:?})", describe_addr_key(&k)));
+    }
+    Ok(())
 }

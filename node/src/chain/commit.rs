@@ -5,7 +5,9 @@
 use super::index::{Idx, NONE};
 use super::{Chain, ChainError, TipChange};
 use crate::failstop::fail_stop;
-use crate::store::{height_key, meta_key, status, Batch, Column, IndexRecord, KvStore, TxLocationRecord};
+use crate::store::{
+    addr_entries, height_key, meta_key, status, Batch, Column, IndexRecord, KvStore, TxLocationRecord,
+};
 use cairn_core::block::{Block, BlockHeader};
 use cairn_core::encoding;
 use cairn_core::state::{Account, AccountSource, BlockUndo, StateError};
@@ -165,6 +167,11 @@ impl Chain {
             let loc = TxLocationRecord { block_hash: hash, height, index: i as u32 };
             b.put(Column::TxIndex, tx.txid().0, loc.encode());
         }
+        if self.options.address_index {
+            for (k, v) in addr_entries(block, height) {
+                b.put(Column::AddrIndex, k, v.encode());
+            }
+        }
         b.put(Column::Meta, meta_key::TIP, hash.0);
         self.commit(b);
         self.unfsynced = true;
@@ -202,6 +209,11 @@ impl Chain {
         b.delete(Column::Heights, height_key(height));
         for tx in &block.transactions {
             b.delete(Column::TxIndex, tx.txid().0);
+        }
+        if self.options.address_index {
+            for (k, _) in addr_entries(&block, height) {
+                b.delete(Column::AddrIndex, k);
+            }
         }
         b.put(Column::Meta, meta_key::TIP, self.index.e(prev).hash.0);
         self.commit(b);

@@ -6,7 +6,7 @@ use super::commit::Fresh;
 use super::index::{BlockIndex, NONE};
 use super::orphans::OrphanPool;
 use super::sigcache::{SigCache, SIG_CACHE_ENTRIES};
-use super::{Chain, ChainError};
+use super::{Chain, ChainError, ChainOptions};
 #[cfg(feature = "rocksdb")]
 use crate::store::RocksStore;
 use crate::store::{
@@ -23,10 +23,20 @@ impl Chain {
     /// Opens (or creates) the chain in `data_dir`, in time independent of chain length.
     #[cfg(feature = "rocksdb")]
     pub fn open(data_dir: &Path, genesis: &Genesis) -> Result<Chain, ChainError> {
+        Chain::open_with_options(data_dir, genesis, ChainOptions::default())
+    }
+
+    /// [`Chain::open`] with options other than the defaults.
+    #[cfg(feature = "rocksdb")]
+    pub fn open_with_options(
+        data_dir: &Path,
+        genesis: &Genesis,
+        options: ChainOptions,
+    ) -> Result<Chain, ChainError> {
         std::fs::create_dir_all(data_dir)
             .map_err(|e| ChainError::Db(format!("creating {}: {e}", data_dir.display())))?;
         let store = RocksStore::open(&data_dir.join("chain"))?;
-        Chain::open_with_store(Box::new(store), genesis)
+        Chain::open_with_store_options(Box::new(store), genesis, options)
     }
 
     /// A chain on a fresh in-memory store (tests, the P2P simulator).
@@ -38,6 +48,16 @@ impl Chain {
     /// Opens the chain on any store: creates it when empty, else loads the index and
     /// resumes fork choice (finishing a reorg a crash interrupted).
     pub fn open_with_store(store: Box<dyn KvStore>, genesis: &Genesis) -> Result<Chain, ChainError> {
+        Chain::open_with_store_options(store, genesis, ChainOptions::default())
+    }
+
+    /// [`Chain::open_with_store`] with options other than the defaults. The address
+    /// history index is built or dropped here to match them (see `history.rs`).
+    pub fn open_with_store_options(
+        store: Box<dyn KvStore>,
+        genesis: &Genesis,
+        options: ChainOptions,
+    ) -> Result<Chain, ChainError> {
         let genesis_hash = genesis.hash();
         let mut chain = Chain {
             store,
@@ -50,6 +70,7 @@ impl Chain {
             last_fsync_ms: 0,
             unfsynced: false,
             sig_cache: SigCache::new(SIG_CACHE_ENTRIES),
+            options,
         };
         match chain.store.get(Column::Meta, meta_key::GENESIS)? {
             None => chain.initialize()?,
@@ -67,6 +88,7 @@ impl Chain {
             )));
         }
         chain.load_index()?;
+        chain.sync_address_index()?;
         let mut failures = HashMap::new();
         chain.activate_best_chain(&mut failures, &mut Fresh::new())?;
         chain.fsync_wal()?;

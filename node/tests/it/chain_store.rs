@@ -23,7 +23,7 @@ use std::path::Path;
 const EASIEST: &str = "7fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff";
 
 /// Dev genesis with a target so easy that every nonce has a 1-in-2 chance.
-fn test_genesis() -> Genesis {
+pub(crate) fn test_genesis() -> Genesis {
     let mut g = Genesis::dev();
     g.name = "cairn-store-test".into();
     let easy: Target = EASIEST.parse().unwrap();
@@ -33,23 +33,23 @@ fn test_genesis() -> Genesis {
 }
 
 /// Far enough ahead that no test block is "too new".
-fn now(g: &Genesis) -> u64 {
+pub(crate) fn now(g: &Genesis) -> u64 {
     g.params.timestamp_ms + 10_000_000_000
 }
 
 /// A branch built outside the chain, with its own replayed state: the reference the
 /// chain's results are compared with.
 #[derive(Clone)]
-struct Branch {
+pub(crate) struct Branch {
     g: Genesis,
     headers: Vec<BlockHeader>,
-    blocks: Vec<Block>,
-    state: HashMap<Address, Account>,
-    keys: Vec<SigningKey>,
+    pub(crate) blocks: Vec<Block>,
+    pub(crate) state: HashMap<Address, Account>,
+    pub(crate) keys: Vec<SigningKey>,
 }
 
 impl Branch {
-    fn new(g: &Genesis) -> Branch {
+    pub(crate) fn new(g: &Genesis) -> Branch {
         Branch {
             g: g.clone(),
             headers: vec![g.block().header],
@@ -59,7 +59,7 @@ impl Branch {
         }
     }
 
-    fn tip(&self) -> &BlockHeader {
+    pub(crate) fn tip(&self) -> &BlockHeader {
         self.headers.last().unwrap()
     }
 
@@ -103,7 +103,7 @@ impl Branch {
     }
 
     /// Mines a block on the tip (after `dt_ms`) and applies it to the reference state.
-    fn mine_with(&mut self, transfers: &[SignedTransfer], dt_ms: u64, tag: u8) -> Block {
+    pub(crate) fn mine_with(&mut self, transfers: &[SignedTransfer], dt_ms: u64, tag: u8) -> Block {
         let parent = self.parent_info();
         let miner = Address([tag ^ 0x5a; 20]);
         let mut block =
@@ -116,7 +116,7 @@ impl Branch {
         block
     }
 
-    fn mine(&mut self, n_transfers: usize, tag: u8) -> Block {
+    pub(crate) fn mine(&mut self, n_transfers: usize, tag: u8) -> Block {
         let t = self.transfers(n_transfers, tag);
         let dt = self.g.params.target_block_time_ms;
         self.mine_with(&t, dt, tag)

@@ -2,6 +2,7 @@
 //! test binary links RocksDB, and those links are much of what building the tests costs.
 //! Tests that run `cairn-node` processes use [`cairn_tests::NodeProcess`].
 
+mod address_index;
 mod chain_crash;
 mod chain_model;
 mod chain_store;
@@ -16,3 +17,4 @@ mod p2p_sim;
 mod protocol_model;
 mod rpc_api;
 mod rpc_block_status;
+mod rpc_history;
