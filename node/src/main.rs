@@ -28,6 +28,7 @@ use cairn_node::node::{FaultInjection, Node};
 use cairn_node::{miner, p2p, rpc};
 
 mod config;
+mod status;
 use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use std::ffi::OsString;
 use std::net::SocketAddr;
@@ -163,6 +164,9 @@ enum Command {
         #[arg(long)]
         dev: bool,
     },
+    /// Ask a running node over JSON-RPC how it is doing: chain, height and best hash,
+    /// sync progress, peers, mempool, hashrate, uptime and version.
+    Status(status::StatusArgs),
 }
 
 fn load_genesis(dev: bool, file: Option<&Path>) -> anyhow::Result<Genesis> {
@@ -288,6 +292,7 @@ fn load_config(
 }
 
 fn main() -> ExitCode {
+    rpc::mark_started();
     let argv: Vec<OsString> = std::env::args_os().collect();
     let cmd = Cli::command();
     let matches = cmd.clone().get_matches_from(&argv);
@@ -317,6 +322,7 @@ fn main() -> ExitCode {
     install_fail_stop_hook();
     let result = match cli.command {
         Some(Command::CheckDb { data_dir, genesis, dev }) => check_db(&data_dir, genesis.as_deref(), dev),
+        Some(Command::Status(args)) => status::run(&args),
         None => run(cli.run),
     };
     match result {

@@ -159,6 +159,24 @@ pub struct PeerInfo {
     pub user_agent: String,
 }
 
+/// `node_getStatus`: what `chain_getInfo` does not say about the node itself.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    /// `cairn-node/<version>`, the user agent the node sends its peers.
+    pub version: String,
+    /// When the node process started, in ms since the Unix epoch.
+    pub started_ms: u64,
+    /// Seconds since then.
+    pub uptime_s: u64,
+    /// Our tip's height.
+    pub height: u64,
+    /// Height of the best valid header known: what the node syncs toward.
+    pub header_height: u64,
+    pub syncing: bool,
+    pub peers_inbound: usize,
+    pub peers_outbound: usize,
+}
+
 #[rpc(server, client)]
 pub trait CairnApi {
     #[method(name = "chain_getInfo")]
@@ -207,4 +225,8 @@ pub trait CairnApi {
     /// Admin: accept `addr` again. Needs the cookie. Returns false if it was not blocked.
     #[method(name = "net_unblockPeer", with_extensions)]
     async fn net_unblock_peer(&self, addr: String) -> RpcResult<bool>;
+
+    /// The node's version, uptime, sync target and peers by direction (`cairn-node status`).
+    #[method(name = "node_getStatus")]
+    async fn node_get_status(&self) -> RpcResult<NodeStatus>;
 }
