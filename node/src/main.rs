@@ -1,9 +1,12 @@
 //! `cairn-node`: the command line (`cairn-node --help` lists it), startup, and shutdown.
 //!
-//! Startup order: genesis, data dir, chain, mempool, cookie, P2P, RPC (handed the P2P
-//! layer's [`p2p::Network`]), miner. The bound RPC and P2P addresses are printed on
-//! stdout as `RPC listening on http://ADDR` and `P2P listening on ADDR` (tests start
-//! nodes on port 0 and parse these lines); logs go to stderr.
+//! Startup order: the command line merged over the config file ([`config`]; a bad file
+//! stops here with its file, line and key), logging, genesis, data dir, chain, mempool,
+//! cookie, P2P, RPC (handed the P2P layer's [`p2p::Network`]), miner. The bound RPC and
+//! P2P addresses are printed on stdout as `RPC listening on http://ADDR` and `P2P
+//! listening on ADDR` (tests start nodes on port 0 and parse these lines); logs go to
+//! stderr ([`LogArgs`]: escape codes only on a terminal, text or JSON, each line naming
+//! its target). `cairn-node status` ([`status`]) asks a running node over RPC.
 //!
 //! Shutdown: Ctrl-C (SIGINT) or SIGTERM stops, in order, the miner (its threads
 //! joined), the RPC server, and P2P ([`p2p::P2p::shutdown`]: its thread and tasks end,
