@@ -1,9 +1,12 @@
 //! `cairn-node`: the command line (`cairn-node --help` lists it), startup, and shutdown.
 //!
-//! Startup order: genesis, data dir, chain, mempool, cookie, P2P, RPC (handed the P2P
-//! layer's [`p2p::Network`]), miner. The bound RPC and P2P addresses are printed on
-//! stdout as `RPC listening on http://ADDR` and `P2P listening on ADDR` (tests start
-//! nodes on port 0 and parse these lines); logs go to stderr.
+//! Startup order: the command line merged over the config file ([`config`]; a bad file
+//! stops here with its file, line and key), logging, genesis, data dir, chain, mempool,
+//! cookie, P2P, RPC (handed the P2P layer's [`p2p::Network`]), miner. The bound RPC and
+//! P2P addresses are printed on stdout as `RPC listening on http://ADDR` and `P2P
+//! listening on ADDR` (tests start nodes on port 0 and parse these lines); logs go to
+//! stderr ([`LogArgs`]: escape codes only on a terminal, text or JSON, each line naming
+//! its target). `cairn-node status` ([`status`]) asks a running node over RPC.
 //!
 //! Shutdown: Ctrl-C (SIGINT) or SIGTERM stops, in order, the miner (its threads
 //! joined), the RPC server, and P2P ([`p2p::P2p::shutdown`]: its thread and tasks end,
@@ -28,6 +31,7 @@ use cairn_node::node::{FaultInjection, Node};
 use cairn_node::{miner, p2p, rpc};
 
 mod config;
+mod status;
 use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use std::ffi::OsString;
 use std::net::SocketAddr;
@@ -171,6 +175,9 @@ enum Command {
         #[arg(long)]
         dev: bool,
     },
+    /// Ask a running node over JSON-RPC how it is doing: chain, height and best hash,
+    /// sync progress, peers, mempool, hashrate, uptime and version.
+    Status(status::StatusArgs),
 }
 
 fn load_genesis(dev: bool, file: Option<&Path>) -> anyhow::Result<Genesis> {
@@ -296,6 +303,7 @@ fn load_config(
 }
 
 fn main() -> ExitCode {
+    rpc::mark_started();
     let argv: Vec<OsString> = std::env::args_os().collect();
     let cmd = Cli::command();
     let matches = cmd.clone().get_matches_from(&argv);
@@ -325,6 +333,7 @@ fn main() -> ExitCode {
     install_fail_stop_hook();
     let result = match cli.command {
         Some(Command::CheckDb { data_dir, genesis, dev }) => check_db(&data_dir, genesis.as_deref(), dev),
+        Some(Command::Status(args)) => status::run(&args),
         None => run(cli.run),
     };
     match result {

@@ -772,6 +772,31 @@ impl CairnApiServer for RpcImpl {
         })
         .await
     }
+
+    async fn node_get_status(&self) -> RpcResult<cairn_api::NodeStatus> {
+        let node = self.node.clone();
+        let network = self.network.clone();
+        blocking(move || {
+            let chain = node.chain();
+            let (height, header_height) = (chain.tip().height, chain.best_header().height);
+            let behind = chain.best_header().total_work > chain.tip().total_work;
+            drop(chain);
+            let peers = network.as_ref().map(|n| n.peers()).unwrap_or_default();
+            let inbound = peers.iter().filter(|p| p.inbound).count();
+            let (started_ms, uptime) = process_started();
+            Ok(cairn_api::NodeStatus {
+                version: format!("cairn-node/{}", env!("CARGO_PKG_VERSION")),
+                started_ms,
+                uptime_s: uptime.as_secs(),
+                height,
+                header_height,
+                syncing: network.as_ref().map_or(behind, |n| n.is_syncing()),
+                peers_inbound: inbound,
+                peers_outbound: peers.len() - inbound,
+            })
+        })
+        .await
+    }
 }
 
 // --- state_getHistory, chain_getBlocks, mempool_getTransfers ---
@@ -867,6 +892,21 @@ fn history_json(
     };
     drop(chain);
     Ok(RpcHistory { address, tip_height, entries, pending, next: page.next.map(format_cursor) })
+}
+
+/// When the process started: `cairn-node`'s main calls [`mark_started`] first thing; an
+/// in-process caller that did not counts from its first `node_getStatus`.
+static STARTED: std::sync::OnceLock<(u64, std::time::Instant)> = std::sync::OnceLock::new();
+
+/// Fixes the start time `node_getStatus` reports uptime from.
+pub fn mark_started() {
+    process_started();
+}
+
+/// The start time in ms since the Unix epoch, and the time since.
+fn process_started() -> (u64, std::time::Duration) {
+    let (ms, at) = *STARTED.get_or_init(|| (crate::now_ms(), std::time::Instant::now()));
+    (ms, at.elapsed())
 }
 
 impl RpcImpl {

@@ -295,6 +295,24 @@ pub struct RpcMempoolTransfers {
     pub transfers: Vec<RpcMempoolTransfer>,
 }
 
+/// `node_getStatus`: what `chain_getInfo` does not say about the node itself.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    /// `cairn-node/<version>`, the user agent the node sends its peers.
+    pub version: String,
+    /// When the node process started, in ms since the Unix epoch.
+    pub started_ms: u64,
+    /// Seconds since then.
+    pub uptime_s: u64,
+    /// Our tip's height.
+    pub height: u64,
+    /// Height of the best valid header known: what the node syncs toward.
+    pub header_height: u64,
+    pub syncing: bool,
+    pub peers_inbound: usize,
+    pub peers_outbound: usize,
+}
+
 #[rpc(server, client)]
 pub trait CairnApi {
     #[method(name = "chain_getInfo")]
@@ -367,4 +385,8 @@ pub trait CairnApi {
     /// Pending transfers, highest fee rate first, at most `limit` (1 to 1000, default 1000).
     #[method(name = "mempool_getTransfers")]
     async fn mempool_get_transfers(&self, limit: Option<u64>) -> RpcResult<RpcMempoolTransfers>;
+
+    /// The node's version, uptime, sync target and peers by direction (`cairn-node status`).
+    #[method(name = "node_getStatus")]
+    async fn node_get_status(&self) -> RpcResult<NodeStatus>;
 }

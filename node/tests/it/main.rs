@@ -10,6 +10,7 @@ mod dev_transfer;
 mod fail_stop;
 mod node_config;
 mod node_logs;
+mod node_status;
 mod node_sync_progress;
 mod p2p_block;
 mod p2p_processes;

@@ -127,7 +127,11 @@ impl Protocol {
         let Some(p) = self.peers.get(&peer) else { return };
         let (addr, inbound) = (p.addr, p.inbound);
         if let Some(why) = mismatch {
-            tracing::info!(peer, %addr, %why, "refusing peer on another network");
+            if self.log_limit.allow(LogLimiter::kind("drop: another network", &why), self.now_ms) {
+                tracing::info!(peer, %addr, %why, "refusing peer on another network");
+            } else {
+                tracing::debug!(peer, %addr, %why, "refusing peer on another network");
+            }
             if !inbound {
                 self.book.remove(&addr);
             }
