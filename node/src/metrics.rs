@@ -169,10 +169,13 @@ impl CounterVec {
         CounterVec { values, counters }
     }
 
-    /// Adds `n` to the child with label value `value` (the last child when `value` is
-    /// not one of the values: every list ends with a catch-all).
+    /// Adds `n` to the child with label value `value`. Callers pass only values of the
+    /// list (the mapping functions below return nothing else; debug builds check it);
+    /// anything else would count in the last child.
     pub fn inc_by(&self, value: &str, n: u64) {
-        let i = self.values.iter().position(|v| *v == value).unwrap_or(self.values.len() - 1);
+        let found = self.values.iter().position(|v| *v == value);
+        debug_assert!(found.is_some(), "label value {value:?} is not one of {:?}", self.values);
+        let i = found.unwrap_or(self.values.len() - 1);
         self.counters[i].inc_by(n);
     }
 
@@ -537,7 +540,8 @@ pub fn p2p_received(command: u8, bytes: usize) {
 /// The P2P driver wrote `frame` to a peer socket.
 pub fn p2p_sent(frame: &[u8]) {
     let m = get();
-    let command = frame.get(crate::p2p::wire::HEADER_BYTES - 5).map_or(usize::MAX, |c| *c as usize);
+    // The header is magic (4 bytes), command (1), length (4).
+    let command = frame.get(4).map_or(usize::MAX, |c| *c as usize);
     m.p2p_messages_out.inc_index_by(command, 1);
     m.p2p_bytes_out.inc_index_by(command, frame.len() as u64);
 }
