@@ -2,15 +2,18 @@
 //!
 //! Startup order: the command line merged over the config file ([`config`]; a bad file
 //! stops here with its file, line and key), logging, genesis, data dir, chain, mempool,
-//! cookie, P2P, RPC (handed the P2P layer's [`p2p::Network`]), miner. The bound RPC and
-//! P2P addresses are printed on stdout as `RPC listening on http://ADDR` and `P2P
-//! listening on ADDR` (tests start nodes on port 0 and parse these lines); logs go to
-//! stderr ([`LogArgs`]: escape codes only on a terminal, text or JSON, each line naming
-//! its target). `cairn-node status` ([`status`]) asks a running node over RPC.
+//! cookie, P2P, RPC (handed the P2P layer's [`p2p::Network`]), metrics (when on), miner.
+//! The bound RPC and P2P addresses are printed on stdout as `RPC listening on
+//! http://ADDR` and `P2P listening on ADDR`, and the metrics address as `metrics
+//! listening on http://ADDR/metrics` (tests start nodes on port 0 and parse these
+//! lines); logs go to stderr ([`LogArgs`]: escape codes only on a terminal, text or
+//! JSON, each line naming its target). `cairn-node status` ([`status`]) asks a running
+//! node over RPC.
 //!
 //! Shutdown: Ctrl-C (SIGINT) or SIGTERM stops, in order, the miner (its threads
-//! joined), the RPC server, and P2P ([`p2p::P2p::shutdown`]: its thread and tasks end,
-//! `peers.json` and `bans.json` are saved, the protocol's reference to the node goes).
+//! joined), the RPC server, the metrics server, and P2P ([`p2p::P2p::shutdown`]: its
+//! thread and tasks end, `peers.json` and `bans.json` are saved, the protocol's
+//! reference to the node goes).
 //! Then the node, the last owner of the chain, is dropped: the chain fsyncs its WAL and
 //! RocksDB flushes its memtables and closes. A `--dev` temporary data dir is removed,
 //! `shutdown complete` is logged last, and the process exits with status 0.

@@ -169,10 +169,13 @@ impl CounterVec {
         CounterVec { values, counters }
     }
 
-    /// Adds `n` to the child with label value `value` (the last child when `value` is
-    /// not one of the values: every list ends with a catch-all).
+    /// Adds `n` to the child with label value `value`. Callers pass only values of the
+    /// list (the mapping functions below return nothing else; debug builds check it);
+    /// anything else would count in the last child.
     pub fn inc_by(&self, value: &str, n: u64) {
-        let i = self.values.iter().position(|v| *v == value).unwrap_or(self.values.len() - 1);
+        let found = self.values.iter().position(|v| *v == value);
+        debug_assert!(found.is_some(), "label value {value:?} is not one of {:?}", self.values);
+        let i = found.unwrap_or(self.values.len() - 1);
         self.counters[i].inc_by(n);
     }
 
@@ -309,8 +312,8 @@ const COMMANDS: &[&str] = &[
 
 /// `reason` values of `cairn_p2p_misbehaviour_total`. The protocol scores misbehaviour
 /// with a short description ([`misbehaviour_reason`] maps it); every description that is
-/// not one of the fixed ones is a block or header that failed validation (the
-/// validation error's text), counted as `invalid_block_or_header`.
+/// not one of the fixed ones or a presync refusal is a block or header that failed
+/// validation (the validation error's text), counted as `invalid_block_or_header`.
 const MISBEHAVIOUR_REASONS: &[&str] = &[
     "unrequested_headers",
     "unconnected_headers",
@@ -321,6 +324,9 @@ const MISBEHAVIOUR_REASONS: &[&str] = &[
     "getdata_flood",
     "unrequested_transfer",
     "invalid_transfer",
+    "presync_not_continued",
+    "presync_too_long",
+    "presync_mismatch",
     "invalid_block_or_header",
 ];
 
@@ -335,6 +341,13 @@ fn misbehaviour_reason(what: &str) -> &'static str {
         "getdata asks for too many blocks" => "getdata_flood",
         "unrequested transfer" => "unrequested_transfer",
         w if w.starts_with("invalid transfer") => "invalid_transfer",
+        // The low-work header screen's refusals (`PresyncError`'s texts) other than an
+        // invalid header.
+        w if w.starts_with("headers do not continue the branch") => "presync_not_continued",
+        w if w.starts_with("more than ") && w.ends_with(" headers below our tip's work") => {
+            "presync_too_long"
+        }
+        w if w.starts_with("redownloaded header at height ") => "presync_mismatch",
         _ => "invalid_block_or_header",
     }
 }
@@ -527,7 +540,8 @@ pub fn p2p_received(command: u8, bytes: usize) {
 /// The P2P driver wrote `frame` to a peer socket.
 pub fn p2p_sent(frame: &[u8]) {
     let m = get();
-    let command = frame.get(crate::p2p::wire::HEADER_BYTES - 5).map_or(usize::MAX, |c| *c as usize);
+    // The header is magic (4 bytes), command (1), length (4).
+    let command = frame.get(4).map_or(usize::MAX, |c| *c as usize);
     m.p2p_messages_out.inc_index_by(command, 1);
     m.p2p_bytes_out.inc_index_by(command, frame.len() as u64);
 }
@@ -617,10 +631,14 @@ pub fn rpc_methods(names: impl Iterator<Item = &'static str>) -> &'static RpcMet
 }
 
 impl RpcMetrics {
-    /// Counts and times one call (`method` as the client named it).
-    pub fn record(&self, method: &str, ok: bool, took: Duration) {
-        let i = self.index.get(method).copied().unwrap_or(self.methods.len() - 1);
-        let m = &self.methods[i];
+    /// The index [`RpcMetrics::record`] takes for `method` as the client named it.
+    pub fn method_index(&self, method: &str) -> usize {
+        self.index.get(method).copied().unwrap_or(self.methods.len() - 1)
+    }
+
+    /// Counts and times one call of the method at `index` ([`RpcMetrics::method_index`]).
+    pub fn record(&self, index: usize, ok: bool, took: Duration) {
+        let m = &self.methods[index.min(self.methods.len() - 1)];
         if ok {
             m.ok.inc();
         } else {
@@ -1045,6 +1063,25 @@ mod tests {
             assert_eq!(Some(COMMANDS[c as usize]), crate::p2p::wire::command_name(c));
         }
         assert_eq!(crate::p2p::wire::command_name(13), None);
+    }
+
+    #[test]
+    fn presync_refusals_have_labels_of_their_own() {
+        use crate::p2p::presync::PresyncError;
+        let cases = [
+            (PresyncError::NotContinued, "presync_not_continued"),
+            (PresyncError::TooLong, "presync_too_long"),
+            (PresyncError::Mismatch(7), "presync_mismatch"),
+            (
+                PresyncError::Invalid(cairn_core::BlockHash::ZERO, BlockError::BadProofOfWork),
+                "invalid_block_or_header",
+            ),
+        ];
+        for (e, label) in cases {
+            assert_eq!(misbehaviour_reason(&e.to_string()), label, "{e}");
+        }
+        assert_eq!(misbehaviour_reason("invalid transfer: bad signature"), "invalid_transfer");
+        assert_eq!(misbehaviour_reason(&BlockError::BadMerkleRoot.to_string()), "invalid_block_or_header");
     }
 
     #[test]

@@ -238,11 +238,11 @@ where
 
     fn call<'a>(&self, request: Request<'a>) -> impl Future<Output = MethodResponse> + Send + 'a {
         let (metrics, started) = (self.metrics, std::time::Instant::now());
-        let method = request.method_name().to_owned();
+        let method = metrics.method_index(request.method_name());
         let response = self.inner.call(request);
         async move {
             let response = response.await;
-            metrics.record(&method, response.is_success(), started.elapsed());
+            metrics.record(method, response.is_success(), started.elapsed());
             response
         }
     }
@@ -252,7 +252,8 @@ where
         let response = self.inner.batch(requests);
         async move {
             let response = response.await;
-            metrics.record(crate::metrics::RPC_BATCH, response.is_success(), started.elapsed());
+            let batch = metrics.method_index(crate::metrics::RPC_BATCH);
+            metrics.record(batch, response.is_success(), started.elapsed());
             response
         }
     }

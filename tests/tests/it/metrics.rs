@@ -408,3 +408,35 @@ fn promtool_accepts_the_prometheus_config() {
     let (ok, report) = run_promtool(&["check", "config", config.to_str().unwrap()], None);
     assert!(ok, "promtool check config: {report}");
 }
+
+#[test]
+fn a_hostile_peer_shows_in_the_failed_handshake_and_misbehaviour_counters() {
+    use cairn_tests::adversary::{cmd, magic_of, Peer, VersionFields};
+    let node = NodeProcess::start_dev(bin("cairn-node"), &["--no-mine"]);
+    let url = metrics_url(&node);
+    let genesis = cairn_core::Genesis::dev();
+    let magic = magic_of(&genesis);
+    let counter = |series: &str| -> Result<f64> { Ok(value(&samples(&scrape_text(&url)?), series)) };
+
+    // Bytes that are no frame, before any handshake.
+    let mut junk = Peer::connect(node.p2p_addr, magic).unwrap();
+    junk.send_raw(b"GET / HTTP/1.1\r\nHost: cairn\r\n\r\n").unwrap();
+    junk.wait_closed(Duration::from_secs(10));
+    let malformed = "cairn_p2p_handshakes_failed_total{reason=\"malformed_frame\"}";
+    wait_until(Duration::from_secs(20), "a failed handshake counted as a malformed frame", || {
+        Ok((counter(malformed)? >= 1.0).then_some(()))
+    });
+
+    // A pong nobody asked for, after a good handshake: scored, not banned.
+    let mut peer = Peer::connect(node.p2p_addr, magic).unwrap();
+    peer.handshake(&VersionFields::for_genesis(&genesis, [0; 32], "metrics-test")).unwrap();
+    peer.send(cmd::PONG, &12345u64.to_le_bytes()).unwrap();
+    let pong = "cairn_p2p_misbehaviour_total{reason=\"unsolicited_pong\"}";
+    wait_until(Duration::from_secs(20), "the unsolicited pong counted", || {
+        Ok((counter(pong)? >= 1.0).then_some(()))
+    });
+    assert_eq!(counter("cairn_p2p_bans_total").unwrap(), 0.0);
+    let s = samples(&scrape_text(&url).unwrap());
+    assert_eq!(get(&s, "cairn_p2p_peers{direction=\"inbound\"}"), 1.0, "the scored peer is still connected");
+    assert!(value(&s, "cairn_p2p_messages_received_total{command=\"pong\"}") >= 1.0);
+}
