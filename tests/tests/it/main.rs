@@ -14,3 +14,4 @@ mod partition;
 mod rpc_abuse;
 mod shutdown;
 mod wallet_e2e;
+mod wallet_history;

@@ -8,6 +8,7 @@
 //! Each command returns a [`Report`]: a JSON object (printed with `--json`) and the same
 //! facts as text for people. Errors are `anyhow` chains printed to stderr by `main`.
 
+mod history;
 mod keys;
 mod receipts;
 mod transfers;
@@ -78,6 +79,8 @@ pub enum Command {
         #[arg(long)]
         verify: bool,
     },
+    /// Show an address's transactions, newest first, pending ones marked.
+    History(history::HistoryArgs),
 }
 
 fn parse_address(text: &str) -> Result<Address, String> {
@@ -173,6 +176,7 @@ pub async fn run(cli: Cli) -> Result<Report> {
         Command::Sign(args) => transfers::cmd_sign(&ctx, args),
         Command::Submit { hex } => transfers::cmd_submit(&ctx, &hex).await,
         Command::Tx { txid, verify } => receipts::cmd_tx(&ctx, txid, verify).await,
+        Command::History(args) => history::cmd_history(&ctx, args).await,
     }
 }
 
