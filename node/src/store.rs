@@ -686,9 +686,9 @@ impl AddrEntryRecord {
     }
 }
 
-/// The `addrindex` entries of a best-chain block at `height`, in key order of no
-/// particular kind (callers sort or look up): the one place that decides what the
-/// index holds, used by connect, disconnect, the build on open and `check-db`.
+/// The `addrindex` entries of a best-chain block at `height`, in block order (not key
+/// order): the one place that decides what the index holds, used by connect,
+/// disconnect, the build on open and `check-db`.
 pub fn addr_entries(
     block: &cairn_core::block::Block,
     height: u64,

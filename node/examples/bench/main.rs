@@ -168,7 +168,7 @@ fn main() {
                     limit: Some((off.rate(), "same import without it".into())),
                     goal: Goal::RatioAtLeast(0.9),
                     note: format!(
-                        "best of {rounds} runs each, interleaved; {:.2} s with, {:.2} s without (--no-address-index)",
+                        "best of {rounds} interleaved run(s) each; {:.2} s with, {:.2} s without (--no-address-index)",
                         on.secs, off.secs
                     ),
                 }),
