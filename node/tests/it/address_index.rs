@@ -12,7 +12,7 @@ use cairn_core::block::Block;
 use cairn_core::genesis::{Genesis, DEV_CHAIN_ID};
 use cairn_core::transaction::{address_of, public_key_of, Transfer};
 use cairn_core::{Address, Amount, SignedTransfer, Transaction};
-use cairn_node::chain::{check_db, Acceptance, Chain, ChainOptions, HistoryCursor};
+use cairn_node::chain::{check_db, Acceptance, AddressIndexCheck, Chain, ChainOptions, HistoryCursor};
 use cairn_node::store::{addr_key, direction, AddrEntryRecord, Batch, Column, KvStore, RocksStore};
 use proptest::prelude::*;
 use std::collections::BTreeMap;
@@ -130,7 +130,10 @@ fn index_off_keeps_nothing_and_turning_it_on_builds_it_from_the_blocks() {
     let store = RocksStore::open(&dir.path().join("chain")).unwrap();
     assert!(addr_column(&store).is_empty());
     drop(store);
-    assert_db_consistent(dir.path(), &g);
+    let report = check_db(dir.path(), &g).unwrap();
+    assert!(report.is_consistent(), "{report}");
+    assert_eq!(report.address_index, AddressIndexCheck::Off);
+    assert!(report.to_string().contains("address history index: off"), "{report}");
 }
 
 /// A database written before the index existed has neither the `addrindex` column
@@ -159,11 +162,18 @@ fn a_database_from_before_the_index_gets_it_built_on_open() {
         assert!(!rocksdb::DB::list_cf(&opts, &path).unwrap().contains(&"addrindex".to_string()));
     }
     let chain = Chain::open(dir.path(), &g).unwrap();
-    assert_eq!(addr_column(chain.store()), rebuilt(&g, &reference.blocks));
+    let entries = addr_column(chain.store());
+    assert_eq!(entries, rebuilt(&g, &reference.blocks));
     let page = chain.history(&address_of(&reference.keys[0]), None, 100).unwrap().unwrap();
     assert!(!page.entries.is_empty());
     drop(chain);
-    assert_db_consistent(dir.path(), &g);
+    let report = check_db(dir.path(), &g).unwrap();
+    assert!(report.is_consistent(), "{report}");
+    assert_eq!(report.address_index, AddressIndexCheck::Compared(entries.len() as u64));
+    assert!(
+        report.to_string().contains(&format!("address history index: {} entries", entries.len())),
+        "{report}"
+    );
 }
 
 #[test]
