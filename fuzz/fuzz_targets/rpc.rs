@@ -25,6 +25,9 @@ const METHODS: &[&str] = &[
     "net_peers",
     "net_addPeer",
     "rpc_ping",
+    "state_getHistory",
+    "chain_getBlocks",
+    "mempool_getTransfers",
 ];
 
 struct Ctx {

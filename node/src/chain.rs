@@ -59,7 +59,7 @@ mod tests;
 pub use accept::check_signatures_parallel;
 #[cfg(feature = "rocksdb")]
 pub use check::check_db;
-pub use check::{check_store, CheckReport};
+pub use check::{check_store, AddressIndexCheck, CheckReport};
 pub use history::{BlockSummary, ChainOptions, HistoryCursor, HistoryEntry, HistoryPage, BUILD_BATCH_BLOCKS};
 
 use accept::Rejected;

@@ -686,9 +686,9 @@ impl AddrEntryRecord {
     }
 }
 
-/// The `addrindex` entries of a best-chain block at `height`, in key order of no
-/// particular kind (callers sort or look up): the one place that decides what the
-/// index holds, used by connect, disconnect, the build on open and `check-db`.
+/// The `addrindex` entries of a best-chain block at `height`, in block order (not key
+/// order): the one place that decides what the index holds, used by connect,
+/// disconnect, the build on open and `check-db`.
 pub fn addr_entries(
     block: &cairn_core::block::Block,
     height: u64,
@@ -771,6 +771,79 @@ mod tests {
             .unwrap();
         assert_eq!(seen, vec![(b"b".to_vec(), b"3".to_vec())]);
         store.sync().unwrap();
+
+        // Reverse range scans: bounds are [lower, upper), newest (largest) key first.
+        let mut b = Batch::new();
+        for k in [b"k1", b"k2", b"k3", b"k4", b"l0"] {
+            b.put(Column::AddrIndex, k.to_vec(), k.to_vec());
+        }
+        store.write(b).unwrap();
+        let rev = |lower: &[u8], upper: &[u8], max: usize| {
+            let mut seen = Vec::new();
+            store
+                .for_each_rev_in(Column::AddrIndex, lower, upper, &mut |k, _| {
+                    seen.push(String::from_utf8(k.to_vec()).unwrap());
+                    seen.len() < max
+                })
+                .unwrap();
+            seen
+        };
+        assert_eq!(rev(b"k", b"l", 10), ["k4", "k3", "k2", "k1"]);
+        assert_eq!(rev(b"k", b"k3", 10), ["k2", "k1"]);
+        assert_eq!(rev(b"k2", b"k4", 10), ["k3", "k2"]);
+        assert_eq!(rev(b"k", b"z", 2), ["l0", "k4"]);
+        assert!(rev(b"k3", b"k3", 10).is_empty());
+        assert!(rev(b"m", b"z", 10).is_empty());
+    }
+
+    /// A store with only the required methods: the trait's default reverse scan.
+    struct Plain(MemStore);
+
+    impl KvStore for Plain {
+        fn get(&self, column: Column, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+            self.0.get(column, key)
+        }
+        fn write(&self, batch: Batch) -> Result<(), StoreError> {
+            self.0.write(batch)
+        }
+        fn for_each(
+            &self,
+            column: Column,
+            f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+        ) -> Result<(), StoreError> {
+            self.0.for_each(column, f)
+        }
+        fn sync(&self) -> Result<(), StoreError> {
+            self.0.sync()
+        }
+    }
+
+    #[test]
+    fn default_reverse_scan_behaves_like_the_backends() {
+        exercise(&Plain(MemStore::new()));
+    }
+
+    #[test]
+    fn address_entry_round_trips_and_rejects_garbage() {
+        let r = AddrEntryRecord {
+            txid: cairn_core::Txid([7; 32]),
+            direction: direction::OUT,
+            counterparty: cairn_core::Address([9; 20]),
+            amount: u64::MAX,
+            fee: 3,
+            nonce: 1 << 40,
+        };
+        let bytes = r.encode();
+        assert_eq!(AddrEntryRecord::decode(&bytes).unwrap(), r);
+        assert!(AddrEntryRecord::decode(&bytes[1..]).is_err());
+        let mut bad = bytes;
+        bad[32] = 4;
+        assert!(AddrEntryRecord::decode(&bad).is_err());
+        let key = addr_key(&r.counterparty, 300, 2);
+        assert_eq!(parse_addr_key(&key).unwrap(), (r.counterparty, 300, 2));
+        // Keys of one address sort by height, then position: the newest is the largest.
+        assert!(addr_key(&r.counterparty, 255, 9) < addr_key(&r.counterparty, 256, 0));
+        assert!(parse_addr_key(&key[1..]).is_err());
     }
 
     #[test]

@@ -8,7 +8,7 @@ use cairn_core::encoding;
 use cairn_core::genesis::Genesis;
 use cairn_core::transaction::{address_of, public_key_of, Transfer};
 use cairn_core::{Address, Amount};
-use cairn_node::chain::{Acceptance, Chain};
+use cairn_node::chain::{Acceptance, Chain, ChainOptions};
 use cairn_node::mempool::{Mempool, MempoolConfig};
 use cairn_node::miner::{self, HeaderHasher, MinerConfig};
 use cairn_node::node::Node;
@@ -33,9 +33,20 @@ impl ImportRun {
 }
 
 /// Imports `blocks` into a new RocksDB chain in `dir` (validate + apply + commit each,
-/// then a WAL sync), timing only the import, not the opening.
+/// then a WAL sync), timing only the import, not the opening. The chain keeps its
+/// default options (the address history index on).
 pub fn import(dir: &Path, genesis: &Genesis, blocks: Vec<Block>) -> anyhow::Result<ImportRun> {
-    let mut chain = Chain::open(dir, genesis)?;
+    import_with(dir, genesis, blocks, ChainOptions::default())
+}
+
+/// [`import`] with the given chain options.
+pub fn import_with(
+    dir: &Path,
+    genesis: &Genesis,
+    blocks: Vec<Block>,
+    options: ChainOptions,
+) -> anyhow::Result<ImportRun> {
+    let mut chain = Chain::open_with_options(dir, genesis, options)?;
     let transfers: usize = blocks.iter().map(|b| b.transactions.len() - 1).sum();
     let now = gen::far_future(genesis);
     let cpu0 = crate::limits::cpu_secs();

@@ -132,6 +132,7 @@ fn main() {
         step("import");
         let sample: Vec<_> = blocks[0].transactions.iter().filter_map(|t| t.as_transfer()).collect();
         let verify_par = limits::verify_rate_parallel(&sample, chain_id, Duration::from_millis(1500));
+        let index_blocks = wants("import").then(|| blocks.clone());
         match inproc::import(&import_dir, &genesis, blocks) {
             Ok(run) => {
                 import_rate = Some(run.rate());
@@ -143,7 +144,7 @@ fn main() {
                     limit: Some(verify_limit.clone()),
                     goal: Goal::RatioAtLeast(0.75),
                     note: format!(
-                        "validate + apply + commit into RocksDB, {:.2} s wall, {:.2} s CPU ({:.2} cores busy); \
+                        "validate + apply + commit into RocksDB (address index on), {:.2} s wall, {:.2} s CPU ({:.2} cores busy); \
                          {} tx per CPU-second = {:.2} x verify per CPU-second; verify on all cores just before: {} /s",
                         run.secs,
                         run.cpu_secs,
@@ -155,6 +156,24 @@ fn main() {
                 });
             }
             Err(e) => rows.push(failed("import", "tx/s", &e)),
+        }
+        if let Some(blocks) = index_blocks {
+            step("import with and without the address index");
+            let rounds = if q { 1 } else { 2 };
+            match address_index_cost(work.path(), &genesis, blocks, rounds) {
+                Ok((off, on)) => rows.push(Row {
+                    scenario: format!("import with the address index ({} tx)", on.transfers),
+                    figure: on.rate(),
+                    unit: "tx/s",
+                    limit: Some((off.rate(), "same import without it".into())),
+                    goal: Goal::RatioAtLeast(0.9),
+                    note: format!(
+                        "best of {rounds} interleaved run(s) each; {:.2} s with, {:.2} s without (--no-address-index)",
+                        on.secs, off.secs
+                    ),
+                }),
+                Err(e) => rows.push(failed("import with the address index", "tx/s", &e)),
+            }
         }
     } else {
         drop(blocks);
@@ -403,6 +422,31 @@ fn accounts(
     let big = best.pop().flatten().expect("two runs");
     let small = best.pop().flatten().expect("two runs");
     Ok((small, big))
+}
+
+/// The same import into a new chain without the address history index and with it,
+/// `rounds` times each, interleaved; the faster run of each (the issue's budget: with
+/// the index at most 10% slower).
+fn address_index_cost(
+    work: &std::path::Path,
+    genesis: &cairn_core::genesis::Genesis,
+    blocks: Vec<cairn_core::block::Block>,
+    rounds: usize,
+) -> anyhow::Result<(inproc::ImportRun, inproc::ImportRun)> {
+    use cairn_node::chain::ChainOptions;
+    let mut best: [Option<inproc::ImportRun>; 2] = [None, None];
+    for round in 0..rounds {
+        for (i, address_index) in [false, true].into_iter().enumerate() {
+            let dir = work.join(format!("addrindex-{address_index}-{round}"));
+            let run = inproc::import_with(&dir, genesis, blocks.clone(), ChainOptions { address_index })?;
+            std::fs::remove_dir_all(&dir)?;
+            if best[i].as_ref().is_none_or(|b| run.rate() > b.rate()) {
+                best[i] = Some(run);
+            }
+        }
+    }
+    let [off, on] = best;
+    Ok((off.expect("at least one round"), on.expect("at least one round")))
 }
 
 /// A fixed pseudo-random permutation of u64 (SplitMix64's finaliser).

@@ -47,10 +47,23 @@ pub struct CheckReport {
     pub blocks_checked: u64,
     pub transactions_checked: u64,
     pub accounts_checked: u64,
+    pub address_index: AddressIndexCheck,
     /// What does not match, one line each (at most 100 listed).
     pub problems: Vec<String>,
     /// Problems found beyond those listed.
     pub more_problems: usize,
+}
+
+/// What [`check_db`] did with the address history index.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AddressIndexCheck {
+    /// The check stopped before it (a problem earlier made a rebuild meaningless).
+    #[default]
+    NotChecked,
+    /// The index is off (and was found empty, or the problems say otherwise).
+    Off,
+    /// This many stored entries were compared with a rebuild from the blocks.
+    Compared(u64),
 }
 
 impl CheckReport {
@@ -78,6 +91,13 @@ impl fmt::Display for CheckReport {
             "checked {} blocks, {} transactions, {} accounts",
             self.blocks_checked, self.transactions_checked, self.accounts_checked
         )?;
+        match self.address_index {
+            AddressIndexCheck::Compared(n) => {
+                writeln!(f, "address history index: {n} entries compared with a rebuild from the blocks")?
+            }
+            AddressIndexCheck::Off => writeln!(f, "address history index: off")?,
+            AddressIndexCheck::NotChecked => writeln!(f, "address history index: not checked")?,
+        }
         if self.is_consistent() {
             write!(f, "consistent")
         } else {
@@ -384,6 +404,7 @@ fn check_addr_index(
         }
         true
     })?;
+    report.address_index = if on { AddressIndexCheck::Compared(stored) } else { AddressIndexCheck::Off };
     if !on {
         if stored > 0 {
             report.problem(format!("address index is off (no marker in meta) but holds {stored} entries"));

@@ -23,8 +23,9 @@ use cairn_core::{encoding, Address, BlockHash};
 
 /// Blocks per batch when building the index on open.
 pub const BUILD_BATCH_BLOCKS: u64 = 1_000;
-/// Keys per batch when clearing the index.
-const CLEAR_BATCH_KEYS: usize = 10_000;
+/// Keys per batch when clearing the index (each pass scans from the start, over the
+/// deletions of the passes before it, so passes are few and large: ~6 MB of keys).
+const CLEAR_BATCH_KEYS: usize = 100_000;
 
 /// How the chain is kept.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -205,7 +206,7 @@ impl Chain {
     /// transaction count.
     pub fn block_summaries(&self, from_height: u64, count: usize) -> Result<Vec<BlockSummary>, ChainError> {
         let mut out = Vec::with_capacity(count.min(1024));
-        for height in (from_height..).take(count) {
+        for height in (from_height..=u64::MAX).take(count) {
             let Some(idx) = self.index.best_at(height) else { break };
             let hash = self.index.e(idx).hash;
             let bytes = self

@@ -1,6 +1,7 @@
 //! The address history index (`addrindex`) on the real RocksDB backend: reorgs of depth
 //! 1 and 10 leave it equal to a rebuild from the winning branch alone; turning it off
-//! and on again drops and rebuilds it; check-db names a corrupted, a stray and a
+//! and on again drops and rebuilds it, and a database from before the index (no column
+//! family) gets it built on open; check-db names a corrupted, a stray and a
 //! missing entry; and paging through any address's history with any page size returns
 //! every entry exactly once, newest first (a property test against a model computed
 //! from the blocks).
@@ -11,7 +12,7 @@ use cairn_core::block::Block;
 use cairn_core::genesis::{Genesis, DEV_CHAIN_ID};
 use cairn_core::transaction::{address_of, public_key_of, Transfer};
 use cairn_core::{Address, Amount, SignedTransfer, Transaction};
-use cairn_node::chain::{check_db, Acceptance, Chain, ChainOptions, HistoryCursor};
+use cairn_node::chain::{check_db, Acceptance, AddressIndexCheck, Chain, ChainOptions, HistoryCursor};
 use cairn_node::store::{addr_key, direction, AddrEntryRecord, Batch, Column, KvStore, RocksStore};
 use proptest::prelude::*;
 use std::collections::BTreeMap;
@@ -129,7 +130,50 @@ fn index_off_keeps_nothing_and_turning_it_on_builds_it_from_the_blocks() {
     let store = RocksStore::open(&dir.path().join("chain")).unwrap();
     assert!(addr_column(&store).is_empty());
     drop(store);
-    assert_db_consistent(dir.path(), &g);
+    let report = check_db(dir.path(), &g).unwrap();
+    assert!(report.is_consistent(), "{report}");
+    assert_eq!(report.address_index, AddressIndexCheck::Off);
+    assert!(report.to_string().contains("address history index: off"), "{report}");
+}
+
+/// A database written before the index existed has neither the `addrindex` column
+/// family nor the marker: the first open creates the family and builds the index.
+#[test]
+fn a_database_from_before_the_index_gets_it_built_on_open() {
+    let g = test_genesis();
+    let dir = tempfile::tempdir().unwrap();
+    let mut reference = Branch::new(&g);
+    {
+        let mut chain =
+            Chain::open_with_options(dir.path(), &g, ChainOptions { address_index: false }).unwrap();
+        for _ in 0..5 {
+            let b = reference.mine(3, 1);
+            assert_eq!(accept(&mut chain, &b, &g), Acceptance::Connected);
+        }
+    }
+    {
+        // Remove the family, as in a data dir of the previous node version.
+        let path = dir.path().join("chain");
+        let opts = rocksdb::Options::default();
+        let families = rocksdb::DB::list_cf(&opts, &path).unwrap();
+        let mut db = rocksdb::DB::open_cf(&opts, &path, &families).unwrap();
+        db.drop_cf("addrindex").unwrap();
+        drop(db);
+        assert!(!rocksdb::DB::list_cf(&opts, &path).unwrap().contains(&"addrindex".to_string()));
+    }
+    let chain = Chain::open(dir.path(), &g).unwrap();
+    let entries = addr_column(chain.store());
+    assert_eq!(entries, rebuilt(&g, &reference.blocks));
+    let page = chain.history(&address_of(&reference.keys[0]), None, 100).unwrap().unwrap();
+    assert!(!page.entries.is_empty());
+    drop(chain);
+    let report = check_db(dir.path(), &g).unwrap();
+    assert!(report.is_consistent(), "{report}");
+    assert_eq!(report.address_index, AddressIndexCheck::Compared(entries.len() as u64));
+    assert!(
+        report.to_string().contains(&format!("address history index: {} entries", entries.len())),
+        "{report}"
+    );
 }
 
 #[test]

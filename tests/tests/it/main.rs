@@ -16,3 +16,4 @@ mod rpc_abuse;
 mod shutdown;
 mod wallet_e2e;
 mod wallet_scripts;
+mod wallet_history;

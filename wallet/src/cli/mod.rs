@@ -10,6 +10,7 @@
 //! facts as text for people. Errors are `anyhow` chains printed to stderr by `main`.
 
 mod batch;
+mod history;
 mod keys;
 mod receipts;
 mod transfers;
@@ -84,6 +85,8 @@ pub enum Command {
         #[arg(long)]
         verify: bool,
     },
+    /// Show an address's transactions, newest first, pending ones marked.
+    History(history::HistoryArgs),
 }
 
 fn parse_address(text: &str) -> Result<Address, String> {
@@ -194,6 +197,7 @@ pub async fn run(cli: Cli) -> Result<Report> {
         Command::Sign(args) => transfers::cmd_sign(&ctx, args),
         Command::Submit { hex } => transfers::cmd_submit(&ctx, &hex).await,
         Command::Tx { txid, verify } => receipts::cmd_tx(&ctx, txid, verify).await,
+        Command::History(args) => history::cmd_history(&ctx, args).await,
     }
 }
 
