@@ -13,6 +13,7 @@ mod batch;
 mod keys;
 mod receipts;
 mod transfers;
+mod wait;
 
 pub use batch::{parse_batch, BatchLine, SendManyArgs};
 pub use receipts::MAX_DESCENDANTS_CHECKED;
