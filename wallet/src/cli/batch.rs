@@ -46,6 +46,7 @@ const MAX_REPORTED_ERRORS: usize = 20;
 
 #[derive(Args, Debug)]
 pub struct SendManyArgs {
+    /// The paying address (its key must be in the wallet).
     #[arg(long, value_parser = parse_address, value_name = "ADDRESS")]
     pub from: Address,
     /// File of `ADDRESS AMOUNT` or `ADDRESS,AMOUNT` lines; `-` for standard input.

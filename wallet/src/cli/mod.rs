@@ -65,7 +65,8 @@ pub enum Command {
         #[arg(value_parser = parse_address, value_name = "ADDRESS")]
         address: Option<Address>,
     },
-    /// Sign a transfer with the node's next nonce, submit it, print the txid.
+    /// Sign a transfer with the next free nonce, submit it, print the txid (sends from one
+    /// address in parallel processes get consecutive nonces).
     Send(SendArgs),
     /// Pay many recipients from one address: one transfer per line of FILE.
     #[command(long_about = batch::SEND_MANY_HELP)]
