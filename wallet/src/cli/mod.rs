@@ -4,6 +4,8 @@
 //! - `transfers`: `send`, `sign`, `submit` (one function builds and signs a transfer for
 //!   both `send` and `sign`);
 //! - `batch`: `send-many` (a file of recipients, consecutive nonces, one line per transfer);
+//! - `wait`: `--wait` for `send` and `send-many` (confirmations, and why a transfer left
+//!   the pool without being mined);
 //! - `receipts`: `tx` and `tx --verify` (a transfer's status and its local verification).
 //!
 //! Each command returns a [`Report`]: a JSON object (printed with `--json`) and the same
@@ -42,7 +44,7 @@ pub struct Cli {
     /// Directory of key files [default: $XDG_DATA_HOME/cairn/wallet or ~/.local/share/cairn/wallet].
     #[arg(long, global = true, env = "CAIRN_WALLET_DIR", value_name = "DIR")]
     pub wallet_dir: Option<PathBuf>,
-    /// Print one JSON object on stdout instead of text.
+    /// Print JSON on stdout instead of text: one object (send-many: one per transfer, a line each).
     #[arg(long, global = true)]
     pub json: bool,
     /// Read the keystore password from the first line of FILE (else CAIRN_WALLET_PASSWORD, else a prompt).

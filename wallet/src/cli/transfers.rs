@@ -277,6 +277,7 @@ async fn explain_refusal(
     wallet_dir: &Path,
     from: &Address,
     nonce: u64,
+    chosen: bool,
     min_fee: u64,
     failure: SubmitFailure,
 ) -> anyhow::Error {
@@ -286,7 +287,18 @@ async fn explain_refusal(
         if let (Ok(Some(holder)), Some(next_free)) =
             (find_holder(node, wallet_dir, from, nonce).await, next_free)
         {
-            return taken_nonce_error(from, &holder, min_fee, next_free);
+            if chosen {
+                return taken_nonce_error(from, &holder, min_fee, next_free);
+            }
+            // The wallet took the next free nonce under its lock, so the transfer that
+            // holds it was sent from outside this wallet directory at the same moment.
+            return anyhow!(
+                "nonce {nonce} of {from} was taken at the same moment by transfer {} (fee {}), sent \
+                 from outside this wallet directory (another wallet directory or machine with this \
+                 key); nothing was sent: run the command again to use the next free nonce ({next_free})",
+                holder.txid,
+                format_amount(holder.fee)
+            );
         }
     } else if reason.contains("nonce too low") {
         return anyhow!(
@@ -395,7 +407,16 @@ pub(super) async fn cmd_send(ctx: &Ctx, args: SendArgs) -> Result<Report> {
     let txid = match submit_signed(&node, &signed).await {
         Ok(txid) => txid,
         Err(failure) => {
-            return Err(explain_refusal(&node, ks.dir(), &args.from, nonce, min_fee, failure).await)
+            return Err(explain_refusal(
+                &node,
+                ks.dir(),
+                &args.from,
+                nonce,
+                args.nonce.is_some(),
+                min_fee,
+                failure,
+            )
+            .await)
         }
     };
     book.record(Handed { nonce, txid, fee: fee.0, amount: args.amount.0, to: args.to, at_ms: now_ms() });
