@@ -500,3 +500,62 @@ fn wait_says_when_a_transfer_left_the_pool_without_being_mined() {
     assert!(stderr.contains(&format!("transfer {cheap} left the pool without being mined")), "{stderr}");
     assert!(stderr.contains("evicted from a full pool"), "{stderr}");
 }
+
+/// A child process killed (SIGKILL) and reaped when the test ends, also when it fails.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_send_waits_for_the_address_lock_and_a_killed_holder_leaves_none_behind() {
+    let node = NodeProcess::start_dev(bin("cairn-node"), &["--no-mine"]);
+    let rpc = node.url();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("wallet");
+    let from = import_dev(&rpc, &dir, 3);
+    // Another process holds the address's lock: a shell takes it with util-linux `flock`
+    // (the same flock(2)) on fd 9, then becomes `sleep` with fd 9 still open.
+    let lock = dir.join("nonces").join(format!("{from}.lock"));
+    std::fs::create_dir_all(lock.parent().unwrap()).unwrap();
+    let ready = tmp.path().join("locked");
+    let script =
+        format!("exec 9>'{}' && flock 9 && touch '{}' && exec sleep 120", lock.display(), ready.display());
+    let mut holder = KillOnDrop(Command::new("sh").args(["-c", &script]).spawn().unwrap());
+    wait_until(Duration::from_secs(10), "the other process to hold the lock", || {
+        Ok(ready.exists().then_some(()))
+    });
+
+    let stderr_path = tmp.path().join("send.stderr");
+    let mut send = KillOnDrop(
+        Command::new(bin("cairn-wallet"))
+            .arg("--rpc")
+            .arg(&rpc)
+            .arg("--wallet-dir")
+            .arg(&dir)
+            .args(["send", "--from", &from, "--to", &dev_address(4), "--amount", "1"])
+            .env("CAIRN_WALLET_PASSWORD", PW)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr_path).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    // It waits and says so, and sends nothing while the lock is held...
+    let waiting = format!("waiting for another cairn-wallet process that is sending from {from}");
+    wait_until(Duration::from_secs(20), "the send to say it waits for the lock", || {
+        Ok(std::fs::read_to_string(&stderr_path)?.contains(&waiting).then_some(()))
+    });
+    assert!(send.0.try_wait().unwrap().is_none(), "the send did not wait for the lock");
+    assert!(pool_txids(&node).is_empty());
+    // ...and goes on once the holder is killed: the OS released its lock.
+    holder.0.kill().unwrap();
+    holder.0.wait().unwrap();
+    let status = wait_until(Duration::from_secs(30), "the send to finish", || Ok(send.0.try_wait()?));
+    assert!(status.success(), "{}", std::fs::read_to_string(&stderr_path).unwrap());
+    assert_eq!(pool_txids(&node).len(), 1);
+}
