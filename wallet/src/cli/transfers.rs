@@ -302,8 +302,9 @@ async fn explain_refusal(
         }
     } else if reason.contains("nonce too low") {
         return anyhow!(
-            "{}: nonce {nonce} of {from} is already used by a confirmed transfer; leave out --nonce \
-             to use the next free one",
+            "{}: nonce {nonce} of {from} is already used by a confirmed transfer (the transfer it \
+             was to replace was mined meanwhile?); leave out --nonce and --replace to use the next \
+             free one",
             anyhow::Error::from(failure)
         );
     }
@@ -322,7 +323,7 @@ pub(super) async fn cmd_send(ctx: &Ctx, args: SendArgs) -> Result<Report> {
     let replaces: Option<Holder> = match (args.replace, args.nonce) {
         (Some(txid), _) => Some(replace_target(&node, &args.from, &txid).await?),
         (None, Some(n)) if n < account.nonce => bail!(
-            "nonce {n} of {} is already used by a confirmed transfer (the account's next nonce is {}); \
+            "nonce {n} of {} is already used by a confirmed transfer (the next free nonce is {}); \
              leave out --nonce to use the next free one",
             args.from,
             account.pending_nonce
