@@ -34,6 +34,8 @@ use std::time::{Duration, Instant};
 pub const NONCES_DIR: &str = "nonces";
 /// How long a process waits for another one sending from the same address.
 const LOCK_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long a wait for the lock lasts before the wallet says on stderr that it waits.
+const LOCK_NOTICE_AFTER: Duration = Duration::from_secs(2);
 /// How often it tries the lock again while waiting.
 const LOCK_POLL: Duration = Duration::from_millis(10);
 /// Books are small; a larger file is not one of ours.
@@ -102,7 +104,8 @@ impl NonceBook {
             .write(true)
             .open(&path)
             .with_context(|| format!("cannot open the lock file {}", path.display()))?;
-        let deadline = Instant::now() + LOCK_TIMEOUT;
+        let started = Instant::now();
+        let deadline = started + LOCK_TIMEOUT;
         let mut told = false;
         loop {
             match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
@@ -113,7 +116,8 @@ impl NonceBook {
                         .with_context(|| format!("cannot lock {}", path.display()))
                 }
             }
-            if !told && !quiet {
+            // Parallel sends wait here briefly as a matter of course; say so only when it lasts.
+            if !told && !quiet && started.elapsed() >= LOCK_NOTICE_AFTER {
                 eprintln!("waiting for another cairn-wallet process that is sending from {address}...");
                 told = true;
             }

@@ -353,3 +353,209 @@ fn auto_fee_is_the_minimum_on_an_empty_pool_and_more_on_a_full_one() {
     );
     assert!(err.contains("mempool full"), "{err}");
 }
+
+#[test]
+fn wait_counts_confirmations() {
+    let node = NodeProcess::start_dev(bin("cairn-node"), &[]);
+    let rpc = node.url();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("wallet");
+    let from = import_dev(&rpc, &dir, 3);
+    let sent = wallet_json(
+        &rpc,
+        &dir,
+        PW,
+        &[
+            "send",
+            "--from",
+            &from,
+            "--to",
+            &dev_address(4),
+            "--amount",
+            "10",
+            "--wait",
+            "--confirmations",
+            "3",
+        ],
+        None,
+    )
+    .unwrap();
+    assert!(u64_of(&sent, "confirmations") >= 3, "{sent}");
+    // Three blocks: its own and two on top, on the node's best chain.
+    assert!(node.height().unwrap() >= u64_of(&sent, "height") + 2, "{sent}");
+    let status = node.rpc("chain_getTransaction", json!([sent["txid"]])).unwrap();
+    assert_eq!(status["block_hash"], sent["block_hash"]);
+    // --confirmations needs --wait, and 0 is not a number of confirmations.
+    let err = wallet_fails(
+        &rpc,
+        &dir,
+        &["send", "--from", &from, "--to", &from, "--amount", "1", "--confirmations", "2"],
+    );
+    assert!(err.contains("--wait"), "{err}");
+}
+
+/// Starts `cairn-wallet ARGS` without waiting for it.
+fn spawn_wallet(rpc: &str, dir: &Path, args: &[&str]) -> std::process::Child {
+    Command::new(bin("cairn-wallet"))
+        .arg("--rpc")
+        .arg(rpc)
+        .arg("--wallet-dir")
+        .arg(dir)
+        .args(args)
+        .env("CAIRN_WALLET_PASSWORD", PW)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits until the pool holds exactly `n` transfers, and returns their txids.
+fn wait_pool_len(node: &NodeProcess, n: usize) -> Vec<String> {
+    wait_until(Duration::from_secs(30), "the pool to fill", || {
+        let ids = pool_txids(node);
+        Ok((ids.len() == n).then_some(ids))
+    })
+}
+
+#[test]
+fn wait_says_when_a_transfer_left_the_pool_without_being_mined() {
+    let node = NodeProcess::start_dev(bin("cairn-node"), &["--no-mine", "--mempool-max-bytes", "1000"]);
+    let rpc = node.url();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("wallet");
+    let from = import_dev(&rpc, &dir, 3);
+    let to = dev_address(4);
+
+    // Nothing mines: the wait ends at its timeout and says the transfer is still pending.
+    let err = wallet_fails(
+        &rpc,
+        &dir,
+        &["send", "--from", &from, "--to", &to, "--amount", "1", "--wait", "--timeout", "1"],
+    );
+    assert!(err.contains("is not confirmed after 1 s (pending)"), "{err}");
+    let first = pool_txids(&node)[0].clone();
+
+    // Replaced: one process waits for a transfer, another replaces it.
+    let waiter = spawn_wallet(
+        &rpc,
+        &dir,
+        &["send", "--from", &from, "--to", &to, "--amount", "2", "--wait", "--timeout", "60"],
+    );
+    let waited = wait_pool_len(&node, 2).into_iter().find(|t| *t != first).unwrap();
+    let replaced = wallet_json(
+        &rpc,
+        &dir,
+        PW,
+        &["send", "--from", &from, "--to", &to, "--amount", "3", "--replace", &waited],
+        None,
+    )
+    .unwrap();
+    let out = waiter.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains(&format!("transfer {waited} left the pool without being mined")), "{stderr}");
+    assert!(
+        stderr.contains(&format!("replaced by pending transfer {}", replaced["txid"].as_str().unwrap())),
+        "{stderr}"
+    );
+
+    // Evicted: a cheap transfer from another account waits; better-paying ones fill the
+    // pool and push it out.
+    let cheap_from = import_dev(&rpc, &dir, 9);
+    let waiter = spawn_wallet(
+        &rpc,
+        &dir,
+        &[
+            "send",
+            "--from",
+            &cheap_from,
+            "--to",
+            &to,
+            "--amount",
+            "4",
+            "--fee",
+            "2",
+            "--wait",
+            "--timeout",
+            "60",
+        ],
+    );
+    let before = pool_txids(&node);
+    let cheap = wait_until(Duration::from_secs(30), "the cheap transfer to be pending", || {
+        Ok(pool_txids(&node).into_iter().find(|t| !before.contains(t)))
+    });
+    let mut fee = 10_000;
+    for i in [1, 2, 4, 5, 6, 7, 8] {
+        if !pool_txids(&node).contains(&cheap) {
+            break;
+        }
+        submit_dev_transfer(&node, i, 0, fee);
+        fee += 100;
+    }
+    assert!(!pool_txids(&node).contains(&cheap), "the cheap transfer was not evicted");
+    let out = waiter.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains(&format!("transfer {cheap} left the pool without being mined")), "{stderr}");
+    assert!(stderr.contains("evicted from a full pool"), "{stderr}");
+}
+
+/// A child process killed (SIGKILL) and reaped when the test ends, also when it fails.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_send_waits_for_the_address_lock_and_a_killed_holder_leaves_none_behind() {
+    let node = NodeProcess::start_dev(bin("cairn-node"), &["--no-mine"]);
+    let rpc = node.url();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("wallet");
+    let from = import_dev(&rpc, &dir, 3);
+    // Another process holds the address's lock: a shell takes it with util-linux `flock`
+    // (the same flock(2)) on fd 9, then becomes `sleep` with fd 9 still open.
+    let lock = dir.join("nonces").join(format!("{from}.lock"));
+    std::fs::create_dir_all(lock.parent().unwrap()).unwrap();
+    let ready = tmp.path().join("locked");
+    let script =
+        format!("exec 9>'{}' && flock 9 && touch '{}' && exec sleep 120", lock.display(), ready.display());
+    let mut holder = KillOnDrop(Command::new("sh").args(["-c", &script]).spawn().unwrap());
+    wait_until(Duration::from_secs(10), "the other process to hold the lock", || {
+        Ok(ready.exists().then_some(()))
+    });
+
+    let stderr_path = tmp.path().join("send.stderr");
+    let mut send = KillOnDrop(
+        Command::new(bin("cairn-wallet"))
+            .arg("--rpc")
+            .arg(&rpc)
+            .arg("--wallet-dir")
+            .arg(&dir)
+            .args(["send", "--from", &from, "--to", &dev_address(4), "--amount", "1"])
+            .env("CAIRN_WALLET_PASSWORD", PW)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr_path).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    // It waits and says so, and sends nothing while the lock is held...
+    let waiting = format!("waiting for another cairn-wallet process that is sending from {from}");
+    wait_until(Duration::from_secs(20), "the send to say it waits for the lock", || {
+        Ok(std::fs::read_to_string(&stderr_path)?.contains(&waiting).then_some(()))
+    });
+    assert!(send.0.try_wait().unwrap().is_none(), "the send did not wait for the lock");
+    assert!(pool_txids(&node).is_empty());
+    // ...and goes on once the holder is killed: the OS released its lock.
+    holder.0.kill().unwrap();
+    holder.0.wait().unwrap();
+    let status = wait_until(Duration::from_secs(30), "the send to finish", || Ok(send.0.try_wait()?));
+    assert!(status.success(), "{}", std::fs::read_to_string(&stderr_path).unwrap());
+    assert_eq!(pool_txids(&node).len(), 1);
+}

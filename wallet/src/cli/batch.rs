@@ -9,9 +9,10 @@
 //! transfer, in line order.
 
 use super::transfers::{
-    amount_plus_fee, auto_fee_reason, node_fees, parse_fee, sign_with, submit_signed, unlock, wait_confirmed,
-    FeeChoice, Unsigned,
+    amount_plus_fee, auto_fee_reason, node_fees, parse_fee, sign_with, submit_signed, unlock, FeeChoice,
+    Unsigned,
 };
+use super::wait::{wait_confirmations, Waited};
 use super::{parse_address, Ctx, Report};
 use crate::amount::{format_amount, parse_amount};
 use crate::nonces::{now_ms, Handed, NonceBook};
@@ -45,6 +46,7 @@ const MAX_REPORTED_ERRORS: usize = 20;
 
 #[derive(Args, Debug)]
 pub struct SendManyArgs {
+    /// The paying address (its key must be in the wallet).
     #[arg(long, value_parser = parse_address, value_name = "ADDRESS")]
     pub from: Address,
     /// File of `ADDRESS AMOUNT` or `ADDRESS,AMOUNT` lines; `-` for standard input.
@@ -53,9 +55,13 @@ pub struct SendManyArgs {
     /// Fee of each transfer in base units, or `auto` (the node's estimate, as for `send`).
     #[arg(long, value_parser = parse_fee, default_value = "auto", value_name = "N|auto")]
     pub fee: FeeChoice,
-    /// Wait until every sent transfer is in a block.
+    /// Wait until every sent transfer is in a block (a transfer that leaves the pool
+    /// without being mined is reported with the reason).
     #[arg(long)]
     pub wait: bool,
+    /// With --wait: how many blocks must hold or follow each transfer's block.
+    #[arg(long, default_value_t = 1, value_name = "N", requires = "wait", value_parser = clap::value_parser!(u64).range(1..))]
+    pub confirmations: u64,
     /// Give up waiting after this many seconds (for the whole batch).
     #[arg(long, default_value_t = 120, value_name = "SECS", requires = "wait")]
     pub timeout: u64,
@@ -143,7 +149,7 @@ fn read_file(file: &str) -> Result<String> {
 enum Outcome {
     Sent { txid: Txid, nonce: u64 },
     Failed { status: &'static str, error: String, txid: Option<Txid>, nonce: Option<u64> },
-    Confirmed { txid: Txid, nonce: u64, block_hash: cairn_core::BlockHash, height: u64 },
+    Confirmed { txid: Txid, nonce: u64, block_hash: cairn_core::BlockHash, height: u64, confirmations: u64 },
 }
 
 pub(super) async fn cmd_send_many(ctx: &Ctx, args: SendManyArgs) -> Result<Report> {
@@ -260,12 +266,19 @@ pub(super) async fn cmd_send_many(ctx: &Ctx, args: SendManyArgs) -> Result<Repor
     drop(book);
 
     if args.wait {
-        let deadline = Instant::now() + Duration::from_secs(args.timeout);
+        let timeout = Duration::from_secs(args.timeout);
+        let deadline = Instant::now() + timeout;
         for o in outcomes.iter_mut() {
             let Outcome::Sent { txid, nonce } = *o else { continue };
-            let left = deadline.saturating_duration_since(Instant::now());
-            *o = match wait_confirmed(&node, &txid, left).await {
-                Ok((block_hash, height)) => Outcome::Confirmed { txid, nonce, block_hash, height },
+            let waited = Waited { txid, from: &args.from, nonce, wallet_dir: ks.dir() };
+            *o = match wait_confirmations(&node, &waited, args.confirmations, timeout, deadline).await {
+                Ok(c) => Outcome::Confirmed {
+                    txid,
+                    nonce,
+                    block_hash: c.block_hash,
+                    height: c.height,
+                    confirmations: c.confirmations,
+                },
                 Err(e) => Outcome::Failed {
                     status: "unconfirmed",
                     error: format!("{e:#}"),
@@ -289,8 +302,9 @@ pub(super) async fn cmd_send_many(ctx: &Ctx, args: SendManyArgs) -> Result<Repor
                 j["nonce"] = json!(nonce);
                 let _ = writeln!(text, "line {}: sent {what}, nonce {nonce}, txid {txid}", l.line);
             }
-            Outcome::Confirmed { txid, nonce, block_hash, height } => {
+            Outcome::Confirmed { txid, nonce, block_hash, height, confirmations } => {
                 j["status"] = json!("confirmed");
+                j["confirmations"] = json!(confirmations);
                 j["txid"] = json!(txid);
                 j["nonce"] = json!(nonce);
                 j["block_hash"] = json!(block_hash);

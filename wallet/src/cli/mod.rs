@@ -4,6 +4,8 @@
 //! - `transfers`: `send`, `sign`, `submit` (one function builds and signs a transfer for
 //!   both `send` and `sign`);
 //! - `batch`: `send-many` (a file of recipients, consecutive nonces, one line per transfer);
+//! - `wait`: `--wait` for `send` and `send-many` (confirmations, and why a transfer left
+//!   the pool without being mined);
 //! - `receipts`: `tx` and `tx --verify` (a transfer's status and its local verification).
 //!
 //! Each command returns a [`Report`]: a JSON object (printed with `--json`) and the same
@@ -14,6 +16,7 @@ mod history;
 mod keys;
 mod receipts;
 mod transfers;
+mod wait;
 
 pub use batch::{parse_batch, BatchLine, SendManyArgs};
 pub use receipts::MAX_DESCENDANTS_CHECKED;
@@ -42,7 +45,7 @@ pub struct Cli {
     /// Directory of key files [default: $XDG_DATA_HOME/cairn/wallet or ~/.local/share/cairn/wallet].
     #[arg(long, global = true, env = "CAIRN_WALLET_DIR", value_name = "DIR")]
     pub wallet_dir: Option<PathBuf>,
-    /// Print one JSON object on stdout instead of text.
+    /// Print JSON on stdout instead of text: one object (send-many: one per transfer, a line each).
     #[arg(long, global = true)]
     pub json: bool,
     /// Read the keystore password from the first line of FILE (else CAIRN_WALLET_PASSWORD, else a prompt).
@@ -65,7 +68,8 @@ pub enum Command {
         #[arg(value_parser = parse_address, value_name = "ADDRESS")]
         address: Option<Address>,
     },
-    /// Sign a transfer with the node's next nonce, submit it, print the txid.
+    /// Sign a transfer with the next free nonce, submit it, print the txid (sends from one
+    /// address in parallel processes get consecutive nonces).
     Send(SendArgs),
     /// Pay many recipients from one address: one transfer per line of FILE.
     #[command(long_about = batch::SEND_MANY_HELP)]

@@ -4,6 +4,7 @@
 //! or the command line) and in what they do with the result; both sign through
 //! [`sign_transfer`].
 
+use super::wait::{wait_confirmations, Waited};
 use super::{parse_address, parse_txid, Ctx, Report};
 use crate::amount::{format_amount, parse_amount};
 use crate::keystore::Keystore;
@@ -25,8 +26,6 @@ use std::time::{Duration, Instant};
 
 /// JSON-RPC "method not found": a node older than `mempool_estimateFee`.
 const METHOD_NOT_FOUND: i32 = -32601;
-/// How often `send --wait` asks the node whether the transfer is confirmed.
-const POLL_INTERVAL: Duration = Duration::from_millis(250);
 
 /// `--fee`: a number of base units, or `auto`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -105,9 +104,14 @@ pub struct SendArgs {
     /// nonce, and pays at least the fee the node requires for a replacement.
     #[arg(long, value_parser = parse_txid, value_name = "TXID")]
     pub replace: Option<Txid>,
-    /// Wait until the transfer is in a block; print the block hash and height.
+    /// Wait until the transfer is in a block; print the block hash and height. Fails
+    /// with the reason if the transfer leaves the pool without being mined (replaced,
+    /// evicted or expired).
     #[arg(long)]
     pub wait: bool,
+    /// With --wait: how many blocks must hold or follow the transfer's block.
+    #[arg(long, default_value_t = 1, value_name = "N", requires = "wait", value_parser = clap::value_parser!(u64).range(1..))]
+    pub confirmations: u64,
     /// Give up waiting after this many seconds.
     #[arg(long, default_value_t = 120, value_name = "SECS", requires = "wait")]
     pub timeout: u64,
@@ -273,6 +277,7 @@ async fn explain_refusal(
     wallet_dir: &Path,
     from: &Address,
     nonce: u64,
+    chosen: bool,
     min_fee: u64,
     failure: SubmitFailure,
 ) -> anyhow::Error {
@@ -282,12 +287,24 @@ async fn explain_refusal(
         if let (Ok(Some(holder)), Some(next_free)) =
             (find_holder(node, wallet_dir, from, nonce).await, next_free)
         {
-            return taken_nonce_error(from, &holder, min_fee, next_free);
+            if chosen {
+                return taken_nonce_error(from, &holder, min_fee, next_free);
+            }
+            // The wallet took the next free nonce under its lock, so the transfer that
+            // holds it was sent from outside this wallet directory at the same moment.
+            return anyhow!(
+                "nonce {nonce} of {from} was taken at the same moment by transfer {} (fee {}), sent \
+                 from outside this wallet directory (another wallet directory or machine with this \
+                 key); nothing was sent: run the command again to use the next free nonce ({next_free})",
+                holder.txid,
+                format_amount(holder.fee)
+            );
         }
     } else if reason.contains("nonce too low") {
         return anyhow!(
-            "{}: nonce {nonce} of {from} is already used by a confirmed transfer; leave out --nonce \
-             to use the next free one",
+            "{}: nonce {nonce} of {from} is already used by a confirmed transfer (the transfer it \
+             was to replace was mined meanwhile?); leave out --nonce and --replace to use the next \
+             free one",
             anyhow::Error::from(failure)
         );
     }
@@ -306,7 +323,7 @@ pub(super) async fn cmd_send(ctx: &Ctx, args: SendArgs) -> Result<Report> {
     let replaces: Option<Holder> = match (args.replace, args.nonce) {
         (Some(txid), _) => Some(replace_target(&node, &args.from, &txid).await?),
         (None, Some(n)) if n < account.nonce => bail!(
-            "nonce {n} of {} is already used by a confirmed transfer (the account's next nonce is {}); \
+            "nonce {n} of {} is already used by a confirmed transfer (the next free nonce is {}); \
              leave out --nonce to use the next free one",
             args.from,
             account.pending_nonce
@@ -391,7 +408,16 @@ pub(super) async fn cmd_send(ctx: &Ctx, args: SendArgs) -> Result<Report> {
     let txid = match submit_signed(&node, &signed).await {
         Ok(txid) => txid,
         Err(failure) => {
-            return Err(explain_refusal(&node, ks.dir(), &args.from, nonce, min_fee, failure).await)
+            return Err(explain_refusal(
+                &node,
+                ks.dir(),
+                &args.from,
+                nonce,
+                args.nonce.is_some(),
+                min_fee,
+                failure,
+            )
+            .await)
         }
     };
     book.record(Handed { nonce, txid, fee: fee.0, amount: args.amount.0, to: args.to, at_ms: now_ms() });
@@ -418,10 +444,21 @@ pub(super) async fn cmd_send(ctx: &Ctx, args: SendArgs) -> Result<Report> {
         let _ = writeln!(text, "replaces pending transfer {} (fee {})", h.txid, format_amount(h.fee));
     }
     if args.wait {
-        let (block_hash, height) = wait_confirmed(&node, &txid, Duration::from_secs(args.timeout)).await?;
-        json["block_hash"] = json!(block_hash);
-        json["height"] = json!(height);
-        let _ = writeln!(text, "confirmed in block {block_hash} at height {height}");
+        let timeout = Duration::from_secs(args.timeout);
+        let waited = Waited { txid, from: &args.from, nonce, wallet_dir: ks.dir() };
+        let c =
+            wait_confirmations(&node, &waited, args.confirmations, timeout, Instant::now() + timeout).await?;
+        json["block_hash"] = json!(c.block_hash);
+        json["height"] = json!(c.height);
+        json["confirmations"] = json!(c.confirmations);
+        let _ = writeln!(
+            text,
+            "confirmed in block {} at height {} ({} confirmation{})",
+            c.block_hash,
+            c.height,
+            c.confirmations,
+            if c.confirmations == 1 { "" } else { "s" }
+        );
     }
     Ok(Report::new(json, text))
 }
@@ -451,33 +488,6 @@ async fn replace_target(node: &Node, from: &Address, txid: &Txid) -> Result<Hold
         );
     }
     Ok(Holder { txid: t.txid, nonce: t.nonce, fee: t.fee, amount: t.amount, to: t.to })
-}
-
-/// Polls chain_getTransaction until the transfer is in a block on the best chain.
-pub(super) async fn wait_confirmed(
-    node: &Node,
-    txid: &Txid,
-    timeout: Duration,
-) -> Result<(cairn_core::BlockHash, u64)> {
-    let deadline = Instant::now() + timeout;
-    let mut last = "unknown to the node".to_string();
-    loop {
-        if let Some(status) = node.transaction(txid).await? {
-            if let (true, Some(hash), Some(height)) =
-                (status.status == "confirmed", status.block_hash, status.height)
-            {
-                return Ok((hash, height));
-            }
-            last = status.status;
-        }
-        if Instant::now() >= deadline {
-            bail!(
-                "transfer {txid} was submitted but is not confirmed after {} s (status: {last}); check later with `cairn-wallet tx {txid}`",
-                timeout.as_secs()
-            );
-        }
-        tokio::time::sleep(POLL_INTERVAL).await;
-    }
 }
 
 pub(super) fn cmd_sign(ctx: &Ctx, args: SignArgs) -> Result<Report> {
