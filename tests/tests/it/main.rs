@@ -15,5 +15,5 @@ mod partition;
 mod rpc_abuse;
 mod shutdown;
 mod wallet_e2e;
-mod wallet_scripts;
 mod wallet_history;
+mod wallet_scripts;
