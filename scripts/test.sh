@@ -5,7 +5,7 @@
 # if missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+scripts/setup.sh --test
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

@@ -9,7 +9,7 @@
 //! - `silent_link_is_dropped_and_heals`: two nodes across a veth link into a network
 //!   namespace; an nftables rule drops their traffic (no reset, just silence). Both
 //!   drop the other within 45 s and reconnect within 5 s once the rule is removed.
-//!   Needs root, `ip` (iproute2) and `nft` (nftables): scripts/setup.sh installs them.
+//!   Needs root, `ip` (iproute2) and `nft` (nftables): `scripts/setup.sh --test` installs them.
 
 use cairn_core::genesis::Genesis;
 use cairn_tests::adversary::{cmd, magic_of, Closed, Peer, VersionFields};
@@ -180,7 +180,7 @@ fn churn_leaves_no_socket_behind() {
 /// Runs a command, failing with its output if it fails.
 fn run(program: &str, args: &[&str]) -> anyhow::Result<()> {
     let out = Command::new(program).args(args).output().map_err(|e| {
-        anyhow::anyhow!("cannot run {program} ({e}): run scripts/setup.sh to install iproute2 and nftables")
+        anyhow::anyhow!("cannot run {program} ({e}): run scripts/setup.sh --test to install iproute2 and nftables")
     })?;
     if !out.status.success() {
         anyhow::bail!("{program} {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
@@ -258,7 +258,7 @@ fn has_peer(node: &NodeProcess, addr: SocketAddr) -> anyhow::Result<bool> {
 fn silent_link_is_dropped_and_heals() {
     let tmp = tempfile::tempdir().unwrap();
     let genesis = write_fast_genesis(tmp.path(), 1000).unwrap();
-    let ns = Netns::create().expect("network namespace (run as root, after scripts/setup.sh)");
+    let ns = Netns::create().expect("network namespace (run as root, after scripts/setup.sh --test)");
     // Declared after `ns`, so the nodes are killed before the namespace goes.
     let outside = NodeProcess::start(
         &tmp.path().join("outside"),

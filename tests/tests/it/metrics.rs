@@ -287,7 +287,7 @@ fn the_metrics_server_answers_only_get_metrics() {
     assert!(!plain.stdout_text().contains("metrics listening"), "{}", plain.stdout_text());
 }
 
-/// `promtool` from Debian's `prometheus` package (scripts/setup.sh installs it). Absent:
+/// `promtool` from Debian's `prometheus` package (`scripts/setup.sh --test` installs it). Absent:
 /// `None`, which fails the test under CI (CI=true) and skips it elsewhere.
 fn promtool() -> Option<PathBuf> {
     let found = std::env::var_os("PATH")
@@ -297,9 +297,9 @@ fn promtool() -> Option<PathBuf> {
         .find(|p| p.is_file());
     if found.is_none() {
         if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("promtool is not installed (Debian package `prometheus`; scripts/setup.sh installs it)");
+            panic!("promtool is not installed (Debian package `prometheus`; scripts/setup.sh --test installs it)");
         }
-        eprintln!("SKIPPED: promtool is not installed (run scripts/setup.sh, or apt-get install prometheus)");
+        eprintln!("SKIPPED: promtool is not installed (run scripts/setup.sh --test, or apt-get install prometheus)");
     }
     found
 }
