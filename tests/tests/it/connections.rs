@@ -180,7 +180,9 @@ fn churn_leaves_no_socket_behind() {
 /// Runs a command, failing with its output if it fails.
 fn run(program: &str, args: &[&str]) -> anyhow::Result<()> {
     let out = Command::new(program).args(args).output().map_err(|e| {
-        anyhow::anyhow!("cannot run {program} ({e}): run scripts/setup.sh --test to install iproute2 and nftables")
+        anyhow::anyhow!(
+            "cannot run {program} ({e}): run scripts/setup.sh --test to install iproute2 and nftables"
+        )
     })?;
     if !out.status.success() {
         anyhow::bail!("{program} {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));

@@ -299,7 +299,9 @@ fn promtool() -> Option<PathBuf> {
         if std::env::var("CI").is_ok_and(|v| v == "true") {
             panic!("promtool is not installed (Debian package `prometheus`; scripts/setup.sh --test installs it)");
         }
-        eprintln!("SKIPPED: promtool is not installed (run scripts/setup.sh --test, or apt-get install prometheus)");
+        eprintln!(
+            "SKIPPED: promtool is not installed (run scripts/setup.sh --test, or apt-get install prometheus)"
+        );
     }
     found
 }
