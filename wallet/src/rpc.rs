@@ -5,7 +5,8 @@
 //! and the node's own reason (for tx_submit, why the transfer was refused).
 
 use cairn_api::{
-    codes, CairnApiClient, ChainInfo, FeeEstimate, MempoolInfo, RpcAccount, RpcBlock, RpcTxProof, RpcTxStatus,
+    codes, CairnApiClient, ChainInfo, FeeEstimate, MempoolInfo, RpcAccount, RpcBlock, RpcHistory, RpcTxProof,
+    RpcTxStatus,
 };
 use cairn_core::{Address, BlockHash, Txid};
 use jsonrpsee::core::ClientError;
@@ -136,6 +137,18 @@ impl Node {
 
     pub async fn block_by_height(&self, height: u64) -> Result<Option<RpcBlock>, RpcError> {
         self.call("chain_getBlockByHeight", self.client.chain_get_block_by_height(height)).await
+    }
+
+    /// One page of `address`'s history: at most `limit` entries older than the cursor
+    /// `before` (the `next` of the previous page; `None`: the newest).
+    pub async fn history(
+        &self,
+        address: &Address,
+        before: Option<String>,
+        limit: u64,
+    ) -> Result<RpcHistory, RpcError> {
+        self.call("state_getHistory", self.client.state_get_history(address.to_text(), before, Some(limit)))
+            .await
     }
 }
 

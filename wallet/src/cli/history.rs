@@ -7,15 +7,11 @@
 
 use super::{parse_address, Ctx, Report};
 use crate::amount::format_amount;
-use crate::rpc::RpcError;
 use anyhow::Result;
-use cairn_api::{CairnApiClient, RpcHistoryEntry, RpcPendingEntry, MAX_HISTORY_LIMIT};
+use cairn_api::{RpcHistoryEntry, RpcPendingEntry, MAX_HISTORY_LIMIT};
 use cairn_core::Address;
-use jsonrpsee::core::ClientError;
-use jsonrpsee::http_client::HttpClientBuilder;
 use serde_json::{json, Value};
 use std::fmt::Write as _;
-use std::time::Duration;
 
 /// Most confirmed entries one `history` call shows.
 pub const MAX_LIMIT: usize = 10_000;
@@ -37,39 +33,8 @@ fn parse_limit(text: &str) -> Result<usize, String> {
     }
 }
 
-/// The same wording as the wallet's other calls ([`crate::rpc::Node`]).
-fn explain(url: &str, err: ClientError) -> RpcError {
-    const METHOD: &str = "state_getHistory";
-    match err {
-        ClientError::Call(obj) => {
-            RpcError::Node { method: METHOD, code: obj.code(), message: obj.message().to_string() }
-        }
-        ClientError::Transport(e) => RpcError::Unreachable { url: url.to_string(), detail: chain_of(&*e) },
-        ClientError::RequestTimeout => RpcError::Timeout { url: url.to_string(), method: METHOD },
-        other => RpcError::Protocol { url: url.to_string(), method: METHOD, detail: chain_of(&other) },
-    }
-}
-
-fn chain_of(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        let s_text = s.to_string();
-        if !text.contains(&s_text) {
-            text.push_str(": ");
-            text.push_str(&s_text);
-        }
-        source = s.source();
-    }
-    text
-}
-
 pub(super) async fn cmd_history(ctx: &Ctx, args: HistoryArgs) -> Result<Report> {
-    let url = if ctx.rpc.contains("://") { ctx.rpc.clone() } else { format!("http://{}", ctx.rpc) };
-    let client = HttpClientBuilder::default()
-        .request_timeout(Duration::from_secs(30))
-        .build(&url)
-        .map_err(|e| RpcError::BadUrl { url: url.clone(), detail: chain_of(&e) })?;
+    let node = ctx.node()?;
     let address = args.address;
     let mut entries: Vec<RpcHistoryEntry> = Vec::new();
     let mut pending: Vec<RpcPendingEntry> = Vec::new();
@@ -78,10 +43,7 @@ pub(super) async fn cmd_history(ctx: &Ctx, args: HistoryArgs) -> Result<Report> 
     let mut more = false;
     loop {
         let want = (args.limit - entries.len()).min(MAX_HISTORY_LIMIT as usize) as u64;
-        let page = client
-            .state_get_history(address.to_text(), before.clone(), Some(want))
-            .await
-            .map_err(|e| explain(&url, e))?;
+        let page = node.history(&address, before.clone(), want).await?;
         if before.is_none() {
             tip_height = page.tip_height;
             pending = page.pending;
