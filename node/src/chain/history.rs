@@ -119,7 +119,10 @@ impl Chain {
 
     fn build_address_index(&mut self) -> Result<(), ChainError> {
         let tip = self.index.tip_height() as u64;
-        tracing::info!(blocks = tip, "building the address history index from the stored best chain");
+        // A fresh chain (genesis only) has nothing to index: only say so when there is.
+        if tip > 0 {
+            tracing::info!(blocks = tip, "building the address history index from the stored best chain");
+        }
         self.clear_address_index()?;
         let started = std::time::Instant::now();
         let mut b = Batch::new();
@@ -139,7 +142,13 @@ impl Chain {
         b.put(Column::Meta, meta_key::ADDR_INDEX, [ADDR_INDEX_VERSION]);
         self.store.write(b)?;
         self.store.sync()?;
-        tracing::info!(blocks = tip, secs = started.elapsed().as_secs_f64(), "address history index built");
+        if tip > 0 {
+            tracing::info!(
+                blocks = tip,
+                secs = started.elapsed().as_secs_f64(),
+                "address history index built"
+            );
+        }
         Ok(())
     }
 
