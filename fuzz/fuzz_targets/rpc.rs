@@ -28,6 +28,8 @@ const METHODS: &[&str] = &[
     "state_getHistory",
     "chain_getBlocks",
     "mempool_getTransfers",
+    "mempool_estimateFee",
+    "node_getStatus",
 ];
 
 struct Ctx {
