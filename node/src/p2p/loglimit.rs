@@ -1,5 +1,5 @@
-//! Rate-limited logging of peer drops and bans, so that an attacker who connects and
-//! misbehaves in a loop cannot flood the log: each reason is logged at most
+//! Rate-limited logging of peer drops, bans and inbound connections, so that an attacker
+//! who connects and misbehaves in a loop cannot flood the log: each reason is logged at most
 //! [`LogLimiter::PER_WINDOW`] times a minute, and the lines held back are counted and
 //! summed up in one "suppressed" line when the minute ends.
 //!

@@ -9,6 +9,7 @@
 mod adversarial;
 mod connections;
 mod hostile_amounts;
+mod log_flood;
 mod metrics;
 mod network;
 mod partition;

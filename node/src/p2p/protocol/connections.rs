@@ -198,7 +198,12 @@ impl Protocol {
         p.ping = Ping::Idle { since_ms: now };
         let (inbound, addr, listen, claimed) = (p.inbound, p.addr, p.listen_addr, p.blocks.claimed_work);
         let ua = p.version().map(|v| v.user_agent.clone()).unwrap_or_default();
-        tracing::info!(peer, %addr, inbound, height = p.best_height, user_agent = %ua, "peer connected");
+        // Inbound handshakes are the attacker's to repeat: logged at the drops' rate.
+        if !inbound || self.log_limit.allow(LogLimiter::kind("connected", "inbound"), now) {
+            tracing::info!(peer, %addr, inbound, height = p.best_height, user_agent = %ua, "peer connected");
+        } else {
+            tracing::debug!(peer, %addr, inbound, height = p.best_height, user_agent = %ua, "peer connected");
+        }
         if !inbound {
             self.book.mark_success(&addr, now, true);
         } else if let Some(l) = listen {
