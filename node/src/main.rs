@@ -16,7 +16,9 @@
 //! reference to the node goes).
 //! Then the node, the last owner of the chain, is dropped: the chain fsyncs its WAL and
 //! RocksDB flushes its memtables and closes. A `--dev` temporary data dir is removed,
-//! `shutdown complete` is logged last, and the process exits with status 0.
+//! `shutdown complete` is logged last, and the process exits with status 0. A start that
+//! fails after P2P runs (the RPC or metrics port taken) stops what already runs the
+//! same way and closes the database, then exits with status 1 and the error.
 //!
 //! Fail-stop: a panic on any thread (a broken invariant, a poisoned lock, a write the
 //! chain store refused: see [`cairn_node::failstop::fail_stop`]) is logged at error level
@@ -438,6 +440,32 @@ fn close_node(node: std::sync::Arc<Node>) {
     }
 }
 
+/// What [`serve`] started, stopped in the reverse order: at the shutdown signal, and
+/// also when a later start fails (a port taken), so that P2P lets go of the node and the
+/// database still closes cleanly.
+struct Services {
+    p2p: p2p::P2p,
+    rpc: Option<rpc::RpcServer>,
+    metrics: Option<cairn_node::metrics::MetricsServer>,
+    miner: Option<miner::MinerHandle>,
+}
+
+impl Services {
+    async fn stop(self) {
+        if let Some(m) = self.miner {
+            m.stop();
+        }
+        if let Some(server) = self.rpc {
+            let _ = server.handle.stop();
+            server.handle.stopped().await;
+        }
+        if let Some(m) = self.metrics {
+            m.stop().await;
+        }
+        self.p2p.shutdown().await;
+    }
+}
+
 async fn serve(
     node: std::sync::Arc<Node>,
     args: &RunArgs,
@@ -459,45 +487,51 @@ async fn serve(
     )
     .await
     .with_context(|| format!("cannot start P2P on {}", args.listen))?;
-    let p2p_addr = p2p.local_addr();
-    let server = rpc::start(node.clone(), Some(p2p.network()), args.rpc_addr, &cookie).await?;
+    let mut services = Services { p2p, rpc: None, metrics: None, miner: None };
+    let started = start_services(&mut services, &node, args, &cookie, mine, miner_address).await;
+    if started.is_ok() {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+    }
+    services.stop().await;
+    drop(cookie);
+    started
+}
+
+/// RPC, metrics and the miner, each kept in `services` as soon as it runs.
+async fn start_services(
+    services: &mut Services,
+    node: &std::sync::Arc<Node>,
+    args: &RunArgs,
+    cookie: &rpc::Cookie,
+    mine: bool,
+    miner_address: Option<Address>,
+) -> anyhow::Result<()> {
+    let p2p_addr = services.p2p.local_addr();
+    let network = services.p2p.network();
+    let server =
+        services.rpc.insert(rpc::start(node.clone(), Some(network.clone()), args.rpc_addr, cookie).await?);
+    let rpc_addr = server.local_addr;
 
     if args.dev {
         print_dev_banner(node.genesis());
     }
-    println!("RPC listening on http://{}", server.local_addr);
+    println!("RPC listening on http://{rpc_addr}");
     println!("P2P listening on {p2p_addr}");
     println!("RPC cookie: {}", cookie.path().display());
     let metrics_addr = args.metrics_addr.or(args.dev.then_some(SocketAddr::from(([127, 0, 0, 1], 0))));
-    let metrics = match metrics_addr {
-        Some(addr) => Some(cairn_node::metrics::start(addr, &node, Some(p2p.network())).await?),
-        None => None,
-    };
-    if let Some(m) = &metrics {
+    if let Some(addr) = metrics_addr {
+        let m = services.metrics.insert(cairn_node::metrics::start(addr, node, Some(network)).await?);
         println!("metrics listening on http://{}/metrics", m.local_addr);
     }
-    tracing::info!(rpc = %server.local_addr, p2p = %p2p_addr, "node started");
+    tracing::info!(rpc = %rpc_addr, p2p = %p2p_addr, "node started");
 
-    let miner = match (mine, miner_address) {
-        (true, Some(address)) => Some(
+    if let (true, Some(address)) = (mine, miner_address) {
+        services.miner = Some(
             miner::start(node.clone(), miner::MinerConfig { address, threads: args.miner_threads })
                 .context("cannot start the miner")?,
-        ),
-        _ => None,
-    };
-
-    shutdown_signal().await;
-    tracing::info!("shutting down");
-    if let Some(m) = miner {
-        m.stop();
+        );
     }
-    let _ = server.handle.stop();
-    server.handle.stopped().await;
-    if let Some(m) = metrics {
-        m.stop().await;
-    }
-    p2p.shutdown().await;
-    drop(cookie);
     Ok(())
 }
 

@@ -7,6 +7,9 @@
 //! closed` logged, no write-ahead log left to replay), and `cairn-node check-db` finds the
 //! data dir consistent at once. Started again on the same data dir, it resumes at the
 //! height it stopped at, and stops just as cleanly on SIGINT.
+//!
+//! `a_port_already_taken_stops_the_node_cleanly_at_start`: the RPC or the metrics port
+//! taken: exit status 1 with the address in the error, and the same clean close.
 
 #![allow(clippy::unwrap_used)]
 
@@ -123,4 +126,37 @@ fn sigterm_and_sigint_stop_the_node_cleanly() {
     assert_closed_cleanly(&node, &data_dir);
     let out = check_db(&data_dir);
     assert!(out.status.success(), "check-db after SIGINT: {}", String::from_utf8_lossy(&out.stdout));
+}
+
+/// A port already taken (RPC, then metrics: both start after P2P) stops the node at
+/// start with an error that names the address, exit status 1, and still a clean close:
+/// P2P stopped, `database closed` logged, no warning that something held the node, and a
+/// data dir that `check-db` finds consistent.
+#[test]
+fn a_port_already_taken_stops_the_node_cleanly_at_start() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().to_string();
+    for option in ["--rpc-addr", "--metrics-addr"] {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let data_arg = data.to_str().unwrap();
+        let mut args = vec!["--dev", "--no-mine", "--data-dir", data_arg, "--listen", "127.0.0.1:0"];
+        if option == "--metrics-addr" {
+            args.extend(["--rpc-addr", "127.0.0.1:0"]);
+        }
+        args.extend([option, port.as_str()]);
+        let out = Command::new(bin("cairn-node")).args(&args).output().unwrap();
+        let log = strip_ansi(&String::from_utf8_lossy(&out.stderr));
+        assert_eq!(out.status.code(), Some(1), "{option}: {log}");
+        let what = if option == "--rpc-addr" { "RPC" } else { "metrics" };
+        assert!(log.contains(&format!("cannot listen for {what} on {port}")), "{option}: {log}");
+        assert!(log.contains("P2P stopped"), "{option}: {log}");
+        assert!(log.contains("database closed"), "{option}: {log}");
+        assert!(!log.contains("still referenced"), "{option}: {log}");
+        let check = Command::new(bin("cairn-node"))
+            .args(["check-db", "--dev", "--data-dir", data_arg])
+            .output()
+            .unwrap();
+        assert!(check.status.success(), "{option}: check-db: {}", String::from_utf8_lossy(&check.stderr));
+    }
 }
