@@ -8,6 +8,7 @@
 
 mod adversarial;
 mod connections;
+mod explorer;
 mod hostile_amounts;
 mod metrics;
 mod network;

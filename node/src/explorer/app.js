@@ -1,0 +1,374 @@
+// Cairn block explorer: one static page reading the chain through this node's public
+// JSON-RPC (POST /). No framework, nothing from another origin; every value from the
+// chain is put in the page as text (textContent), never parsed as HTML.
+'use strict';
+
+const POLL_MS = 2000;
+const RECENT = 15;
+const HEX64 = /^(0x)?[0-9a-fA-F]{64}$/;
+const ADDRESS = /^[0-9a-fA-F]{48}$/;
+
+let pollTimer = null;
+let shownBest = null;
+
+async function rpc(method, params) {
+  const resp = await fetch('/', {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ jsonrpc: '2.0', id: 1, method, params: params === undefined ? [] : params }),
+  });
+  let body;
+  try {
+    body = await resp.json();
+  } catch (e) {
+    throw new Error(`${method}: HTTP ${resp.status}, not JSON-RPC`);
+  }
+  if (body.error) {
+    throw new Error(`${method}: ${body.error.message}`);
+  }
+  return body.result;
+}
+
+// Builds an element: el('td', {class: 'hash'}, 'text', childNode, ...). Strings become
+// text nodes, so data can never become markup.
+function el(tag, attrs, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v !== null && v !== undefined) e.setAttribute(k, String(v));
+  }
+  for (const c of children) {
+    if (c === null || c === undefined) continue;
+    e.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return e;
+}
+
+function link(href, text, cls) {
+  return el('a', { href, class: cls }, text);
+}
+const blockLink = (hash, text) => link(`#/block/${hash}`, text === undefined ? hash : text, 'hash');
+const txLink = (txid) => link(`#/tx/${txid}`, txid, 'hash');
+const addrLink = (a) => (a === null ? '—' : link(`#/address/${a}`, a, 'hash'));
+
+function fields(rows) {
+  const dl = el('dl', { class: 'fields' });
+  for (const [name, value, id] of rows) {
+    dl.append(el('dt', {}, name), el('dd', { id }, value));
+  }
+  return dl;
+}
+
+function table(headers, rows, id) {
+  const t = el('table', { id });
+  const head = el('tr');
+  for (const h of headers) head.append(el('th', { class: h.wide ? 'wide' : null }, h.name || h));
+  t.append(el('thead', {}, head));
+  const body = el('tbody');
+  for (const r of rows) {
+    const tr = el('tr');
+    r.forEach((c, i) => tr.append(el('td', { class: headers[i].wide ? 'wide' : null }, c)));
+    body.append(tr);
+  }
+  t.append(body);
+  return el('div', { class: 'scroll' }, t);
+}
+
+function when(ms) {
+  return new Date(ms).toISOString().replace('T', ' ').replace(/\.\d+Z$/, ' UTC');
+}
+
+function hashrate(h) {
+  const units = ['H/s', 'kH/s', 'MH/s', 'GH/s', 'TH/s'];
+  let i = 0;
+  while (h >= 1000 && i < units.length - 1) {
+    h /= 1000;
+    i++;
+  }
+  return `${i === 0 ? h : h.toFixed(2)} ${units[i]}`;
+}
+
+function show(...nodes) {
+  const view = document.getElementById('view');
+  view.replaceChildren(...nodes);
+}
+
+function showError(msg) {
+  const p = document.getElementById('error');
+  p.textContent = msg || '';
+  p.hidden = !msg;
+}
+
+// ---- overview ----
+
+async function overview() {
+  const info = await rpc('chain_getInfo');
+  const from = Math.max(0, info.height - RECENT + 1);
+  const blocks = await rpc('chain_getBlocks', { from_height: from, count: info.height - from + 1 });
+  blocks.reverse();
+  shownBest = info.best_hash;
+  show(
+    el('h1', {}, 'Overview'),
+    fields([
+      ['Chain id', info.chain_id, 'chain-id'],
+      ['Height', info.height, 'height'],
+      ['Best block', blockLink(info.best_hash), 'best-hash'],
+      ['Next target', el('span', { class: 'hash' }, info.target), 'target'],
+      ['Pending transfers', info.mempool_size, 'mempool-size'],
+      ['Peers', info.peers, 'peers'],
+      ['Syncing', info.syncing ? 'yes' : 'no', 'syncing'],
+      ['This node mines at', info.hashrate > 0 ? hashrate(info.hashrate) : 'not mining', 'hashrate'],
+    ]),
+    el('h2', {}, 'Recent blocks'),
+    table(
+      ['Height', 'Hash', { name: 'Time', wide: true }, 'Txs', { name: 'Size', wide: true }],
+      blocks.map((b) => [blockLink(b.hash, b.height), blockLink(b.hash), when(b.timestamp_ms), b.tx_count, `${b.size} B`]),
+      'recent-blocks',
+    ),
+  );
+}
+
+// Re-renders the overview when the best block or the mempool changes.
+async function poll() {
+  if (routeOf(location.hash).name !== 'overview') return;
+  try {
+    const info = await rpc('chain_getInfo');
+    const size = document.getElementById('mempool-size');
+    if (info.best_hash !== shownBest || (size && size.textContent !== String(info.mempool_size))) {
+      await overview();
+    }
+    showError(null);
+  } catch (e) {
+    showError(`Cannot reach the node: ${e.message}`);
+  }
+}
+
+// ---- block ----
+
+async function blockPage(id) {
+  const b = /^\d+$/.test(id) ? await rpc('chain_getBlockByHeight', [Number(id)]) : await rpc('chain_getBlock', [id]);
+  if (b === null) {
+    show(el('h1', {}, 'Block not found'), el('p', { id: 'not-found' }, `No block ${id} is known to this node.`));
+    return;
+  }
+  const next = b.status === 'main' ? await rpc('chain_getBlockHash', [b.height + 1]) : null;
+  const txs = b.transactions || [];
+  show(
+    el('h1', {}, `Block ${b.height}`),
+    el(
+      'nav',
+      { class: 'pager' },
+      b.height > 0 ? blockLink(b.prev, `← ${b.height - 1}`) : el('span'),
+      next ? blockLink(next, `${b.height + 1} →`) : el('span'),
+    ),
+    fields([
+      ['Hash', el('span', { class: 'hash' }, b.hash), 'block-hash'],
+      ['Height', b.height, 'block-height'],
+      ['Status', b.invalid_reason ? `${b.status}: ${b.invalid_reason}` : b.status, 'block-status'],
+      ['Confirmations', b.confirmations, 'block-confirmations'],
+      ['Time', when(b.timestamp_ms), 'block-time'],
+      ['Previous', b.height > 0 ? blockLink(b.prev) : '— (genesis)', 'block-prev'],
+      ['Merkle root', el('span', { class: 'hash' }, b.merkle_root), 'block-merkle-root'],
+      ['Target', el('span', { class: 'hash' }, b.target), 'block-target'],
+      ['Nonce', b.nonce, 'block-nonce'],
+      ['Version', b.version, 'block-version'],
+      ['Size', b.size === null ? 'body not stored' : `${b.size} B`, 'block-size'],
+    ]),
+    el('h2', {}, `Transactions (${b.transactions === null ? 'body not stored' : txs.length})`),
+    table(
+      ['Txid', 'Kind', 'From', 'To', 'Amount', 'Fee'],
+      txs.map((t) => [txLink(t.txid), t.kind, addrLink(t.from), addrLink(t.to), t.amount, t.fee]),
+      'block-txs',
+    ),
+  );
+}
+
+// ---- transaction ----
+
+function fromHex(h) {
+  const out = new Uint8Array(h.length / 2);
+  for (let i = 0; i < out.length; i++) out[i] = parseInt(h.substr(2 * i, 2), 16);
+  return out;
+}
+
+function toHex(bytes) {
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+async function sha256(...parts) {
+  const len = parts.reduce((n, p) => n + p.length, 0);
+  const buf = new Uint8Array(len);
+  let off = 0;
+  for (const p of parts) {
+    buf.set(p, off);
+    off += p.length;
+  }
+  return new Uint8Array(await crypto.subtle.digest('SHA-256', buf));
+}
+
+// The check of docs/RPC.md (chain_getTxProof): the header hashes to the block hash, and
+// the path from the leaf SHA-256(0x00||txid) through nodes SHA-256(0x01||l||r), a lone
+// last node promoted, ends at the header's merkle root (bytes 44..76).
+async function checkProof(p) {
+  if (!(window.crypto && crypto.subtle)) {
+    return 'not checked: this browser offers SHA-256 only on https or localhost pages';
+  }
+  const header = fromHex(p.header_hex);
+  if (toHex(await sha256(header)) !== p.block_hash) return 'FAILED: the header does not hash to the block hash';
+  let hash = await sha256(Uint8Array.of(0), fromHex(p.txid));
+  let idx = p.proof.index;
+  let count = p.proof.leaf_count;
+  const sibs = p.proof.siblings.map(fromHex);
+  if (idx >= count) return 'FAILED: index out of range';
+  while (count > 1) {
+    const promoted = idx === count - 1 && count % 2 === 1;
+    if (!promoted) {
+      const sib = sibs.shift();
+      if (!sib) return 'FAILED: too few siblings';
+      hash = idx % 2 === 0 ? await sha256(Uint8Array.of(1), hash, sib) : await sha256(Uint8Array.of(1), sib, hash);
+    }
+    idx = Math.floor(idx / 2);
+    count = Math.ceil(count / 2);
+  }
+  if (sibs.length) return 'FAILED: too many siblings';
+  return toHex(hash) === toHex(header.slice(44, 76)) ? 'verified' : 'FAILED: the path does not end at the merkle root';
+}
+
+async function txPage(txid) {
+  const t = await rpc('chain_getTransaction', [txid]);
+  if (t === null) {
+    show(el('h1', {}, 'Transaction not found'), el('p', { id: 'not-found' }, `No transaction ${txid} is on the best chain or pending at this node.`));
+    return;
+  }
+  const tx = t.tx;
+  const rows = [
+    ['Txid', el('span', { class: 'hash' }, tx.txid), 'tx-id'],
+    ['Kind', tx.kind, 'tx-kind'],
+    ['Status', t.status, 'tx-status'],
+    ['Block', t.block_hash ? blockLink(t.block_hash, `${t.height} (${t.block_hash})`) : '— (pending)', 'tx-block'],
+    ['Confirmations', t.confirmations, 'tx-confirmations'],
+    ['From', addrLink(tx.from), 'tx-from'],
+    ['To', addrLink(tx.to), 'tx-to'],
+    ['Amount', tx.amount, 'tx-amount'],
+    ['Fee', tx.fee, 'tx-fee'],
+    ['Nonce', tx.nonce, 'tx-nonce'],
+  ];
+  let proofCell = null;
+  if (t.status === 'confirmed') {
+    proofCell = el('span', {}, 'checking…');
+    rows.push(['Merkle proof', proofCell, 'tx-proof']);
+  }
+  show(el('h1', {}, tx.kind === 'coinbase' ? 'Coinbase' : 'Transfer'), fields(rows));
+  if (proofCell) {
+    const p = await rpc('chain_getTxProof', [tx.txid]);
+    const verdict = p === null ? 'no proof: no longer on the best chain' : await checkProof(p);
+    proofCell.textContent = verdict;
+    proofCell.className = verdict === 'verified' ? 'ok' : 'bad';
+  }
+}
+
+// ---- address ----
+
+async function addressPage(address, before) {
+  const params = before ? { address, before, limit: 25 } : { address, limit: 25 };
+  const [acct, h] = await Promise.all([rpc('state_getAccount', [address]), rpc('state_getHistory', params)]);
+  const parts = [
+    el('h1', {}, 'Address'),
+    fields([
+      ['Address', el('span', { class: 'hash' }, h.address), 'address'],
+      ['Balance', acct.balance, 'address-balance'],
+      ['Next nonce', acct.nonce, 'address-nonce'],
+    ]),
+  ];
+  if (h.pending.length) {
+    parts.push(
+      el('h2', {}, 'Pending'),
+      table(
+        ['Txid', 'Direction', 'Counterparty', 'Amount', 'Fee'],
+        h.pending.map((e) => [txLink(e.txid), e.direction, addrLink(e.counterparty), e.amount, e.fee]),
+        'address-pending',
+      ),
+    );
+  }
+  parts.push(
+    el('h2', {}, 'Confirmed'),
+    table(
+      ['Txid', 'Block', 'Direction', 'Counterparty', 'Amount', 'Fee'],
+      h.entries.map((e) => [txLink(e.txid), blockLink(e.block_hash, e.height), e.direction, addrLink(e.counterparty), e.amount, e.fee]),
+      'address-history',
+    ),
+  );
+  if (h.next) parts.push(el('nav', { class: 'pager' }, el('span'), link(`#/address/${address}/${h.next}`, 'older →')));
+  show(...parts);
+}
+
+// ---- search ----
+
+async function search(raw) {
+  const q = raw.trim();
+  if (/^\d+$/.test(q)) return `#/block/${q}`;
+  if (HEX64.test(q)) {
+    const h = q.replace(/^0x/, '').toLowerCase();
+    if ((await rpc('chain_getBlock', [h])) !== null) return `#/block/${h}`;
+    if ((await rpc('chain_getTransaction', [h])) !== null) return `#/tx/${h}`;
+    throw new Error(`No block or transaction ${h} is known to this node.`);
+  }
+  if (ADDRESS.test(q)) {
+    // The node checks the address checksum and says what is wrong.
+    try {
+      await rpc('state_getAccount', [q]);
+    } catch (e) {
+      throw new Error(`${q} is not a valid address (${e.message.replace(/^state_getAccount: /, '')}): check it for a typo.`);
+    }
+    return `#/address/${q.toLowerCase()}`;
+  }
+  if (/^[0-9a-fA-F]+$/.test(q)) {
+    throw new Error(`"${q}" has ${q.length} hex characters: a block hash or txid has 64, an address 48.`);
+  }
+  throw new Error('Type a block height, a block hash, a txid (64 hex) or an address (48 hex).');
+}
+
+// ---- routing ----
+
+function routeOf(hash) {
+  const parts = hash.replace(/^#\/?/, '').split('/').filter((p) => p.length);
+  if (parts.length === 0) return { name: 'overview' };
+  if (parts[0] === 'block' && parts.length === 2) return { name: 'block', id: parts[1] };
+  if (parts[0] === 'tx' && parts.length === 2) return { name: 'tx', id: parts[1] };
+  if (parts[0] === 'search' && parts.length >= 2) return { name: 'search', id: parts.slice(1).join('/') };
+  if (parts[0] === 'address' && (parts.length === 2 || parts.length === 3)) return { name: 'address', id: parts[1], before: parts[2] };
+  return { name: 'unknown' };
+}
+
+async function render() {
+  const r = routeOf(location.hash);
+  showError(null);
+  try {
+    if (r.name === 'overview') await overview();
+    else if (r.name === 'block') await blockPage(decodeURIComponent(r.id));
+    else if (r.name === 'tx') await txPage(decodeURIComponent(r.id));
+    else if (r.name === 'search') location.replace(await search(decodeURIComponent(r.id)));
+    else if (r.name === 'address') await addressPage(decodeURIComponent(r.id), r.before && decodeURIComponent(r.before));
+    else show(el('h1', {}, 'Not found'), el('p', {}, 'No such page: '), link('#/', 'back to the overview'));
+  } catch (e) {
+    show(el('h1', {}, 'Error'));
+    showError(e.message);
+  }
+}
+
+document.addEventListener('DOMContentLoaded', () => {
+  document.getElementById('search').addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const input = document.getElementById('q');
+    try {
+      const target = await search(input.value);
+      showError(null);
+      if (location.hash === target) await render();
+      else location.hash = target;
+    } catch (e) {
+      showError(e.message);
+    }
+  });
+  window.addEventListener('hashchange', render);
+  render();
+  pollTimer = setInterval(poll, POLL_MS);
+});

@@ -1,0 +1,278 @@
+//! The block explorer served by `cairn-node` on its RPC port (node/src/explorer.rs):
+//! plain HTTP checks of what is served and that JSON-RPC and WebSocket upgrades are
+//! unchanged, then the page itself in a real headless Chromium (Debian package
+//! `chromium`, installed by `scripts/setup.sh --test`) against a real `--dev` node and a
+//! transfer sent by the real wallet.
+#![allow(clippy::unwrap_used)] // test helpers: a failed unwrap is a failed test
+
+use anyhow::{Context, Result};
+use cairn_tests::*;
+use serde_json::json;
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const PW: &str = "correct horse battery staple";
+
+/// One raw HTTP/1.1 request (`head_lines` after the request line, without the blank
+/// line); returns the status, the headers (lower-cased names) and the body.
+fn http(
+    addr: SocketAddr,
+    request_line: &str,
+    head_lines: &[&str],
+) -> Result<(u16, HashMap<String, String>, String)> {
+    let mut s = TcpStream::connect(addr).with_context(|| format!("connect {addr}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut req = format!("{request_line}\r\nHost: {addr}\r\n");
+    for l in head_lines {
+        req.push_str(l);
+        req.push_str("\r\n");
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes())?;
+    let mut raw = Vec::new();
+    // A 101 answer keeps the connection open: read what came, up to the timeout.
+    let mut buf = [0u8; 65536];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+            Err(_) if !raw.is_empty() => break,
+            Err(e) => return Err(e.into()),
+        }
+        if raw.starts_with(b"HTTP/1.1 101") && raw.windows(4).any(|w| w == b"\r\n\r\n") {
+            break;
+        }
+    }
+    let raw = String::from_utf8(raw).context("the answer is not UTF-8")?;
+    let (head, body) = raw.split_once("\r\n\r\n").context("no end of headers")?;
+    let mut lines = head.lines();
+    let status =
+        lines.next().and_then(|l| l.split_whitespace().nth(1)).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    Ok((status, headers, body.to_string()))
+}
+
+fn get(addr: SocketAddr, path: &str) -> (u16, HashMap<String, String>, String) {
+    http(addr, &format!("GET {path} HTTP/1.1"), &["Connection: close"]).unwrap()
+}
+
+#[test]
+fn the_node_serves_the_explorer_page_beside_json_rpc() {
+    let node = NodeProcess::start_dev(bin("cairn-node"), &["--no-mine"]);
+    let addr = node.rpc_addr;
+
+    let (status, h, body) = get(addr, "/");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(h["content-type"], "text/html; charset=utf-8");
+    assert!(body.contains(r#"<script src="/app.js""#), "{body}");
+    for (path, ct, needle) in [
+        ("/app.js", "text/javascript; charset=utf-8", "chain_getInfo"),
+        ("/style.css", "text/css; charset=utf-8", "body {"),
+    ] {
+        let (status, h, body) = get(addr, path);
+        assert_eq!((status, h["content-type"].as_str()), (200, ct), "{path}");
+        assert!(body.contains(needle), "{path}: {body}");
+    }
+    // Every answer of the explorer (the page, an asset, a 404) carries the policy.
+    for path in ["/", "/app.js", "/style.css", "/nope"] {
+        let (_, h, _) = get(addr, path);
+        let csp = &h["content-security-policy"];
+        assert!(csp.contains("script-src 'self'") && csp.contains("connect-src 'self'"), "{path}: {csp}");
+        assert!(csp.contains("default-src 'none'") && !csp.contains("unsafe-inline"), "{path}: {csp}");
+        assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
+    }
+    for path in ["/nope", "/app.js/", "/index.html", "/../Cargo.toml", "/metrics", "/.cookie"] {
+        let (status, _, body) = get(addr, path);
+        assert_eq!(status, 404, "GET {path}: {body}");
+    }
+    let (status, _, body) = http(addr, "HEAD / HTTP/1.1", &["Connection: close"]).unwrap();
+    assert_eq!((status, body.as_str()), (200, ""));
+
+    // JSON-RPC on POST / is unchanged, and so are its refusals of other methods.
+    assert_eq!(node.info().unwrap()["height"], 0);
+    assert_eq!(node.rpc("rpc_ping", json!([])).unwrap(), "pong");
+    let (status, _, _) = http(addr, "PUT / HTTP/1.1", &["Content-Length: 0", "Connection: close"]).unwrap();
+    assert_ne!(status, 200, "PUT / is not served");
+    // The admin methods still need the cookie.
+    assert!(node.rpc("net_addPeer", json!(["127.0.0.1:1"])).is_err());
+
+    // A WebSocket upgrade of GET / still reaches the RPC server (101), and the socket
+    // serves the subscription.
+    let (status, h, _) = http(
+        addr,
+        "GET / HTTP/1.1",
+        &[
+            "Upgrade: websocket",
+            "Connection: Upgrade",
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+            "Sec-WebSocket-Version: 13",
+        ],
+    )
+    .unwrap();
+    assert_eq!(status, 101, "{h:?}");
+    assert_eq!(h["sec-websocket-accept"], "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+}
+
+/// `chromium` on the PATH, or `None`: a failure under CI (CI=true), a skip elsewhere.
+fn chromium() -> Option<PathBuf> {
+    let found = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|d| d.join("chromium"))
+        .find(|p| p.is_file());
+    if found.is_none() {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("chromium is not installed (scripts/setup.sh --test installs it)");
+        }
+        eprintln!(
+            "SKIPPED: chromium is not installed (run scripts/setup.sh --test, or apt-get install chromium)"
+        );
+    }
+    found
+}
+
+/// Runs headless Chromium on `url` with `args`, killing it after a minute; returns its
+/// standard output (the DOM with `--dump-dom`).
+fn run_chromium(tool: &Path, profile: &Path, url: &str, args: &[&str]) -> String {
+    let mut child = Command::new(tool)
+        .args(["--headless", "--disable-gpu", "--no-sandbox", "--no-first-run", "--disable-extensions"])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(args)
+        .arg(url)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn chromium");
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stdout.read_to_string(&mut s);
+        s
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("chromium did not finish {url} within a minute");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let out = reader.join().unwrap();
+    if !status.success() {
+        let mut err = String::new();
+        let _ = child.stderr.take().unwrap().read_to_string(&mut err);
+        panic!("chromium {url}: {status}: {err}");
+    }
+    out
+}
+
+fn dump(tool: &Path, profile: &Path, url: &str) -> String {
+    run_chromium(tool, profile, url, &["--virtual-time-budget=5000", "--dump-dom"])
+}
+
+/// The text of the element with id `id` in a DOM dump (its first text, up to the next tag).
+fn text_of<'a>(dom: &'a str, id: &str) -> &'a str {
+    let open = format!(r#"id="{id}""#);
+    let at = dom.find(&open).unwrap_or_else(|| panic!("no #{id} in the page:\n{dom}"));
+    let rest = &dom[at..];
+    let start = rest.find('>').unwrap() + 1;
+    let rest = &rest[start..];
+    // Skip a nested opening tag (a link inside the cell).
+    let rest = if rest.starts_with('<') { &rest[rest.find('>').unwrap() + 1..] } else { rest };
+    &rest[..rest.find('<').unwrap_or(rest.len())]
+}
+
+#[test]
+fn the_explorer_page_shows_the_chain_in_a_real_browser() {
+    let Some(tool) = chromium() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let node = NodeProcess::start(
+        &tmp.path().join("node"),
+        &NodeOptions { dev: true, mine: true, ..Default::default() },
+    )
+    .expect("start cairn-node --dev");
+    let rpc = node.url();
+    let page = format!("{rpc}/");
+    let profile = tmp.path().join("chromium");
+
+    // A transfer sent by the real wallet, waited for until mined.
+    let dir = tmp.path().join("wallet");
+    wallet_json(&rpc, &dir, PW, &["import"], Some(&format!("{}\n", dev_key_hex(2)))).unwrap();
+    let (from, to) = (dev_address(2), dev_address(3));
+    let sent = wallet_json(
+        &rpc,
+        &dir,
+        PW,
+        &["send", "--from", &from, "--to", &to, "--amount", "123456", "--fee", "2000", "--wait"],
+        None,
+    )
+    .unwrap();
+    let txid = sent["txid"].as_str().unwrap().to_string();
+    let tx = node.rpc("chain_getTransaction", json!([txid])).unwrap();
+    assert_eq!(tx["status"], "confirmed", "{tx}");
+    let (block_hash, tx_height) =
+        (tx["block_hash"].as_str().unwrap().to_string(), tx["height"].as_u64().unwrap());
+
+    // Overview: the height shown is the node's (the chain moves: between before and after).
+    let before = node.height().unwrap();
+    let dom = dump(&tool, &profile, &page);
+    let after = node.height().unwrap();
+    let shown: u64 = text_of(&dom, "height").parse().unwrap_or_else(|_| panic!("height: {dom}"));
+    assert!((before..=after).contains(&shown), "shown {shown}, node went {before}..{after}");
+    assert_eq!(text_of(&dom, "chain-id"), node.info().unwrap()["chain_id"].to_string());
+    assert!(dom.contains(r#"id="recent-blocks""#), "{dom}");
+    assert!(dom.contains(&format!(
+        "#/block/{}",
+        node.rpc("chain_getBlockHash", json!([shown])).unwrap().as_str().unwrap()
+    )));
+
+    // The block holding the transfer lists it, with both addresses.
+    let dom = dump(&tool, &profile, &format!("{page}#/block/{block_hash}"));
+    assert_eq!(text_of(&dom, "block-hash"), block_hash);
+    assert_eq!(text_of(&dom, "block-height"), tx_height.to_string());
+    assert!(dom.contains(&txid) && dom.contains(&from) && dom.contains(&to), "{dom}");
+
+    // Search by height finds that block.
+    let dom = dump(&tool, &profile, &format!("{page}#/search/{tx_height}"));
+    assert_eq!(text_of(&dom, "block-hash"), block_hash, "{dom}");
+    // Search by txid opens the transfer, whose merkle proof the browser checks.
+    let dom = dump(&tool, &profile, &format!("{page}#/search/{txid}"));
+    assert_eq!(text_of(&dom, "tx-id"), txid, "{dom}");
+    assert_eq!(text_of(&dom, "tx-amount"), "123456");
+    assert_eq!(text_of(&dom, "tx-proof"), "verified", "{dom}");
+    // A mistyped address gets a clear message.
+    let mut typo = to.clone().into_bytes();
+    typo[0] = if typo[0] == b'0' { b'1' } else { b'0' };
+    let typo = String::from_utf8(typo).unwrap();
+    let dom = dump(&tool, &profile, &format!("{page}#/search/{typo}"));
+    let err = text_of(&dom, "error");
+    assert!(err.contains("not a valid address") && err.contains("checksum"), "{err}");
+    // The address page lists the transfer.
+    let dom = dump(&tool, &profile, &format!("{page}#/search/{to}"));
+    assert_eq!(text_of(&dom, "address"), to);
+    assert!(dom.contains(&txid), "{dom}");
+
+    // A phone-width rendering, kept for a look (not compared).
+    let shot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("explorer-375.png");
+    run_chromium(
+        &tool,
+        &profile,
+        &format!("{page}#/block/{block_hash}"),
+        &["--virtual-time-budget=5000", "--window-size=375,800", &format!("--screenshot={}", shot.display())],
+    );
+    let png = std::fs::read(&shot).unwrap();
+    assert!(png.starts_with(b"\x89PNG"), "no screenshot at {}", shot.display());
+    eprintln!("explorer at 375 px wide: {}", shot.display());
+}
