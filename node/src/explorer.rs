@@ -136,6 +136,23 @@ mod tests {
             );
         }
         let js = ASSETS[1].body;
+        // Read-only: every method the page calls is a public read.
+        const READS: &[&str] = &[
+            "chain_getInfo",
+            "chain_getBlocks",
+            "chain_getBlock",
+            "chain_getBlockByHeight",
+            "chain_getBlockHash",
+            "chain_getTransaction",
+            "chain_getTxProof",
+            "state_getAccount",
+            "state_getHistory",
+        ];
+        let called: Vec<&str> = js.split("rpc('").skip(1).filter_map(|s| s.split('\'').next()).collect();
+        assert!(called.len() >= READS.len(), "{called:?}");
+        for m in called {
+            assert!(READS.contains(&m), "the page calls {m}");
+        }
         assert!(!js.contains("innerHTML"), "data goes in with textContent only");
         assert!(!js.contains("eval("));
     }

@@ -3,7 +3,7 @@
 //! This module owns the server side of the `cairn-api` trait: one jsonrpsee server
 //! serving HTTP and WebSocket on `--rpc-addr`, request limits, cookie authentication for
 //! admin methods, parameter parsing with precise error messages, and the new-heads
-//! subscription.
+//! subscription. A plain `GET` is the block explorer's (crate::explorer).
 //!
 //! Cookie auth works like Bitcoin Core's: at each start the node writes a random cookie
 //! to `<data-dir>/.cookie` (mode 0600). An HTTP middleware checks the `Authorization:

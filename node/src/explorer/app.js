@@ -317,7 +317,7 @@ async function search(raw) {
     try {
       await rpc('state_getAccount', [q]);
     } catch (e) {
-      throw new Error(`${q} is not a valid address (${e.message.replace(/^state_getAccount: /, '')}): check it for a typo.`);
+      throw new Error(`Not a valid address: ${e.message.replace(/^state_getAccount: (bad address: )?/, '')}`);
     }
     return `#/address/${q.toLowerCase()}`;
   }
