@@ -205,13 +205,24 @@ async function sha256(...parts) {
   return new Uint8Array(await crypto.subtle.digest('SHA-256', buf));
 }
 
+const NO_SUBTLE = 'not checked: this browser offers SHA-256 only on https or localhost pages';
+
+// The proof of work of a 124-byte header (docs/CONSENSUS.md): its SHA-256, read as a
+// big-endian number, is at most its target (bytes 84..116). Equal-length lowercase hex
+// compares like the numbers.
+async function checkPow(p) {
+  if (!(window.crypto && crypto.subtle)) return NO_SUBTLE;
+  const header = fromHex(p.header_hex);
+  const hash = toHex(await sha256(header));
+  if (hash !== p.block_hash) return 'FAILED: the header does not hash to the block hash';
+  return hash <= toHex(header.slice(84, 116)) ? 'verified: header hash ≤ its target' : 'FAILED: the header hash is above its target';
+}
+
 // The check of docs/RPC.md (chain_getTxProof): the header hashes to the block hash, and
 // the path from the leaf SHA-256(0x00||txid) through nodes SHA-256(0x01||l||r), a lone
 // last node promoted, ends at the header's merkle root (bytes 44..76).
 async function checkProof(p) {
-  if (!(window.crypto && crypto.subtle)) {
-    return 'not checked: this browser offers SHA-256 only on https or localhost pages';
-  }
+  if (!(window.crypto && crypto.subtle)) return NO_SUBTLE;
   const header = fromHex(p.header_hex);
   if (toHex(await sha256(header)) !== p.block_hash) return 'FAILED: the header does not hash to the block hash';
   let hash = await sha256(Uint8Array.of(0), fromHex(p.txid));
@@ -230,7 +241,7 @@ async function checkProof(p) {
     count = Math.ceil(count / 2);
   }
   if (sibs.length) return 'FAILED: too many siblings';
-  return toHex(hash) === toHex(header.slice(44, 76)) ? 'verified' : 'FAILED: the path does not end at the merkle root';
+  return toHex(hash) === toHex(header.slice(44, 76)) ? 'proof verified' : 'FAILED: the path does not end at the merkle root';
 }
 
 async function txPage(txid) {
@@ -253,16 +264,26 @@ async function txPage(txid) {
     ['Nonce', tx.nonce, 'tx-nonce'],
   ];
   let proofCell = null;
+  let powCell = null;
   if (t.status === 'confirmed') {
     proofCell = el('span', {}, 'checking…');
-    rows.push(['Merkle proof', proofCell, 'tx-proof']);
+    powCell = el('span', {}, 'checking…');
+    rows.push(['Merkle proof (checked here)', proofCell, 'tx-proof'], ['Block proof of work (checked here)', powCell, 'tx-pow']);
   }
   show(el('h1', {}, tx.kind === 'coinbase' ? 'Coinbase' : 'Transfer'), fields(rows));
   if (proofCell) {
     const p = await rpc('chain_getTxProof', [tx.txid]);
-    const verdict = p === null ? 'no proof: no longer on the best chain' : await checkProof(p);
-    proofCell.textContent = verdict;
-    proofCell.className = verdict === 'verified' ? 'ok' : 'bad';
+    const put = (cell, verdict) => {
+      cell.textContent = verdict;
+      cell.className = /^(proof )?verified/.test(verdict) ? 'ok' : 'bad';
+    };
+    if (p === null) {
+      put(proofCell, 'no proof: no longer on the best chain');
+      put(powCell, 'not checked');
+    } else {
+      put(proofCell, await checkProof(p));
+      put(powCell, await checkPow(p));
+    }
   }
 }
 

@@ -251,7 +251,8 @@ fn the_explorer_page_shows_the_chain_in_a_real_browser() {
     let dom = dump(&tool, &profile, &format!("{page}#/search/{txid}"));
     assert_eq!(text_of(&dom, "tx-id"), txid, "{dom}");
     assert_eq!(text_of(&dom, "tx-amount"), "123456");
-    assert_eq!(text_of(&dom, "tx-proof"), "verified", "{dom}");
+    assert_eq!(text_of(&dom, "tx-proof"), "proof verified", "{dom}");
+    assert_eq!(text_of(&dom, "tx-pow"), "verified: header hash ≤ its target", "{dom}");
     // A mistyped address gets a clear message.
     let mut typo = to.clone().into_bytes();
     typo[0] = if typo[0] == b'0' { b'1' } else { b'0' };
@@ -264,15 +265,26 @@ fn the_explorer_page_shows_the_chain_in_a_real_browser() {
     assert_eq!(text_of(&dom, "address"), to);
     assert!(dom.contains(&txid), "{dom}");
 
-    // A phone-width rendering, kept for a look (not compared).
-    let shot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("explorer-375.png");
-    run_chromium(
-        &tool,
-        &profile,
-        &format!("{page}#/block/{block_hash}"),
-        &["--virtual-time-budget=5000", "--window-size=375,800", &format!("--screenshot={}", shot.display())],
-    );
-    let png = std::fs::read(&shot).unwrap();
-    assert!(png.starts_with(b"\x89PNG"), "no screenshot at {}", shot.display());
-    eprintln!("explorer at 375 px wide: {}", shot.display());
+    // Screenshots kept for a look (not compared): the overview on a desktop (the one in
+    // docs/), a block on a 375-px-wide phone.
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    for (name, route, size) in [
+        ("explorer-overview.png", String::new(), "1280,800"),
+        ("explorer-block-375.png", format!("#/block/{block_hash}"), "375,800"),
+    ] {
+        let shot = dir.join(name);
+        run_chromium(
+            &tool,
+            &profile,
+            &format!("{page}{route}"),
+            &[
+                "--virtual-time-budget=5000",
+                &format!("--window-size={size}"),
+                &format!("--screenshot={}", shot.display()),
+            ],
+        );
+        let png = std::fs::read(&shot).unwrap();
+        assert!(png.starts_with(b"\x89PNG"), "no screenshot at {}", shot.display());
+        eprintln!("screenshot: {}", shot.display());
+    }
 }
