@@ -2,7 +2,8 @@
 //! plain HTTP checks of what is served and that JSON-RPC and WebSocket upgrades are
 //! unchanged, then the page itself in a real headless Chromium (Debian package
 //! `chromium`, installed by `scripts/setup.sh --test`) against a real `--dev` node and a
-//! transfer sent by the real wallet.
+//! transfer sent by the real wallet; and driven over the DevTools protocol to watch it
+//! update live and measure it on a 375-px-wide screen.
 #![allow(clippy::unwrap_used)] // test helpers: a failed unwrap is a failed test
 
 use anyhow::{Context, Result};
@@ -43,8 +44,17 @@ fn http(
             Err(_) if !raw.is_empty() => break,
             Err(e) => return Err(e.into()),
         }
-        if raw.starts_with(b"HTTP/1.1 101") && raw.windows(4).any(|w| w == b"\r\n\r\n") {
-            break;
+        // Done at the end of a 101's head, or of a body of the declared length (a
+        // server may keep the connection open despite `Connection: close`).
+        if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
+            let declared = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse::<usize>().ok());
+            if raw.starts_with(b"HTTP/1.1 101") || declared.is_some_and(|n| raw.len() >= end + 4 + n) {
+                break;
+            }
         }
     }
     let raw = String::from_utf8(raw).context("the answer is not UTF-8")?;
@@ -286,5 +296,222 @@ fn the_explorer_page_shows_the_chain_in_a_real_browser() {
         let png = std::fs::read(&shot).unwrap();
         assert!(png.starts_with(b"\x89PNG"), "no screenshot at {}", shot.display());
         eprintln!("screenshot: {}", shot.display());
+    }
+}
+
+/// A headless Chromium driven over the DevTools protocol (a WebSocket, spoken here with
+/// std only): what `--dump-dom` cannot do, such as watching one page change without a
+/// reload or measuring its layout.
+struct Browser {
+    child: std::process::Child,
+    ws: TcpStream,
+    next_id: u64,
+    _profile: tempfile::TempDir,
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Browser {
+    /// Starts Chromium on `about:blank` with a `width` x `height` window and attaches to
+    /// its page.
+    fn start(tool: &Path, width: u32, height: u32) -> Browser {
+        use std::io::BufRead;
+        let profile = tempfile::tempdir().unwrap();
+        let mut child = Command::new(tool)
+            .args(["--headless", "--disable-gpu", "--no-sandbox", "--no-first-run", "--disable-extensions"])
+            .arg("--remote-debugging-port=0")
+            .arg(format!("--window-size={width},{height}"))
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .arg("about:blank")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn chromium");
+        // "DevTools listening on ws://127.0.0.1:PORT/devtools/browser/ID"
+        let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+        let mut port = None;
+        for line in stderr.lines() {
+            let line = line.unwrap();
+            if let Some(rest) = line.split("DevTools listening on ws://").nth(1) {
+                port = rest.split('/').next().map(str::to_string);
+                break;
+            }
+        }
+        let hostport = port.expect("chromium printed no DevTools address");
+        let addr: SocketAddr = hostport.parse().unwrap();
+        let (_, _, list) = get(addr, "/json/list");
+        let targets: serde_json::Value = serde_json::from_str(&list).unwrap();
+        let ws_url = targets
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["type"] == "page")
+            .and_then(|t| t["webSocketDebuggerUrl"].as_str())
+            .expect("no page target")
+            .to_string();
+        let path = ws_url.split_once(&hostport).unwrap().1.to_string();
+        let mut ws = TcpStream::connect(addr).unwrap();
+        ws.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        let hello = format!(
+            "GET {path} HTTP/1.1\r\nHost: {hostport}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        );
+        ws.write_all(hello.as_bytes()).unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            ws.read_exact(&mut byte).unwrap();
+            head.push(byte[0]);
+        }
+        assert!(head.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&head));
+        let mut b = Browser { child, ws, next_id: 0, _profile: profile };
+        // A headless window has a minimum width; a phone's viewport is emulated.
+        b.call(
+            "Emulation.setDeviceMetricsOverride",
+            // Not `mobile`: a mobile viewport would widen to fit content that overflows.
+            json!({"width": width, "height": height, "deviceScaleFactor": 1, "mobile": false}),
+        );
+        b
+    }
+
+    fn send_frame(&mut self, text: &str) {
+        let payload = text.as_bytes();
+        let mut frame = vec![0x81u8];
+        match payload.len() {
+            n if n < 126 => frame.push(0x80 | n as u8),
+            n if n < 65536 => {
+                frame.push(0x80 | 126);
+                frame.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                frame.push(0x80 | 127);
+                frame.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        let mask = [0x12u8, 0x34, 0x56, 0x78];
+        frame.extend_from_slice(&mask);
+        frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        self.ws.write_all(&frame).unwrap();
+    }
+
+    /// One whole text message (continuation frames joined).
+    fn read_message(&mut self) -> String {
+        let mut message = Vec::new();
+        loop {
+            let mut h = [0u8; 2];
+            self.ws.read_exact(&mut h).unwrap();
+            let mut len = u64::from(h[1] & 0x7f);
+            if len == 126 {
+                let mut b = [0u8; 2];
+                self.ws.read_exact(&mut b).unwrap();
+                len = u64::from(u16::from_be_bytes(b));
+            } else if len == 127 {
+                let mut b = [0u8; 8];
+                self.ws.read_exact(&mut b).unwrap();
+                len = u64::from_be_bytes(b);
+            }
+            let mut payload = vec![0u8; len as usize];
+            self.ws.read_exact(&mut payload).unwrap();
+            message.extend_from_slice(&payload);
+            if h[0] & 0x80 != 0 {
+                return String::from_utf8(message).unwrap();
+            }
+        }
+    }
+
+    /// A DevTools command; returns its `result` (events that arrive meanwhile are dropped).
+    fn call(&mut self, method: &str, params: serde_json::Value) -> serde_json::Value {
+        self.next_id += 1;
+        let id = self.next_id;
+        self.send_frame(&json!({"id": id, "method": method, "params": params}).to_string());
+        loop {
+            let v: serde_json::Value = serde_json::from_str(&self.read_message()).unwrap();
+            if v["id"] == id {
+                assert!(v.get("error").is_none(), "{method}: {v}");
+                return v["result"].clone();
+            }
+        }
+    }
+
+    /// The value of a JavaScript expression in the page.
+    fn eval(&mut self, expression: &str) -> serde_json::Value {
+        let r = self.call("Runtime.evaluate", json!({"expression": expression, "returnByValue": true}));
+        r["result"]["value"].clone()
+    }
+
+    /// Polls `expression` every 50 ms until it is truthy (and returns it), or panics after
+    /// `timeout`.
+    fn wait_for(&mut self, expression: &str, timeout: Duration) -> serde_json::Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let v = self.eval(expression);
+            if !(v.is_null() || v == false || v == "") {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "{expression} not true within {timeout:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn goto(&mut self, url: &str) {
+        self.call("Page.navigate", json!({ "url": url }));
+    }
+}
+
+/// What `#id` shows, or "" while the page has not drawn it.
+fn shown(id: &str) -> String {
+    format!("(document.getElementById('{id}') || {{}}).textContent || ''")
+}
+
+#[test]
+fn the_explorer_updates_live_and_fits_a_phone_screen() {
+    let Some(tool) = chromium() else { return };
+    let node = NodeProcess::start_dev(bin("cairn-node"), &[]);
+    let page = format!("{}/", node.url());
+    let mut b = Browser::start(&tool, 375, 800);
+    assert_eq!(b.eval("window.innerWidth"), 375);
+
+    b.goto(&page);
+    let first: u64 = b.wait_for(&shown("height"), Duration::from_secs(30)).as_str().unwrap().parse().unwrap();
+    // A mark on this very document: if the page reloaded, it would be gone.
+    b.eval("window.cairnTestMark = 1");
+    let later = b.wait_for(
+        &format!("Number({}) > {first} && {}", shown("height"), shown("height")),
+        Duration::from_secs(60),
+    );
+    assert_eq!(b.eval("window.cairnTestMark"), 1, "the page reloaded");
+    let later: u64 = later.as_str().unwrap().parse().unwrap();
+    assert!(later <= node.height().unwrap());
+    // The newest row of the recent blocks follows too.
+    let newest_row = "document.querySelector('#recent-blocks tbody tr td').textContent";
+    b.wait_for(&format!("Number({newest_row}) >= {later}"), Duration::from_secs(30));
+
+    // Nothing overflows sideways at 375 px: the overview, a block, a transaction, an
+    // address (wide tables scroll inside their own box).
+    let best = node.best_hash().unwrap();
+    let coinbase = node.rpc("chain_getBlock", json!([best])).unwrap()["transactions"][0]["txid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let miner = node.rpc("chain_getTransaction", json!([coinbase])).unwrap()["tx"]["to"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for (route, ready) in [
+        (String::new(), "height"),
+        (format!("#/block/{best}"), "block-hash"),
+        (format!("#/tx/{coinbase}"), "tx-id"),
+        (format!("#/address/{miner}"), "address"),
+    ] {
+        b.goto(&format!("{page}{route}"));
+        b.wait_for(&shown(ready), Duration::from_secs(30));
+        let widths = b.eval("[document.documentElement.scrollWidth, window.innerWidth]");
+        assert!(widths[0].as_u64() <= widths[1].as_u64(), "page {route:?}: {widths} px wide at 375");
     }
 }
