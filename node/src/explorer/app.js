@@ -5,6 +5,7 @@
 
 const POLL_MS = 2000;
 const RECENT = 15;
+const CHART_BLOCKS = 200;
 const HEX64 = /^(0x)?[0-9a-fA-F]{64}$/;
 const ADDRESS = /^[0-9a-fA-F]{48}$/;
 
@@ -113,8 +114,8 @@ async function overview() {
       ['Height', info.height, 'height'],
       ['Best block', blockLink(info.best_hash), 'best-hash'],
       ['Next target', el('span', { class: 'hash' }, info.target), 'target'],
-      ['Pending transfers', info.mempool_size, 'mempool-size'],
-      ['Peers', info.peers, 'peers'],
+      ['Pending transfers', link('#/mempool', info.mempool_size), 'mempool-size'],
+      ['Peers', link('#/peers', info.peers), 'peers'],
       ['Syncing', info.syncing ? 'yes' : 'no', 'syncing'],
       ['This node mines at', info.hashrate > 0 ? hashrate(info.hashrate) : 'not mining', 'hashrate'],
     ]),
@@ -124,6 +125,7 @@ async function overview() {
       blocks.map((b) => [blockLink(b.hash, b.height), blockLink(b.hash), when(b.timestamp_ms), b.tx_count, `${b.size} B`]),
       'recent-blocks',
     ),
+    ...(await charts(info.height)),
   );
 }
 
@@ -140,6 +142,108 @@ async function poll() {
   } catch (e) {
     showError(`Cannot reach the node: ${e.message}`);
   }
+}
+
+// ---- charts (SVG drawn here) ----
+
+const SVG = 'http://www.w3.org/2000/svg';
+
+function svgEl(tag, attrs) {
+  const e = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, String(v));
+  return e;
+}
+
+// A line chart of `values` (one per block, oldest first) with its min and max labelled.
+function lineChart(id, title, values, unit) {
+  const w = 600;
+  const h = 120;
+  const svg = svgEl('svg', { id, viewBox: `0 0 ${w} ${h}`, class: 'chart', role: 'img', 'aria-label': title });
+  if (values.length >= 2) {
+    const min = Math.min(...values);
+    const max = Math.max(...values);
+    const span = max - min || 1;
+    const pts = values.map((v, i) => `${((i / (values.length - 1)) * (w - 4) + 2).toFixed(1)},${(h - 4 - ((v - min) / span) * (h - 8)).toFixed(1)}`);
+    svg.append(svgEl('polyline', { points: pts.join(' '), fill: 'none', stroke: '#2f6db3', 'stroke-width': 1.5 }));
+  }
+  const stats = values.length
+    ? `min ${Math.min(...values).toFixed(2)} ${unit}, max ${Math.max(...values).toFixed(2)} ${unit}, last ${values[values.length - 1].toFixed(2)} ${unit}`
+    : 'not enough blocks yet';
+  return el('figure', {}, el('figcaption', {}, `${title}: `, el('span', { id: `${id}-stats` }, stats)), svg);
+}
+
+// Expected hashes to meet a target, as bits (log2): 256 - log2(target), from its first
+// 13 hex digits (52 bits, exact in a double).
+function targetBits(target) {
+  const lead = target.search(/[^0]/);
+  if (lead < 0) return 256;
+  const digits = target.slice(lead, lead + 13);
+  return 256 - 4 * (64 - lead - digits.length) - Math.log2(parseInt(digits, 16));
+}
+
+async function charts(tip) {
+  const from = Math.max(0, tip - CHART_BLOCKS + 1);
+  const blocks = [];
+  for (let h = from; h <= tip; h += 100) {
+    blocks.push(...(await rpc('chain_getBlocks', { from_height: h, count: Math.min(100, tip - h + 1) })));
+  }
+  // Genesis carries the chain's fixed launch time, not a mining time: block 1's interval
+  // is left out.
+  const intervals = blocks
+    .slice(1)
+    .map((b, i) => [b.height, (b.timestamp_ms - blocks[i].timestamp_ms) / 1000])
+    .filter(([h]) => h >= 2)
+    .map(([, s]) => s);
+  return [
+    lineChart('chart-interval', `Block interval, last ${intervals.length} blocks`, intervals, 's'),
+    lineChart('chart-difficulty', `Difficulty (log2 of expected hashes per block), last ${blocks.length} blocks`, blocks.map((b) => targetBits(b.target)), 'bits'),
+  ];
+}
+
+// ---- mempool and peers ----
+
+async function mempoolPage() {
+  const m = await rpc('mempool_getTransfers', { limit: 1000 });
+  // Fee-rate histogram: buckets doubling from 1 base unit per byte.
+  const buckets = new Map();
+  for (const t of m.transfers) {
+    const b = t.fee_rate < 1 ? 0 : Math.floor(Math.log2(t.fee_rate)) + 1;
+    buckets.set(b, (buckets.get(b) || 0) + 1);
+  }
+  const keys = [...buckets.keys()].sort((a, b) => a - b);
+  const most = Math.max(1, ...buckets.values());
+  const hist = el('table', { id: 'fee-histogram' });
+  for (const k of keys) {
+    const label = k === 0 ? '< 1' : `${2 ** (k - 1)} – ${2 ** k}`;
+    const bar = svgEl('svg', { width: 200, height: 12, class: 'bar' });
+    bar.append(svgEl('rect', { x: 0, y: 0, height: 12, width: Math.max(2, (buckets.get(k) / most) * 200), fill: '#2f6db3' }));
+    hist.append(el('tr', {}, el('td', {}, label), el('td', {}, bar), el('td', {}, buckets.get(k))));
+  }
+  show(
+    el('h1', {}, 'Mempool'),
+    fields([['Pending transfers', m.size, 'mempool-count']]),
+    el('h2', {}, 'Fee rate (base units per byte)'),
+    keys.length ? el('div', { class: 'scroll' }, hist) : el('p', {}, 'No pending transfers.'),
+    el('h2', {}, m.transfers.length < m.size ? `Highest fee rate first (first ${m.transfers.length})` : 'Highest fee rate first'),
+    table(
+      ['Txid', 'From', 'To', 'Amount', 'Fee', 'Fee rate'],
+      m.transfers.map((t) => [txLink(t.txid), addrLink(t.from), addrLink(t.to), t.amount, t.fee, t.fee_rate.toFixed(2)]),
+      'mempool-txs',
+    ),
+  );
+}
+
+async function peersPage() {
+  const peers = await rpc('net_peers');
+  show(
+    el('h1', {}, 'Peers'),
+    el('p', { id: 'peer-count' }, `${peers.length} connected`),
+    table(
+      ['Address', 'Direction', 'Height', 'Ping', 'Agent'],
+      peers.map((p) => [p.addr, p.inbound ? 'in' : 'out', p.height, p.ping_ms === null ? '—' : `${p.ping_ms} ms`, p.user_agent]),
+      'peers',
+    ),
+  );
 }
 
 // ---- block ----
@@ -353,6 +457,8 @@ async function search(raw) {
 function routeOf(hash) {
   const parts = hash.replace(/^#\/?/, '').split('/').filter((p) => p.length);
   if (parts.length === 0) return { name: 'overview' };
+  if (parts[0] === 'mempool' && parts.length === 1) return { name: 'mempool' };
+  if (parts[0] === 'peers' && parts.length === 1) return { name: 'peers' };
   if (parts[0] === 'block' && parts.length === 2) return { name: 'block', id: parts[1] };
   if (parts[0] === 'tx' && parts.length === 2) return { name: 'tx', id: parts[1] };
   if (parts[0] === 'search' && parts.length >= 2) return { name: 'search', id: parts.slice(1).join('/') };
@@ -365,6 +471,8 @@ async function render() {
   showError(null);
   try {
     if (r.name === 'overview') await overview();
+    else if (r.name === 'mempool') await mempoolPage();
+    else if (r.name === 'peers') await peersPage();
     else if (r.name === 'block') await blockPage(decodeURIComponent(r.id));
     else if (r.name === 'tx') await txPage(decodeURIComponent(r.id));
     else if (r.name === 'search') location.replace(await search(decodeURIComponent(r.id)));

@@ -243,6 +243,12 @@ fn the_explorer_page_shows_the_chain_in_a_real_browser() {
     assert!((before..=after).contains(&shown), "shown {shown}, node went {before}..{after}");
     assert_eq!(text_of(&dom, "chain-id"), node.info().unwrap()["chain_id"].to_string());
     assert!(dom.contains(r#"id="recent-blocks""#), "{dom}");
+    // The charts cover the blocks so far (block 1's interval, from genesis's fixed
+    // time, left out).
+    assert!(text_of(&dom, "chart-interval-stats").starts_with("min "), "{dom}");
+    assert!(dom.contains(&format!("Block interval, last {} blocks", shown - 1)), "{dom}");
+    assert!(dom.contains(&format!("last {} blocks", shown + 1)), "{dom}");
+    assert!(text_of(&dom, "chart-difficulty-stats").contains(" bits"), "{dom}");
     assert!(dom.contains(&format!(
         "#/block/{}",
         node.rpc("chain_getBlockHash", json!([shown])).unwrap().as_str().unwrap()
@@ -279,7 +285,7 @@ fn the_explorer_page_shows_the_chain_in_a_real_browser() {
     // docs/), a block on a 375-px-wide phone.
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
     for (name, route, size) in [
-        ("explorer-overview.png", String::new(), "1280,800"),
+        ("explorer-overview.png", String::new(), "1280,1500"),
         ("explorer-block-375.png", format!("#/block/{block_hash}"), "375,800"),
     ] {
         let shot = dir.join(name);
@@ -493,7 +499,7 @@ fn the_explorer_updates_live_and_fits_a_phone_screen() {
     b.wait_for(&format!("Number({newest_row}) >= {later}"), Duration::from_secs(30));
 
     // Nothing overflows sideways at 375 px: the overview, a block, a transaction, an
-    // address (wide tables scroll inside their own box).
+    // address, the mempool, the peers (wide tables scroll inside their own box).
     let best = node.best_hash().unwrap();
     let coinbase = node.rpc("chain_getBlock", json!([best])).unwrap()["transactions"][0]["txid"]
         .as_str()
@@ -508,10 +514,47 @@ fn the_explorer_updates_live_and_fits_a_phone_screen() {
         (format!("#/block/{best}"), "block-hash"),
         (format!("#/tx/{coinbase}"), "tx-id"),
         (format!("#/address/{miner}"), "address"),
+        ("#/mempool".to_string(), "mempool-count"),
+        ("#/peers".to_string(), "peer-count"),
     ] {
         b.goto(&format!("{page}{route}"));
         b.wait_for(&shown(ready), Duration::from_secs(30));
         let widths = b.eval("[document.documentElement.scrollWidth, window.innerWidth]");
         assert!(widths[0].as_u64() <= widths[1].as_u64(), "page {route:?}: {widths} px wide at 375");
     }
+}
+
+#[test]
+fn the_explorer_shows_pending_transfers_and_peers() {
+    let Some(tool) = chromium() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let node = NodeProcess::start(
+        &tmp.path().join("node"),
+        &NodeOptions { dev: true, mine: false, ..Default::default() },
+    )
+    .expect("start cairn-node --dev --no-mine");
+    let rpc = node.url();
+    let page = format!("{rpc}/");
+    let profile = tmp.path().join("chromium");
+    let dir = tmp.path().join("wallet");
+    wallet_json(&rpc, &dir, PW, &["import"], Some(&format!("{}\n", dev_key_hex(4)))).unwrap();
+    let sent = wallet_json(
+        &rpc,
+        &dir,
+        PW,
+        &["send", "--from", &dev_address(4), "--to", &dev_address(5), "--amount", "777", "--fee", "3000"],
+        None,
+    )
+    .unwrap();
+    let txid = sent["txid"].as_str().unwrap().to_string();
+
+    let dom = dump(&tool, &profile, &format!("{page}#/mempool"));
+    assert_eq!(text_of(&dom, "mempool-count"), "1", "{dom}");
+    assert!(dom.contains(&txid), "{dom}");
+    assert!(dom.contains(r#"id="fee-histogram""#), "{dom}");
+    let dom = dump(&tool, &profile, &format!("{page}#/search/{txid}"));
+    assert_eq!(text_of(&dom, "tx-status"), "pending", "{dom}");
+    assert_eq!(text_of(&dom, "tx-amount"), "777", "{dom}");
+    let dom = dump(&tool, &profile, &format!("{page}#/peers"));
+    assert_eq!(text_of(&dom, "peer-count"), "0 connected", "{dom}");
 }
