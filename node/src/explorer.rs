@@ -152,6 +152,9 @@ mod tests {
             "mempool_getTransfers",
             "net_peers",
         ];
+        // And over the WebSocket, only the new-heads subscription.
+        assert_eq!(js.matches("method: 'chain_").count(), 1);
+        assert!(js.contains("method: 'chain_subscribeNewHeads'"));
         let called: Vec<&str> = js.split("rpc('").skip(1).filter_map(|s| s.split('\'').next()).collect();
         assert!(called.len() >= READS.len(), "{called:?}");
         for m in called {

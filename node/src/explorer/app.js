@@ -11,6 +11,11 @@ const ADDRESS = /^[0-9a-fA-F]{48}$/;
 
 let pollTimer = null;
 let shownBest = null;
+// How the overview learns of new blocks: 'polling' until the new-heads subscription runs.
+let liveVia = 'polling every 2 s';
+// Reorgs reported by the subscription since this page opened, newest first.
+const reorgs = [];
+let redrawQueued = false;
 
 async function rpc(method, params) {
   const resp = await fetch('/', {
@@ -88,9 +93,11 @@ function hashrate(h) {
   return `${i === 0 ? h : h.toFixed(2)} ${units[i]}`;
 }
 
-function show(...nodes) {
-  const view = document.getElementById('view');
-  view.replaceChildren(...nodes);
+// Shows a page drawn for the URL fragment `at`, unless the reader has moved on meanwhile
+// (a redraw that was waiting on the node must not replace the page now open).
+function showAt(at, ...nodes) {
+  if (location.hash !== at) return;
+  document.getElementById('view').replaceChildren(...nodes);
 }
 
 function showError(msg) {
@@ -102,12 +109,13 @@ function showError(msg) {
 // ---- overview ----
 
 async function overview() {
+  const at = location.hash;
   const info = await rpc('chain_getInfo');
   const from = Math.max(0, info.height - RECENT + 1);
   const blocks = await rpc('chain_getBlocks', { from_height: from, count: info.height - from + 1 });
   blocks.reverse();
   shownBest = info.best_hash;
-  show(
+  showAt(at,
     el('h1', {}, 'Overview'),
     fields([
       ['Chain id', info.chain_id, 'chain-id'],
@@ -119,6 +127,15 @@ async function overview() {
       ['Syncing', info.syncing ? 'yes' : 'no', 'syncing'],
       ['This node mines at', info.hashrate > 0 ? hashrate(info.hashrate) : 'not mining', 'hashrate'],
     ]),
+    el('p', { class: 'live' }, 'Updates: ', el('span', { id: 'live' }, liveVia)),
+    el('h2', {}, 'Reorgs seen since this page opened'),
+    reorgs.length
+      ? table(
+          ['New branch from height', 'Blocks replaced', 'New head', { name: 'Seen at', wide: true }],
+          reorgs.map((r) => [r.height, r.depth, blockLink(r.hash), when(r.seen_ms)]),
+          'reorgs',
+        )
+      : el('p', { id: 'reorgs-none' }, 'None.'),
     el('h2', {}, 'Recent blocks'),
     table(
       ['Height', 'Hash', { name: 'Time', wide: true }, 'Txs', { name: 'Size', wide: true }],
@@ -142,6 +159,55 @@ async function poll() {
   } catch (e) {
     showError(`Cannot reach the node: ${e.message}`);
   }
+}
+
+// ---- new heads over the WebSocket (chain_subscribeNewHeads) ----
+
+function redrawOverviewSoon() {
+  if (redrawQueued || routeOf(location.hash).name !== 'overview') return;
+  redrawQueued = true;
+  // Heads come one per block, parent first: one redraw for a burst.
+  setTimeout(async () => {
+    redrawQueued = false;
+    try {
+      await overview();
+    } catch (e) {
+      showError(`Cannot reach the node: ${e.message}`);
+    }
+  }, 200);
+}
+
+function subscribeHeads() {
+  const ws = new WebSocket(`${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/`);
+  ws.addEventListener('open', () => {
+    ws.send(JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'chain_subscribeNewHeads', params: [] }));
+  });
+  ws.addEventListener('message', (ev) => {
+    let msg;
+    try {
+      msg = JSON.parse(ev.data);
+    } catch (e) {
+      return;
+    }
+    if (msg.id === 1 && msg.result !== undefined) {
+      liveVia = 'new heads over WebSocket';
+      const live = document.getElementById('live');
+      if (live) live.textContent = liveVia;
+    } else if (msg.method === 'chain_newHead' && msg.params && msg.params.result) {
+      const head = msg.params.result;
+      if (head.reorg_depth > 0) {
+        reorgs.unshift({ height: head.height, depth: head.reorg_depth, hash: head.hash, seen_ms: Date.now() });
+        reorgs.length = Math.min(reorgs.length, 20);
+      }
+      redrawOverviewSoon();
+    }
+  });
+  ws.addEventListener('close', () => {
+    liveVia = 'polling every 2 s';
+    const live = document.getElementById('live');
+    if (live) live.textContent = `${liveVia} (WebSocket closed, retrying)`;
+    setTimeout(subscribeHeads, 5000);
+  });
 }
 
 // ---- charts (SVG drawn here) ----
@@ -203,6 +269,7 @@ async function charts(tip) {
 // ---- mempool and peers ----
 
 async function mempoolPage() {
+  const at = location.hash;
   const m = await rpc('mempool_getTransfers', { limit: 1000 });
   // Fee-rate histogram: buckets doubling from 1 base unit per byte.
   const buckets = new Map();
@@ -219,7 +286,7 @@ async function mempoolPage() {
     bar.append(svgEl('rect', { x: 0, y: 0, height: 12, width: Math.max(2, (buckets.get(k) / most) * 200), fill: '#2f6db3' }));
     hist.append(el('tr', {}, el('td', {}, label), el('td', {}, bar), el('td', {}, buckets.get(k))));
   }
-  show(
+  showAt(at,
     el('h1', {}, 'Mempool'),
     fields([['Pending transfers', m.size, 'mempool-count']]),
     el('h2', {}, 'Fee rate (base units per byte)'),
@@ -234,8 +301,9 @@ async function mempoolPage() {
 }
 
 async function peersPage() {
+  const at = location.hash;
   const peers = await rpc('net_peers');
-  show(
+  showAt(at,
     el('h1', {}, 'Peers'),
     el('p', { id: 'peer-count' }, `${peers.length} connected`),
     table(
@@ -249,14 +317,15 @@ async function peersPage() {
 // ---- block ----
 
 async function blockPage(id) {
+  const at = location.hash;
   const b = /^\d+$/.test(id) ? await rpc('chain_getBlockByHeight', [Number(id)]) : await rpc('chain_getBlock', [id]);
   if (b === null) {
-    show(el('h1', {}, 'Block not found'), el('p', { id: 'not-found' }, `No block ${id} is known to this node.`));
+    showAt(at, el('h1', {}, 'Block not found'), el('p', { id: 'not-found' }, `No block ${id} is known to this node.`));
     return;
   }
   const next = b.status === 'main' ? await rpc('chain_getBlockHash', [b.height + 1]) : null;
   const txs = b.transactions || [];
-  show(
+  showAt(at,
     el('h1', {}, `Block ${b.height}`),
     el(
       'nav',
@@ -349,9 +418,10 @@ async function checkProof(p) {
 }
 
 async function txPage(txid) {
+  const at = location.hash;
   const t = await rpc('chain_getTransaction', [txid]);
   if (t === null) {
-    show(el('h1', {}, 'Transaction not found'), el('p', { id: 'not-found' }, `No transaction ${txid} is on the best chain or pending at this node.`));
+    showAt(at, el('h1', {}, 'Transaction not found'), el('p', { id: 'not-found' }, `No transaction ${txid} is on the best chain or pending at this node.`));
     return;
   }
   const tx = t.tx;
@@ -374,7 +444,7 @@ async function txPage(txid) {
     powCell = el('span', {}, 'checking…');
     rows.push(['Merkle proof (checked here)', proofCell, 'tx-proof'], ['Block proof of work (checked here)', powCell, 'tx-pow']);
   }
-  show(el('h1', {}, tx.kind === 'coinbase' ? 'Coinbase' : 'Transfer'), fields(rows));
+  showAt(at, el('h1', {}, tx.kind === 'coinbase' ? 'Coinbase' : 'Transfer'), fields(rows));
   if (proofCell) {
     const p = await rpc('chain_getTxProof', [tx.txid]);
     const put = (cell, verdict) => {
@@ -394,6 +464,7 @@ async function txPage(txid) {
 // ---- address ----
 
 async function addressPage(address, before) {
+  const at = location.hash;
   const params = before ? { address, before, limit: 25 } : { address, limit: 25 };
   const [acct, h] = await Promise.all([rpc('state_getAccount', [address]), rpc('state_getHistory', params)]);
   const parts = [
@@ -423,7 +494,7 @@ async function addressPage(address, before) {
     ),
   );
   if (h.next) parts.push(el('nav', { class: 'pager' }, el('span'), link(`#/address/${address}/${h.next}`, 'older →')));
-  show(...parts);
+  showAt(at, ...parts);
 }
 
 // ---- search ----
@@ -467,7 +538,8 @@ function routeOf(hash) {
 }
 
 async function render() {
-  const r = routeOf(location.hash);
+  const at = location.hash;
+  const r = routeOf(at);
   showError(null);
   try {
     if (r.name === 'overview') await overview();
@@ -477,9 +549,10 @@ async function render() {
     else if (r.name === 'tx') await txPage(decodeURIComponent(r.id));
     else if (r.name === 'search') location.replace(await search(decodeURIComponent(r.id)));
     else if (r.name === 'address') await addressPage(decodeURIComponent(r.id), r.before && decodeURIComponent(r.before));
-    else show(el('h1', {}, 'Not found'), el('p', {}, 'No such page: '), link('#/', 'back to the overview'));
+    else showAt(at, el('h1', {}, 'Not found'), el('p', {}, 'No such page: '), link('#/', 'back to the overview'));
   } catch (e) {
-    show(el('h1', {}, 'Error'));
+    if (location.hash !== at) return;
+    showAt(at, el('h1', {}, 'Error'));
     showError(e.message);
   }
 }
@@ -500,4 +573,5 @@ document.addEventListener('DOMContentLoaded', () => {
   window.addEventListener('hashchange', render);
   render();
   pollTimer = setInterval(poll, POLL_MS);
+  subscribeHeads();
 });

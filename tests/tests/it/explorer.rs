@@ -485,6 +485,8 @@ fn the_explorer_updates_live_and_fits_a_phone_screen() {
 
     b.goto(&page);
     let first: u64 = b.wait_for(&shown("height"), Duration::from_secs(30)).as_str().unwrap().parse().unwrap();
+    // The page subscribed to new heads over the WebSocket (the policy lets it).
+    b.wait_for(&format!("{} === 'new heads over WebSocket'", shown("live")), Duration::from_secs(30));
     // A mark on this very document: if the page reloaded, it would be gone.
     b.eval("window.cairnTestMark = 1");
     let later = b.wait_for(
@@ -557,4 +559,36 @@ fn the_explorer_shows_pending_transfers_and_peers() {
     assert_eq!(text_of(&dom, "tx-amount"), "777", "{dom}");
     let dom = dump(&tool, &profile, &format!("{page}#/peers"));
     assert_eq!(text_of(&dom, "peer-count"), "0 connected", "{dom}");
+}
+
+/// Two mining nodes apart build two branches; joined, one reorganises to the other's,
+/// and that node's open overview lists the reorg the subscription reported.
+#[test]
+fn the_explorer_marks_a_reorg() {
+    let Some(tool) = chromium() else { return };
+    let a = NodeProcess::start_dev(bin("cairn-node"), &[]);
+    let b = NodeProcess::start_dev(bin("cairn-node"), &[]);
+    let mut pages = Vec::new();
+    for n in [&a, &b] {
+        let mut p = Browser::start(&tool, 1280, 800);
+        p.goto(&format!("{}/", n.url()));
+        p.wait_for(&format!("{} === 'new heads over WebSocket'", shown("live")), Duration::from_secs(30));
+        pages.push(p);
+    }
+    // Each has a branch of its own (different coinbases) before they meet.
+    wait_until(Duration::from_secs(60), "both nodes at height 3", || {
+        Ok((a.height()? >= 3 && b.height()? >= 3).then_some(()))
+    });
+    a.admin_rpc("net_addPeer", json!([b.p2p_addr.to_string()])).unwrap();
+    wait_same_tip(&[&a, &b], 4, Duration::from_secs(60));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let reorg_row = "(document.querySelector('#reorgs tbody tr') || {}).textContent || ''";
+    let seen = loop {
+        if let Some(row) = pages.iter_mut().map(|p| p.eval(reorg_row)).find(|r| r != "") {
+            break row;
+        }
+        assert!(Instant::now() < deadline, "neither page shows a reorg");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(seen.as_str().unwrap().chars().next().unwrap().is_ascii_digit(), "{seen}");
 }
