@@ -110,6 +110,8 @@ function showError(msg) {
 
 async function overview() {
   const at = location.hash;
+  // A redraw (poll, new head) that starts after the reader has opened another page.
+  if (routeOf(at).name !== 'overview') return;
   const info = await rpc('chain_getInfo');
   const from = Math.max(0, info.height - RECENT + 1);
   const blocks = await rpc('chain_getBlocks', { from_height: from, count: info.height - from + 1 });
