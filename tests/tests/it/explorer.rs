@@ -260,8 +260,10 @@ fn the_explorer_page_shows_the_chain_in_a_real_browser() {
     assert_eq!(text_of(&dom, "block-height"), tx_height.to_string());
     assert!(dom.contains(&txid) && dom.contains(&from) && dom.contains(&to), "{dom}");
 
-    // Search by height finds that block.
+    // Search by height, and by hash (upper case, 0x), finds that block.
     let dom = dump(&tool, &profile, &format!("{page}#/search/{tx_height}"));
+    assert_eq!(text_of(&dom, "block-hash"), block_hash, "{dom}");
+    let dom = dump(&tool, &profile, &format!("{page}#/search/0x{}", block_hash.to_uppercase()));
     assert_eq!(text_of(&dom, "block-hash"), block_hash, "{dom}");
     // Search by txid opens the transfer, whose merkle proof the browser checks.
     let dom = dump(&tool, &profile, &format!("{page}#/search/{txid}"));
@@ -276,10 +278,19 @@ fn the_explorer_page_shows_the_chain_in_a_real_browser() {
     let dom = dump(&tool, &profile, &format!("{page}#/search/{typo}"));
     let err = text_of(&dom, "error");
     assert_eq!(err, "Not a valid address: address checksum mismatch (mistyped address?)");
-    // The address page lists the transfer.
-    let dom = dump(&tool, &profile, &format!("{page}#/search/{to}"));
-    assert_eq!(text_of(&dom, "address"), to);
-    assert!(dom.contains(&txid), "{dom}");
+    // The address pages list the transfer, in on one and out on the other, with its
+    // amount and fee.
+    for (address, direction) in [(&to, "in"), (&from, "out")] {
+        let dom = dump(&tool, &profile, &format!("{page}#/search/{address}"));
+        assert_eq!(text_of(&dom, "address"), address.as_str());
+        let row = dom
+            .split("<tr>")
+            .find(|r| r.contains(&txid))
+            .unwrap_or_else(|| panic!("no row for {txid}: {dom}"));
+        for cell in [direction, "123456", "2000"] {
+            assert!(row.contains(&format!("<td>{cell}</td>")), "{address}: {cell} not in {row}");
+        }
+    }
 
     // Screenshots kept for a look (not compared): the overview on a desktop (the one in
     // docs/), a block on a 375-px-wide phone.
