@@ -6,7 +6,8 @@
 # and promtool (Debian package prometheus: tests/tests/it/metrics.rs checks a real
 # /metrics scrape and contrib/prometheus.yml). The package also brings a Prometheus
 # server; on a machine run by systemd, its service is disabled again, since only the
-# tool is wanted.
+# tool is wanted. Also chromium (tests/tests/it/explorer.rs loads the block explorer in
+# headless Chromium).
 # Safe to run again: it installs nothing that is already there.
 set -euo pipefail
 
@@ -21,10 +22,12 @@ command -v c++ >/dev/null 2>&1 || missing+=(g++)
 command -v make >/dev/null 2>&1 || missing+=(make)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 new_promtool=false
+new_chromium=false
 if [ "${1:-}" = "--test" ]; then
   command -v ip >/dev/null 2>&1 || missing+=(iproute2)
   command -v nft >/dev/null 2>&1 || missing+=(nftables)
   command -v promtool >/dev/null 2>&1 || new_promtool=true
+  command -v chromium >/dev/null 2>&1 || new_chromium=true
 fi
 
 sudo=""
@@ -42,4 +45,10 @@ if $new_promtool; then
   if [ -d /run/systemd/system ]; then
     $sudo systemctl disable --now prometheus.service >/dev/null 2>&1 || true
   fi
+fi
+if $new_chromium; then
+  echo "setup: installing chromium" >&2
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+    chromium >/dev/null
 fi

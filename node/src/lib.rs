@@ -9,12 +9,14 @@
 //! - [`p2p`]: the peer protocol (a state machine with no I/O), its wire format, and the
 //!   tokio driver that runs it over TCP.
 //! - [`rpc`]: the JSON-RPC server (the `cairn-api` trait) and cookie auth.
+//! - [`explorer`]: the block explorer page served on the RPC port.
 //! - [`metrics`]: Prometheus metrics and the `/metrics` server.
 //! - [`failstop`]: how the node stops when one of its own invariants breaks.
 //! - [`node`]: the glue: one [`node::Node`] owns the chain and mempool, and every block
 //!   or transfer from the miner, a peer or RPC goes through it.
 
 pub mod chain;
+pub mod explorer;
 pub mod failstop;
 pub mod mempool;
 pub mod metrics;

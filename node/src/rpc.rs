@@ -3,7 +3,7 @@
 //! This module owns the server side of the `cairn-api` trait: one jsonrpsee server
 //! serving HTTP and WebSocket on `--rpc-addr`, request limits, cookie authentication for
 //! admin methods, parameter parsing with precise error messages, and the new-heads
-//! subscription.
+//! subscription. A plain `GET` is the block explorer's (crate::explorer).
 //!
 //! Cookie auth works like Bitcoin Core's: at each start the node writes a random cookie
 //! to `<data-dir>/.cookie` (mode 0600). An HTTP middleware checks the `Authorization:
@@ -287,8 +287,10 @@ pub async fn start(
         // [`BatchLimit`] answers an oversize batch with -32600 instead.
         .set_batch_request_config(BatchRequestConfig::Unlimited)
         .build();
-    let http_mw =
-        tower::ServiceBuilder::new().layer(AuthLayer { expected: Arc::from(cookie.header_value().as_str()) });
+    let http_mw = tower::ServiceBuilder::new()
+        .layer(AuthLayer { expected: Arc::from(cookie.header_value().as_str()) })
+        // Plain GETs: the block explorer page (crate::explorer); the rest goes on to RPC.
+        .layer(crate::explorer::ExplorerLayer);
     let module = methods(node, network)?;
     let metrics = crate::metrics::rpc_methods(module.method_names());
     let server = jsonrpsee::server::Server::builder()
