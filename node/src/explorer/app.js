@@ -141,11 +141,20 @@ async function overview() {
     el('h2', {}, 'Recent blocks'),
     table(
       ['Height', 'Hash', { name: 'Time', wide: true }, 'Txs', { name: 'Size', wide: true }],
-      blocks.map((b) => [blockLink(b.hash, b.height), blockLink(b.hash), when(b.timestamp_ms), b.tx_count, `${b.size} B`]),
+      blocks.map((b) => [heightCell(b), blockLink(b.hash), when(b.timestamp_ms), b.tx_count, `${b.size} B`]),
       'recent-blocks',
     ),
     ...(await charts(info.height)),
   );
+}
+
+// A recent block's height, marked when it is the first block of a branch a reorg
+// switched to.
+function heightCell(b) {
+  const r = reorgs.find((x) => x.hash === b.hash);
+  if (!r) return blockLink(b.hash, b.height);
+  const mark = el('span', { class: 'reorg-badge', title: `reorg: ${r.depth} block(s) replaced` }, `reorg −${r.depth}`);
+  return el('span', {}, blockLink(b.hash, b.height), ' ', mark);
 }
 
 // Re-renders the overview when the best block or the mempool changes.
@@ -223,7 +232,9 @@ function svgEl(tag, attrs) {
 }
 
 // A line chart of `values` (one per block, oldest first) with its min and max labelled.
-function lineChart(id, title, values, unit) {
+// `heights[i]` is the height of `values[i]`; a dashed red line marks each height in
+// `marks` (where a reorg's new branch starts).
+function lineChart(id, title, values, unit, heights = [], marks = []) {
   const w = 600;
   const h = 120;
   const svg = svgEl('svg', { id, viewBox: `0 0 ${w} ${h}`, class: 'chart', role: 'img', 'aria-label': title });
@@ -233,6 +244,11 @@ function lineChart(id, title, values, unit) {
     const span = max - min || 1;
     const pts = values.map((v, i) => `${((i / (values.length - 1)) * (w - 4) + 2).toFixed(1)},${(h - 4 - ((v - min) / span) * (h - 8)).toFixed(1)}`);
     svg.append(svgEl('polyline', { points: pts.join(' '), fill: 'none', stroke: '#2f6db3', 'stroke-width': 1.5 }));
+    heights.forEach((height, i) => {
+      if (!marks.includes(height)) return;
+      const x = ((i / (values.length - 1)) * (w - 4) + 2).toFixed(1);
+      svg.append(svgEl('line', { x1: x, x2: x, y1: 0, y2: h, stroke: '#c0392b', 'stroke-dasharray': '4 3', class: 'reorg-mark' }));
+    });
   }
   const stats = values.length
     ? `min ${Math.min(...values).toFixed(2)} ${unit}, max ${Math.max(...values).toFixed(2)} ${unit}, last ${values[values.length - 1].toFixed(2)} ${unit}`
@@ -260,11 +276,12 @@ async function charts(tip) {
   const intervals = blocks
     .slice(1)
     .map((b, i) => [b.height, (b.timestamp_ms - blocks[i].timestamp_ms) / 1000])
-    .filter(([h]) => h >= 2)
-    .map(([, s]) => s);
+    .filter(([h]) => h >= 2);
+  const marks = reorgs.map((r) => r.height);
+  const note = marks.length ? ' (dashed red: a reorg)' : '';
   return [
-    lineChart('chart-interval', `Block interval, last ${intervals.length} blocks`, intervals, 's'),
-    lineChart('chart-difficulty', `Difficulty (log2 of expected hashes per block), last ${blocks.length} blocks`, blocks.map((b) => targetBits(b.target)), 'bits'),
+    lineChart('chart-interval', `Block interval, last ${intervals.length} blocks${note}`, intervals.map(([, s]) => s), 's', intervals.map(([h]) => h), marks),
+    lineChart('chart-difficulty', `Difficulty (log2 of expected hashes per block), last ${blocks.length} blocks${note}`, blocks.map((b) => targetBits(b.target)), 'bits', blocks.map((b) => b.height), marks),
   ];
 }
 

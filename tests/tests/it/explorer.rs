@@ -573,7 +573,8 @@ fn the_explorer_shows_pending_transfers_and_peers() {
 }
 
 /// Two mining nodes apart build two branches; joined, one reorganises to the other's,
-/// and that node's open overview lists the reorg the subscription reported.
+/// and that node's open overview lists the reorg the subscription reported, marks the new
+/// branch's first block in the recent blocks and its height in the difficulty chart.
 #[test]
 fn the_explorer_marks_a_reorg() {
     let Some(tool) = chromium() else { return };
@@ -594,12 +595,20 @@ fn the_explorer_marks_a_reorg() {
     wait_same_tip(&[&a, &b], 4, Duration::from_secs(60));
     let deadline = Instant::now() + Duration::from_secs(30);
     let reorg_row = "(document.querySelector('#reorgs tbody tr') || {}).textContent || ''";
-    let seen = loop {
-        if let Some(row) = pages.iter_mut().map(|p| p.eval(reorg_row)).find(|r| r != "") {
-            break row;
+    let (i, seen) = loop {
+        if let Some(found) = pages.iter_mut().map(|p| p.eval(reorg_row)).enumerate().find(|(_, r)| r != "") {
+            break found;
         }
         assert!(Instant::now() < deadline, "neither page shows a reorg");
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(seen.as_str().unwrap().chars().next().unwrap().is_ascii_digit(), "{seen}");
+    // Drawn with the same overview: the new branch's first block is marked in the recent
+    // blocks, and its height by a dashed line in the difficulty chart (which starts at
+    // genesis, so the reorg's height is in it).
+    let badge =
+        pages[i].eval("(document.querySelector('#recent-blocks .reorg-badge') || {}).textContent || ''");
+    assert!(badge.as_str().unwrap().starts_with("reorg"), "no reorg badge in the recent blocks: {badge}");
+    let marks = pages[i].eval("document.querySelectorAll('#chart-difficulty .reorg-mark').length");
+    assert!(marks.as_u64().unwrap() >= 1, "no reorg mark in the difficulty chart: {marks}");
 }
