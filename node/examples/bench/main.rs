@@ -275,6 +275,8 @@ fn main() {
                 &genesis_file,
                 &import_dir,
                 work.path(),
+                "fresh",
+                &[],
                 blocks_n as u64,
                 total,
                 Duration::from_secs(if q { 120 } else { 300 }),
@@ -307,6 +309,26 @@ fn main() {
                     });
                 }
                 Err(e) => rows.push(failed("sync", "tx/s", &e)),
+            }
+            // The same sync into a node that keeps no address history index: what the
+            // index adds to the syncing node's memory.
+            match procs::sync(
+                &genesis_file,
+                &import_dir,
+                work.path(),
+                "fresh-no-index",
+                &["--no-address-index"],
+                blocks_n as u64,
+                total,
+                Duration::from_secs(if q { 120 } else { 300 }),
+            ) {
+                Ok(s) => rows.push(Row::limit(
+                    "info: memory after the same sync, --no-address-index",
+                    s.rss_mib,
+                    "MiB",
+                    &format!("the syncing node at height {} after {:.2} s", s.reached, s.secs),
+                )),
+                Err(e) => rows.push(failed("sync without the address index", "MiB", &e)),
             }
         }
     }

@@ -120,12 +120,16 @@ pub struct Sync {
 }
 
 /// A node serving `source_dir` (a chain of `target` blocks holding `transfers` transfers)
-/// and a fresh node peering with it: time from the fresh node's spawn until its tip is
-/// at `target` (polled every 20 ms), and its RSS then.
+/// and a fresh node (in `work/fresh_name`, started with `fresh_args` besides `--peer`)
+/// peering with it: time from the fresh node's spawn until its tip is at `target`
+/// (polled every 20 ms), and its RSS then.
+#[allow(clippy::too_many_arguments)]
 pub fn sync(
     genesis_file: &Path,
     source_dir: &Path,
     work: &Path,
+    fresh_name: &str,
+    fresh_args: &[&str],
     target: u64,
     transfers: usize,
     timeout: Duration,
@@ -135,8 +139,12 @@ pub fn sync(
     anyhow::ensure!(source.height()? == target, "source node is at {} not {target}", source.height()?);
     let start = Instant::now();
     let fresh = NodeProcess::start(
-        &work.join("fresh"),
-        &NodeOptions { peers: vec![source.p2p_addr], ..opts.clone() },
+        &work.join(fresh_name),
+        &NodeOptions {
+            peers: vec![source.p2p_addr],
+            extra: fresh_args.iter().map(|a| a.to_string()).collect(),
+            ..opts.clone()
+        },
     )?;
     let mut reached = 0;
     while start.elapsed() < timeout {
