@@ -16,6 +16,9 @@ let liveVia = 'polling every 2 s';
 // Reorgs reported by the subscription since this page opened, newest first.
 const reorgs = [];
 let redrawQueued = false;
+// Overview redraws started so far, and the latest one shown (see overview()).
+let overviewDraws = 0;
+let overviewShown = 0;
 
 async function rpc(method, params) {
   const resp = await fetch('/', {
@@ -112,10 +115,17 @@ async function overview() {
   const at = location.hash;
   // A redraw (poll, new head) that starts after the reader has opened another page.
   if (routeOf(at).name !== 'overview') return;
+  // Redraws overlap (a poll's and a new head's): one that finishes after a later one
+  // was shown is dropped, so a slower, older one never puts the previous chain back on
+  // the page (and every redraw that finishes first is shown: no starving under load).
+  const draw = ++overviewDraws;
   const info = await rpc('chain_getInfo');
   const from = Math.max(0, info.height - RECENT + 1);
   const blocks = await rpc('chain_getBlocks', { from_height: from, count: info.height - from + 1 });
   blocks.reverse();
+  const chartsShown = await charts(info.height);
+  if (draw < overviewShown || location.hash !== at) return;
+  overviewShown = draw;
   shownBest = info.best_hash;
   showAt(at,
     el('h1', {}, 'Overview'),
@@ -144,7 +154,7 @@ async function overview() {
       blocks.map((b) => [heightCell(b), blockLink(b.hash), when(b.timestamp_ms), b.tx_count, `${b.size} B`]),
       'recent-blocks',
     ),
-    ...(await charts(info.height)),
+    ...chartsShown,
   );
 }
 

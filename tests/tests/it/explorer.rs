@@ -603,12 +603,17 @@ fn the_explorer_marks_a_reorg() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(seen.as_str().unwrap().chars().next().unwrap().is_ascii_digit(), "{seen}");
-    // Drawn with the same overview: the new branch's first block is marked in the recent
+    // The overview redraws on the reorg's head (a redraw already under way may still show
+    // the old branch's blocks): the new branch's first block gets marked in the recent
     // blocks, and its height by a dashed line in the difficulty chart (which starts at
     // genesis, so the reorg's height is in it).
-    let badge =
-        pages[i].eval("(document.querySelector('#recent-blocks .reorg-badge') || {}).textContent || ''");
-    assert!(badge.as_str().unwrap().starts_with("reorg"), "no reorg badge in the recent blocks: {badge}");
-    let marks = pages[i].eval("document.querySelectorAll('#chart-difficulty .reorg-mark').length");
-    assert!(marks.as_u64().unwrap() >= 1, "no reorg mark in the difficulty chart: {marks}");
+    let badge = pages[i].wait_for(
+        "(document.querySelector('#recent-blocks .reorg-badge') || {}).textContent || ''",
+        Duration::from_secs(10),
+    );
+    assert!(badge.as_str().unwrap().starts_with("reorg"), "{badge}");
+    pages[i].wait_for(
+        "document.querySelectorAll('#chart-difficulty .reorg-mark').length > 0",
+        Duration::from_secs(10),
+    );
 }
