@@ -397,9 +397,9 @@ impl Mempool {
             .collect()
     }
 
-    /// The pending transfers `address` sends or receives, newest admission first. Its
-    /// own are found through the sender queue; those it receives by a scan of the pool
-    /// (O(pending transfers), no index by recipient is kept). For `state_getHistory`.
+    /// The pending transfers `address` sends or receives, newest admission first, found
+    /// by a scan of the pool (O(pending transfers): no index by sender or recipient is
+    /// read here). For `state_getHistory`.
     pub fn pending_for(&self, address: &Address) -> Vec<PendingTransfer> {
         let mut out: Vec<PendingTransfer> = self
             .entries

@@ -177,3 +177,25 @@ pub fn write_fast_genesis(dir: &Path, block_ms: u64) -> Result<PathBuf> {
     std::fs::write(&path, g.to_json())?;
     Ok(path)
 }
+
+/// A tool the tests need from Debian (`scripts/setup.sh --test` installs it), found on
+/// the PATH. Absent: `None`, which the caller turns into a skip, except under CI
+/// (`CI=true`), where it panics: a missing tool must not pass a CI run unseen.
+pub fn test_tool(name: &str, package: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|d| d.join(name))
+        .find(|p| p.is_file());
+    if found.is_none() {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!(
+                "{name} is not installed (Debian package `{package}`; scripts/setup.sh --test installs it)"
+            );
+        }
+        eprintln!(
+            "SKIPPED: {name} is not installed (run scripts/setup.sh --test, or apt-get install {package})"
+        );
+    }
+    found
+}

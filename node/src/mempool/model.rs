@@ -478,6 +478,69 @@ pub fn run(case: &Case) -> Result<(), String> {
             return Err(at(format!("pool holds {real:?}, model expects {expected:?}")));
         }
         check_template(&world, &pool, &model.state, model.blocks.len() as u64, usize::MAX).map_err(at)?;
+        check_views(&pool, &model).map_err(at)?;
+    }
+    Ok(())
+}
+
+/// The read-only views the RPC serves (`mempool_getTransfers`, the pending part of
+/// `state_getHistory`, `mempool_estimateFee`), against the model, with edge sizes.
+fn check_views(m: &Mempool, model: &Model) -> Result<(), String> {
+    let all: Vec<&SignedTransfer> = model.pool.values().flatten().map(|p| &p.tx).collect();
+    for limit in [0, 1, all.len(), usize::MAX] {
+        let top = m.top_by_fee_rate(limit);
+        if top.len() != limit.min(all.len()) {
+            return Err(format!("top_by_fee_rate({limit}) gave {} of {}", top.len(), all.len()));
+        }
+        // Fee rates never rise down the list (compared exactly: fee x other size).
+        let rate_rises = top.windows(2).any(|w| {
+            u128::from(w[0].tx.transfer.fee.0) * (w[1].size as u128)
+                < u128::from(w[1].tx.transfer.fee.0) * (w[0].size as u128)
+        });
+        if rate_rises {
+            return Err(format!("top_by_fee_rate({limit}) is not highest fee rate first"));
+        }
+    }
+    let mut addresses: Vec<Address> = all.iter().map(|t| t.transfer.to).collect();
+    addresses.extend(model.state.keys().copied());
+    for a in addresses {
+        let got = m.pending_for(&a);
+        let mut got_ids: Vec<Txid> = got.iter().map(|p| p.txid).collect();
+        got_ids.sort_unstable();
+        let mut want: Vec<Txid> = model
+            .pool
+            .iter()
+            .flat_map(|(sender, q)| q.iter().filter(move |p| *sender == a || p.tx.transfer.to == a))
+            .map(|p| p.tx.txid())
+            .collect();
+        want.sort_unstable();
+        if got_ids != want {
+            return Err(format!("pending_for({a}) gave {got_ids:?}, model {want:?}"));
+        }
+        if got.windows(2).any(|w| w[0].seq <= w[1].seq) {
+            return Err(format!("pending_for({a}) is not newest first"));
+        }
+    }
+    let first_sender = model.state.keys().next().copied();
+    for tx_bytes in [0, 1, 200, usize::MAX] {
+        for block_bytes in [0, 1, usize::MAX] {
+            for sender in [None, first_sender.as_ref()] {
+                let e = m.estimate_fee(tx_bytes, block_bytes, sender);
+                let floor = m.config.min_fee;
+                if e.min_fee != floor || e.admit_fee < floor || e.next_block_fee < floor {
+                    return Err(format!("estimate below the minimum: {e:?}"));
+                }
+                if e.fee != e.admit_fee.max(e.next_block_fee) {
+                    return Err(format!("estimate is not the larger of its parts: {e:?}"));
+                }
+                if m.bytes.saturating_add(tx_bytes) <= m.config.max_bytes && e.admit_fee != floor {
+                    return Err(format!("room for {tx_bytes} bytes, yet admission costs more: {e:?}"));
+                }
+                if block_bytes == usize::MAX && e.next_block_fee != floor {
+                    return Err(format!("an unbounded block has room, yet the next block costs more: {e:?}"));
+                }
+            }
+        }
     }
     Ok(())
 }

@@ -132,20 +132,7 @@ fn the_node_serves_the_explorer_page_beside_json_rpc() {
 
 /// `chromium` on the PATH, or `None`: a failure under CI (CI=true), a skip elsewhere.
 fn chromium() -> Option<PathBuf> {
-    let found = std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .map(|d| d.join("chromium"))
-        .find(|p| p.is_file());
-    if found.is_none() {
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("chromium is not installed (scripts/setup.sh --test installs it)");
-        }
-        eprintln!(
-            "SKIPPED: chromium is not installed (run scripts/setup.sh --test, or apt-get install chromium)"
-        );
-    }
-    found
+    cairn_tests::test_tool("chromium", "chromium")
 }
 
 /// Runs headless Chromium on `url` with `args`, killing it after a minute; returns its

@@ -290,20 +290,7 @@ fn the_metrics_server_answers_only_get_metrics() {
 /// `promtool` from Debian's `prometheus` package (`scripts/setup.sh --test` installs it). Absent:
 /// `None`, which fails the test under CI (CI=true) and skips it elsewhere.
 fn promtool() -> Option<PathBuf> {
-    let found = std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .map(|d| d.join("promtool"))
-        .find(|p| p.is_file());
-    if found.is_none() {
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("promtool is not installed (Debian package `prometheus`; scripts/setup.sh --test installs it)");
-        }
-        eprintln!(
-            "SKIPPED: promtool is not installed (run scripts/setup.sh --test, or apt-get install prometheus)"
-        );
-    }
-    found
+    cairn_tests::test_tool("promtool", "prometheus")
 }
 
 fn run_promtool(args: &[&str], stdin: Option<&str>) -> (bool, String) {
