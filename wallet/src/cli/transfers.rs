@@ -4,11 +4,11 @@
 //! or the command line) and in what they do with the result; both sign through
 //! [`sign_transfer`].
 
-use super::wait::{wait_confirmations, Waited};
+use super::wait::{find_holder, wait_confirmations, Holder, Waited};
 use super::{parse_address, parse_txid, Ctx, Report};
 use crate::amount::{format_amount, parse_amount};
 use crate::keystore::Keystore;
-use crate::nonces::{now_ms, read_book, Handed, NonceBook};
+use crate::nonces::{now_ms, Handed, NonceBook};
 use crate::password::Purpose;
 use crate::rpc::{Node, RpcError};
 use anyhow::{anyhow, bail, Context, Result};
@@ -210,41 +210,6 @@ impl From<SubmitFailure> for anyhow::Error {
             SubmitFailure::Other(e) => e,
         }
     }
-}
-
-/// A pending transfer that holds a nonce of the sender.
-#[derive(Clone, Debug)]
-pub(super) struct Holder {
-    pub txid: Txid,
-    pub nonce: u64,
-    pub fee: u64,
-    pub amount: u64,
-    pub to: Address,
-}
-
-/// Largest number of pending transfers the wallet looks through to find the one that
-/// holds a nonce, when its own records do not name it.
-const MAX_POOL_SCAN: usize = 20_000;
-
-/// The pending transfer from `from` with `nonce`: the wallet's own record first (checked
-/// against the node), else a search of the node's pool.
-pub(super) async fn find_holder(
-    node: &Node,
-    wallet_dir: &Path,
-    from: &Address,
-    nonce: u64,
-) -> Result<Option<Holder>> {
-    let mut candidates: Vec<Txid> =
-        read_book(wallet_dir, from).into_iter().filter(|h| h.nonce == nonce).map(|h| h.txid).collect();
-    candidates.extend(node.mempool_info().await?.txids.into_iter().take(MAX_POOL_SCAN));
-    for txid in candidates {
-        let Some(status) = node.transaction(&txid).await? else { continue };
-        let t = status.tx;
-        if status.status == "pending" && t.from == Some(*from) && t.nonce == nonce {
-            return Ok(Some(Holder { txid: t.txid, nonce, fee: t.fee, amount: t.amount, to: t.to }));
-        }
-    }
-    Ok(None)
 }
 
 /// The fee a replacement of `holder` must pay at least: its fee plus the node's minimum

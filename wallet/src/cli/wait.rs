@@ -12,8 +12,10 @@
 //!
 //! A node that cannot be reached for a while (a restart) does not end the wait: the
 //! wallet keeps asking until the deadline.
+//!
+//! [`find_holder`] (which pending transfer holds a nonce) lives here too; `send` uses it
+//! to explain a refused nonce.
 
-use super::transfers::find_holder;
 use crate::amount::format_amount;
 use crate::nonces::read_book;
 use crate::rpc::{Node, RpcError};
@@ -125,4 +127,39 @@ async fn left_pool(node: &Node, w: &Waited<'_>) -> Result<Option<String>> {
         "{head}: the node dropped it (evicted from a full pool by transfers paying more, or expired), \
          and will not mine it; send it again (`--fee auto` picks a fee the pool admits now)"
     )))
+}
+
+/// A pending transfer that holds a nonce of the sender.
+#[derive(Clone, Debug)]
+pub(super) struct Holder {
+    pub txid: Txid,
+    pub nonce: u64,
+    pub fee: u64,
+    pub amount: u64,
+    pub to: Address,
+}
+
+/// Largest number of pending transfers the wallet looks through to find the one that
+/// holds a nonce, when its own records do not name it.
+const MAX_POOL_SCAN: usize = 20_000;
+
+/// The pending transfer from `from` with `nonce`: the wallet's own record first (checked
+/// against the node), else a search of the node's pool.
+pub(super) async fn find_holder(
+    node: &Node,
+    wallet_dir: &Path,
+    from: &Address,
+    nonce: u64,
+) -> Result<Option<Holder>> {
+    let mut candidates: Vec<Txid> =
+        read_book(wallet_dir, from).into_iter().filter(|h| h.nonce == nonce).map(|h| h.txid).collect();
+    candidates.extend(node.mempool_info().await?.txids.into_iter().take(MAX_POOL_SCAN));
+    for txid in candidates {
+        let Some(status) = node.transaction(&txid).await? else { continue };
+        let t = status.tx;
+        if status.status == "pending" && t.from == Some(*from) && t.nonce == nonce {
+            return Ok(Some(Holder { txid: t.txid, nonce, fee: t.fee, amount: t.amount, to: t.to }));
+        }
+    }
+    Ok(None)
 }
