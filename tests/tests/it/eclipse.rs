@@ -99,7 +99,7 @@ fn address_flood_and_restart_keep_honest_outbound_links() {
             continue; // refused: inbound slots full of protected peers
         }
         let addrs = attacker_addrs(c, 270);
-        if p.expect(cmd::GETADDR, Duration::from_secs(5)).is_ok() {
+        if p.expect(cmd::GETADDR, Duration::from_secs(2)).is_ok() {
             p.send(cmd::ADDR, &cairn_tests::adversary::addr_payload(&addrs[..250])).unwrap();
             offered += 250;
         }

@@ -309,8 +309,9 @@ impl Protocol {
                 p.relay.requested_txs.remove(&tx);
             }
         }
-        self.maintain_outbound();
+        // Block-relay-only first: the anchors are the first dials after a start.
         self.maintain_block_relay();
+        self.maintain_outbound();
         self.check_stale_tip();
         self.schedule_downloads();
         self.update_syncing();

@@ -320,6 +320,10 @@ impl Protocol {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::chain::Chain;
+    use crate::mempool::Mempool;
+    use crate::node::Node;
+    use cairn_core::genesis::Genesis;
 
     fn cand(peer: PeerId, group: u8, connected_ms: u64) -> EvictionCandidate {
         EvictionCandidate {
@@ -375,5 +379,69 @@ mod tests {
         assert_eq!(select_to_evict(c.clone(), 8), Some(7));
         // Everyone protected when they are few.
         assert_eq!(select_to_evict(c[..2].to_vec(), 2), None);
+    }
+
+    fn version(genesis: &Genesis, nonce: u64) -> Version {
+        Version {
+            protocol_version: wire::PROTOCOL_VERSION,
+            chain_id: genesis.params.chain_id,
+            genesis_hash: genesis.hash(),
+            best_height: 0,
+            best_work: Work::ZERO.to_be_bytes(),
+            listen_port: 7333,
+            nonce,
+            user_agent: "test".into(),
+        }
+    }
+
+    /// The anchors of the last run are the first dials, as block-relay-only links: no
+    /// `getaddr` to them, their `addr` and transfer announcements ignored, no transfer
+    /// announced to them; at shutdown they are the anchors again.
+    #[test]
+    fn anchors_are_dialled_first_and_carry_only_blocks() {
+        let genesis = Genesis::dev();
+        let node = Node::new(Chain::open_in_memory(&genesis), Mempool::new(1 << 20), genesis.clone());
+        let mut book = AddrBook::default();
+        for i in 1..=20u8 {
+            book.add(SocketAddr::new([10, i, 0, 1].into(), 7333), false, 0);
+        }
+        let mut proto = Protocol::new(node, Config::default(), book.snapshot(), 5, 0);
+        let anchors: Vec<SocketAddr> =
+            vec!["10.200.0.1:7333".parse().unwrap(), "10.201.0.1:7333".parse().unwrap()];
+        proto.add_anchors(anchors.clone());
+        proto.step(10, Input::Tick);
+        let dials: Vec<SocketAddr> = proto
+            .drain()
+            .into_iter()
+            .filter_map(|o| match o {
+                Output::Connect(a) => Some(a),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(dials[..2], anchors[..], "anchors first: {dials:?}");
+        assert_eq!(dials.len(), Config::default().max_dialing);
+
+        proto.step(20, Input::Connected { peer: 1, addr: anchors[0], inbound: false });
+        proto.step(30, Input::Received { peer: 1, msg: Message::Version(version(&genesis, 77)) });
+        proto.step(40, Input::Received { peer: 1, msg: Message::Verack });
+        let outs = proto.drain();
+        assert!(!outs.iter().any(|o| matches!(o, Output::Send(1, Message::GetAddr))), "no getaddr: {outs:?}");
+        assert!(proto.peers[&1].link.block_relay_only);
+        let before = proto.address_book().len();
+        let offered = NetAddr::from_socket("10.99.0.1:7333".parse().unwrap());
+        proto.step(50, Input::Received { peer: 1, msg: Message::Addr(vec![offered]) });
+        proto.step(60, Input::Received { peer: 1, msg: Message::GetAddr });
+        proto.step(70, Input::Received { peer: 1, msg: Message::Inv(vec![InvItem::Tx(Txid([9; 32]))]) });
+        let outs = proto.drain();
+        assert_eq!(proto.address_book().len(), before, "addr from a block-relay-only link ignored");
+        assert!(outs.is_empty(), "no answer to getaddr, no getdata for a transfer: {outs:?}");
+        proto.announce(InvItem::Tx(Txid([8; 32])), Origin::Local);
+        assert!(proto.drain().is_empty(), "no transfer announced to a block-relay-only link");
+        proto.announce(InvItem::Block(BlockHash([7; 32])), Origin::Local);
+        assert_eq!(
+            proto.drain(),
+            vec![Output::Send(1, Message::Inv(vec![InvItem::Block(BlockHash([7; 32]))]))]
+        );
+        assert_eq!(proto.anchors(), vec![anchors[0]]);
     }
 }
