@@ -142,8 +142,8 @@ fn address_flood_and_restart_keep_honest_outbound_links() {
     assert!(book["key"].as_str().is_some_and(|k| k.len() == 64), "the bucket key is saved");
 
     // Restart with no --peer: the victim finds honest nodes again from its book.
-    let mut victim = NodeProcess::start(&victim_dir, &opts("127.0.0.1:0", vec![])).unwrap();
     let restarted = std::time::Instant::now();
+    let mut victim = NodeProcess::start(&victim_dir, &opts("127.0.0.1:0", vec![])).unwrap();
     let reached =
         wait_until(Duration::from_secs(60), "outbound links to honest nodes after the restart", || {
             let out: BTreeSet<SocketAddr> = peers(&victim)?
