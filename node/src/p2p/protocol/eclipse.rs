@@ -444,4 +444,70 @@ mod tests {
         );
         assert_eq!(proto.anchors(), vec![anchors[0]]);
     }
+
+    /// No new tip for three target intervals: one extra outbound link to a new group;
+    /// 30 s after it is up, the full-relay link that least recently gave a block (here
+    /// none did: the youngest, the extra itself) is dropped.
+    #[test]
+    fn a_stale_tip_adds_one_extra_link_then_drops_the_least_useful() {
+        let genesis = Genesis::dev();
+        let node = Node::new(Chain::open_in_memory(&genesis), Mempool::new(1 << 20), genesis.clone());
+        let mut book = AddrBook::default();
+        for i in 1..=20u8 {
+            book.add(SocketAddr::new([10, i, 0, 1].into(), 7333), false, 0);
+        }
+        let config = Config { target_outbound: 1, ..Config::default() };
+        let mut proto = Protocol::new(node, config, book.snapshot(), 9, 0);
+        let dials = |proto: &mut Protocol| -> Vec<SocketAddr> {
+            proto
+                .drain()
+                .into_iter()
+                .filter_map(|o| match o {
+                    Output::Connect(a) => Some(a),
+                    _ => None,
+                })
+                .collect()
+        };
+        proto.step(10, Input::Tick);
+        let first = dials(&mut proto);
+        assert_eq!(first.len(), 3, "two block-relay-only links and one outbound: {first:?}");
+        let a = *first.iter().find(|x| !proto.eclipse.block_relay_dialing.contains(x)).unwrap();
+        for x in first.iter().filter(|x| **x != a) {
+            proto.step(20, Input::ConnectFailed { addr: *x });
+        }
+        proto.step(30, Input::Connected { peer: 1, addr: a, inbound: false });
+        proto.step(40, Input::Received { peer: 1, msg: Message::Version(version(&genesis, 71)) });
+        proto.step(50, Input::Received { peer: 1, msg: Message::Verack });
+        proto.drain();
+
+        let interval = genesis.params.target_block_time_ms;
+        let stale = 10 + STALE_TIP_INTERVALS * interval;
+        proto.step(stale - 1_000, Input::Tick);
+        proto.drain();
+        assert!(proto.eclipse.extra_dialing.is_empty(), "not stale yet");
+        proto.step(stale + 1, Input::Tick);
+        dials(&mut proto);
+        let extra: Vec<SocketAddr> = proto.eclipse.extra_dialing.iter().copied().collect();
+        assert_eq!(extra.len(), 1);
+        assert_ne!(addrbook::group(&extra[0].ip()), addrbook::group(&a.ip()), "a new group");
+
+        let t = stale + 100;
+        proto.step(t, Input::Connected { peer: 2, addr: extra[0], inbound: false });
+        proto.step(t + 10, Input::Received { peer: 2, msg: Message::Version(version(&genesis, 72)) });
+        proto.step(t + 20, Input::Received { peer: 2, msg: Message::Verack });
+        assert!(proto.peers[&2].link.extra);
+        proto.step(t + 1_000, Input::Tick);
+        assert!(
+            !proto.drain().iter().any(|o| matches!(o, Output::Disconnect(..))),
+            "the extra gets its grace"
+        );
+        proto.step(t + 20 + EXTRA_GRACE_MS, Input::Tick);
+        let outs = proto.drain();
+        assert!(
+            outs.iter().any(|o| matches!(o, Output::Disconnect(2, _))),
+            "the extra gave nothing: {outs:?}"
+        );
+        assert!(proto.peers.contains_key(&1));
+        assert!(proto.peers.values().all(|p| !p.link.extra));
+    }
 }
