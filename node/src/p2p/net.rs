@@ -228,7 +228,8 @@ pub(super) async fn start(node: Arc<Node>, config: P2pConfig) -> anyhow::Result<
     // Node events (new tips, new transfers) to relay.
     let mut events = node.subscribe();
     let snapshot = load_snapshot(&config.data_dir);
-    let protocol = Protocol::new(node, pconfig, snapshot, rand::random(), crate::now_ms());
+    let mut protocol = Protocol::new(node, pconfig, snapshot, rand::random(), crate::now_ms());
+    protocol.add_anchors(take_anchors(&config.data_dir));
     let runtime = tokio::runtime::Handle::current();
     let data_dir = config.data_dir.clone();
     let sh = shared.clone();
@@ -552,6 +553,7 @@ fn protocol_thread(
     // Shutdown (or every input sender gone): the final save, then the protocol goes,
     // and with it its reference to the node.
     save_snapshot(&data_dir, &protocol.snapshot());
+    save_anchors(&data_dir, &protocol.anchors());
     drop(protocol);
     tracing::info!("P2P stopped; address book and bans saved");
 }
@@ -619,6 +621,7 @@ fn load_snapshot(dir: &Path) -> Snapshot {
     let mut s = Snapshot::default();
     if let Some(mut p) = read_json::<Snapshot>(&dir.join("peers.json")) {
         s.addrs = std::mem::take(&mut p.addrs);
+        s.key = p.key.take();
     }
     if let Some(mut b) = read_json::<Snapshot>(&dir.join("bans.json")) {
         s.bans = std::mem::take(&mut b.bans);
@@ -639,8 +642,8 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Option<T> {
 
 /// Writes `peers.json` and `bans.json` atomically (temp file, then rename).
 fn save_snapshot(dir: &Path, s: &Snapshot) {
-    let peers = Snapshot { addrs: s.addrs.clone(), bans: Vec::new() };
-    let bans = Snapshot { addrs: Vec::new(), bans: s.bans.clone() };
+    let peers = Snapshot { addrs: s.addrs.clone(), bans: Vec::new(), key: s.key.clone() };
+    let bans = Snapshot { addrs: Vec::new(), bans: s.bans.clone(), key: None };
     for (name, value) in [("peers.json", &peers), ("bans.json", &bans)] {
         if let Err(e) = write_atomic(&dir.join(name), value) {
             tracing::warn!(file = name, error = %e, "cannot save P2P state");
@@ -657,4 +660,30 @@ fn write_atomic(path: &Path, value: &Snapshot) -> std::io::Result<()> {
         f.sync_all()?;
     }
     std::fs::rename(&tmp, path)
+}
+
+/// Reads and removes `anchors.json` (the block-relay-only peers of the last clean
+/// shutdown): read once, so a crash loop does not keep dialling the same two peers.
+fn take_anchors(dir: &Path) -> Vec<SocketAddr> {
+    let path = dir.join("anchors.json");
+    let anchors = read_json::<Vec<SocketAddr>>(&path).unwrap_or_default();
+    if path.exists() {
+        if let Err(e) = std::fs::remove_file(&path) {
+            tracing::warn!(path = %path.display(), error = %e, "cannot remove the anchors file");
+        }
+    }
+    anchors
+}
+
+/// Writes `anchors.json` atomically (at a clean shutdown).
+fn save_anchors(dir: &Path, anchors: &[SocketAddr]) {
+    let path = dir.join("anchors.json");
+    let write = || -> std::io::Result<()> {
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(anchors).map_err(std::io::Error::other)?)?;
+        std::fs::rename(&tmp, &path)
+    };
+    if let Err(e) = write() {
+        tracing::warn!(error = %e, "cannot save the anchors");
+    }
 }

@@ -5,6 +5,9 @@ use super::*;
 
 impl Protocol {
     pub(super) fn on_getaddr(&mut self, peer: PeerId) {
+        if !self.relays_txs_and_addrs(peer) {
+            return; // a block-relay-only link: no addresses either way
+        }
         let Some(p) = self.peers.get_mut(&peer) else { return };
         if p.addrs.answered_getaddr {
             return; // once per connection: no scraping the whole book by asking again
@@ -16,8 +19,12 @@ impl Protocol {
     }
 
     pub(super) fn on_addr(&mut self, peer: PeerId, addrs: Vec<NetAddr>) {
+        if !self.relays_txs_and_addrs(peer) {
+            return;
+        }
         let now = self.now_ms;
         let Some(p) = self.peers.get_mut(&peer) else { return };
+        let source = p.addr.ip();
         let solicited = p.addrs.sent_getaddr && !p.addrs.got_addr_reply;
         let allowed = if solicited {
             p.addrs.got_addr_reply = true;
@@ -38,7 +45,7 @@ impl Protocol {
             if self.self_addrs.contains(&a) || self.book.is_banned(&a, now) {
                 continue;
             }
-            if self.book.add(a, false, now) {
+            if self.book.add_from(a, source, now) {
                 fresh.push(a);
             }
         }
@@ -50,8 +57,12 @@ impl Protocol {
     }
 
     pub(super) fn relay_addrs(&mut self, from: PeerId, addrs: &[SocketAddr]) {
-        let mut targets: Vec<PeerId> =
-            self.peers.iter().filter(|(id, p)| p.is_ready() && **id != from).map(|(id, _)| *id).collect();
+        let mut targets: Vec<PeerId> = self
+            .peers
+            .iter()
+            .filter(|(id, p)| p.is_ready() && **id != from && !p.link.block_relay_only)
+            .map(|(id, _)| *id)
+            .collect();
         targets.shuffle(&mut self.rng);
         let msg = Message::Addr(addrs.iter().map(|a| NetAddr::from_socket(*a)).collect());
         for t in targets.into_iter().take(2) {

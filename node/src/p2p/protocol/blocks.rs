@@ -220,6 +220,9 @@ impl Protocol {
                     BlockOutcome::Invalid(why) => self.misbehave(peer, limits::BAN_SCORE, &why),
                     BlockOutcome::Orphan => self.request_headers(peer),
                     BlockOutcome::Connected | BlockOutcome::Stored => {
+                        if let Some(p) = self.peers.get_mut(&peer) {
+                            p.link.last_block_ms = self.now_ms;
+                        }
                         self.progress.add_transfers(transfers);
                         self.note_best(peer, hash);
                     }

@@ -20,12 +20,16 @@ impl Protocol {
             self.out.push(Output::Disconnect(peer, DisconnectReason::Blocked));
             return;
         }
-        if inbound && self.peers.values().filter(|p| p.inbound).count() >= self.config.max_inbound {
+        if inbound
+            && self.peers.values().filter(|p| p.inbound).count() >= self.config.max_inbound
+            && !self.evict_inbound()
+        {
             crate::metrics::p2p_handshake_failed(&DisconnectReason::TooManyPeers);
             self.out.push(Output::Disconnect(peer, DisconnectReason::TooManyPeers));
             return;
         }
         self.peers.insert(peer, Peer::new(addr, inbound, self.now_ms));
+        self.on_connected_link(peer, addr, inbound);
         let version = self.our_version();
         self.send(peer, Message::Version(version));
     }
@@ -219,7 +223,7 @@ impl Protocol {
         // is small: a node that others reached first may have no outbound peer at all
         // (each duplicate connection keeps one direction), and would otherwise learn
         // addresses only from relays.
-        if !inbound || self.book.len() < wire::MAX_ADDRS {
+        if (!inbound || self.book.len() < wire::MAX_ADDRS) && self.relays_txs_and_addrs(peer) {
             if let Some(p) = self.peers.get_mut(&peer) {
                 p.addrs.sent_getaddr = true;
             }
@@ -238,7 +242,9 @@ impl Protocol {
         let Some(p) = self.peers.get_mut(&peer) else { return };
         match p.ping {
             Ping::Waiting { nonce, sent_ms } if nonce == n => {
-                p.rtt_ms = Some(now.saturating_sub(sent_ms));
+                let rtt = now.saturating_sub(sent_ms);
+                p.rtt_ms = Some(rtt);
+                p.link.min_rtt_ms = Some(p.link.min_rtt_ms.map_or(rtt, |m| m.min(rtt)));
                 p.ping = Ping::Idle { since_ms: sent_ms };
             }
             _ => self.misbehave(peer, 10, "unsolicited pong"),
@@ -303,7 +309,10 @@ impl Protocol {
                 p.relay.requested_txs.remove(&tx);
             }
         }
+        // Block-relay-only first: the anchors are the first dials after a start.
+        self.maintain_block_relay();
         self.maintain_outbound();
+        self.check_stale_tip();
         self.schedule_downloads();
         self.update_syncing();
         if self.syncing {
@@ -336,7 +345,9 @@ impl Protocol {
     }
 
     pub(super) fn maintain_outbound(&mut self) {
-        let outbound = self.peers.values().filter(|p| !p.inbound).count() + self.dialing.len();
+        let outbound =
+            self.peers.values().filter(|p| !p.inbound && !p.link.block_relay_only && !p.link.extra).count()
+                + self.full_outbound_dialing();
         if outbound >= self.config.target_outbound || self.dialing.len() >= self.config.max_dialing {
             return;
         }

@@ -14,12 +14,14 @@
 //! downloads ([`super::downloads`]), and misbehaviour scoring and bans. One file per
 //! concern, each an `impl Protocol` block: `connections` (connections, handshake, ping,
 //! timers, outbound slots), `addresses` (peer exchange), `relay` (inventory, transfers,
-//! node events), `blocks` (headers and blocks). This file holds the types, `step`, and
+//! node events), `blocks` (headers and blocks), `eclipse` (inbound eviction,
+//! block-relay-only links and anchors, the stale-tip check). This file holds the types, `step`, and
 //! the primitives every concern shares: send, announce, disconnect, misbehave, ban.
 
 mod addresses;
 mod blocks;
 mod connections;
+mod eclipse;
 mod relay;
 
 use super::addrbook::{self, AddrBook, Snapshot};
@@ -299,6 +301,7 @@ struct Peer {
     addrs: AddrState,
     relay: RelayState,
     blocks: BlockState,
+    link: eclipse::LinkState,
 }
 
 /// Peer exchange with one peer (`addresses.rs`).
@@ -375,6 +378,7 @@ impl Peer {
                 unconnected_headers: 0,
                 presync: None,
             },
+            link: eclipse::LinkState { connected_ms: now_ms, ..Default::default() },
         }
     }
 
@@ -423,6 +427,7 @@ pub struct Protocol {
     syncing: bool,
     /// The current sync was logged as started (it was more than one block behind).
     sync_logged: bool,
+    eclipse: eclipse::EclipseState,
 }
 
 impl Protocol {
@@ -431,13 +436,14 @@ impl Protocol {
     pub fn new(ledger: Arc<dyn Ledger>, config: Config, book: Snapshot, seed: u64, now_ms: u64) -> Protocol {
         let mut rng = StdRng::seed_from_u64(seed);
         let nonce = rng.gen();
+        let book = AddrBook::from_snapshot_or_key(book, now_ms, rng.gen());
         Protocol {
             ledger,
             config,
             rng,
             nonce,
             peers: BTreeMap::new(),
-            book: AddrBook::from_snapshot(book, now_ms),
+            book,
             dialing: BTreeSet::new(),
             self_addrs: BTreeSet::new(),
             blocked: BTreeSet::new(),
@@ -453,6 +459,7 @@ impl Protocol {
             log_limit: LogLimiter::default(),
             syncing: false,
             sync_logged: false,
+            eclipse: eclipse::EclipseState::default(),
         }
     }
 
@@ -673,6 +680,9 @@ impl Protocol {
         let mut to = Vec::new();
         for (id, p) in self.peers.iter_mut() {
             if !p.is_ready() || origin == Origin::Peer(*id) || p.relay.known.contains(&item) {
+                continue;
+            }
+            if matches!(item, InvItem::Tx(_)) && p.link.block_relay_only {
                 continue;
             }
             p.relay.known.insert(item);

@@ -33,7 +33,8 @@ impl Protocol {
                         }
                     }
                     InvItem::Tx(t) => {
-                        if !ledger.has_transfer(t)
+                        if !p.link.block_relay_only
+                            && !ledger.has_transfer(t)
                             && !self.recent_rejects.contains(t)
                             && !self.waiting.contains(t)
                             && !self.tx_requests.contains_key(t)
@@ -149,7 +150,12 @@ impl Protocol {
         };
         let (outcome, event) = self.ledger.submit_transfer(tx, Origin::Peer(peer), self.now_ms);
         match outcome {
-            TransferOutcome::Admitted | TransferOutcome::Duplicate => {}
+            TransferOutcome::Admitted => {
+                if let Some(p) = self.peers.get_mut(&peer) {
+                    p.link.last_tx_ms = self.now_ms;
+                }
+            }
+            TransferOutcome::Duplicate => {}
             TransferOutcome::NonceGap => {
                 // Its predecessor is still on its way (perhaps from another peer): wait
                 // for it rather than fetch this one again.
