@@ -165,7 +165,11 @@ fn wait_block(sim: &mut Sim, h: &cairn_core::BlockHash, max_us: u64) {
 /// 50/90/99/100 % of the nodes have connected each, for empty and full blocks.
 fn propagation(o: &Opts) -> Report {
     let mut r = Report::new("propagation", &["nodes", "block", "bytes", "blocks", "p50 ms", "p90 ms", "p99 ms", "p100 ms"]);
-    let per_kind = if o.small { 2 } else { 5 };
+    let blocks_of = |kind: &str| match (o.small, kind) {
+        (false, _) => 5,
+        (true, "empty") => 2,
+        (true, _) => 1,
+    };
     let mut results = Vec::new();
     let mut cdf: Vec<Series> = Vec::new();
     for &n in &o.nodes {
@@ -179,6 +183,7 @@ fn propagation(o: &Opts) -> Report {
         for (kind, txs) in kinds {
             let mut per_pct: Vec<Vec<f64>> = vec![Vec::new(); PCTS.len()];
             let mut bytes = 0;
+            let per_kind = blocks_of(kind);
             for _ in 0..per_kind {
                 let miner = sim.model.pick_miner(&mut sim.rng);
                 let h = sim.mine(miner, txs);
@@ -384,17 +389,24 @@ fn partition(o: &Opts) -> Report {
     // Mining goes on; the network has healed once every node is on the most-work tip.
     let mut heal = None;
     let mut next_block = sim.now_us + (exponential(&mut sim.rng, interval as f64) * MS as f64) as u64;
-    let mut timeline = Vec::new();
+    let on_best = |sim: &Sim| {
+        let best = sim.best_tip();
+        (0..n).filter(|&i| sim.tip(i).hash == best.hash).count()
+    };
+    let at_heal = on_best(&sim);
+    if at_heal == n {
+        r.failures.push("the partition left every node on one tip: nothing to heal".into());
+    }
+    let mut timeline = vec![(0.0, 100.0 * at_heal as f64 / n as f64)];
     while sim.now_us - healed_at < 600 * S {
-        sim.run_for(S);
+        sim.run_for(100 * MS);
         if sim.now_us >= next_block {
             let miner = sim.model.pick_miner(&mut sim.rng);
             sim.mine(miner, 0);
             sim.forget_tracks();
             next_block = sim.now_us + (exponential(&mut sim.rng, interval as f64) * MS as f64) as u64;
         }
-        let best = sim.best_tip();
-        let on = (0..n).filter(|&i| sim.tip(i).hash == best.hash).count();
+        let on = on_best(&sim);
         timeline.push(((sim.now_us - healed_at) as f64 / S as f64, 100.0 * on as f64 / n as f64));
         if on == n {
             heal = Some((sim.now_us - healed_at) as f64 / S as f64);
@@ -417,6 +429,7 @@ fn partition(o: &Opts) -> Report {
         (r.failures.len() == before_fail).to_string(),
     ]);
     r.json = json!({"nodes": n, "split_s": split_s, "blocks_a": a, "blocks_b": b, "heal_s": heal,
+        "on_best_tip_at_heal_pct": 100.0 * at_heal as f64 / n as f64,
         "stale": stale, "supply_conserved": r.failures.len() == before_fail});
     r.charts.push((
         "partition".into(),
