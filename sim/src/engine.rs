@@ -47,9 +47,8 @@ pub fn sim_genesis(block_interval_ms: u64) -> Genesis {
     let mut g = Genesis::dev();
     g.name = "cairn-sim".into();
     g.params.timestamp_ms = 4_102_444_800_000;
-    let easy: Target = "7fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff"
-        .parse()
-        .expect("a valid target");
+    let easy: Target =
+        "7fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff".parse().expect("a valid target");
     g.params.initial_target = easy;
     g.params.pow_limit = easy;
     g.params.target_block_time_ms = block_interval_ms.max(1_000);
@@ -61,7 +60,12 @@ pub fn sim_genesis(block_interval_ms: u64) -> Genesis {
 
 /// The protocol as a real node runs it (the defaults), but never saving its book.
 pub fn sim_config() -> Config {
-    Config { listen_port: 7333, user_agent: "cairn-sim".into(), save_interval_ms: u64::MAX, ..Config::default() }
+    Config {
+        listen_port: 7333,
+        user_agent: "cairn-sim".into(),
+        save_interval_ms: u64::MAX,
+        ..Config::default()
+    }
 }
 
 pub struct SimNode {
@@ -228,7 +232,8 @@ impl Sim {
     }
 
     fn fresh_node(&self) -> (Arc<Node>, broadcast::Receiver<NodeEvent>) {
-        let node = Node::new(Chain::open_in_memory(&self.genesis), Mempool::new(1 << 20), self.genesis.clone());
+        let node =
+            Node::new(Chain::open_in_memory(&self.genesis), Mempool::new(1 << 20), self.genesis.clone());
         let events = node.subscribe();
         (node, events)
     }
@@ -238,7 +243,8 @@ impl Sim {
     pub fn add_nodes(&mut self, n: usize) {
         for _ in 0..n {
             let i = self.nodes.len();
-            let unreachable = i >= self.model.miner_shares.len() && self.rng.gen_bool(self.model.unreachable_share);
+            let unreachable =
+                i >= self.model.miner_shares.len() && self.rng.gen_bool(self.model.unreachable_share);
             let upload_mbit = self.model.upload_mbit.sample(&mut self.rng).max(0.1);
             let (node, events) = self.fresh_node();
             let seed = self.rng.gen();
@@ -275,7 +281,8 @@ impl Sim {
 
     /// Gives node `i` its seeds and its first tick.
     fn start(&mut self, i: usize) {
-        let reachable: Vec<usize> = (0..self.nodes.len()).filter(|&j| j != i && !self.nodes[j].unreachable).collect();
+        let reachable: Vec<usize> =
+            (0..self.nodes.len()).filter(|&j| j != i && !self.nodes[j].unreachable).collect();
         if !reachable.is_empty() {
             for _ in 0..self.model.seeds_per_node {
                 let j = reachable[self.rng.gen_range(0..reachable.len())];
@@ -465,7 +472,12 @@ impl Sim {
             Some(j) if j != i && self.can_talk(i, j) && !self.nodes[j].unreachable => {
                 let (pi, pj) = (self.next_peer(i), self.next_peer(j));
                 let c = self.conns.len();
-                self.conns.push(Conn { ends: [(i, pi), (j, pj)], open: true, latency_us: lat, clear_at: [0, 0] });
+                self.conns.push(Conn {
+                    ends: [(i, pi), (j, pj)],
+                    open: true,
+                    latency_us: lat,
+                    clear_at: [0, 0],
+                });
                 self.by_end.insert((i, pi), c);
                 self.by_end.insert((j, pj), c);
                 self.nodes[i].conns.push(c);
@@ -477,7 +489,11 @@ impl Sim {
                 let ej = self.nodes[j].epoch;
                 self.push(
                     self.now_us + lat,
-                    Ev::Input { node: j, epoch: ej, input: Input::Connected { peer: pj, addr: from, inbound: true } },
+                    Ev::Input {
+                        node: j,
+                        epoch: ej,
+                        input: Input::Connected { peer: pj, addr: from, inbound: true },
+                    },
                 );
                 self.push(
                     self.now_us + 2 * lat,
@@ -486,12 +502,18 @@ impl Sim {
             }
             Some(j) if j != i && self.can_talk(i, j) => {
                 // Behind NAT: the SYN is dropped, the dial times out (net.rs: 5 s).
-                self.push(self.now_us + 5 * S, Ev::Input { node: i, epoch, input: Input::ConnectFailed { addr } });
+                self.push(
+                    self.now_us + 5 * S,
+                    Ev::Input { node: i, epoch, input: Input::ConnectFailed { addr } },
+                );
             }
             _ => {
                 // Refused (a node that is down answers with a reset) or cut off by a
                 // partition (nothing answers): both after a round trip here.
-                self.push(self.now_us + 2 * lat, Ev::Input { node: i, epoch, input: Input::ConnectFailed { addr } });
+                self.push(
+                    self.now_us + 2 * lat,
+                    Ev::Input { node: i, epoch, input: Input::ConnectFailed { addr } },
+                );
             }
         }
     }
@@ -648,13 +670,15 @@ impl Sim {
             (chain.tip_parent_info(), *chain.params())
         };
         let ts = self.now_ms().max(parent.median_time_past_ms + 1);
-        let mut block = assemble_block(&params, &parent, ts, self.nodes[i].miner, &txs).expect("a block template");
+        let mut block =
+            assemble_block(&params, &parent, ts, self.nodes[i].miner, &txs).expect("a block template");
         assert!(grind(&mut block.header, 100_000_000), "no proof of work found");
         let hash = block.hash();
         let bytes = cairn_core::encoding::encode(&block).len();
         let height = block.header.height;
         self.blocks.insert(hash, Track { since_us: self.now_us, at: vec![None; self.nodes.len()] });
-        let (r, _) = node.submit_block(block, Origin::Local, self.now_ms()).expect("the miner stores its block");
+        let (r, _) =
+            node.submit_block(block, Origin::Local, self.now_ms()).expect("the miner stores its block");
         assert_eq!(r.acceptance, Acceptance::Connected, "the miner's own block");
         // The miner checked every signature: other nodes may take its word for them.
         self.verified.extend(txs.iter().map(SignedTransfer::txid));
@@ -725,7 +749,8 @@ impl Sim {
     /// allocations plus one block reward per block of its chain.
     pub fn supply(&self, i: usize) -> (u128, u128) {
         let chain = self.nodes[i].node.chain();
-        let held: u128 = chain.all_accounts().expect("accounts").iter().map(|(_, a)| a.balance.0 as u128).sum();
+        let held: u128 =
+            chain.all_accounts().expect("accounts").iter().map(|(_, a)| a.balance.0 as u128).sum();
         let alloc: u128 = self.genesis.allocations.iter().map(|a| a.balance.0 as u128).sum();
         let expected = alloc + self.genesis.params.block_reward.0 as u128 * chain.tip().height as u128;
         (held, expected)

@@ -62,7 +62,11 @@ impl Report {
             }
         }
         let line = |r: &[String]| {
-            r.iter().enumerate().map(|(k, c)| format!("{c:>width$}", width = w[k])).collect::<Vec<_>>().join("  ")
+            r.iter()
+                .enumerate()
+                .map(|(k, c)| format!("{c:>width$}", width = w[k]))
+                .collect::<Vec<_>>()
+                .join("  ")
         };
         let mut out = line(&self.header);
         out.push('\n');
@@ -107,7 +111,9 @@ pub fn peak_rss_mb() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
-            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
         })
         .map_or(0.0, |kb| kb / 1024.0)
 }
@@ -153,7 +159,10 @@ const PCTS: [f64; 4] = [50.0, 90.0, 99.0, 100.0];
 fn wait_block(sim: &mut Sim, h: &cairn_core::BlockHash, max_us: u64) {
     let end = sim.now_us + max_us;
     while sim.now_us < end {
-        let done = sim.blocks.get(h).is_some_and(|t| (0..sim.nodes.len()).all(|i| !sim.nodes[i].up || t.at[i].is_some()));
+        let done = sim
+            .blocks
+            .get(h)
+            .is_some_and(|t| (0..sim.nodes.len()).all(|i| !sim.nodes[i].up || t.at[i].is_some()));
         if done {
             break;
         }
@@ -164,7 +173,10 @@ fn wait_block(sim: &mut Sim, h: &cairn_core::BlockHash, max_us: u64) {
 /// Block propagation: blocks mined one at a time on a quiet network, the time until
 /// 50/90/99/100 % of the nodes have connected each, for empty and full blocks.
 fn propagation(o: &Opts) -> Report {
-    let mut r = Report::new("propagation", &["nodes", "block", "bytes", "blocks", "p50 ms", "p90 ms", "p99 ms", "p100 ms"]);
+    let mut r = Report::new(
+        "propagation",
+        &["nodes", "block", "bytes", "blocks", "p50 ms", "p90 ms", "p99 ms", "p100 ms"],
+    );
     let blocks_of = |kind: &str| match (o.small, kind) {
         (false, _) => 5,
         (true, "empty") => 2,
@@ -240,7 +252,12 @@ fn propagation(o: &Opts) -> Report {
             let points: Vec<(f64, f64)> = results
                 .iter()
                 .filter(|v| v["block"] == kind)
-                .map(|v| (v["nodes"].as_f64().unwrap_or(0.0), v[["p50_ms", "p90_ms", "p99_ms", "p100_ms"][k]].as_f64().unwrap_or(0.0)))
+                .map(|v| {
+                    (
+                        v["nodes"].as_f64().unwrap_or(0.0),
+                        v[["p50_ms", "p90_ms", "p99_ms", "p100_ms"][k]].as_f64().unwrap_or(0.0),
+                    )
+                })
                 .collect();
             if !points.is_empty() && (*p == 50.0 || *p == 90.0 || *p == 100.0) {
                 by_size.push(Series { name: format!("{kind}, {p}%"), points });
@@ -364,7 +381,10 @@ fn forks(o: &Opts) -> Report {
 /// Partition into two halves, mine on both, heal: the time until every node is on the
 /// most-work tip; every node's supply matches its chain.
 fn partition(o: &Opts) -> Report {
-    let mut r = Report::new("partition", &["nodes", "split s", "blocks A", "blocks B", "heal s", "stale", "supply ok"]);
+    let mut r = Report::new(
+        "partition",
+        &["nodes", "split s", "blocks A", "blocks B", "heal s", "stale", "supply ok"],
+    );
     let n = o.nodes[0];
     let interval = 10_000;
     let split_s: u64 = if o.small { 60 } else { 300 };
@@ -414,7 +434,10 @@ fn partition(o: &Opts) -> Report {
         }
     }
     if heal.is_none() {
-        r.failures.push(format!("not every node on the most-work tip 600 s after healing: {}", timeline.last().map_or(0.0, |t| t.1)));
+        r.failures.push(format!(
+            "not every node on the most-work tip 600 s after healing: {}",
+            timeline.last().map_or(0.0, |t| t.1)
+        ));
     }
     let before_fail = r.failures.len();
     check_supply(&sim, &mut r, "after healing");
@@ -447,7 +470,10 @@ fn partition(o: &Opts) -> Report {
 
 /// Churn at steady state: the share of up nodes within one block of the best tip.
 fn churn(o: &Opts) -> Report {
-    let mut r = Report::new("churn", &["nodes", "session s", "downtime s", "lose data", "run s", "up %", "within 1 block %", "min %"]);
+    let mut r = Report::new(
+        "churn",
+        &["nodes", "session s", "downtime s", "lose data", "run s", "up %", "within 1 block %", "min %"],
+    );
     let n = o.nodes[0];
     let interval = 30_000;
     let ch = if o.small {
@@ -483,7 +509,8 @@ fn churn(o: &Opts) -> Report {
     sim.forget_tracks();
     if sim.run_until_converged(S, 300 * S).is_none() {
         let best = sim.best_tip();
-        let behind: Vec<usize> = (0..n).filter(|&i| sim.nodes[i].up && sim.tip(i).hash != best.hash).collect();
+        let behind: Vec<usize> =
+            (0..n).filter(|&i| sim.nodes[i].up && sim.tip(i).hash != best.hash).collect();
         r.failures.push(format!("after churn stopped, nodes not on the best tip: {behind:?}"));
     }
     check_supply(&sim, &mut r, "after churn");

@@ -22,7 +22,8 @@ const L: f64 = 70.0;
 const R: f64 = 190.0;
 const T: f64 = 40.0;
 const B: f64 = 50.0;
-const COLOURS: [&str; 8] = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"];
+const COLOURS: [&str; 8] =
+    ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"];
 
 fn nice_step(span: f64) -> f64 {
     let raw = span / 5.0;
@@ -57,7 +58,8 @@ impl Chart {
     pub fn render(&self) -> String {
         let pts: Vec<(f64, f64)> = self.series.iter().flat_map(|s| s.points.iter().copied()).collect();
         let fx = |x: f64| if self.log_x { x.max(1e-9).log10() } else { x };
-        let (mut x0, mut x1) = pts.iter().fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(fx(p.0)), b.max(fx(p.0))));
+        let (mut x0, mut x1) =
+            pts.iter().fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(fx(p.0)), b.max(fx(p.0))));
         let y1 = pts.iter().fold(0f64, |a, p| a.max(p.1));
         if pts.is_empty() {
             (x0, x1) = (0.0, 1.0);
@@ -75,7 +77,12 @@ impl Chart {
             r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="12">"#
         );
         let _ = writeln!(s, r#"<rect width="{W}" height="{H}" fill="white"/>"#);
-        let _ = writeln!(s, r#"<text x="{}" y="22" font-size="15" text-anchor="middle">{}</text>"#, (W - R + L) / 2.0, esc(&self.title));
+        let _ = writeln!(
+            s,
+            r#"<text x="{}" y="22" font-size="15" text-anchor="middle">{}</text>"#,
+            (W - R + L) / 2.0,
+            esc(&self.title)
+        );
         // Axes and grid.
         let mut y = 0.0;
         while y <= y1 + 1e-9 {
@@ -91,7 +98,10 @@ impl Chart {
             y += ystep;
         }
         let xticks: Vec<f64> = if self.log_x {
-            (x0.floor() as i32..=x1.ceil() as i32).map(|e| 10f64.powi(e)).filter(|v| fx(*v) >= x0 - 1e-9 && fx(*v) <= x1 + 1e-9).collect()
+            (x0.floor() as i32..=x1.ceil() as i32)
+                .map(|e| 10f64.powi(e))
+                .filter(|v| fx(*v) >= x0 - 1e-9 && fx(*v) <= x1 + 1e-9)
+                .collect()
         } else {
             let st = nice_step(x1 - x0);
             let mut v = (x0 / st).ceil() * st;
@@ -123,7 +133,13 @@ impl Chart {
         }
         let _ = writeln!(s, r##"<line x1="{L}" x2="{L}" y1="{T}" y2="{}" stroke="#000"/>"##, H - B);
         let _ = writeln!(s, r##"<line x1="{L}" x2="{}" y1="{1}" y2="{1}" stroke="#000"/>"##, W - R, H - B);
-        let _ = writeln!(s, r#"<text x="{}" y="{}" text-anchor="middle">{}</text>"#, (W - R + L) / 2.0, H - 12.0, esc(&self.x_label));
+        let _ = writeln!(
+            s,
+            r#"<text x="{}" y="{}" text-anchor="middle">{}</text>"#,
+            (W - R + L) / 2.0,
+            H - 12.0,
+            esc(&self.x_label)
+        );
         let _ = writeln!(
             s,
             r#"<text x="16" y="{0}" text-anchor="middle" transform="rotate(-90 16 {0})">{1}</text>"#,
@@ -132,11 +148,17 @@ impl Chart {
         );
         for (k, ser) in self.series.iter().enumerate() {
             let c = COLOURS[k % COLOURS.len()];
-            let path: Vec<String> = ser.points.iter().map(|p| format!("{:.1},{:.1}", px(p.0), py(p.1))).collect();
-            let _ = writeln!(s, r#"<polyline fill="none" stroke="{c}" stroke-width="2" points="{}"/>"#, path.join(" "));
+            let path: Vec<String> =
+                ser.points.iter().map(|p| format!("{:.1},{:.1}", px(p.0), py(p.1))).collect();
+            let _ = writeln!(
+                s,
+                r#"<polyline fill="none" stroke="{c}" stroke-width="2" points="{}"/>"#,
+                path.join(" ")
+            );
             if ser.points.len() <= 40 {
                 for p in &ser.points {
-                    let _ = writeln!(s, r#"<circle cx="{:.1}" cy="{:.1}" r="3" fill="{c}"/>"#, px(p.0), py(p.1));
+                    let _ =
+                        writeln!(s, r#"<circle cx="{:.1}" cy="{:.1}" r="3" fill="{c}"/>"#, px(p.0), py(p.1));
                 }
             }
             let ly = T + 10.0 + 20.0 * k as f64;

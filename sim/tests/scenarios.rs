@@ -50,11 +50,7 @@ fn forks_converge_and_shorter_intervals_fork_more() {
         let (fast, slow) = (&rows[2 * size], &rows[2 * size + 1]);
         assert_eq!((fast["interval_s"].as_u64(), slow["interval_s"].as_u64()), (Some(1), Some(10)));
         assert!(fast["mined"].as_u64().unwrap() >= 5, "{fast}");
-        assert!(
-            fast["stale_pct"].as_f64().unwrap() >= slow["stale_pct"].as_f64().unwrap(),
-            "{}",
-            r.table()
-        );
+        assert!(fast["stale_pct"].as_f64().unwrap() >= slow["stale_pct"].as_f64().unwrap(), "{}", r.table());
     }
 }
 
