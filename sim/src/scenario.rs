@@ -494,15 +494,20 @@ fn churn(o: &Opts) -> Report {
     let start = sim.now_us;
     let mut within = Vec::new();
     let mut up = Vec::new();
-    let mut next_block = sim.now_us;
-    while sim.now_us - start < run_s * S {
-        sim.run_for(10 * S);
-        while next_block <= sim.now_us {
+    // Blocks at their own (Poisson) times, samples every 10 s in between.
+    let mut next_block = sim.now_us + (exponential(&mut sim.rng, interval as f64) * MS as f64) as u64;
+    let mut next_sample = start + 10 * S;
+    while next_sample <= start + run_s * S {
+        if next_block < next_sample {
+            sim.run_until(next_block);
             let miner = sim.model.pick_miner(&mut sim.rng);
             sim.mine(miner, 0);
             sim.forget_tracks();
             next_block += (exponential(&mut sim.rng, interval as f64) * MS as f64) as u64;
+            continue;
         }
+        sim.run_until(next_sample);
+        next_sample += 10 * S;
         let best = sim.best_tip().height;
         let ups: Vec<usize> = (0..n).filter(|&i| sim.nodes[i].up).collect();
         let near = ups.iter().filter(|&&i| sim.tip(i).height + 1 >= best).count();
