@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Cairn's network simulator at scale (issue 21): builds in release mode, runs one
+# scenario of cairn-sim (the real peer protocol over simulated links), prints its table
+# and the simulator's own profile, and writes SCENARIO.json and SVG charts to
+# $CARGO_TARGET_DIR/sim/ (or target/sim/).
+#
+#   scripts/simulate.sh propagation                      # 100 and 1,000 nodes
+#   scripts/simulate.sh propagation --nodes 100,1000,10000
+#   scripts/simulate.sh forks --nodes 1000 --seed 7      # also: partition, churn, transfer
+#
+# These are simulations: see docs/SCALE.md for the model and what it leaves out.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ $# -lt 1 ] || [[ "$1" == -* ]]; then
+  echo "usage: scripts/simulate.sh SCENARIO [--nodes N[,N...]] [--seed S]" >&2
+  echo "scenarios: propagation forks partition churn transfer" >&2
+  exit 2
+fi
+scripts/setup.sh
+target="${CARGO_TARGET_DIR:-$PWD/target}"
+cargo build --workspace --release --examples --bins -q
+exec "$target/release/cairn-sim" "$@" --out "$target/sim"

@@ -1,0 +1,782 @@
+//! The discrete-event engine: real [`Protocol`]s over real [`Node`]s (each with its own
+//! in-memory chain and mempool), joined by simulated links.
+//!
+//! Nothing is stepped on a fixed grid: the queue holds timed events (a message arriving,
+//! a connection opening or closing, a node's clock tick, a node leaving or joining), and
+//! the engine jumps from one to the next. Each node's protocol gets a tick every
+//! [`Model::tick_ms`] for its timers, at its own phase. Time is in microseconds here and
+//! handed to the protocol in milliseconds (the only clock it sees).
+//!
+//! A message takes: its wait in the sender's upload queue, then its size (payload plus
+//! frame header) over the sender's upload bandwidth, then the connection's latency.
+//! Messages are handed over as decoded [`Message`]s (the codec is tested elsewhere);
+//! their sizes are their real encodings. Everything random comes from the seed and
+//! every map that is iterated is ordered, so one seed gives one run: the
+//! [`Sim::log_hash`] of two runs of a seed are equal, byte for byte.
+
+use crate::model::{exponential, Model};
+use cairn_core::assemble::{assemble_block, grind};
+use cairn_core::block::Block;
+use cairn_core::genesis::{dev_keys, Genesis};
+use cairn_core::transaction::{address_of, public_key_of};
+use cairn_core::{Address, Amount, BlockHash, SignedTransfer, Target, Transfer, Txid};
+use cairn_node::chain::{Acceptance, Chain, TipInfo};
+use cairn_node::mempool::Mempool;
+use cairn_node::node::{Node, NodeEvent, Origin};
+use cairn_node::p2p::addrbook::Snapshot;
+use cairn_node::p2p::protocol::{Config, DisconnectReason, Input, Output, Protocol};
+use cairn_node::p2p::wire::{command, Message, HEADER_BYTES};
+use cairn_node::p2p::PeerId;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use sha2::{Digest, Sha256};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::broadcast;
+
+pub const MS: u64 = 1_000;
+pub const S: u64 = 1_000_000;
+
+/// The genesis of a simulated chain: the dev genesis with its clock in 2100 (were
+/// anything to read the real clock instead of the simulated one, every block would be
+/// in its far future and fail), and a target every grind meets in a few tries.
+pub fn sim_genesis(block_interval_ms: u64) -> Genesis {
+    let mut g = Genesis::dev();
+    g.name = "cairn-sim".into();
+    g.params.timestamp_ms = 4_102_444_800_000;
+    let easy: Target =
+        "7fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff".parse().expect("a valid target");
+    g.params.initial_target = easy;
+    g.params.pow_limit = easy;
+    g.params.target_block_time_ms = block_interval_ms.max(1_000);
+    // Blocks come from the simulation's Poisson process, not from grinding: a half-life
+    // of decades keeps the target where it is, so every block is found in a few tries.
+    g.params.half_life_ms = 1_000_000_000_000;
+    g
+}
+
+/// The protocol as a real node runs it (the defaults), but never saving its book.
+pub fn sim_config() -> Config {
+    Config {
+        listen_port: 7333,
+        user_agent: "cairn-sim".into(),
+        save_interval_ms: u64::MAX,
+        ..Config::default()
+    }
+}
+
+pub struct SimNode {
+    pub node: Arc<Node>,
+    pub proto: Protocol,
+    events: broadcast::Receiver<NodeEvent>,
+    pub addr: SocketAddr,
+    pub up: bool,
+    /// Accepts no inbound connection (NAT).
+    pub unreachable: bool,
+    /// Partition side: links only join nodes of one side.
+    pub side: u8,
+    /// Bumped when the node leaves or joins, so its old ticks and inputs are dropped.
+    epoch: u32,
+    next_peer: PeerId,
+    pub miner: Address,
+    /// Upload bandwidth in bits per microsecond (= Mbit/s).
+    pub upload_mbit: f64,
+    upload_free_us: u64,
+    conns: Vec<usize>,
+}
+
+struct Conn {
+    ends: [(usize, PeerId); 2],
+    open: bool,
+    latency_us: u64,
+    clear_at: [u64; 2],
+}
+
+enum Payload {
+    Msg(Message),
+    /// A stored block's bytes, decoded on arrival.
+    Block(Vec<u8>),
+}
+
+enum Ev {
+    Tick { node: usize, epoch: u32 },
+    Input { node: usize, epoch: u32, input: Input },
+    Deliver { conn: usize, dir: usize, payload: Payload },
+    Leave(usize),
+    Join(usize),
+}
+
+struct Queued {
+    at: u64,
+    seq: u64,
+    ev: Ev,
+}
+
+impl PartialEq for Queued {
+    fn eq(&self, o: &Self) -> bool {
+        (self.at, self.seq) == (o.at, o.seq)
+    }
+}
+impl Eq for Queued {}
+impl PartialOrd for Queued {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Queued {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        (self.at, self.seq).cmp(&(o.at, o.seq))
+    }
+}
+
+/// When each node first had a block (connected it to its best chain) or a transfer
+/// (admitted it to its mempool).
+pub struct Track {
+    pub since_us: u64,
+    /// Per node, microseconds after `since_us`; `None` not yet.
+    pub at: Vec<Option<u64>>,
+}
+
+/// Count and wall time of one kind of event: the simulator's own profile.
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+pub struct Cost {
+    pub count: u64,
+    pub wall_ns: u64,
+}
+
+/// A block the simulation mined.
+#[derive(Clone, Debug)]
+pub struct Mined {
+    pub hash: BlockHash,
+    pub miner: usize,
+    pub at_us: u64,
+    pub height: u64,
+    pub bytes: usize,
+}
+
+pub struct Sim {
+    pub now_us: u64,
+    seq: u64,
+    pub rng: StdRng,
+    pub model: Model,
+    pub genesis: Genesis,
+    pub nodes: Vec<SimNode>,
+    conns: Vec<Conn>,
+    by_end: HashMap<(usize, PeerId), usize>,
+    by_addr: HashMap<SocketAddr, usize>,
+    queue: BinaryHeap<Reverse<Queued>>,
+    log: Sha256,
+    pub profile: BTreeMap<&'static str, Cost>,
+    pub blocks: HashMap<BlockHash, Track>,
+    pub txs: HashMap<Txid, Track>,
+    /// Transfers whose signatures the simulation has seen checked (by the miner that
+    /// put them in a block): other nodes' signature caches vouch for them.
+    verified: HashSet<Txid>,
+    signed: HashMap<(usize, u64), SignedTransfer>,
+    pub mined: Vec<Mined>,
+    pub delivered_bytes: u64,
+}
+
+impl Sim {
+    pub fn new(seed: u64, model: Model, block_interval_ms: u64) -> Sim {
+        let genesis = sim_genesis(block_interval_ms);
+        Sim {
+            // A day after genesis: blocks' timestamps are all in its past.
+            now_us: (genesis.params.timestamp_ms + 24 * 3600 * 1000) * MS,
+            seq: 0,
+            rng: StdRng::seed_from_u64(seed),
+            model,
+            genesis,
+            nodes: Vec::new(),
+            conns: Vec::new(),
+            by_end: HashMap::new(),
+            by_addr: HashMap::new(),
+            queue: BinaryHeap::new(),
+            log: Sha256::new(),
+            profile: BTreeMap::new(),
+            blocks: HashMap::new(),
+            txs: HashMap::new(),
+            verified: HashSet::new(),
+            signed: HashMap::new(),
+            mined: Vec::new(),
+            delivered_bytes: 0,
+        }
+    }
+
+    pub fn now_ms(&self) -> u64 {
+        self.now_us / MS
+    }
+
+    /// Node `i`'s address: spread over many /16 groups (the protocol spreads its
+    /// outbound connections over groups), none of them private.
+    pub fn addr_of(i: usize) -> SocketAddr {
+        let ip = [20 + (i % 80) as u8, 1 + ((i / 80) % 250) as u8, (i / 20_000) as u8, 1];
+        SocketAddr::new(ip.into(), 7333)
+    }
+
+    /// The SHA-256 of the event log so far: every delivery, connection, close, join,
+    /// leave and mined block, with its time.
+    pub fn log_hash(&self) -> String {
+        let h = self.log.clone().finalize();
+        h.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    fn log(&mut self, kind: u8, at: u64, a: u64, b: u64) {
+        self.log.update([kind]);
+        self.log.update(at.to_le_bytes());
+        self.log.update(a.to_le_bytes());
+        self.log.update(b.to_le_bytes());
+    }
+
+    fn fresh_node(&self) -> (Arc<Node>, broadcast::Receiver<NodeEvent>) {
+        let node =
+            Node::new(Chain::open_in_memory(&self.genesis), Mempool::new(1 << 20), self.genesis.clone());
+        let events = node.subscribe();
+        (node, events)
+    }
+
+    /// Adds `n` nodes, each knowing a few reachable earlier ones (the seeds). The
+    /// first `model.miner_shares.len()` nodes are the miners, all reachable.
+    pub fn add_nodes(&mut self, n: usize) {
+        for _ in 0..n {
+            let i = self.nodes.len();
+            let unreachable =
+                i >= self.model.miner_shares.len() && self.rng.gen_bool(self.model.unreachable_share);
+            let upload_mbit = self.model.upload_mbit.sample(&mut self.rng).max(0.1);
+            let (node, events) = self.fresh_node();
+            let seed = self.rng.gen();
+            let proto = Protocol::new(node.clone(), sim_config(), Snapshot::default(), seed, self.now_ms());
+            let mut key = [0u8; 20];
+            key[..8].copy_from_slice(&(i as u64 + 1).to_le_bytes());
+            let addr = Self::addr_of(i);
+            self.by_addr.insert(addr, i);
+            self.nodes.push(SimNode {
+                node,
+                proto,
+                events,
+                addr,
+                up: true,
+                unreachable,
+                side: 0,
+                epoch: 0,
+                next_peer: 1,
+                miner: Address(key),
+                upload_mbit,
+                upload_free_us: 0,
+                conns: Vec::new(),
+            });
+            self.start(i);
+            if let Some(c) = self.model.churn {
+                // Miners stay: churn is of the relaying nodes.
+                if i >= self.model.miner_shares.len() {
+                    let at = self.now_us + (exponential(&mut self.rng, c.mean_session_s) * S as f64) as u64;
+                    self.push(at, Ev::Leave(i));
+                }
+            }
+        }
+    }
+
+    /// Gives node `i` its seeds and its first tick.
+    fn start(&mut self, i: usize) {
+        let reachable: Vec<usize> =
+            (0..self.nodes.len()).filter(|&j| j != i && !self.nodes[j].unreachable).collect();
+        if !reachable.is_empty() {
+            for _ in 0..self.model.seeds_per_node {
+                let j = reachable[self.rng.gen_range(0..reachable.len())];
+                let now = self.now_ms();
+                self.nodes[i].proto.step(now, Input::AddPeer(Self::addr_of(j)));
+            }
+        }
+        let phase = self.rng.gen_range(0..self.model.tick_ms * MS);
+        let epoch = self.nodes[i].epoch;
+        self.push(self.now_us + phase, Ev::Tick { node: i, epoch });
+        self.flush(i);
+    }
+
+    fn push(&mut self, at: u64, ev: Ev) {
+        self.seq += 1;
+        self.queue.push(Reverse(Queued { at, seq: self.seq, ev }));
+    }
+
+    /// Runs every event up to `until_us`; the clock then reads `until_us`.
+    pub fn run_until(&mut self, until_us: u64) {
+        while let Some(Reverse(q)) = self.queue.peek() {
+            if q.at > until_us {
+                break;
+            }
+            let Some(Reverse(q)) = self.queue.pop() else { break };
+            self.now_us = q.at;
+            let started = Instant::now();
+            let kind = self.handle(q.ev);
+            let cost = self.profile.entry(kind).or_default();
+            cost.count += 1;
+            cost.wall_ns += started.elapsed().as_nanos() as u64;
+        }
+        self.now_us = self.now_us.max(until_us);
+    }
+
+    pub fn run_for(&mut self, us: u64) {
+        self.run_until(self.now_us + us);
+    }
+
+    fn handle(&mut self, ev: Ev) -> &'static str {
+        match ev {
+            Ev::Tick { node, epoch } => {
+                if self.nodes[node].epoch != epoch {
+                    return "tick";
+                }
+                self.input(node, Input::Tick);
+                let next = self.now_us + self.model.tick_ms * MS;
+                self.push(next, Ev::Tick { node, epoch });
+                "tick"
+            }
+            Ev::Input { node, epoch, input } => {
+                if self.nodes[node].epoch != epoch {
+                    return "connection";
+                }
+                self.input(node, input);
+                "connection"
+            }
+            Ev::Deliver { conn, dir, payload } => {
+                if !self.conns[conn].open {
+                    return "dropped";
+                }
+                let (to, peer) = self.conns[conn].ends[1 - dir];
+                let msg = match payload {
+                    Payload::Msg(m) => m,
+                    Payload::Block(bytes) => match Message::decode_payload(command::BLOCK, &bytes) {
+                        Ok(m) => m,
+                        // A stored block that does not decode is a bug in the node.
+                        Err(e) => panic!("a stored block does not decode: {e}"),
+                    },
+                };
+                if let Message::Block(b) = &msg {
+                    self.vouch(to, b);
+                }
+                let name = msg.name();
+                self.input(to, Input::Received { peer, msg });
+                name
+            }
+            Ev::Leave(i) => {
+                self.leave(i);
+                "churn"
+            }
+            Ev::Join(i) => {
+                self.join(i);
+                "churn"
+            }
+        }
+    }
+
+    /// Tells node `i`'s signature cache about the transfers of `b` that a miner
+    /// checked already (see docs/SCALE.md, "Signatures").
+    fn vouch(&mut self, i: usize, b: &Block) {
+        if b.transactions.len() <= 1 {
+            return;
+        }
+        let mut chain = self.nodes[i].node.chain();
+        for t in &b.transactions {
+            if let cairn_core::transaction::Transaction::Transfer(s) = t {
+                let id = s.txid();
+                if self.verified.contains(&id) {
+                    chain.remember_verified(id);
+                }
+            }
+        }
+    }
+
+    fn input(&mut self, i: usize, input: Input) {
+        if !self.nodes[i].up {
+            return;
+        }
+        let now = self.now_ms();
+        self.nodes[i].proto.step(now, input);
+        self.flush(i);
+    }
+
+    /// Feeds node events back in, records what is tracked, and carries out outputs.
+    fn flush(&mut self, i: usize) {
+        loop {
+            let outs = self.nodes[i].proto.drain();
+            let mut events = Vec::new();
+            while let Ok(ev) = self.nodes[i].events.try_recv() {
+                events.push(ev);
+            }
+            if outs.is_empty() && events.is_empty() {
+                return;
+            }
+            for out in outs {
+                self.output(i, out);
+            }
+            for ev in events {
+                self.observe(i, &ev);
+                let now = self.now_ms();
+                self.nodes[i].proto.step(now, Input::Node(ev));
+            }
+        }
+    }
+
+    fn observe(&mut self, i: usize, ev: &NodeEvent) {
+        let now = self.now_us;
+        match ev {
+            NodeEvent::NewTip { connected, .. } => {
+                for h in connected {
+                    if let Some(t) = self.blocks.get_mut(&h.hash()) {
+                        t.at[i].get_or_insert(now - t.since_us);
+                    }
+                }
+            }
+            NodeEvent::NewTransfer { txid, .. } => {
+                if let Some(t) = self.txs.get_mut(txid) {
+                    t.at[i].get_or_insert(now - t.since_us);
+                }
+            }
+        }
+    }
+
+    fn output(&mut self, i: usize, out: Output) {
+        match out {
+            Output::Send(peer, msg) => {
+                let bytes = HEADER_BYTES + msg.encode_payload().len();
+                self.send(i, peer, Payload::Msg(msg), bytes);
+            }
+            Output::SendBlock(peer, payload) => {
+                let bytes = HEADER_BYTES + payload.len();
+                self.send(i, peer, Payload::Block(payload), bytes);
+            }
+            Output::Connect(addr) => self.connect(i, addr),
+            Output::Disconnect(peer, _) => {
+                if let Some(&c) = self.by_end.get(&(i, peer)) {
+                    self.close(c, Some((i, peer)));
+                }
+            }
+            Output::Save(_) => {}
+        }
+    }
+
+    fn link_latency_us(&mut self) -> u64 {
+        ((self.model.latency_ms.sample(&mut self.rng) * MS as f64) as u64).max(MS)
+    }
+
+    fn can_talk(&self, a: usize, b: usize) -> bool {
+        self.nodes[a].up && self.nodes[b].up && self.nodes[a].side == self.nodes[b].side
+    }
+
+    fn connect(&mut self, i: usize, addr: SocketAddr) {
+        let lat = self.link_latency_us();
+        let epoch = self.nodes[i].epoch;
+        match self.by_addr.get(&addr).copied() {
+            Some(j) if j != i && self.can_talk(i, j) && !self.nodes[j].unreachable => {
+                let (pi, pj) = (self.next_peer(i), self.next_peer(j));
+                let c = self.conns.len();
+                self.conns.push(Conn {
+                    ends: [(i, pi), (j, pj)],
+                    open: true,
+                    latency_us: lat,
+                    clear_at: [0, 0],
+                });
+                self.by_end.insert((i, pi), c);
+                self.by_end.insert((j, pj), c);
+                self.nodes[i].conns.push(c);
+                self.nodes[j].conns.push(c);
+                self.log(1, self.now_us, i as u64, j as u64);
+                // The dialler's SYN reaches the listener after one latency; its SYN-ACK
+                // comes back after another.
+                let from = SocketAddr::new(self.nodes[i].addr.ip(), 40_000 + (c % 20_000) as u16);
+                let ej = self.nodes[j].epoch;
+                self.push(
+                    self.now_us + lat,
+                    Ev::Input {
+                        node: j,
+                        epoch: ej,
+                        input: Input::Connected { peer: pj, addr: from, inbound: true },
+                    },
+                );
+                self.push(
+                    self.now_us + 2 * lat,
+                    Ev::Input { node: i, epoch, input: Input::Connected { peer: pi, addr, inbound: false } },
+                );
+            }
+            Some(j) if j != i && self.can_talk(i, j) => {
+                // Behind NAT: the SYN is dropped, the dial times out (net.rs: 5 s).
+                self.push(
+                    self.now_us + 5 * S,
+                    Ev::Input { node: i, epoch, input: Input::ConnectFailed { addr } },
+                );
+            }
+            _ => {
+                // Refused (a node that is down answers with a reset) or cut off by a
+                // partition (nothing answers): both after a round trip here.
+                self.push(
+                    self.now_us + 2 * lat,
+                    Ev::Input { node: i, epoch, input: Input::ConnectFailed { addr } },
+                );
+            }
+        }
+    }
+
+    fn next_peer(&mut self, i: usize) -> PeerId {
+        let p = self.nodes[i].next_peer;
+        self.nodes[i].next_peer += 1;
+        p
+    }
+
+    /// Closes a connection; the ends other than `closer` hear of it after a latency.
+    fn close(&mut self, c: usize, closer: Option<(usize, PeerId)>) {
+        if !self.conns[c].open {
+            return;
+        }
+        self.conns[c].open = false;
+        let lat = self.conns[c].latency_us;
+        self.log(2, self.now_us, c as u64, 0);
+        for (n, p) in self.conns[c].ends {
+            self.by_end.remove(&(n, p));
+            self.nodes[n].conns.retain(|&x| x != c);
+            if Some((n, p)) != closer {
+                let epoch = self.nodes[n].epoch;
+                let input = Input::Disconnected { peer: p, reason: DisconnectReason::Closed };
+                self.push(self.now_us + lat, Ev::Input { node: n, epoch, input });
+            }
+        }
+    }
+
+    fn send(&mut self, i: usize, peer: PeerId, payload: Payload, bytes: usize) {
+        let Some(&c) = self.by_end.get(&(i, peer)) else { return };
+        let dir = if self.conns[c].ends[0].0 == i { 0 } else { 1 };
+        let other = self.conns[c].ends[1 - dir].0;
+        if !self.can_talk(i, other) {
+            // A cut link: TCP gives up and both ends see it close.
+            self.close(c, None);
+            return;
+        }
+        let node = &mut self.nodes[i];
+        let start = self.now_us.max(node.upload_free_us);
+        let wire_us = ((bytes as f64 * 8.0) / node.upload_mbit) as u64;
+        node.upload_free_us = start + wire_us;
+        let at = (start + wire_us + self.conns[c].latency_us).max(self.conns[c].clear_at[dir]);
+        self.conns[c].clear_at[dir] = at;
+        self.delivered_bytes += bytes as u64;
+        self.log(3, at, c as u64, bytes as u64);
+        self.push(at, Ev::Deliver { conn: c, dir, payload });
+    }
+
+    /// Node `i` goes away: its connections close, and it comes back after a downtime.
+    fn leave(&mut self, i: usize) {
+        if !self.nodes[i].up {
+            return;
+        }
+        self.log(4, self.now_us, i as u64, 0);
+        for c in self.nodes[i].conns.clone() {
+            self.close(c, None);
+        }
+        self.nodes[i].up = false;
+        self.nodes[i].epoch += 1;
+        if let Some(ch) = self.model.churn {
+            let at = self.now_us + (exponential(&mut self.rng, ch.mean_downtime_s) * S as f64) as u64;
+            self.push(at, Ev::Join(i));
+        }
+    }
+
+    /// Node `i` comes back: with its chain and address book, or (a share of the
+    /// time) as a new install with nothing but its seeds.
+    fn join(&mut self, i: usize) {
+        let Some(ch) = self.model.churn else { return };
+        let lose = self.rng.gen_bool(ch.lose_data_share);
+        self.log(5, self.now_us, i as u64, lose as u64);
+        let seed = self.rng.gen();
+        let now = self.now_ms();
+        let book = if lose { Snapshot::default() } else { self.nodes[i].proto.snapshot() };
+        if lose {
+            let (node, events) = self.fresh_node();
+            self.nodes[i].node = node;
+            self.nodes[i].events = events;
+        }
+        while self.nodes[i].events.try_recv().is_ok() {}
+        self.nodes[i].proto = Protocol::new(self.nodes[i].node.clone(), sim_config(), book, seed, now);
+        self.nodes[i].up = true;
+        self.nodes[i].epoch += 1;
+        self.nodes[i].upload_free_us = self.now_us;
+        self.start(i);
+        let at = self.now_us + (exponential(&mut self.rng, ch.mean_session_s) * S as f64) as u64;
+        self.push(at, Ev::Leave(i));
+    }
+
+    /// Cuts the network in two: nodes with `side(i)` true on one side. Links across
+    /// close when next used; dials across fail.
+    pub fn partition(&mut self, side: impl Fn(usize) -> bool) {
+        for i in 0..self.nodes.len() {
+            self.nodes[i].side = side(i) as u8;
+        }
+        for c in 0..self.conns.len() {
+            let [(a, _), (b, _)] = self.conns[c].ends;
+            if self.conns[c].open && self.nodes[a].side != self.nodes[b].side {
+                self.close(c, None);
+            }
+        }
+        self.log(6, self.now_us, 0, 0);
+    }
+
+    pub fn heal(&mut self) {
+        for n in &mut self.nodes {
+            n.side = 0;
+        }
+        self.log(7, self.now_us, 0, 0);
+    }
+
+    /// `count` transfers valid on node `i`'s tip, from the dev accounts in turn
+    /// (signed once per sender and nonce for the whole run).
+    fn transfers_for(&mut self, i: usize, count: usize) -> Vec<SignedTransfer> {
+        let keys = dev_keys();
+        let mut next: Vec<u64> = {
+            let chain = self.nodes[i].node.chain();
+            keys.iter().map(|k| chain.account(&address_of(k)).map(|a| a.nonce).unwrap_or(0)).collect()
+        };
+        let chain_id = self.genesis.params.chain_id;
+        let mut out = Vec::with_capacity(count);
+        for n in 0..count {
+            let k = n % keys.len();
+            let nonce = next[k];
+            next[k] += 1;
+            let tx = self.signed.entry((k, nonce)).or_insert_with(|| {
+                let t = Transfer {
+                    chain_id,
+                    nonce,
+                    from: public_key_of(&keys[k]),
+                    to: address_of(&keys[(k + 1) % keys.len()]),
+                    amount: Amount(1),
+                    fee: Amount(1),
+                };
+                t.sign(&keys[k]).expect("dev keys sign")
+            });
+            out.push(*tx);
+        }
+        out
+    }
+
+    /// Transfers that fill a block to about `bytes` bytes.
+    pub fn transfers_for_bytes(bytes: usize) -> usize {
+        bytes.saturating_sub(200) / cairn_node::mempool::standard_transfer_size()
+    }
+
+    /// Node `i` mines a block on its tip with `transfers` transfers, tracked from now.
+    pub fn mine(&mut self, i: usize, transfers: usize) -> BlockHash {
+        let txs = self.transfers_for(i, transfers);
+        let node = self.nodes[i].node.clone();
+        let (parent, params) = {
+            let chain = node.chain();
+            (chain.tip_parent_info(), *chain.params())
+        };
+        let ts = self.now_ms().max(parent.median_time_past_ms + 1);
+        let mut block =
+            assemble_block(&params, &parent, ts, self.nodes[i].miner, &txs).expect("a block template");
+        assert!(grind(&mut block.header, 100_000_000), "no proof of work found");
+        let hash = block.hash();
+        let bytes = cairn_core::encoding::encode(&block).len();
+        let height = block.header.height;
+        self.blocks.insert(hash, Track { since_us: self.now_us, at: vec![None; self.nodes.len()] });
+        let (r, _) =
+            node.submit_block(block, Origin::Local, self.now_ms()).expect("the miner stores its block");
+        assert_eq!(r.acceptance, Acceptance::Connected, "the miner's own block");
+        // The miner checked every signature: other nodes may take its word for them.
+        self.verified.extend(txs.iter().map(SignedTransfer::txid));
+        self.mined.push(Mined { hash, miner: i, at_us: self.now_us, height, bytes });
+        self.log.update(hash.0);
+        self.flush(i);
+        hash
+    }
+
+    /// A new transfer submitted (as over RPC) at node `i`, tracked from now.
+    pub fn submit_transfer(&mut self, i: usize) -> Txid {
+        let keys = dev_keys();
+        let k = self.rng.gen_range(0..keys.len());
+        let node = self.nodes[i].node.clone();
+        let nonce = node.next_nonce(&address_of(&keys[k])).expect("account");
+        let t = Transfer {
+            chain_id: self.genesis.params.chain_id,
+            nonce,
+            from: public_key_of(&keys[k]),
+            to: address_of(&keys[(k + 1) % keys.len()]),
+            amount: Amount(1),
+            fee: Amount(1_000),
+        };
+        let tx = t.sign(&keys[k]).expect("dev keys sign");
+        let txid = tx.txid();
+        self.txs.insert(txid, Track { since_us: self.now_us, at: vec![None; self.nodes.len()] });
+        node.verify_and_submit(tx, Origin::Rpc, self.now_ms()).expect("a valid transfer is admitted");
+        self.log.update(txid.0);
+        self.flush(i);
+        txid
+    }
+
+    pub fn tip(&self, i: usize) -> TipInfo {
+        self.nodes[i].node.chain().tip()
+    }
+
+    /// The most-work tip over the nodes that are up.
+    pub fn best_tip(&self) -> TipInfo {
+        (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].up)
+            .map(|i| self.tip(i))
+            .max_by_key(|t| (t.total_work, std::cmp::Reverse(t.hash.0)))
+            .expect("some node is up")
+    }
+
+    /// Every up node has tip `hash`.
+    pub fn all_on(&self, hash: &BlockHash) -> bool {
+        (0..self.nodes.len()).filter(|&i| self.nodes[i].up).all(|i| self.tip(i).hash == *hash)
+    }
+
+    /// Runs until every up node has the most-work tip (and its work is the most of all
+    /// tips), checking every `step_us`; the time it took, or `None` after `max_us`.
+    pub fn run_until_converged(&mut self, step_us: u64, max_us: u64) -> Option<u64> {
+        let start = self.now_us;
+        loop {
+            let best = self.best_tip();
+            if self.all_on(&best.hash) {
+                return Some(self.now_us - start);
+            }
+            if self.now_us - start >= max_us {
+                return None;
+            }
+            self.run_for(step_us);
+        }
+    }
+
+    /// The sum of every balance at node `i`, and what it must be: the genesis
+    /// allocations plus one block reward per block of its chain.
+    pub fn supply(&self, i: usize) -> (u128, u128) {
+        let chain = self.nodes[i].node.chain();
+        let held: u128 =
+            chain.all_accounts().expect("accounts").iter().map(|(_, a)| a.balance.0 as u128).sum();
+        let alloc: u128 = self.genesis.allocations.iter().map(|a| a.balance.0 as u128).sum();
+        let expected = alloc + self.genesis.params.block_reward.0 as u128 * chain.tip().height as u128;
+        (held, expected)
+    }
+
+    /// Ready peers per node, over the nodes that are up.
+    pub fn peer_counts(&self) -> Vec<usize> {
+        self.nodes.iter().filter(|n| n.up).map(|n| n.proto.ready_peers().len()).collect()
+    }
+
+    pub fn up_count(&self) -> usize {
+        self.nodes.iter().filter(|n| n.up).count()
+    }
+
+    /// Drops every tracked block or transfer (their per-node vectors).
+    pub fn forget_tracks(&mut self) {
+        self.blocks.clear();
+        self.txs.clear();
+    }
+}
+
+/// Time (in ms) until `p` percent of the nodes that had it had it, from a track: the
+/// nodes that never had it count as never.
+pub fn percentile_ms(t: &Track, nodes: usize, p: f64) -> Option<f64> {
+    let mut got: Vec<u64> = t.at.iter().flatten().copied().collect();
+    got.sort_unstable();
+    let need = ((p / 100.0) * nodes as f64).ceil().max(1.0) as usize;
+    got.get(need - 1).map(|&us| us as f64 / MS as f64)
+}

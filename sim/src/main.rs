@@ -1,0 +1,65 @@
+//! `cairn-sim SCENARIO [--nodes N[,N...]] [--seed S] [--out DIR]`: runs a scenario of
+//! the network simulator, prints its table and writes `SCENARIO.json` and its SVG
+//! charts into DIR (scripts/simulate.sh wraps it).
+
+use anyhow::Context;
+use cairn_sim::scenario::{self, Opts, SCENARIOS};
+use clap::Parser;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "cairn-sim", about = "Cairn's network simulator: the real peer protocol at scale")]
+struct Args {
+    /// propagation, forks, partition, churn or transfer.
+    scenario: String,
+    /// Network sizes, comma-separated (only propagation runs more than the first).
+    #[arg(long, value_delimiter = ',')]
+    nodes: Option<Vec<usize>>,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Fewer blocks and shorter runs (the test suite's setting).
+    #[arg(long)]
+    small: bool,
+    /// Where the JSON and SVG files go.
+    #[arg(long, default_value = "sim-out")]
+    out: PathBuf,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if !SCENARIOS.contains(&args.scenario.as_str()) {
+        anyhow::bail!("unknown scenario `{}`: one of {}", args.scenario, SCENARIOS.join(", "));
+    }
+    let default_nodes = if args.scenario == "propagation" { vec![100, 1_000] } else { vec![1_000] };
+    let nodes = args.nodes.unwrap_or(default_nodes);
+    if nodes.is_empty() || nodes.iter().any(|&n| n < 10) {
+        anyhow::bail!("--nodes: at least 10 nodes per network");
+    }
+    let opts = Opts { nodes, seed: args.seed, small: args.small };
+    let report = scenario::run(&args.scenario, &opts)?;
+    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    let json_path = args.out.join(format!("{}.json", args.scenario));
+    std::fs::write(&json_path, serde_json::to_string_pretty(&report.to_json())?)
+        .with_context(|| format!("writing {}", json_path.display()))?;
+    println!("{} (seed {}; simulated, not measured on a real network)", args.scenario, args.seed);
+    print!("{}", report.table());
+    println!("wall time {:.1} s, peak memory {:.0} MB", report.wall_s, report.peak_rss_mb);
+    println!("profile of the largest run (event kind: count, mean wall time):");
+    for (kind, c) in &report.profile {
+        let mean = if c.count > 0 { c.wall_ns as f64 / c.count as f64 / 1000.0 } else { 0.0 };
+        println!("  {kind:>12}: {:>10}  {mean:>8.1} us", c.count);
+    }
+    for (name, chart) in &report.charts {
+        let p = args.out.join(format!("{name}.svg"));
+        std::fs::write(&p, chart.render()).with_context(|| format!("writing {}", p.display()))?;
+        println!("wrote {}", p.display());
+    }
+    println!("wrote {}", json_path.display());
+    if !report.failures.is_empty() {
+        for f in &report.failures {
+            eprintln!("FAILED: {f}");
+        }
+        std::process::exit(1);
+    }
+    Ok(())
+}
