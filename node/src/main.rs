@@ -77,6 +77,10 @@ struct RunArgs {
     /// A peer to connect to (repeatable).
     #[arg(long = "peer", value_name = "ADDR")]
     peers: Vec<String>,
+    /// The address peers should reach this node at (IP:PORT, repeatable), advertised
+    /// instead of the one learned from what peers report [default: learned].
+    #[arg(long = "external-addr", value_name = "ADDR")]
+    external_addrs: Vec<SocketAddr>,
     /// Mine blocks.
     #[arg(long)]
     mine: bool,
@@ -483,6 +487,7 @@ async fn serve(
             max_peers: args.max_peers,
             data_dir: data_dir.to_path_buf(),
             progress_interval_ms: (args.sync_progress_interval * 1000.0) as u64,
+            external_addrs: args.external_addrs.clone(),
         },
     )
     .await

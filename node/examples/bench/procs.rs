@@ -203,6 +203,7 @@ pub fn propagation(
             max_peers: 32,
             data_dir: work.join("n0"),
             progress_interval_ms: p2p::protocol::Config::default().progress_interval_ms,
+            external_addrs: vec![],
         },
     ))?;
     let source_addr = source_p2p.local_addr();

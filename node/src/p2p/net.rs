@@ -70,6 +70,8 @@ struct Shared {
     inputs: mpsc::Sender<Queued>,
     input_bytes: Arc<Semaphore>,
     peers: Mutex<Vec<cairn_api::PeerInfo>>,
+    /// For `net_getInfo`, refreshed with `peers`.
+    info: Mutex<cairn_api::NetInfo>,
     syncing: AtomicBool,
     handles: Mutex<HashMap<PeerId, PeerHandle>>,
     next_id: AtomicU64,
@@ -142,6 +144,9 @@ impl Network for NetHandle {
     fn peer_sockets(&self) -> usize {
         self.0.sockets.load(Ordering::Relaxed)
     }
+    fn info(&self) -> cairn_api::NetInfo {
+        lock_or_stop(&self.0.info, "P2P network info").clone()
+    }
     fn block_peer(&self, addr: SocketAddr) -> Result<bool, String> {
         let mut blocked = lock_or_stop(&self.0.blocked, "P2P blocked set");
         self.0.try_send(Input::BlockPeer(addr)).map_err(|e| format!("network busy: {e}"))?;
@@ -207,6 +212,7 @@ pub(super) async fn start(node: Arc<Node>, config: P2pConfig) -> anyhow::Result<
     let pconfig = Config {
         listen_port: local.port(),
         progress_interval_ms: config.progress_interval_ms,
+        external_addrs: config.external_addrs.clone(),
         ..Config::default()
     }
     .with_max_peers(config.max_peers);
@@ -214,6 +220,7 @@ pub(super) async fn start(node: Arc<Node>, config: P2pConfig) -> anyhow::Result<
         inputs,
         input_bytes: Arc::new(Semaphore::new(INPUT_QUEUE_BYTES)),
         peers: Mutex::new(Vec::new()),
+        info: Mutex::new(cairn_api::NetInfo::default()),
         syncing: AtomicBool::new(false),
         handles: Mutex::new(HashMap::new()),
         next_id: AtomicU64::new(1),
@@ -234,7 +241,7 @@ pub(super) async fn start(node: Arc<Node>, config: P2pConfig) -> anyhow::Result<
     let sh = shared.clone();
     let thread = std::thread::Builder::new()
         .name("p2p".into())
-        .spawn(move || protocol_thread(protocol, rx, sh, runtime, data_dir))
+        .spawn(move || protocol_thread(protocol, rx, sh, runtime, data_dir, local))
         .context("spawning the P2P thread")?;
     let running = Running { shared: shared.clone(), thread: Some(thread), local_addr: local };
 
@@ -518,8 +525,10 @@ fn protocol_thread(
     shared: Arc<Shared>,
     runtime: tokio::runtime::Handle,
     data_dir: PathBuf,
+    listen: SocketAddr,
 ) {
     let mut pending: Vec<Queued> = Vec::new();
+    *lock_or_stop(&shared.info, "P2P network info") = net_info(&protocol, listen);
     // The flag is checked before each wait: shutdown sets it, then queues a tick.
     while !shared.is_closing() {
         let Some(first) = rx.blocking_recv() else { break };
@@ -545,6 +554,7 @@ fn protocol_thread(
             }
         }
         *lock_or_stop(&shared.peers, "P2P peer list") = protocol.peer_infos();
+        *lock_or_stop(&shared.info, "P2P network info") = net_info(&protocol, listen);
         shared.syncing.store(protocol.is_syncing(), Ordering::Relaxed);
         let (headers, blocks, waiting) = protocol.in_flight();
         crate::metrics::p2p_protocol_state(headers, blocks, waiting);
@@ -554,6 +564,32 @@ fn protocol_thread(
     save_snapshot(&data_dir, &protocol.snapshot());
     drop(protocol);
     tracing::info!("P2P stopped; address book and bans saved");
+}
+
+/// What `net_getInfo` reports.
+fn net_info(protocol: &Protocol, listen: SocketAddr) -> cairn_api::NetInfo {
+    use super::discovery::Learned;
+    let own = protocol.self_address();
+    cairn_api::NetInfo {
+        protocol_version: super::wire::PROTOCOL_VERSION,
+        listen: vec![listen.to_string()],
+        external: own
+            .external(listen.port())
+            .into_iter()
+            .map(|(a, how)| cairn_api::ExternalAddr {
+                addr: a.to_string(),
+                learned: match how {
+                    Learned::Configured => "configured".into(),
+                    Learned::Peers { .. } => "peers".into(),
+                },
+                groups: match how {
+                    Learned::Configured => None,
+                    Learned::Peers { groups } => Some(groups as u64),
+                },
+            })
+            .collect(),
+        inbound_seen: own.inbound_seen(),
+    }
 }
 
 fn handle_output(

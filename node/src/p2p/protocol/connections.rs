@@ -6,6 +6,7 @@ use super::*;
 
 impl Protocol {
     pub(super) fn on_connected(&mut self, peer: PeerId, addr: SocketAddr, inbound: bool) {
+        let block_relay_only = !inbound && self.block_relay_dials.remove(&addr);
         if !inbound {
             self.dialing.remove(&addr);
         }
@@ -25,12 +26,16 @@ impl Protocol {
             self.out.push(Output::Disconnect(peer, DisconnectReason::TooManyPeers));
             return;
         }
-        self.peers.insert(peer, Peer::new(addr, inbound, self.now_ms));
-        let version = self.our_version();
+        let relay = self.config.relay && !block_relay_only;
+        let mut p = Peer::new(addr, inbound, self.now_ms);
+        p.block_relay_only = !relay;
+        self.peers.insert(peer, p);
+        let version = self.our_version(addr, relay);
         self.send(peer, Message::Version(version));
     }
 
-    pub(super) fn our_version(&self) -> Version {
+    /// Our `version` to the peer whose connection has the remote address `addr`.
+    pub(super) fn our_version(&self, addr: SocketAddr, relay: bool) -> Version {
         let tip = self.ledger.tip();
         Version {
             protocol_version: wire::PROTOCOL_VERSION,
@@ -40,6 +45,8 @@ impl Protocol {
             best_work: tip.total_work.to_be_bytes(),
             listen_port: self.config.listen_port,
             nonce: self.nonce,
+            your_addr: NetAddr::from_socket(addr),
+            relay,
             user_agent: self.config.user_agent.chars().take(wire::MAX_USER_AGENT).collect(),
         }
     }
@@ -127,15 +134,7 @@ impl Protocol {
         let Some(p) = self.peers.get(&peer) else { return };
         let (addr, inbound) = (p.addr, p.inbound);
         if let Some(why) = mismatch {
-            if self.log_limit.allow(LogLimiter::kind("drop: another network", &why), self.now_ms) {
-                tracing::info!(peer, %addr, %why, "refusing peer on another network");
-            } else {
-                tracing::debug!(peer, %addr, %why, "refusing peer on another network");
-            }
-            if !inbound {
-                self.book.remove(&addr);
-            }
-            self.disconnect(peer, DisconnectReason::WrongNetwork(why));
+            self.refuse_other_network(peer, why);
             return;
         }
         if v.nonce == self.nonce {
@@ -189,6 +188,22 @@ impl Protocol {
         self.send(peer, Message::Verack);
     }
 
+    /// Drops a peer of another network or protocol version (`why` says which), and
+    /// forgets its address if we dialled it.
+    pub(super) fn refuse_other_network(&mut self, peer: PeerId, why: String) {
+        let Some(p) = self.peers.get(&peer) else { return };
+        let (addr, inbound) = (p.addr, p.inbound);
+        if self.log_limit.allow(LogLimiter::kind("drop: another network", &why), self.now_ms) {
+            tracing::info!(peer, %addr, %why, "refusing peer on another network");
+        } else {
+            tracing::debug!(peer, %addr, %why, "refusing peer on another network");
+        }
+        if !inbound {
+            self.book.remove(&addr);
+        }
+        self.disconnect(peer, DisconnectReason::WrongNetwork(why));
+    }
+
     pub(super) fn on_ready(&mut self, peer: PeerId) {
         let now = self.now_ms;
         // Against the tip, not the best header: a header-only branch nobody delivers
@@ -215,11 +230,16 @@ impl Protocol {
             // It is up: whatever our dials to it did before, start its backoff afresh.
             self.book.mark_success(&l, now, false);
         }
+        // Protocol version 2: where the peer sees us, and ours to it if we know it.
+        if !self.learn_self_address(peer) && !inbound {
+            self.advertise_self(peer);
+        }
         // Outbound peers are always asked for addresses; inbound ones too while the book
         // is small: a node that others reached first may have no outbound peer at all
         // (each duplicate connection keeps one direction), and would otherwise learn
-        // addresses only from relays.
-        if !inbound || self.book.len() < wire::MAX_ADDRS {
+        // addresses only from relays. Not over a block-relay-only link.
+        let block_relay_only = self.peers.get(&peer).is_some_and(|p| p.block_relay_only);
+        if !block_relay_only && (!inbound || self.book.len() < wire::MAX_ADDRS) {
             if let Some(p) = self.peers.get_mut(&peer) {
                 p.addrs.sent_getaddr = true;
             }

@@ -13,16 +13,19 @@
 //! ([`super::addrbook`]), inventory gossip, headers-first sync with parallel block
 //! downloads ([`super::downloads`]), and misbehaviour scoring and bans. One file per
 //! concern, each an `impl Protocol` block: `connections` (connections, handshake, ping,
-//! timers, outbound slots), `addresses` (peer exchange), `relay` (inventory, transfers,
-//! node events), `blocks` (headers and blocks). This file holds the types, `step`, and
+//! timers, outbound slots), `addresses` (peer exchange), `self_addr` (our external
+//! address, block-relay-only links), `relay` (inventory, transfers, node events),
+//! `blocks` (headers and blocks). This file holds the types, `step`, and
 //! the primitives every concern shares: send, announce, disconnect, misbehave, ban.
 
 mod addresses;
 mod blocks;
 mod connections;
 mod relay;
+mod self_addr;
 
 use super::addrbook::{self, AddrBook, Snapshot};
+use super::discovery::{self, SelfAddress};
 use super::downloads::BlockDownloads;
 use super::ledger::{BlockOutcome, Checked, Ledger, NodeEvent, Origin, Tip, TransferOutcome};
 use super::loglimit::LogLimiter;
@@ -71,6 +74,12 @@ pub struct Config {
     pub save_interval_ms: u64,
     /// How often sync progress is logged while syncing.
     pub progress_interval_ms: u64,
+    /// The `relay` flag of our `version`: false asks every peer not to announce
+    /// transfers or addresses to us. [`Protocol::dial_block_relay`] clears it for one
+    /// connection.
+    pub relay: bool,
+    /// `--external-addr`: the addresses we advertise, instead of one learned from peers.
+    pub external_addrs: Vec<SocketAddr>,
 }
 
 impl Default for Config {
@@ -94,6 +103,8 @@ impl Default for Config {
             ban_duration_ms: 24 * 3600 * 1000,
             save_interval_ms: 30_000,
             progress_interval_ms: 5_000,
+            relay: true,
+            external_addrs: Vec::new(),
         }
     }
 }
@@ -295,6 +306,8 @@ struct Peer {
     best_height: u64,
     ping: Ping,
     rtt_ms: Option<u64>,
+    /// We sent it `relay: false`: a link for blocks only, in both directions.
+    block_relay_only: bool,
     score: u32,
     addrs: AddrState,
     relay: RelayState,
@@ -352,6 +365,7 @@ impl Peer {
             best_height: 0,
             ping: Ping::Idle { since_ms: now_ms },
             rtt_ms: None,
+            block_relay_only: false,
             score: 0,
             addrs: AddrState {
                 sent_getaddr: false,
@@ -393,6 +407,12 @@ impl Peer {
     fn nonce(&self) -> Option<u64> {
         self.version().map(|v| v.nonce)
     }
+
+    /// It wants transfers and addresses announced to it: the `relay` flag of its
+    /// `version`, and we did not make the link block-relay-only ourselves.
+    fn wants_relay(&self) -> bool {
+        !self.block_relay_only && self.version().is_some_and(|v| v.relay)
+    }
 }
 
 /// The protocol state of one node.
@@ -409,6 +429,10 @@ pub struct Protocol {
     self_addrs: BTreeSet<SocketAddr>,
     /// Listen addresses the operator blocked (`net_blockPeer`); in memory only.
     blocked: BTreeSet<SocketAddr>,
+    /// Our external address, configured or learned from peers' `version`.
+    self_address: SelfAddress,
+    /// Dials in progress whose connection is to be block-relay-only.
+    block_relay_dials: BTreeSet<SocketAddr>,
     downloads: BlockDownloads,
     tx_requests: BTreeMap<Txid, (PeerId, u64)>,
     recent_rejects: BoundedSet<Txid>,
@@ -431,6 +455,7 @@ impl Protocol {
     pub fn new(ledger: Arc<dyn Ledger>, config: Config, book: Snapshot, seed: u64, now_ms: u64) -> Protocol {
         let mut rng = StdRng::seed_from_u64(seed);
         let nonce = rng.gen();
+        let self_address = SelfAddress::new(config.external_addrs.clone());
         Protocol {
             ledger,
             config,
@@ -441,6 +466,8 @@ impl Protocol {
             dialing: BTreeSet::new(),
             self_addrs: BTreeSet::new(),
             blocked: BTreeSet::new(),
+            self_address,
+            block_relay_dials: BTreeSet::new(),
             downloads: BlockDownloads::default(),
             tx_requests: BTreeMap::new(),
             recent_rejects: BoundedSet::new(limits::RECENT_REJECTS),
@@ -507,11 +534,16 @@ impl Protocol {
             Input::Connected { peer, addr, inbound } => self.on_connected(peer, addr, inbound),
             Input::ConnectFailed { addr } => {
                 self.dialing.remove(&addr);
+                self.block_relay_dials.remove(&addr);
                 self.book.mark_failure(&addr, self.now_ms);
                 tracing::debug!(%addr, "dial failed");
             }
             Input::Received { peer, msg } => self.on_message(peer, msg),
             Input::Transfer { peer, checked } => self.on_tx(peer, checked),
+            Input::BadFrame { peer, error: WireError::UnsupportedVersion(v) } => {
+                let why = WireError::UnsupportedVersion(v).to_string();
+                self.refuse_other_network(peer, why);
+            }
             Input::BadFrame { peer, error } => {
                 let serious = !matches!(error, WireError::BadMagic(_));
                 if serious {
@@ -674,6 +706,9 @@ impl Protocol {
         for (id, p) in self.peers.iter_mut() {
             if !p.is_ready() || origin == Origin::Peer(*id) || p.relay.known.contains(&item) {
                 continue;
+            }
+            if matches!(item, InvItem::Tx(_)) && !p.wants_relay() {
+                continue; // a block-relay-only link
             }
             p.relay.known.insert(item);
             to.push(*id);
