@@ -204,6 +204,9 @@ pub fn propagation(
             data_dir: work.join("n0"),
             progress_interval_ms: p2p::protocol::Config::default().progress_interval_ms,
             external_addrs: vec![],
+            dns_seeds: vec![],
+            no_seeds: true,
+            connect_only: false,
         },
     ))?;
     let source_addr = source_p2p.local_addr();

@@ -1,12 +1,57 @@
-//! Finding the network and our place in it (docs/PROTOCOL.md, "Discovery"): which
-//! addresses are routable, which addresses may be told to which peer, and our own
-//! external address as peers report it in their `version` (protocol version 2).
+//! Finding the network and our place in it (docs/PROTOCOL.md, "Discovery"): seed names
+//! and the fixed fallback addresses of each chain, which addresses are routable, which
+//! addresses may be told to which peer, and our own external address as peers report it
+//! in their `version` (protocol version 2).
 //!
-//! Pure data with no I/O, like the address book; the protocol owns one [`SelfAddress`].
+//! Pure data with no I/O, like the address book (the protocol owns one
+//! [`SelfAddress`]), except [`resolve`], which the driver runs off the protocol thread.
 
 use super::addrbook;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
+
+/// With fewer known addresses than this, the seed names are resolved again.
+pub const RESEED_BELOW: usize = 8;
+/// How often the driver checks whether the address book is that small.
+pub const RESEED_INTERVAL: Duration = Duration::from_secs(60);
+/// Addresses taken from one seed name.
+pub const MAX_ADDRS_PER_SEED: usize = 16;
+
+/// Fixed fallback addresses per chain id, dialled when no seed name resolves and the
+/// address book is empty. Both tables are empty today: the dev chain (1337) is local,
+/// and the public testnet (7331) has no long-lived public node yet; a chain that gets
+/// one lists it here.
+const FIXED_SEEDS: &[(u32, &[&str])] = &[(cairn_core::genesis::DEV_CHAIN_ID, &[]), (7331, &[])];
+
+/// The fixed fallback addresses of the chain `chain_id`.
+pub fn fixed_seeds(chain_id: u32) -> Vec<SocketAddr> {
+    FIXED_SEEDS
+        .iter()
+        .filter(|(id, _)| *id == chain_id)
+        .flat_map(|(_, addrs)| addrs.iter().filter_map(|a| a.parse().ok()))
+        .collect()
+}
+
+/// Resolves seed names (`host:port`) with the system resolver, up to
+/// [`MAX_ADDRS_PER_SEED`] addresses each. A name that does not resolve is logged and
+/// skipped.
+pub async fn resolve(names: &[String]) -> Vec<SocketAddr> {
+    let mut out = Vec::new();
+    for name in names {
+        match tokio::net::lookup_host(name.as_str()).await {
+            Ok(addrs) => {
+                let found: Vec<SocketAddr> = addrs.take(MAX_ADDRS_PER_SEED).collect();
+                tracing::info!(seed = %name, addrs = found.len(), "seed resolved");
+                out.extend(found);
+            }
+            Err(e) => tracing::warn!(seed = %name, error = %e, "cannot resolve seed, skipped"),
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
 
 /// Peers in at least this many different network groups ([`addrbook::group`]: IPv4 /16,
 /// IPv6 /32) must report the same IP before we adopt it as our external address.

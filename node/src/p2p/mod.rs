@@ -44,6 +44,13 @@ pub struct P2pConfig {
     pub progress_interval_ms: u64,
     /// `--external-addr`: advertised as ours instead of what peers report.
     pub external_addrs: Vec<SocketAddr>,
+    /// The genesis file's seed names, resolved at start and whenever the address book
+    /// is nearly empty, then the chain's fixed addresses ([`discovery::fixed_seeds`]).
+    pub dns_seeds: Vec<String>,
+    /// `--no-seeds`: neither seed names nor fixed addresses.
+    pub no_seeds: bool,
+    /// `--connect`: `seeds` are the only peers dialled (no seeds, no learned addresses).
+    pub connect_only: bool,
 }
 
 /// What RPC needs from the P2P layer: [`P2p::network`], handed to [`crate::rpc::start`].

@@ -84,6 +84,8 @@ struct Shared {
     chain_id: u32,
     /// Peer sockets open now (see [`OpenSocket`]).
     sockets: AtomicUsize,
+    /// Addresses in the protocol's address book, for the seeding task.
+    known_addrs: AtomicUsize,
     /// The protocol's pong timeout: the longest one frame may take to write, and the
     /// sockets' `TCP_USER_TIMEOUT`.
     write_timeout: Duration,
@@ -213,6 +215,7 @@ pub(super) async fn start(node: Arc<Node>, config: P2pConfig) -> anyhow::Result<
         listen_port: local.port(),
         progress_interval_ms: config.progress_interval_ms,
         external_addrs: config.external_addrs.clone(),
+        connect_only: config.connect_only,
         ..Config::default()
     }
     .with_max_peers(config.max_peers);
@@ -228,6 +231,7 @@ pub(super) async fn start(node: Arc<Node>, config: P2pConfig) -> anyhow::Result<
         blocked: Mutex::new(BTreeSet::new()),
         chain_id: node.genesis().params.chain_id,
         sockets: AtomicUsize::new(0),
+        known_addrs: AtomicUsize::new(0),
         write_timeout: Duration::from_millis(pconfig.ping_timeout_ms),
         closing: watch::channel(false).0,
     });
@@ -235,6 +239,7 @@ pub(super) async fn start(node: Arc<Node>, config: P2pConfig) -> anyhow::Result<
     // Node events (new tips, new transfers) to relay.
     let mut events = node.subscribe();
     let snapshot = load_snapshot(&config.data_dir);
+    shared.known_addrs.store(snapshot.addrs.len(), Ordering::Relaxed);
     let protocol = Protocol::new(node, pconfig, snapshot, rand::random(), crate::now_ms());
     let runtime = tokio::runtime::Handle::current();
     let data_dir = config.data_dir.clone();
@@ -301,6 +306,35 @@ pub(super) async fn start(node: Arc<Node>, config: P2pConfig) -> anyhow::Result<
             }
             Err(e) => tracing::warn!(%seed, error = %e, "cannot resolve seed peer"),
         }
+    }
+    if !config.no_seeds && !config.connect_only {
+        let sh = shared.clone();
+        let names = config.dns_seeds.clone();
+        let fixed = super::discovery::fixed_seeds(sh.chain_id);
+        tokio::spawn(async move {
+            let closed = sh.closed();
+            tokio::pin!(closed);
+            let mut first = true;
+            loop {
+                if first || sh.known_addrs.load(Ordering::Relaxed) < super::discovery::RESEED_BELOW {
+                    let mut addrs = tokio::select! {
+                        _ = &mut closed => break,
+                        a = super::discovery::resolve(&names) => a,
+                    };
+                    if addrs.is_empty() && sh.known_addrs.load(Ordering::Relaxed) == 0 {
+                        addrs = fixed.clone();
+                    }
+                    if !addrs.is_empty() && !sh.send(Input::SeedAddrs(addrs)).await {
+                        break;
+                    }
+                }
+                first = false;
+                tokio::select! {
+                    _ = &mut closed => break,
+                    _ = tokio::time::sleep(super::discovery::RESEED_INTERVAL) => {}
+                }
+            }
+        });
     }
     let sh = shared.clone();
     tokio::spawn(async move {
@@ -555,6 +589,7 @@ fn protocol_thread(
         }
         *lock_or_stop(&shared.peers, "P2P peer list") = protocol.peer_infos();
         *lock_or_stop(&shared.info, "P2P network info") = net_info(&protocol, listen);
+        shared.known_addrs.store(protocol.known_addrs(), Ordering::Relaxed);
         shared.syncing.store(protocol.is_syncing(), Ordering::Relaxed);
         let (headers, blocks, waiting) = protocol.in_flight();
         crate::metrics::p2p_protocol_state(headers, blocks, waiting);

@@ -9,6 +9,7 @@ mod chain_store;
 mod dev_transfer;
 mod fail_stop;
 mod net_info;
+mod net_seeds;
 mod node_config;
 mod node_logs;
 mod node_status;

@@ -367,8 +367,12 @@ impl Protocol {
         let dialing = &self.dialing;
         let selfs = &self.self_addrs;
         let blocked = &self.blocked;
+        let book = &self.book;
+        let connect_only = self.config.connect_only;
         let exclude = |a: &SocketAddr| {
-            dialing.contains(a)
+            // `--connect`: only the addresses the operator gave.
+            (connect_only && !book.get(a).is_some_and(|e| e.seed))
+                || dialing.contains(a)
                 || selfs.contains(a)
                 || blocked.contains(a)
                 || peers.values().any(|p| (!p.inbound && p.addr == *a) || p.listen_addr == Some(*a))

@@ -80,6 +80,9 @@ pub struct Config {
     pub relay: bool,
     /// `--external-addr`: the addresses we advertise, instead of one learned from peers.
     pub external_addrs: Vec<SocketAddr>,
+    /// `--connect`: dial only the addresses given (`--connect`, `--peer`,
+    /// `net_addPeer`), never ones learned from peers or seeds.
+    pub connect_only: bool,
 }
 
 impl Default for Config {
@@ -105,6 +108,7 @@ impl Default for Config {
             progress_interval_ms: 5_000,
             relay: true,
             external_addrs: Vec::new(),
+            connect_only: false,
         }
     }
 }
@@ -223,6 +227,9 @@ pub enum Input {
     Node(NodeEvent),
     /// `--peer` / `net_addPeer`: remember and dial.
     AddPeer(SocketAddr),
+    /// Addresses of resolved seed names (or the chain's fixed fallback addresses): added
+    /// to the address book like gossiped ones, dialled by outbound maintenance.
+    SeedAddrs(Vec<SocketAddr>),
     /// `net_blockPeer`: drop the peer listening at this address and refuse it (dials
     /// and handshakes) until [`Input::UnblockPeer`]. Operator partitions, not bans.
     BlockPeer(SocketAddr),
@@ -568,6 +575,7 @@ impl Protocol {
                     self.dial(addr);
                 }
             }
+            Input::SeedAddrs(addrs) => self.add_seed_addrs(addrs),
             Input::BlockPeer(addr) => self.block_peer(addr),
             Input::UnblockPeer(addr) => {
                 if self.blocked.remove(&addr) {

@@ -15,6 +15,22 @@ impl Protocol {
         self.dial(addr);
     }
 
+    /// Adds resolved seed addresses to the address book (not as `--peer` entries: they
+    /// are forgotten after failures like gossiped ones); outbound maintenance dials them.
+    pub(super) fn add_seed_addrs(&mut self, addrs: Vec<SocketAddr>) {
+        let now = self.now_ms;
+        let added = addrs
+            .into_iter()
+            .filter(|a| !self.self_addrs.contains(a) && self.book.add(*a, false, now))
+            .count();
+        tracing::debug!(added, "seed addresses added to the address book");
+    }
+
+    /// Addresses known, for the driver's decision to resolve the seeds again.
+    pub fn known_addrs(&self) -> usize {
+        self.book.len()
+    }
+
     /// Our external address(es) and how each was learned, and whether a peer has
     /// dialled us (for `net_getInfo`).
     pub fn self_address(&self) -> &SelfAddress {
