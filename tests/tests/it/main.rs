@@ -8,6 +8,7 @@
 
 mod adversarial;
 mod connections;
+mod discovery_netns;
 mod explorer;
 mod hostile_amounts;
 mod log_flood;
