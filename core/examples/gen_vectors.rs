@@ -33,6 +33,7 @@ fn testnet_genesis() -> Genesis {
             .iter()
             .map(|k| Allocation { address: address_of(k), balance: DEV_BALANCE })
             .collect(),
+        seeds: Vec::new(),
     }
 }
 

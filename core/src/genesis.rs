@@ -39,6 +39,10 @@ pub struct Genesis {
     #[serde(flatten)]
     pub params: ChainParams,
     pub allocations: Vec<Allocation>,
+    /// Seed host names (`"host:port"`) a node with no `--peer` resolves to find the
+    /// network. Not committed to: the list can change without forking the chain.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub seeds: Vec<String>,
 }
 
 /// What the genesis block commits to.
@@ -100,6 +104,20 @@ impl Genesis {
         }
         if p.median_time_blocks == 0 || p.median_time_blocks > 101 {
             return bad("median_time_blocks", "must be between 1 and 101");
+        }
+        if self.seeds.len() > 64 {
+            return bad("seeds", "at most 64 entries");
+        }
+        for s in &self.seeds {
+            let ok = s.len() <= 255
+                && s.rsplit_once(':')
+                    .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+            if !ok {
+                return Err(GenesisError::BadValue {
+                    field: "seeds",
+                    reason: format!("{s:?} is not HOST:PORT (at most 255 bytes)"),
+                });
+            }
         }
         let mut seen = HashSet::new();
         let mut total = Amount::ZERO;
@@ -163,6 +181,7 @@ impl Genesis {
                 .iter()
                 .map(|k| Allocation { address: address_of(k), balance: DEV_BALANCE })
                 .collect(),
+            seeds: Vec::new(),
         }
     }
 }
@@ -214,6 +233,20 @@ mod tests {
         let mut other = g.clone();
         other.allocations[3].balance = Amount(1);
         assert_ne!(other.hash(), g.hash());
+    }
+
+    #[test]
+    fn seeds_are_read_checked_and_not_committed_to() {
+        let g = Genesis::dev();
+        let mut v: serde_json::Value = serde_json::from_str(&g.to_json()).unwrap();
+        assert!(v.get("seeds").is_none(), "an empty list is not written");
+        v["seeds"] = serde_json::json!(["seed.example.org:7333", "[2001:db8::1]:7333"]);
+        let with = Genesis::from_json(&v.to_string()).unwrap();
+        assert_eq!(with.seeds.len(), 2);
+        assert_eq!(with.hash(), g.hash(), "seeds are not part of the genesis hash");
+        v["seeds"] = serde_json::json!(["no-port.example.org"]);
+        let err = Genesis::from_json(&v.to_string()).unwrap_err().to_string();
+        assert!(err.contains("seeds") && err.contains("no-port.example.org"), "{err}");
     }
 
     #[test]

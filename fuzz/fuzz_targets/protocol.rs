@@ -61,6 +61,8 @@ fuzz_target!(|data: &[u8]| {
                         best_work,
                         listen_port: 7000 + peer as u16,
                         nonce: peer,
+                        your_addr: cairn_node::p2p::wire::NetAddr::from_socket(([127, 0, 0, 1], 7000).into()),
+                        relay: true,
                         user_agent: "fuzz".into(),
                     }),
                 }

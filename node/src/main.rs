@@ -77,6 +77,18 @@ struct RunArgs {
     /// A peer to connect to (repeatable).
     #[arg(long = "peer", value_name = "ADDR")]
     peers: Vec<String>,
+    /// Connect only to this peer (repeatable): no seeds, no dialling of addresses learned
+    /// from peers (`--peer` ones are still dialled).
+    #[arg(long = "connect", value_name = "ADDR")]
+    connect: Vec<String>,
+    /// Do not resolve the genesis file's seed names or dial the chain's fixed seed
+    /// addresses (peers come from --peer, net_addPeer and peer exchange only).
+    #[arg(long)]
+    no_seeds: bool,
+    /// The address peers should reach this node at (IP:PORT, repeatable), advertised
+    /// instead of the one learned from what peers report [default: learned].
+    #[arg(long = "external-addr", value_name = "ADDR")]
+    external_addrs: Vec<SocketAddr>,
     /// Mine blocks.
     #[arg(long)]
     mine: bool,
@@ -479,10 +491,14 @@ async fn serve(
         node.clone(),
         p2p::P2pConfig {
             listen: args.listen,
-            seeds: args.peers.clone(),
+            seeds: args.peers.iter().chain(&args.connect).cloned().collect(),
             max_peers: args.max_peers,
             data_dir: data_dir.to_path_buf(),
             progress_interval_ms: (args.sync_progress_interval * 1000.0) as u64,
+            external_addrs: args.external_addrs.clone(),
+            dns_seeds: node.genesis().seeds.clone(),
+            no_seeds: args.no_seeds,
+            connect_only: !args.connect.is_empty(),
         },
     )
     .await

@@ -687,6 +687,10 @@ impl CairnApiServer for RpcImpl {
         Ok(self.network.as_ref().map(|n| n.peers()).unwrap_or_default())
     }
 
+    async fn net_get_info(&self) -> RpcResult<cairn_api::NetInfo> {
+        Ok(self.network()?.info())
+    }
+
     async fn net_add_peer(&self, ext: &Extensions, addr: String) -> RpcResult<bool> {
         require_admin(ext, "net_addPeer")?;
         let sa = parse_peer_addr(&addr)?;

@@ -75,6 +75,10 @@ pub struct VersionFields {
     pub best_work: [u8; 32],
     pub listen_port: u16,
     pub nonce: u64,
+    /// The receiver's address as we see it (protocol version 2).
+    pub your_addr: SocketAddr,
+    /// False: do not announce transfers or addresses to us (protocol version 2).
+    pub relay: bool,
     pub user_agent: String,
 }
 
@@ -82,13 +86,15 @@ impl VersionFields {
     /// An honest-looking version for `genesis`, claiming `best_work`.
     pub fn for_genesis(genesis: &Genesis, best_work: [u8; 32], user_agent: &str) -> VersionFields {
         VersionFields {
-            protocol_version: 1,
+            protocol_version: 2,
             chain_id: genesis.params.chain_id,
             genesis_hash: genesis.hash().0,
             best_height: 0,
             best_work,
             listen_port: 0,
             nonce: random_u64(),
+            your_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            relay: true,
             user_agent: user_agent.into(),
         }
     }
@@ -102,6 +108,10 @@ impl VersionFields {
         p.extend_from_slice(&self.best_work);
         p.extend_from_slice(&self.listen_port.to_le_bytes());
         p.extend_from_slice(&self.nonce.to_le_bytes());
+        if self.protocol_version >= 2 {
+            p.extend_from_slice(&net_addr(self.your_addr));
+            p.push(u8::from(self.relay));
+        }
         p.extend_from_slice(&(self.user_agent.len() as u64).to_le_bytes());
         p.extend_from_slice(self.user_agent.as_bytes());
         p
@@ -116,6 +126,18 @@ pub fn inv_payload(items: &[(u32, [u8; 32])]) -> Vec<u8> {
         p.extend_from_slice(hash);
     }
     p
+}
+
+/// A `NetAddr`: 16-byte IPv6 (IPv4-mapped) and u16 port.
+pub fn net_addr(a: SocketAddr) -> [u8; 18] {
+    let ip = match a.ip() {
+        std::net::IpAddr::V4(v4) => v4.to_ipv6_mapped(),
+        std::net::IpAddr::V6(v6) => v6,
+    };
+    let mut out = [0u8; 18];
+    out[..16].copy_from_slice(&ip.octets());
+    out[16..].copy_from_slice(&a.port().to_le_bytes());
+    out
 }
 
 /// `Vec<NetAddr>`: u64 count, then 16-byte IPv6 (IPv4-mapped) and u16 port per address.

@@ -17,6 +17,7 @@
 
 pub mod adversary;
 mod http;
+pub mod netns;
 mod process;
 
 pub use http::{http_post, raw_post, raw_post_declared, rpc, HttpResponse};

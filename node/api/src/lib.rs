@@ -180,6 +180,35 @@ pub struct PeerInfo {
     pub user_agent: String,
 }
 
+// --- This node on the network (net_getInfo) ---
+
+/// `net_getInfo`: where this node listens and how the network sees it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetInfo {
+    /// The P2P protocol version spoken (docs/PROTOCOL.md).
+    pub protocol_version: u32,
+    /// The bound P2P listen address(es), as `IP:PORT`.
+    pub listen: Vec<String>,
+    /// The address(es) advertised to peers as ours; empty until one is known.
+    pub external: Vec<ExternalAddr>,
+    /// A peer has dialled us and finished the handshake since the start: we are
+    /// reachable from outside (false: behind a NAT or firewall, or nobody tried yet).
+    pub inbound_seen: bool,
+}
+
+/// One external address and how it was learned.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExternalAddr {
+    /// `IP:PORT`.
+    pub addr: String,
+    /// `"configured"` (`--external-addr`) or `"peers"` (reported by peers in `groups`
+    /// network groups, docs/PROTOCOL.md "Discovery").
+    pub learned: String,
+    /// With `"peers"`: how many network groups reported it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub groups: Option<u64>,
+}
+
 // --- Address history, block lists and pending transfers (state_getHistory,
 // chain_getBlocks, mempool_getTransfers) ---
 
@@ -351,6 +380,10 @@ pub trait CairnApi {
 
     #[method(name = "net_peers")]
     async fn net_peers(&self) -> RpcResult<Vec<PeerInfo>>;
+
+    /// This node on the network: listen and external addresses, whether peers reach it.
+    #[method(name = "net_getInfo")]
+    async fn net_get_info(&self) -> RpcResult<NetInfo>;
 
     /// Admin: connect to a peer. Needs the cookie.
     #[method(name = "net_addPeer", with_extensions)]

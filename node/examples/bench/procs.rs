@@ -203,6 +203,10 @@ pub fn propagation(
             max_peers: 32,
             data_dir: work.join("n0"),
             progress_interval_ms: p2p::protocol::Config::default().progress_interval_ms,
+            external_addrs: vec![],
+            dns_seeds: vec![],
+            no_seeds: true,
+            connect_only: false,
         },
     ))?;
     let source_addr = source_p2p.local_addr();

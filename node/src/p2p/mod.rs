@@ -6,6 +6,7 @@
 //! - [`ledger`]: the one door from the protocol to the rest of the node
 //!   ([`ledger::Ledger`], implemented by [`Node`]).
 //! - [`addrbook`]: known addresses and bans (saved as `peers.json` / `bans.json`).
+//! - [`discovery`]: routable addresses, what may be told to whom, our external address.
 //! - [`downloads`]: which block bodies are requested from whom.
 //! - [`presync`]: headers of low-work branches are checked before any is stored.
 //! - `net`: the thin tokio driver that runs the protocol over TCP.
@@ -13,6 +14,7 @@
 //! The protocol is also driven by a deterministic simulator (node/tests/it/p2p_sim.rs).
 
 pub mod addrbook;
+pub mod discovery;
 pub mod downloads;
 pub mod ledger;
 pub mod loglimit;
@@ -40,6 +42,15 @@ pub struct P2pConfig {
     pub data_dir: PathBuf,
     /// How often sync progress is logged while syncing.
     pub progress_interval_ms: u64,
+    /// `--external-addr`: advertised as ours instead of what peers report.
+    pub external_addrs: Vec<SocketAddr>,
+    /// The genesis file's seed names, resolved at start and whenever the address book
+    /// is nearly empty, then the chain's fixed addresses ([`discovery::fixed_seeds`]).
+    pub dns_seeds: Vec<String>,
+    /// `--no-seeds`: neither seed names nor fixed addresses.
+    pub no_seeds: bool,
+    /// `--connect`: `seeds` are the only peers dialled (no seeds, no learned addresses).
+    pub connect_only: bool,
 }
 
 /// What RPC needs from the P2P layer: [`P2p::network`], handed to [`crate::rpc::start`].
@@ -55,6 +66,8 @@ pub trait Network: Send + Sync {
     fn is_syncing(&self) -> bool;
     /// Peer sockets open now: ready peers plus connections still in the handshake.
     fn peer_sockets(&self) -> usize;
+    /// `net_getInfo`.
+    fn info(&self) -> cairn_api::NetInfo;
 }
 
 /// The running P2P layer. It owns the protocol thread and every task (listener, dials,

@@ -70,6 +70,8 @@ struct Shared {
     inputs: mpsc::Sender<Queued>,
     input_bytes: Arc<Semaphore>,
     peers: Mutex<Vec<cairn_api::PeerInfo>>,
+    /// For `net_getInfo`, refreshed with `peers`.
+    info: Mutex<cairn_api::NetInfo>,
     syncing: AtomicBool,
     handles: Mutex<HashMap<PeerId, PeerHandle>>,
     next_id: AtomicU64,
@@ -82,6 +84,8 @@ struct Shared {
     chain_id: u32,
     /// Peer sockets open now (see [`OpenSocket`]).
     sockets: AtomicUsize,
+    /// Addresses in the protocol's address book, for the seeding task.
+    known_addrs: AtomicUsize,
     /// The protocol's pong timeout: the longest one frame may take to write, and the
     /// sockets' `TCP_USER_TIMEOUT`.
     write_timeout: Duration,
@@ -141,6 +145,9 @@ impl Network for NetHandle {
     }
     fn peer_sockets(&self) -> usize {
         self.0.sockets.load(Ordering::Relaxed)
+    }
+    fn info(&self) -> cairn_api::NetInfo {
+        lock_or_stop(&self.0.info, "P2P network info").clone()
     }
     fn block_peer(&self, addr: SocketAddr) -> Result<bool, String> {
         let mut blocked = lock_or_stop(&self.0.blocked, "P2P blocked set");
@@ -207,6 +214,8 @@ pub(super) async fn start(node: Arc<Node>, config: P2pConfig) -> anyhow::Result<
     let pconfig = Config {
         listen_port: local.port(),
         progress_interval_ms: config.progress_interval_ms,
+        external_addrs: config.external_addrs.clone(),
+        connect_only: config.connect_only,
         ..Config::default()
     }
     .with_max_peers(config.max_peers);
@@ -214,6 +223,7 @@ pub(super) async fn start(node: Arc<Node>, config: P2pConfig) -> anyhow::Result<
         inputs,
         input_bytes: Arc::new(Semaphore::new(INPUT_QUEUE_BYTES)),
         peers: Mutex::new(Vec::new()),
+        info: Mutex::new(cairn_api::NetInfo::default()),
         syncing: AtomicBool::new(false),
         handles: Mutex::new(HashMap::new()),
         next_id: AtomicU64::new(1),
@@ -221,6 +231,7 @@ pub(super) async fn start(node: Arc<Node>, config: P2pConfig) -> anyhow::Result<
         blocked: Mutex::new(BTreeSet::new()),
         chain_id: node.genesis().params.chain_id,
         sockets: AtomicUsize::new(0),
+        known_addrs: AtomicUsize::new(0),
         write_timeout: Duration::from_millis(pconfig.ping_timeout_ms),
         closing: watch::channel(false).0,
     });
@@ -228,6 +239,7 @@ pub(super) async fn start(node: Arc<Node>, config: P2pConfig) -> anyhow::Result<
     // Node events (new tips, new transfers) to relay.
     let mut events = node.subscribe();
     let snapshot = load_snapshot(&config.data_dir);
+    shared.known_addrs.store(snapshot.addrs.len(), Ordering::Relaxed);
     let mut protocol = Protocol::new(node, pconfig, snapshot, rand::random(), crate::now_ms());
     protocol.add_anchors(take_anchors(&config.data_dir));
     let runtime = tokio::runtime::Handle::current();
@@ -235,7 +247,7 @@ pub(super) async fn start(node: Arc<Node>, config: P2pConfig) -> anyhow::Result<
     let sh = shared.clone();
     let thread = std::thread::Builder::new()
         .name("p2p".into())
-        .spawn(move || protocol_thread(protocol, rx, sh, runtime, data_dir))
+        .spawn(move || protocol_thread(protocol, rx, sh, runtime, data_dir, local))
         .context("spawning the P2P thread")?;
     let running = Running { shared: shared.clone(), thread: Some(thread), local_addr: local };
 
@@ -295,6 +307,35 @@ pub(super) async fn start(node: Arc<Node>, config: P2pConfig) -> anyhow::Result<
             }
             Err(e) => tracing::warn!(%seed, error = %e, "cannot resolve seed peer"),
         }
+    }
+    if !config.no_seeds && !config.connect_only {
+        let sh = shared.clone();
+        let names = config.dns_seeds.clone();
+        let fixed = super::discovery::fixed_seeds(sh.chain_id);
+        tokio::spawn(async move {
+            let closed = sh.closed();
+            tokio::pin!(closed);
+            let mut first = true;
+            loop {
+                if first || sh.known_addrs.load(Ordering::Relaxed) < super::discovery::RESEED_BELOW {
+                    let mut addrs = tokio::select! {
+                        _ = &mut closed => break,
+                        a = super::discovery::resolve(&names) => a,
+                    };
+                    if addrs.is_empty() && sh.known_addrs.load(Ordering::Relaxed) == 0 {
+                        addrs = fixed.clone();
+                    }
+                    if !addrs.is_empty() && !sh.send(Input::SeedAddrs(addrs)).await {
+                        break;
+                    }
+                }
+                first = false;
+                tokio::select! {
+                    _ = &mut closed => break,
+                    _ = tokio::time::sleep(super::discovery::RESEED_INTERVAL) => {}
+                }
+            }
+        });
     }
     let sh = shared.clone();
     tokio::spawn(async move {
@@ -519,8 +560,10 @@ fn protocol_thread(
     shared: Arc<Shared>,
     runtime: tokio::runtime::Handle,
     data_dir: PathBuf,
+    listen: SocketAddr,
 ) {
     let mut pending: Vec<Queued> = Vec::new();
+    *lock_or_stop(&shared.info, "P2P network info") = net_info(&protocol, listen);
     // The flag is checked before each wait: shutdown sets it, then queues a tick.
     while !shared.is_closing() {
         let Some(first) = rx.blocking_recv() else { break };
@@ -546,6 +589,8 @@ fn protocol_thread(
             }
         }
         *lock_or_stop(&shared.peers, "P2P peer list") = protocol.peer_infos();
+        *lock_or_stop(&shared.info, "P2P network info") = net_info(&protocol, listen);
+        shared.known_addrs.store(protocol.known_addrs(), Ordering::Relaxed);
         shared.syncing.store(protocol.is_syncing(), Ordering::Relaxed);
         let (headers, blocks, waiting) = protocol.in_flight();
         crate::metrics::p2p_protocol_state(headers, blocks, waiting);
@@ -556,6 +601,32 @@ fn protocol_thread(
     save_anchors(&data_dir, &protocol.anchors());
     drop(protocol);
     tracing::info!("P2P stopped; address book and bans saved");
+}
+
+/// What `net_getInfo` reports.
+fn net_info(protocol: &Protocol, listen: SocketAddr) -> cairn_api::NetInfo {
+    use super::discovery::Learned;
+    let own = protocol.self_address();
+    cairn_api::NetInfo {
+        protocol_version: super::wire::PROTOCOL_VERSION,
+        listen: vec![listen.to_string()],
+        external: own
+            .external(listen.port())
+            .into_iter()
+            .map(|(a, how)| cairn_api::ExternalAddr {
+                addr: a.to_string(),
+                learned: match how {
+                    Learned::Configured => "configured".into(),
+                    Learned::Peers { .. } => "peers".into(),
+                },
+                groups: match how {
+                    Learned::Configured => None,
+                    Learned::Peers { groups } => Some(groups as u64),
+                },
+            })
+            .collect(),
+        inbound_seen: own.inbound_seen(),
+    }
 }
 
 fn handle_output(

@@ -19,7 +19,8 @@ use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use thiserror::Error;
 
 /// The protocol version this node speaks. A peer must send exactly this version.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// Version 2 added `your_addr` and `relay` to [`Version`].
+pub const PROTOCOL_VERSION: u32 = 2;
 /// Bytes in a frame header: magic 4, command 1, length 4.
 pub const HEADER_BYTES: usize = 9;
 /// Longest user agent accepted in a version message.
@@ -66,6 +67,12 @@ pub struct Version {
     /// Random per node, fixed for its lifetime: detects connecting to ourselves, and two
     /// connections to the same node.
     pub nonce: u64,
+    /// The receiver's address as the sender sees it: the remote address of this
+    /// connection on the sender's side (for a dialler, the address it dialled). How a
+    /// node behind a NAT learns its external address.
+    pub your_addr: NetAddr,
+    /// False: "do not announce transfers or addresses to me" (a block-relay-only link).
+    pub relay: bool,
     pub user_agent: String,
 }
 
@@ -175,6 +182,14 @@ impl Message {
         let too_many = |count: usize, max: usize| WireError::TooManyItems { command, count, max };
         let msg = match command {
             VERSION => {
+                // The version number first, so that a peer of another protocol version
+                // (whose body may not even decode as ours) is told apart from garbage.
+                if let Some(b) = payload.get(..4) {
+                    let theirs = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+                    if theirs != PROTOCOL_VERSION {
+                        return Err(WireError::UnsupportedVersion(theirs));
+                    }
+                }
                 let v: Version = encoding::decode(payload).map_err(bad)?;
                 if v.user_agent.len() > MAX_USER_AGENT {
                     return Err(too_many(v.user_agent.len(), MAX_USER_AGENT));
@@ -260,7 +275,7 @@ pub fn max_payload(command: u8) -> Option<usize> {
     use command::*;
     let vec = |n: usize, item: usize| 8 + n * item;
     Some(match command {
-        VERSION => 4 + 4 + 32 + 8 + 32 + 2 + 8 + 8 + MAX_USER_AGENT,
+        VERSION => 4 + 4 + 32 + 8 + 32 + 2 + 8 + 18 + 1 + 8 + MAX_USER_AGENT,
         VERACK | GETADDR => 0,
         PING | PONG => 8,
         ADDR => vec(MAX_ADDRS, 18),
@@ -287,6 +302,9 @@ pub enum WireError {
     Malformed { command: u8, reason: String },
     #[error("{name} carries {count} items, the limit is {max}", name = command_name(*command).unwrap_or("?"))]
     TooManyItems { command: u8, count: usize, max: usize },
+    /// A `version` of another protocol version: refused, but not misbehaviour.
+    #[error("protocol version {0}, we speak {PROTOCOL_VERSION}")]
+    UnsupportedVersion(u32),
 }
 
 /// Encodes and parses frames for one network.
@@ -422,10 +440,15 @@ mod tests {
             best_work: work,
             listen_port: 7333,
             nonce: 0x1122_3344_5566_7788,
+            your_addr: NetAddr::from_socket("203.0.113.7:40000".parse().expect("addr")),
+            relay: true,
             user_agent: "cairn-node/0.1.0".into(),
         });
         let cases = [
-            ("version (height 5, work 10, port 7333, nonce 0x1122334455667788, user agent \"cairn-node/0.1.0\")", version),
+            (
+                "version (height 5, work 10, port 7333, nonce 0x1122334455667788, your_addr 203.0.113.7:40000, relay true, user agent \"cairn-node/0.1.0\")",
+                version,
+            ),
             ("verack", Message::Verack),
             ("ping 0x0102030405060708", Message::Ping(0x0102_0304_0506_0708)),
             ("getaddr", Message::GetAddr),
@@ -449,6 +472,49 @@ mod tests {
         let doc = include_str!("../../../docs/PROTOCOL.md");
         let v = vectors();
         assert!(doc.contains(&v), "docs/PROTOCOL.md test vectors are out of date; expected:\n{v}");
+    }
+
+    #[test]
+    fn a_version_1_peer_is_refused_by_its_version_number() {
+        // A version-1 body: the fields up to the nonce, then the user agent, without
+        // `your_addr` and `relay`. It does not decode as ours; the number says why.
+        let mut v1 = 1u32.to_le_bytes().to_vec();
+        v1.extend_from_slice(&[0u8; 4 + 32 + 8 + 32 + 2 + 8]);
+        v1.extend_from_slice(&4u64.to_le_bytes());
+        v1.extend_from_slice(b"old!");
+        let err = Message::decode_payload(command::VERSION, &v1).unwrap_err();
+        assert_eq!(err, WireError::UnsupportedVersion(1));
+        assert_eq!(err.to_string(), "protocol version 1, we speak 2");
+        // Too short to hold the number: malformed, like any other short body.
+        assert!(matches!(
+            Message::decode_payload(command::VERSION, &[2, 0]),
+            Err(WireError::Malformed { .. })
+        ));
+        // A `relay` byte other than 0 or 1 is malformed.
+        let c = codec();
+        let v = Version {
+            protocol_version: PROTOCOL_VERSION,
+            chain_id: 1,
+            genesis_hash: BlockHash::ZERO,
+            best_height: 0,
+            best_work: [0; 32],
+            listen_port: 0,
+            nonce: 1,
+            your_addr: NetAddr::from_socket("11.1.0.1:7333".parse().unwrap()),
+            relay: false,
+            user_agent: String::new(),
+        };
+        let mut payload = Message::Version(v.clone()).encode_payload();
+        assert_eq!(
+            c.parse(&c.encode(&Message::Version(v))).unwrap().unwrap().1,
+            HEADER_BYTES + payload.len()
+        );
+        let relay_at = payload.len() - 8 - 1;
+        payload[relay_at] = 2;
+        assert!(matches!(
+            Message::decode_payload(command::VERSION, &payload),
+            Err(WireError::Malformed { .. })
+        ));
     }
 
     #[test]

@@ -34,6 +34,8 @@ fn version(listen_port: u16, nonce: u64) -> Message {
         best_work: [0; 32],
         listen_port,
         nonce,
+        your_addr: cairn_node::p2p::wire::NetAddr::from_socket(([127, 0, 0, 1], 7000).into()),
+        relay: true,
         user_agent: "test".into(),
     })
 }

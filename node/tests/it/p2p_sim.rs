@@ -369,6 +369,8 @@ impl Sim {
                     // One per scripted node, or the victim takes a second one for a
                     // duplicate connection to the first.
                     nonce: 0xbad + i as u64,
+                    your_addr: cairn_node::p2p::wire::NetAddr::from_socket(([127, 0, 0, 1], 7000).into()),
+                    relay: true,
                     user_agent: "evil".into(),
                 };
                 self.send(i, peer, &Message::Version(v));
@@ -923,6 +925,8 @@ impl Solo {
             best_work: self.node.chain().tip().total_work.to_be_bytes(),
             listen_port: 7333,
             nonce: 1_000 + peer,
+            your_addr: cairn_node::p2p::wire::NetAddr::from_socket(([127, 0, 0, 1], 7000).into()),
+            relay: true,
             user_agent: "solo".into(),
         }
     }

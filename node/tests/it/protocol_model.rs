@@ -336,6 +336,8 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
                         best_work: work,
                         listen_port,
                         nonce,
+                        your_addr: cairn_node::p2p::wire::NetAddr::from_socket(([127, 0, 0, 1], 7000).into()),
+                        relay: true,
                         user_agent: "model".into(),
                     }),
                 }

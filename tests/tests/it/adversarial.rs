@@ -201,6 +201,20 @@ fn garbage_bytes_and_broken_handshakes_are_dropped() {
     assert_closed(&mut p, quick, "wrong genesis");
     net.assert_not_banned(p, "wrong genesis");
 
+    // A peer of protocol version 1 (the old `version`, without `your_addr` and `relay`):
+    // refused with the reason in the log, not banned (it is an old node, not an attacker).
+    let mut p = net.connect();
+    let mut v = VersionFields::for_genesis(&net.genesis, WORK_NONE, "adv/version-1");
+    v.protocol_version = 1;
+    p.send(cmd::VERSION, &v.payload()).unwrap();
+    assert_closed(&mut p, quick, "a version-1 peer");
+    net.assert_not_banned(p, "a version-1 peer");
+    let deadline = Instant::now() + quick;
+    while !net.victim.log_text().contains("protocol version 1, we speak 2") {
+        assert!(Instant::now() < deadline, "the refusal says why; log:\n{}", net.victim.log_text());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
     // A message before the handshake: dropped.
     let mut p = net.connect();
     p.send(cmd::PING, &7u64.to_le_bytes()).unwrap();

@@ -8,6 +8,7 @@
 
 mod adversarial;
 mod connections;
+mod discovery_netns;
 mod eclipse;
 mod explorer;
 mod hostile_amounts;

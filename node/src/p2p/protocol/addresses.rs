@@ -13,8 +13,11 @@ impl Protocol {
             return; // once per connection: no scraping the whole book by asking again
         }
         p.addrs.answered_getaddr = true;
+        let to = p.addr;
         let sample = self.book.sample(wire::MAX_ADDRS, self.now_ms, &mut self.rng);
-        let addrs = sample.into_iter().map(NetAddr::from_socket).collect();
+        // No private or loopback address to a peer on the internet.
+        let addrs =
+            sample.into_iter().filter(|a| discovery::may_tell(&to, a)).map(NetAddr::from_socket).collect();
         self.send(peer, Message::Addr(addrs));
     }
 
@@ -25,6 +28,7 @@ impl Protocol {
         let now = self.now_ms;
         let Some(p) = self.peers.get_mut(&peer) else { return };
         let source = p.addr.ip();
+        let from = p.addr;
         let solicited = p.addrs.sent_getaddr && !p.addrs.got_addr_reply;
         let allowed = if solicited {
             p.addrs.got_addr_reply = true;
@@ -42,7 +46,9 @@ impl Protocol {
         let mut fresh = Vec::new();
         for a in addrs.into_iter().take(allowed) {
             let a = a.to_socket();
-            if self.self_addrs.contains(&a) || self.book.is_banned(&a, now) {
+            // A peer on the internet has no business telling us private addresses.
+            if !discovery::may_tell(&from, &a) || self.self_addrs.contains(&a) || self.book.is_banned(&a, now)
+            {
                 continue;
             }
             if self.book.add_from(a, source, now) {
@@ -57,16 +63,22 @@ impl Protocol {
     }
 
     pub(super) fn relay_addrs(&mut self, from: PeerId, addrs: &[SocketAddr]) {
-        let mut targets: Vec<PeerId> = self
+        let mut targets: Vec<(PeerId, SocketAddr)> = self
             .peers
             .iter()
-            .filter(|(id, p)| p.is_ready() && **id != from && !p.link.block_relay_only)
-            .map(|(id, _)| *id)
+            .filter(|(id, p)| p.is_ready() && **id != from && p.wants_relay())
+            .map(|(id, p)| (*id, p.addr))
             .collect();
         targets.shuffle(&mut self.rng);
-        let msg = Message::Addr(addrs.iter().map(|a| NetAddr::from_socket(*a)).collect());
-        for t in targets.into_iter().take(2) {
-            self.send(t, msg.clone());
+        for (t, to) in targets.into_iter().take(2) {
+            let told: Vec<NetAddr> = addrs
+                .iter()
+                .filter(|a| discovery::may_tell(&to, a))
+                .map(|a| NetAddr::from_socket(*a))
+                .collect();
+            if !told.is_empty() {
+                self.send(t, Message::Addr(told));
+            }
         }
     }
 }

@@ -30,11 +30,13 @@ impl Protocol {
         }
         self.peers.insert(peer, Peer::new(addr, inbound, self.now_ms));
         self.on_connected_link(peer, addr, inbound);
-        let version = self.our_version();
+        let block_relay_only = self.peers.get(&peer).is_some_and(|p| p.link.block_relay_only);
+        let version = self.our_version(addr, self.config.relay && !block_relay_only);
         self.send(peer, Message::Version(version));
     }
 
-    pub(super) fn our_version(&self) -> Version {
+    /// Our `version` to the peer whose connection has the remote address `addr`.
+    pub(super) fn our_version(&self, addr: SocketAddr, relay: bool) -> Version {
         let tip = self.ledger.tip();
         Version {
             protocol_version: wire::PROTOCOL_VERSION,
@@ -44,6 +46,8 @@ impl Protocol {
             best_work: tip.total_work.to_be_bytes(),
             listen_port: self.config.listen_port,
             nonce: self.nonce,
+            your_addr: NetAddr::from_socket(addr),
+            relay,
             user_agent: self.config.user_agent.chars().take(wire::MAX_USER_AGENT).collect(),
         }
     }
@@ -131,15 +135,7 @@ impl Protocol {
         let Some(p) = self.peers.get(&peer) else { return };
         let (addr, inbound) = (p.addr, p.inbound);
         if let Some(why) = mismatch {
-            if self.log_limit.allow(LogLimiter::kind("drop: another network", &why), self.now_ms) {
-                tracing::info!(peer, %addr, %why, "refusing peer on another network");
-            } else {
-                tracing::debug!(peer, %addr, %why, "refusing peer on another network");
-            }
-            if !inbound {
-                self.book.remove(&addr);
-            }
-            self.disconnect(peer, DisconnectReason::WrongNetwork(why));
+            self.refuse_other_network(peer, why);
             return;
         }
         if v.nonce == self.nonce {
@@ -193,6 +189,22 @@ impl Protocol {
         self.send(peer, Message::Verack);
     }
 
+    /// Drops a peer of another network or protocol version (`why` says which), and
+    /// forgets its address if we dialled it.
+    pub(super) fn refuse_other_network(&mut self, peer: PeerId, why: String) {
+        let Some(p) = self.peers.get(&peer) else { return };
+        let (addr, inbound) = (p.addr, p.inbound);
+        if self.log_limit.allow(LogLimiter::kind("drop: another network", &why), self.now_ms) {
+            tracing::info!(peer, %addr, %why, "refusing peer on another network");
+        } else {
+            tracing::debug!(peer, %addr, %why, "refusing peer on another network");
+        }
+        if !inbound {
+            self.book.remove(&addr);
+        }
+        self.disconnect(peer, DisconnectReason::WrongNetwork(why));
+    }
+
     pub(super) fn on_ready(&mut self, peer: PeerId) {
         let now = self.now_ms;
         // Against the tip, not the best header: a header-only branch nobody delivers
@@ -219,10 +231,14 @@ impl Protocol {
             // It is up: whatever our dials to it did before, start its backoff afresh.
             self.book.mark_success(&l, now, false);
         }
+        // Protocol version 2: where the peer sees us, and ours to it if we know it.
+        if !self.learn_self_address(peer) && !inbound {
+            self.advertise_self(peer);
+        }
         // Outbound peers are always asked for addresses; inbound ones too while the book
         // is small: a node that others reached first may have no outbound peer at all
         // (each duplicate connection keeps one direction), and would otherwise learn
-        // addresses only from relays.
+        // addresses only from relays. Not over a block-relay-only link.
         if (!inbound || self.book.len() < wire::MAX_ADDRS) && self.relays_txs_and_addrs(peer) {
             if let Some(p) = self.peers.get_mut(&peer) {
                 p.addrs.sent_getaddr = true;
@@ -358,8 +374,12 @@ impl Protocol {
         let dialing = &self.dialing;
         let selfs = &self.self_addrs;
         let blocked = &self.blocked;
+        let book = &self.book;
+        let connect_only = self.config.connect_only;
         let exclude = |a: &SocketAddr| {
-            dialing.contains(a)
+            // `--connect`: only the addresses the operator gave.
+            (connect_only && !book.get(a).is_some_and(|e| e.seed))
+                || dialing.contains(a)
                 || selfs.contains(a)
                 || blocked.contains(a)
                 || peers.values().any(|p| (!p.inbound && p.addr == *a) || p.listen_addr == Some(*a))

@@ -154,9 +154,10 @@ impl Protocol {
         true
     }
 
-    /// False for links that must not carry transfers or addresses (block-relay-only).
+    /// False for links that must not carry transfers or addresses: block-relay-only
+    /// links we dialled, and peers whose `version` said `relay: false`.
     pub(super) fn relays_txs_and_addrs(&self, peer: PeerId) -> bool {
-        self.peers.get(&peer).is_some_and(|p| !p.link.block_relay_only)
+        self.peers.get(&peer).is_some_and(|p| p.wants_relay())
     }
 
     /// A connection came up: marks the links we dialled as block-relay-only or extra.
@@ -195,8 +196,12 @@ impl Protocol {
             || self.peers.values().any(|p| (!p.inbound && p.addr == *a) || p.listen_addr == Some(*a))
     }
 
-    /// Up to `n` dial candidates we are not connected to nor dialling.
+    /// Up to `n` dial candidates we are not connected to nor dialling. None under
+    /// `--connect`, which dials only the addresses the operator gave.
     fn pick_undialled(&mut self, n: usize, used: &[[u8; 4]]) -> Vec<SocketAddr> {
+        if self.config.connect_only {
+            return Vec::new();
+        }
         let Protocol { book, rng, dialing, self_addrs, blocked, peers, now_ms, .. } = self;
         let exclude = |a: &SocketAddr| {
             dialing.contains(a)
@@ -220,6 +225,9 @@ impl Protocol {
     /// Keeps [`BLOCK_RELAY_ONLY_OUTBOUND`] block-relay-only links: the anchors first,
     /// then addresses from the book in network groups no outbound link uses.
     pub(super) fn maintain_block_relay(&mut self) {
+        if self.config.connect_only {
+            return;
+        }
         let dialing = &self.dialing;
         self.eclipse.block_relay_dialing.retain(|a| dialing.contains(a));
         self.eclipse.extra_dialing.retain(|a| dialing.contains(a));
@@ -246,7 +254,7 @@ impl Protocol {
         }
     }
 
-    fn dial_as(&mut self, a: SocketAddr, block_relay_only: bool) {
+    pub(super) fn dial_as(&mut self, a: SocketAddr, block_relay_only: bool) {
         self.dial(a);
         if self.dialing.contains(&a) {
             if block_relay_only {
@@ -390,6 +398,8 @@ mod tests {
             best_work: Work::ZERO.to_be_bytes(),
             listen_port: 7333,
             nonce,
+            your_addr: NetAddr::from_socket("127.0.0.1:7333".parse().unwrap()),
+            relay: true,
             user_agent: "test".into(),
         }
     }

@@ -13,9 +13,10 @@
 //! ([`super::addrbook`]), inventory gossip, headers-first sync with parallel block
 //! downloads ([`super::downloads`]), and misbehaviour scoring and bans. One file per
 //! concern, each an `impl Protocol` block: `connections` (connections, handshake, ping,
-//! timers, outbound slots), `addresses` (peer exchange), `relay` (inventory, transfers,
-//! node events), `blocks` (headers and blocks), `eclipse` (inbound eviction,
-//! block-relay-only links and anchors, the stale-tip check). This file holds the types, `step`, and
+//! timers, outbound slots), `addresses` (peer exchange), `self_addr` (our external
+//! address, block-relay-only dials), `relay` (inventory, transfers, node events),
+//! `blocks` (headers and blocks), `eclipse` (inbound eviction, block-relay-only links
+//! and anchors, the stale-tip check). This file holds the types, `step`, and
 //! the primitives every concern shares: send, announce, disconnect, misbehave, ban.
 
 mod addresses;
@@ -23,8 +24,10 @@ mod blocks;
 mod connections;
 mod eclipse;
 mod relay;
+mod self_addr;
 
 use super::addrbook::{self, AddrBook, Snapshot};
+use super::discovery::{self, SelfAddress};
 use super::downloads::BlockDownloads;
 use super::ledger::{BlockOutcome, Checked, Ledger, NodeEvent, Origin, Tip, TransferOutcome};
 use super::loglimit::LogLimiter;
@@ -73,6 +76,15 @@ pub struct Config {
     pub save_interval_ms: u64,
     /// How often sync progress is logged while syncing.
     pub progress_interval_ms: u64,
+    /// The `relay` flag of our `version`: false asks every peer not to announce
+    /// transfers or addresses to us. [`Protocol::dial_block_relay`] clears it for one
+    /// connection.
+    pub relay: bool,
+    /// `--external-addr`: the addresses we advertise, instead of one learned from peers.
+    pub external_addrs: Vec<SocketAddr>,
+    /// `--connect`: dial only the addresses given (`--connect`, `--peer`,
+    /// `net_addPeer`), never ones learned from peers or seeds.
+    pub connect_only: bool,
 }
 
 impl Default for Config {
@@ -96,6 +108,9 @@ impl Default for Config {
             ban_duration_ms: 24 * 3600 * 1000,
             save_interval_ms: 30_000,
             progress_interval_ms: 5_000,
+            relay: true,
+            external_addrs: Vec::new(),
+            connect_only: false,
         }
     }
 }
@@ -214,6 +229,9 @@ pub enum Input {
     Node(NodeEvent),
     /// `--peer` / `net_addPeer`: remember and dial.
     AddPeer(SocketAddr),
+    /// Addresses of resolved seed names (or the chain's fixed fallback addresses): added
+    /// to the address book like gossiped ones, dialled by outbound maintenance.
+    SeedAddrs(Vec<SocketAddr>),
     /// `net_blockPeer`: drop the peer listening at this address and refuse it (dials
     /// and handshakes) until [`Input::UnblockPeer`]. Operator partitions, not bans.
     BlockPeer(SocketAddr),
@@ -397,6 +415,12 @@ impl Peer {
     fn nonce(&self) -> Option<u64> {
         self.version().map(|v| v.nonce)
     }
+
+    /// It wants transfers and addresses announced to it: the `relay` flag of its
+    /// `version`, and we did not make the link block-relay-only ourselves.
+    fn wants_relay(&self) -> bool {
+        !self.link.block_relay_only && self.version().is_some_and(|v| v.relay)
+    }
 }
 
 /// The protocol state of one node.
@@ -413,6 +437,8 @@ pub struct Protocol {
     self_addrs: BTreeSet<SocketAddr>,
     /// Listen addresses the operator blocked (`net_blockPeer`); in memory only.
     blocked: BTreeSet<SocketAddr>,
+    /// Our external address, configured or learned from peers' `version`.
+    self_address: SelfAddress,
     downloads: BlockDownloads,
     tx_requests: BTreeMap<Txid, (PeerId, u64)>,
     recent_rejects: BoundedSet<Txid>,
@@ -437,6 +463,7 @@ impl Protocol {
         let mut rng = StdRng::seed_from_u64(seed);
         let nonce = rng.gen();
         let book = AddrBook::from_snapshot_or_key(book, now_ms, rng.gen());
+        let self_address = SelfAddress::new(config.external_addrs.clone());
         Protocol {
             ledger,
             config,
@@ -447,6 +474,7 @@ impl Protocol {
             dialing: BTreeSet::new(),
             self_addrs: BTreeSet::new(),
             blocked: BTreeSet::new(),
+            self_address,
             downloads: BlockDownloads::default(),
             tx_requests: BTreeMap::new(),
             recent_rejects: BoundedSet::new(limits::RECENT_REJECTS),
@@ -519,6 +547,10 @@ impl Protocol {
             }
             Input::Received { peer, msg } => self.on_message(peer, msg),
             Input::Transfer { peer, checked } => self.on_tx(peer, checked),
+            Input::BadFrame { peer, error: WireError::UnsupportedVersion(v) } => {
+                let why = WireError::UnsupportedVersion(v).to_string();
+                self.refuse_other_network(peer, why);
+            }
             Input::BadFrame { peer, error } => {
                 let serious = !matches!(error, WireError::BadMagic(_));
                 if serious {
@@ -543,6 +575,7 @@ impl Protocol {
                     self.dial(addr);
                 }
             }
+            Input::SeedAddrs(addrs) => self.add_seed_addrs(addrs),
             Input::BlockPeer(addr) => self.block_peer(addr),
             Input::UnblockPeer(addr) => {
                 if self.blocked.remove(&addr) {
@@ -682,8 +715,8 @@ impl Protocol {
             if !p.is_ready() || origin == Origin::Peer(*id) || p.relay.known.contains(&item) {
                 continue;
             }
-            if matches!(item, InvItem::Tx(_)) && p.link.block_relay_only {
-                continue;
+            if matches!(item, InvItem::Tx(_)) && !p.wants_relay() {
+                continue; // a block-relay-only link
             }
             p.relay.known.insert(item);
             to.push(*id);
