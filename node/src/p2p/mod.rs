@@ -20,6 +20,7 @@ mod net;
 pub mod presync;
 pub mod progress;
 pub mod protocol;
+pub mod siphash;
 mod waiting;
 pub mod wire;
 

@@ -19,6 +19,7 @@
 
 mod addresses;
 mod blocks;
+pub mod compact;
 mod connections;
 mod relay;
 
@@ -299,6 +300,7 @@ struct Peer {
     addrs: AddrState,
     relay: RelayState,
     blocks: BlockState,
+    compact: compact::PeerCompact,
 }
 
 /// Peer exchange with one peer (`addresses.rs`).
@@ -375,6 +377,7 @@ impl Peer {
                 unconnected_headers: 0,
                 presync: None,
             },
+            compact: compact::PeerCompact::default(),
         }
     }
 
@@ -423,6 +426,8 @@ pub struct Protocol {
     syncing: bool,
     /// The current sync was logged as started (it was more than one block behind).
     sync_logged: bool,
+    /// Compact block relay (`compact.rs`).
+    compact: compact::CompactRelay,
 }
 
 impl Protocol {
@@ -453,6 +458,7 @@ impl Protocol {
             log_limit: LogLimiter::default(),
             syncing: false,
             sync_logged: false,
+            compact: compact::CompactRelay::default(),
         }
     }
 
@@ -542,7 +548,10 @@ impl Protocol {
                     tracing::info!(%addr, "peer unblocked");
                 }
             }
-            Input::Tick => self.on_tick(),
+            Input::Tick => {
+                self.on_tick();
+                self.compact_on_tick();
+            }
         }
     }
 
@@ -585,6 +594,7 @@ impl Protocol {
                     };
                     p.handshake = Handshake::Ready { version: version.clone() };
                     self.on_ready(peer);
+                    self.compact_on_ready(peer);
                 }
                 other => self.disconnect(
                     peer,
@@ -611,6 +621,10 @@ impl Protocol {
                 let checked = self.ledger.verify(t);
                 self.on_tx(peer, checked)
             }
+            Message::SendCmpct(s) => self.on_sendcmpct(peer, s),
+            Message::CmpctBlock(c) => self.on_cmpctblock(peer, *c),
+            Message::GetBlockTxn(g) => self.on_getblocktxn(peer, g),
+            Message::BlockTxn(b) => self.on_blocktxn(peer, b),
         }
     }
 
@@ -668,8 +682,12 @@ impl Protocol {
     }
 
     /// Tells every ready peer about `item`, except the one it came from and those that
-    /// already know it.
+    /// already know it (a block goes compact to the peers that asked for that).
     fn announce(&mut self, item: InvItem, origin: Origin) {
+        if let InvItem::Block(hash) = item {
+            // High-bandwidth peers get the block itself, compact (`compact.rs`).
+            self.push_compact(hash, origin);
+        }
         let mut to = Vec::new();
         for (id, p) in self.peers.iter_mut() {
             if !p.is_ready() || origin == Origin::Peer(*id) || p.relay.known.contains(&item) {
