@@ -8,6 +8,7 @@
 //! - [`addrbook`]: known addresses and bans (saved as `peers.json` / `bans.json`).
 //! - [`downloads`]: which block bodies are requested from whom.
 //! - [`presync`]: headers of low-work branches are checked before any is stored.
+//! - [`siphash`]: SipHash-2-4, for the short transfer ids of compact blocks.
 //! - `net`: the thin tokio driver that runs the protocol over TCP.
 //!
 //! The protocol is also driven by a deterministic simulator (node/tests/it/p2p_sim.rs).

@@ -750,7 +750,7 @@ mod tests {
             let mut b: Vec<u8> = (0..len).map(|_| rng.gen()).collect();
             if rng.gen_bool(0.8) && b.len() >= 9 {
                 b[..4].copy_from_slice(&c.magic);
-                b[4] = rng.gen_range(0..14);
+                b[4] = rng.gen_range(0..18);
                 let l = (b.len() - 9) as u32;
                 b[5..9].copy_from_slice(&l.to_le_bytes());
             }

@@ -14,7 +14,7 @@
 //! downloads ([`super::downloads`]), and misbehaviour scoring and bans. One file per
 //! concern, each an `impl Protocol` block: `connections` (connections, handshake, ping,
 //! timers, outbound slots), `addresses` (peer exchange), `relay` (inventory, transfers,
-//! node events), `blocks` (headers and blocks). This file holds the types, `step`, and
+//! node events), `blocks` (headers and blocks), `compact` (compact block relay). This file holds the types, `step`, and
 //! the primitives every concern shares: send, announce, disconnect, misbehave, ban.
 
 mod addresses;
