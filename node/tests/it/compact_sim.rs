@@ -312,3 +312,16 @@ fn network_relays_a_full_mempool_block_compactly() {
     assert_eq!(count("getblocktxn"), 0, "every transfer was in every mempool");
     assert_eq!(count("block"), 0, "no full block needed");
 }
+
+/// The bytes a compact block costs against the full block, for a 1,000-transfer block:
+/// header, nonce, 6 bytes per transfer and the coinbase, under 5% of the block.
+#[test]
+fn a_thousand_transfer_block_costs_under_five_percent_compact() {
+    let n = Lone::new();
+    let txs = transfers(&n.genesis, 1_000);
+    let block = n.next_block(&txs);
+    let full = Message::Block(Box::new(block.clone())).encode_payload().len();
+    let compact = Message::CmpctBlock(Box::new(compact_of(&block, 1))).encode_payload().len();
+    eprintln!("1,000 transfers: full block {full} bytes, compact block {compact} bytes");
+    assert!(compact * 20 < full, "compact {compact} of full {full}");
+}

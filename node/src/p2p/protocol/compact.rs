@@ -30,6 +30,10 @@ pub const MAX_HIGH_BANDWIDTH: usize = 3;
 /// `getblocktxn` is answered for blocks at most this far below our tip; deeper ones
 /// are sent whole.
 const MAX_BLOCKTXN_DEPTH: u64 = 10;
+/// Compact blocks waiting for `blocktxn` at once, over all peers (one per peer). Each
+/// holds a slot per transaction of its block, so their number is bounded; beyond it the
+/// block is fetched whole.
+const MAX_PARTIALS: usize = 4;
 
 /// Compact-block state of one peer.
 #[derive(Debug, Default)]
@@ -331,6 +335,11 @@ impl Protocol {
             Err(why) => self.misbehave(peer, limits::BAN_SCORE, &format!("invalid compact block: {why}")),
             Ok(Rebuilt::Collision) => self.fetch_whole(peer, hash, "short-id collision"),
             Ok(Rebuilt::Complete(partial)) => self.finish_compact(peer, partial),
+            Ok(Rebuilt::Missing(_))
+                if self.peers.values().filter(|p| p.compact.partial.is_some()).count() >= MAX_PARTIALS =>
+            {
+                self.fetch_whole(peer, hash, "too many compact blocks being completed")
+            }
             Ok(Rebuilt::Missing(partial)) => {
                 let indexes = partial.asked.clone();
                 if let Some(p) = self.peers.get_mut(&peer) {
