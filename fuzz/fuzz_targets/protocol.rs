@@ -71,7 +71,7 @@ fuzz_target!(|data: &[u8]| {
             5 => Input::BadFrame { peer, error: WireError::UnknownCommand(200) },
             6 => Input::AddPeer(SocketAddr::from(([127, 0, 0, 2], u16::from(byte(&mut data)) + 1))),
             _ => {
-                let command = byte(&mut data) % 13;
+                let command = byte(&mut data) % 17;
                 let len = u16::from_le_bytes([byte(&mut data), byte(&mut data)]) as usize;
                 let payload = take(&mut data, len);
                 match Message::decode_payload(command, payload) {

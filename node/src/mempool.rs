@@ -294,6 +294,14 @@ impl Mempool {
         self.entries.len()
     }
 
+    /// Calls `f` with every pending transfer and its txid, in no particular order (the
+    /// short-id match of a compact block, `p2p::protocol::compact`).
+    pub fn for_each(&self, mut f: impl FnMut(&Txid, &SignedTransfer)) {
+        for (txid, e) in &self.entries {
+            f(txid, &e.tx);
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }

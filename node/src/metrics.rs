@@ -307,6 +307,10 @@ const COMMANDS: &[&str] = &[
     "headers",
     "block",
     "tx",
+    "sendcmpct",
+    "cmpctblock",
+    "getblocktxn",
+    "blocktxn",
     "other",
 ];
 
@@ -1059,10 +1063,10 @@ mod tests {
         // inc_by falls back to the last value: make sure that is a sensible one.
         assert_eq!(COMMANDS.last(), Some(&"other"));
         assert_eq!(MISBEHAVIOUR_REASONS.last(), Some(&"invalid_block_or_header"));
-        for c in 0..=12u8 {
+        for c in 0..=16u8 {
             assert_eq!(Some(COMMANDS[c as usize]), crate::p2p::wire::command_name(c));
         }
-        assert_eq!(crate::p2p::wire::command_name(13), None);
+        assert_eq!(crate::p2p::wire::command_name(17), None);
     }
 
     #[test]

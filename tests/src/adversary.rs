@@ -43,6 +43,10 @@ pub mod cmd {
     pub const HEADERS: u8 = 10;
     pub const BLOCK: u8 = 11;
     pub const TX: u8 = 12;
+    pub const SENDCMPCT: u8 = 13;
+    pub const CMPCTBLOCK: u8 = 14;
+    pub const GETBLOCKTXN: u8 = 15;
+    pub const BLOCKTXN: u8 = 16;
 }
 
 /// Inventory kinds (the `InvItem` enum's variant index).
@@ -662,4 +666,82 @@ pub fn random_u64() -> u64 {
 /// `n` pseudo-random bytes.
 pub fn random_bytes(n: usize) -> Vec<u8> {
     (0..n).map(|_| random_u64() as u8).collect()
+}
+
+// ----- compact blocks (docs/PROTOCOL.md, "Compact blocks"), written from the document -----
+
+/// A `sendcmpct` body: the high-bandwidth flag (one byte) and version 1.
+pub fn sendcmpct_payload(high_bandwidth: bool) -> Vec<u8> {
+    let mut p = vec![u8::from(high_bandwidth)];
+    p.extend_from_slice(&1u64.to_le_bytes());
+    p
+}
+
+/// The high-bandwidth flag of a `sendcmpct` body.
+pub fn sendcmpct_flag(payload: &[u8]) -> Option<bool> {
+    (payload.len() == 9).then(|| payload[0] == 1)
+}
+
+/// A transfer's short id under `header` and `nonce`: the SipHash key is the first 16
+/// bytes of SHA-256(header || nonce LE) as two little-endian u64s; the id is the low 6
+/// bytes of SipHash-2-4(txid). SipHash here is the standard library's (an implementation
+/// independent of the node's).
+pub fn short_id(header: &BlockHeader, nonce: u64, txid: &[u8; 32]) -> [u8; 6] {
+    use sha2::{Digest, Sha256};
+    #[allow(deprecated)]
+    use std::hash::{Hasher, SipHasher};
+    let mut h = Sha256::new();
+    h.update(encode(header));
+    h.update(nonce.to_le_bytes());
+    let k: [u8; 32] = h.finalize().into();
+    let k0 = u64::from_le_bytes(k[0..8].try_into().expect("8 bytes"));
+    let k1 = u64::from_le_bytes(k[8..16].try_into().expect("8 bytes"));
+    #[allow(deprecated)]
+    let mut s = SipHasher::new_with_keys(k0, k1);
+    s.write(txid);
+    let id = s.finish().to_le_bytes();
+    [id[0], id[1], id[2], id[3], id[4], id[5]]
+}
+
+/// A `cmpctblock` body for `block`: the transactions at `prefill` (increasing, 0 among
+/// them for a valid one) whole, short ids for the rest.
+pub fn cmpctblock_payload(block: &Block, nonce: u64, prefill: &[usize]) -> Vec<u8> {
+    let mut ids = Vec::new();
+    let mut pre = Vec::new();
+    for (i, tx) in block.transactions.iter().enumerate() {
+        if prefill.contains(&i) {
+            pre.extend_from_slice(&(i as u32).to_le_bytes());
+            pre.extend_from_slice(&encode(tx));
+        } else {
+            ids.extend_from_slice(&short_id(&block.header, nonce, &tx.txid().0));
+        }
+    }
+    let mut p = encode(&block.header);
+    p.extend_from_slice(&nonce.to_le_bytes());
+    p.extend_from_slice(&((ids.len() / 6) as u64).to_le_bytes());
+    p.extend_from_slice(&ids);
+    p.extend_from_slice(&(prefill.len() as u64).to_le_bytes());
+    p.extend_from_slice(&pre);
+    p
+}
+
+/// The block hash and indexes of a `getblocktxn` body.
+pub fn getblocktxn_of(payload: &[u8]) -> Option<([u8; 32], Vec<u32>)> {
+    let hash: [u8; 32] = payload.get(..32)?.try_into().ok()?;
+    let n = u64::from_le_bytes(payload.get(32..40)?.try_into().ok()?) as usize;
+    let rest = payload.get(40..)?;
+    if rest.len() != n.checked_mul(4)? {
+        return None;
+    }
+    Some((hash, rest.chunks(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()))
+}
+
+/// A `blocktxn` body.
+pub fn blocktxn_payload(hash: &BlockHash, transfers: &[SignedTransfer]) -> Vec<u8> {
+    let mut p = hash.0.to_vec();
+    p.extend_from_slice(&(transfers.len() as u64).to_le_bytes());
+    for t in transfers {
+        p.extend_from_slice(&encode(t));
+    }
+    p
 }

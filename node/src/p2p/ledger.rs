@@ -106,6 +106,14 @@ pub trait Ledger: Send + Sync {
         origin: Origin,
         now_ms: u64,
     ) -> Result<(BlockOutcome, Option<NodeEvent>), String>;
+    /// A stored block, decoded (to build a compact block, or answer `getblocktxn`).
+    fn block(&self, hash: &BlockHash) -> Result<Option<Block>, String>;
+    /// Calls `f` with every transfer in the mempool and its txid (to rebuild a compact
+    /// block from it).
+    fn for_each_pending(&self, f: &mut dyn FnMut(&Txid, &SignedTransfer));
+    /// Checks transfers' signatures in parallel, in order (the transfers of a compact
+    /// block that did not come from our mempool).
+    fn verify_many(&self, txs: Vec<SignedTransfer>) -> Vec<Checked>;
     fn submit_headers(&self, headers: &[BlockHeader], now_ms: u64) -> Result<HeadersOutcome, String>;
     fn submit_transfer(
         &self,
@@ -206,6 +214,18 @@ impl Ledger for Node {
             Acceptance::Invalid(_) | Acceptance::Duplicate | Acceptance::SideBranch => BlockOutcome::Stored,
         };
         Ok((outcome, event))
+    }
+
+    fn block(&self, hash: &BlockHash) -> Result<Option<Block>, String> {
+        self.chain().block(hash).map_err(|e| e.to_string())
+    }
+
+    fn for_each_pending(&self, f: &mut dyn FnMut(&Txid, &SignedTransfer)) {
+        self.mempool().for_each(f);
+    }
+
+    fn verify_many(&self, txs: Vec<SignedTransfer>) -> Vec<Checked> {
+        crate::node::verify_many(txs, self.genesis().params.chain_id)
     }
 
     fn submit_headers(&self, headers: &[BlockHeader], now_ms: u64) -> Result<HeadersOutcome, String> {

@@ -9,6 +9,7 @@
 //! - [`discovery`]: routable addresses, what may be told to whom, our external address.
 //! - [`downloads`]: which block bodies are requested from whom.
 //! - [`presync`]: headers of low-work branches are checked before any is stored.
+//! - [`siphash`]: SipHash-2-4, for the short transfer ids of compact blocks.
 //! - `net`: the thin tokio driver that runs the protocol over TCP.
 //!
 //! The protocol is also driven by a deterministic simulator (node/tests/it/p2p_sim.rs).
@@ -22,6 +23,7 @@ mod net;
 pub mod presync;
 pub mod progress;
 pub mod protocol;
+pub mod siphash;
 mod waiting;
 pub mod wire;
 

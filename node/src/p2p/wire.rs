@@ -14,6 +14,7 @@
 use cairn_core::block::{Block, BlockHeader, HEADER_LEN};
 use cairn_core::encoding::{self, DecodeError};
 use cairn_core::genesis::MAX_BLOCK_BYTES_LIMIT;
+use cairn_core::transaction::Transaction;
 use cairn_core::{BlockHash, SignedTransfer, Txid};
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use thiserror::Error;
@@ -51,6 +52,11 @@ pub mod command {
     pub const HEADERS: u8 = 10;
     pub const BLOCK: u8 = 11;
     pub const TX: u8 = 12;
+    // Compact block relay (BIP152-style; see [`super::CmpctBlock`]).
+    pub const SENDCMPCT: u8 = 13;
+    pub const CMPCTBLOCK: u8 = 14;
+    pub const GETBLOCKTXN: u8 = 15;
+    pub const BLOCKTXN: u8 = 16;
 }
 
 /// The handshake message: who we are and what chain we follow.
@@ -107,6 +113,9 @@ impl NetAddr {
 pub enum InvItem {
     Block(BlockHash),
     Tx(Txid),
+    /// In `getdata`: the block as a `cmpctblock` (compact block relay, BIP152's
+    /// low-bandwidth mode). Elsewhere it means the same as `Block`.
+    CmpctBlock(BlockHash),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, bincode::Encode, bincode::Decode)]
@@ -115,6 +124,123 @@ pub struct GetHeaders {
     pub locator: Vec<BlockHash>,
     /// Stop after this hash (all zero: send as many as allowed).
     pub stop: BlockHash,
+}
+
+// ----- compact block relay (BIP152-style), commands 13-16 -----
+
+/// The compact block version this node speaks (`sendcmpct` of another version is
+/// ignored).
+pub const CMPCT_VERSION: u64 = 1;
+/// Most transactions one compact block (short ids and prefilled together), `getblocktxn`
+/// or `blocktxn` may list: more than a block of the largest size a genesis allows can
+/// hold (a transfer takes 149 bytes in a block).
+pub const MAX_BLOCK_TXS: usize = MAX_PAYLOAD / 149 + 1;
+/// Bytes of a short transfer id.
+pub const SHORT_ID_BYTES: usize = 6;
+/// A short transfer id: the low 6 bytes (little-endian) of a keyed SipHash-2-4 of the
+/// txid.
+pub type ShortId = [u8; SHORT_ID_BYTES];
+
+/// `sendcmpct`: the sender accepts compact blocks; with `high_bandwidth` it asks to be
+/// sent them unannounced, as soon as they are checked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, bincode::Encode, bincode::Decode)]
+pub struct SendCmpct {
+    pub high_bandwidth: bool,
+    pub version: u64,
+}
+
+/// A transaction of a compact block sent whole, at its (absolute) index in the block.
+#[derive(Clone, Debug, PartialEq, Eq, bincode::Encode, bincode::Decode)]
+pub struct PrefilledTx {
+    pub index: u32,
+    pub tx: Transaction,
+}
+
+/// `cmpctblock`: a block as its header, a per-block nonce, the short id of each
+/// transaction not prefilled (in block order, skipping the prefilled indexes), and the
+/// prefilled transactions (at least the coinbase), indexes strictly increasing.
+#[derive(Clone, Debug, PartialEq, Eq, bincode::Encode, bincode::Decode)]
+pub struct CmpctBlock {
+    pub header: BlockHeader,
+    pub nonce: u64,
+    pub short_ids: Vec<ShortId>,
+    pub prefilled: Vec<PrefilledTx>,
+}
+
+impl CmpctBlock {
+    /// Transactions in the block.
+    pub fn tx_count(&self) -> usize {
+        self.short_ids.len() + self.prefilled.len()
+    }
+}
+
+/// `getblocktxn`: the transfers of a compact block the sender could not find, by their
+/// absolute indexes in the block, strictly increasing.
+#[derive(Clone, Debug, PartialEq, Eq, bincode::Encode, bincode::Decode)]
+pub struct GetBlockTxn {
+    pub block_hash: BlockHash,
+    pub indexes: Vec<u32>,
+}
+
+/// `blocktxn`: the transfers a `getblocktxn` asked for, in its order.
+#[derive(Clone, Debug, PartialEq, Eq, bincode::Encode, bincode::Decode)]
+pub struct BlockTxn {
+    pub block_hash: BlockHash,
+    pub transfers: Vec<SignedTransfer>,
+}
+
+/// True if `indexes` strictly increase.
+fn strictly_increasing(indexes: impl Iterator<Item = u32>) -> bool {
+    let mut last: Option<u32> = None;
+    for i in indexes {
+        if last.is_some_and(|l| i <= l) {
+            return false;
+        }
+        last = Some(i);
+    }
+    true
+}
+
+/// Decodes the compact-block messages (commands 13-16) and checks their limits.
+fn decode_compact(command: u8, payload: &[u8]) -> Result<Message, WireError> {
+    use command::*;
+    let bad = |e: DecodeError| WireError::Malformed { command, reason: e.to_string() };
+    let too_many = |count: usize| WireError::TooManyItems { command, count, max: MAX_BLOCK_TXS };
+    let invalid = |reason: &str| WireError::Malformed { command, reason: reason.to_string() };
+    Ok(match command {
+        SENDCMPCT => Message::SendCmpct(encoding::decode(payload).map_err(bad)?),
+        CMPCTBLOCK => {
+            let c: CmpctBlock = encoding::decode(payload).map_err(bad)?;
+            let n = c.tx_count();
+            if n > MAX_BLOCK_TXS {
+                return Err(too_many(n));
+            }
+            if !strictly_increasing(c.prefilled.iter().map(|p| p.index)) {
+                return Err(invalid("prefilled indexes do not strictly increase"));
+            }
+            if c.prefilled.last().is_some_and(|p| p.index as usize >= n) {
+                return Err(invalid("a prefilled index is past the end of the block"));
+            }
+            Message::CmpctBlock(Box::new(c))
+        }
+        GETBLOCKTXN => {
+            let g: GetBlockTxn = encoding::decode(payload).map_err(bad)?;
+            if g.indexes.len() > MAX_BLOCK_TXS {
+                return Err(too_many(g.indexes.len()));
+            }
+            if !strictly_increasing(g.indexes.iter().copied()) {
+                return Err(invalid("indexes do not strictly increase"));
+            }
+            Message::GetBlockTxn(g)
+        }
+        _ => {
+            let b: BlockTxn = encoding::decode(payload).map_err(bad)?;
+            if b.transfers.len() > MAX_BLOCK_TXS {
+                return Err(too_many(b.transfers.len()));
+            }
+            Message::BlockTxn(b)
+        }
+    })
 }
 
 /// Every message of the protocol.
@@ -133,6 +259,10 @@ pub enum Message {
     Headers(Vec<BlockHeader>),
     Block(Box<Block>),
     Tx(SignedTransfer),
+    SendCmpct(SendCmpct),
+    CmpctBlock(Box<CmpctBlock>),
+    GetBlockTxn(GetBlockTxn),
+    BlockTxn(BlockTxn),
 }
 
 impl Message {
@@ -152,6 +282,10 @@ impl Message {
             Message::Headers(_) => HEADERS,
             Message::Block(_) => BLOCK,
             Message::Tx(_) => TX,
+            Message::SendCmpct(_) => SENDCMPCT,
+            Message::CmpctBlock(_) => CMPCTBLOCK,
+            Message::GetBlockTxn(_) => GETBLOCKTXN,
+            Message::BlockTxn(_) => BLOCKTXN,
         }
     }
 
@@ -172,6 +306,10 @@ impl Message {
             Message::Headers(h) => encoding::encode(h),
             Message::Block(b) => encoding::encode(b.as_ref()),
             Message::Tx(t) => encoding::encode(t),
+            Message::SendCmpct(s) => encoding::encode(s),
+            Message::CmpctBlock(c) => encoding::encode(c.as_ref()),
+            Message::GetBlockTxn(g) => encoding::encode(g),
+            Message::BlockTxn(b) => encoding::encode(b),
         }
     }
 
@@ -242,6 +380,7 @@ impl Message {
             }
             BLOCK => Message::Block(Box::new(encoding::decode(payload).map_err(bad)?)),
             TX => Message::Tx(encoding::decode(payload).map_err(bad)?),
+            SENDCMPCT | CMPCTBLOCK | GETBLOCKTXN | BLOCKTXN => decode_compact(command, payload)?,
             other => return Err(WireError::UnknownCommand(other)),
         };
         Ok(msg)
@@ -265,6 +404,10 @@ pub fn command_name(command: u8) -> Option<&'static str> {
         HEADERS => "headers",
         BLOCK => "block",
         TX => "tx",
+        SENDCMPCT => "sendcmpct",
+        CMPCTBLOCK => "cmpctblock",
+        GETBLOCKTXN => "getblocktxn",
+        BLOCKTXN => "blocktxn",
         _ => return None,
     })
 }
@@ -285,6 +428,9 @@ pub fn max_payload(command: u8) -> Option<usize> {
         BLOCK => MAX_PAYLOAD,
         // A signed transfer has a fixed size: 4 + 8 + 33 + 20 + 8 + 8 + 64.
         TX => 145,
+        SENDCMPCT => 1 + 8,
+        CMPCTBLOCK | BLOCKTXN => MAX_PAYLOAD,
+        GETBLOCKTXN => 32 + vec(MAX_BLOCK_TXS, 4),
         _ => return None,
     })
 }
@@ -391,6 +537,14 @@ mod tests {
         FrameCodec { magic: [0xca, 0x1e, 0x2b, 0x03] }
     }
 
+    fn coinbase() -> Transaction {
+        Transaction::Coinbase(cairn_core::Coinbase {
+            height: 1,
+            to: cairn_core::Address([0x11; 20]),
+            amount: cairn_core::Amount(50),
+        })
+    }
+
     #[test]
     fn a_block_sent_as_stored_bytes_is_the_same_frame() {
         let block = cairn_core::genesis::Genesis::dev().block();
@@ -412,6 +566,15 @@ mod tests {
             Message::GetData(vec![]),
             Message::NotFound(vec![InvItem::Tx(Txid([3; 32]))]),
             Message::GetHeaders(GetHeaders { locator: vec![BlockHash([4; 32])], stop: BlockHash::ZERO }),
+            Message::SendCmpct(SendCmpct { high_bandwidth: false, version: CMPCT_VERSION }),
+            Message::GetBlockTxn(GetBlockTxn { block_hash: BlockHash([5; 32]), indexes: vec![1, 2, 7] }),
+            Message::BlockTxn(BlockTxn { block_hash: BlockHash([6; 32]), transfers: vec![] }),
+            Message::CmpctBlock(Box::new(CmpctBlock {
+                header: cairn_core::genesis::Genesis::dev().block().header,
+                nonce: 9,
+                short_ids: vec![[1, 2, 3, 4, 5, 6]],
+                prefilled: vec![PrefilledTx { index: 0, tx: coinbase() }],
+            })),
         ];
         for m in msgs {
             let bytes = c.encode(&m);
@@ -459,9 +622,37 @@ mod tests {
                 Message::GetHeaders(GetHeaders { locator: vec![genesis.hash()], stop: BlockHash::ZERO }),
             ),
         ];
+        // Compact blocks: the short id of txid cd..cd under the genesis header and nonce
+        // 0x0102030405060708 is pinned by the cmpctblock frame.
+        let nonce = 0x0102_0304_0506_0708;
+        let key = crate::p2p::protocol::compact::short_id_key(&genesis.block().header, nonce);
+        let sid = crate::p2p::protocol::compact::short_id(key, &Txid([0xcd; 32]));
+        let coinbase = Transaction::Coinbase(cairn_core::Coinbase {
+            height: 1,
+            to: cairn_core::Address([0x11; 20]),
+            amount: cairn_core::Amount(50),
+        });
+        let compact_cases = [
+            ("sendcmpct { high_bandwidth: true, version: 1 }", Message::SendCmpct(SendCmpct { high_bandwidth: true, version: 1 })),
+            (
+                "cmpctblock { header: dev genesis, nonce: 0x0102030405060708, short_ids: [short id of txid cd..cd], prefilled: [0: coinbase { height: 1, to: 11..11, amount: 50 }] }",
+                Message::CmpctBlock(Box::new(CmpctBlock {
+                    header: genesis.block().header,
+                    nonce,
+                    short_ids: vec![sid],
+                    prefilled: vec![PrefilledTx { index: 0, tx: coinbase }],
+                })),
+            ),
+            ("getblocktxn { block_hash: ab..ab, indexes: [1, 3] }", Message::GetBlockTxn(GetBlockTxn { block_hash: BlockHash([0xab; 32]), indexes: vec![1, 3] })),
+            ("blocktxn { block_hash: ab..ab, transfers: [] }", Message::BlockTxn(BlockTxn { block_hash: BlockHash([0xab; 32]), transfers: vec![] })),
+        ];
         let mut out =
             format!("Dev genesis hash `{}`, so the magic is `{}`.\n\n", genesis.hash(), hex::encode(c.magic));
         for (what, msg) in cases {
+            out.push_str(&format!("- {what}:\n\n  ```\n  {}\n  ```\n\n", hex::encode(c.encode(&msg))));
+        }
+        out.push_str(&format!("Compact blocks (the short id is `{}`):\n\n", hex::encode(sid)));
+        for (what, msg) in compact_cases {
             out.push_str(&format!("- {what}:\n\n  ```\n  {}\n  ```\n\n", hex::encode(c.encode(&msg))));
         }
         out
@@ -515,6 +706,40 @@ mod tests {
             Message::decode_payload(command::VERSION, &payload),
             Err(WireError::Malformed { .. })
         ));
+    }
+
+    #[test]
+    fn compact_messages_with_bad_indexes_are_malformed() {
+        let header = cairn_core::genesis::Genesis::dev().block().header;
+        let coinbase = coinbase();
+        let cmpct = |short_ids: usize, idx: &[u32]| {
+            let prefilled = idx.iter().map(|i| PrefilledTx { index: *i, tx: coinbase }).collect();
+            Message::CmpctBlock(Box::new(CmpctBlock {
+                header,
+                nonce: 1,
+                short_ids: vec![[0; 6]; short_ids],
+                prefilled,
+            }))
+            .encode_payload()
+        };
+        assert!(Message::decode_payload(command::CMPCTBLOCK, &cmpct(2, &[0, 2])).is_ok());
+        for (n, idx) in [(2, &[0u32, 4][..]), (2, &[1, 1]), (0, &[2, 0])] {
+            assert!(
+                matches!(
+                    Message::decode_payload(command::CMPCTBLOCK, &cmpct(n, idx)),
+                    Err(WireError::Malformed { .. })
+                ),
+                "{n} short ids, prefilled {idx:?}"
+            );
+        }
+        let get = |idx: Vec<u32>| {
+            Message::GetBlockTxn(GetBlockTxn { block_hash: BlockHash::ZERO, indexes: idx }).encode_payload()
+        };
+        assert!(Message::decode_payload(command::GETBLOCKTXN, &get(vec![1, 5])).is_ok());
+        assert!(Message::decode_payload(command::GETBLOCKTXN, &get(vec![5, 1])).is_err());
+        assert!(Message::decode_payload(command::GETBLOCKTXN, &get(vec![1; MAX_BLOCK_TXS + 1])).is_err());
+        // A bool that is neither 0 nor 1.
+        assert!(Message::decode_payload(command::SENDCMPCT, &[2, 1, 0, 0, 0, 0, 0, 0, 0]).is_err());
     }
 
     #[test]
@@ -591,7 +816,7 @@ mod tests {
             let mut b: Vec<u8> = (0..len).map(|_| rng.gen()).collect();
             if rng.gen_bool(0.8) && b.len() >= 9 {
                 b[..4].copy_from_slice(&c.magic);
-                b[4] = rng.gen_range(0..14);
+                b[4] = rng.gen_range(0..18);
                 let l = (b.len() - 9) as u32;
                 b[5..9].copy_from_slice(&l.to_le_bytes());
             }

@@ -31,7 +31,7 @@ use tokio::sync::broadcast;
 
 const TICK_MS: u64 = 100;
 
-fn sim_genesis() -> Genesis {
+pub(crate) fn sim_genesis() -> Genesis {
     let mut g = Genesis::dev();
     g.name = "cairn-sim".into();
     // 2100-01-01, far in the future of any real clock: were anything in the protocol or
@@ -46,7 +46,7 @@ fn sim_genesis() -> Genesis {
     g
 }
 
-fn sim_config() -> Config {
+pub(crate) fn sim_config() -> Config {
     Config {
         listen_port: 7333,
         user_agent: "cairn-sim".into(),
@@ -87,9 +87,9 @@ enum Serve {
     Silence,
 }
 
-struct SimNode {
-    node: Arc<Node>,
-    proto: Protocol,
+pub(crate) struct SimNode {
+    pub(crate) node: Arc<Node>,
+    pub(crate) proto: Protocol,
     events: broadcast::Receiver<NodeEvent>,
     addr: SocketAddr,
     up: bool,
@@ -114,20 +114,20 @@ enum Ev {
     Tick(usize),
 }
 
-struct Sim {
-    now: u64,
+pub(crate) struct Sim {
+    pub(crate) now: u64,
     seq: u64,
     rng: StdRng,
-    genesis: Genesis,
+    pub(crate) genesis: Genesis,
     codec: FrameCodec,
-    nodes: Vec<SimNode>,
+    pub(crate) nodes: Vec<SimNode>,
     conns: Vec<Conn>,
     by_end: BTreeMap<(usize, PeerId), usize>,
     queue: BTreeMap<(u64, u64), Ev>,
     latency: (u64, u64),
     loss: f64,
     /// Messages delivered, by command: a cheap fingerprint of the whole run.
-    delivered: BTreeMap<&'static str, u64>,
+    pub(crate) delivered: BTreeMap<&'static str, u64>,
     /// Where scripted chains start their timestamps: a second after genesis, a day
     /// before the simulated clock starts, so they are all in its past.
     start_ms: u64,
@@ -138,7 +138,7 @@ struct Sim {
 const CLOCK_START_AFTER_GENESIS_MS: u64 = 24 * 3600 * 1000;
 
 impl Sim {
-    fn new(seed: u64) -> Sim {
+    pub(crate) fn new(seed: u64) -> Sim {
         let genesis = sim_genesis();
         let codec = FrameCodec::for_genesis(&genesis.hash());
         Sim {
@@ -206,7 +206,7 @@ impl Sim {
     }
 
     /// Runs the simulation for `ms` of simulated time.
-    fn run_for(&mut self, ms: u64) {
+    pub(crate) fn run_for(&mut self, ms: u64) {
         let end = self.now + ms;
         while let Some(entry) = self.queue.first_entry() {
             let (at, _) = *entry.key();
@@ -253,7 +253,7 @@ impl Sim {
     }
 
     /// Feeds node events back in and carries out the protocol's outputs.
-    fn flush(&mut self, i: usize) {
+    pub(crate) fn flush(&mut self, i: usize) {
         loop {
             let outs = self.nodes[i].proto.drain();
             let mut events = Vec::new();
@@ -416,7 +416,7 @@ impl Sim {
     }
 
     /// Mines one block on node `i`'s tip with `transfers`, and submits it there.
-    fn mine(&mut self, i: usize, transfers: &[SignedTransfer]) -> BlockHash {
+    pub(crate) fn mine(&mut self, i: usize, transfers: &[SignedTransfer]) -> BlockHash {
         let node = self.nodes[i].node.clone();
         let (parent, params) = {
             let chain = node.chain();
@@ -459,7 +459,7 @@ impl Sim {
     }
 
     /// Runs until every node in `nodes` has tip `hash`, or `max_ms` passes.
-    fn run_until_tip(&mut self, nodes: &[usize], hash: BlockHash, max_ms: u64) -> bool {
+    pub(crate) fn run_until_tip(&mut self, nodes: &[usize], hash: BlockHash, max_ms: u64) -> bool {
         let mut waited = 0;
         while waited < max_ms {
             if nodes.iter().all(|&i| self.tip(i).0 == hash) {
@@ -494,7 +494,7 @@ impl Sim {
         }
     }
 
-    fn tips_summary(&self, nodes: &[usize]) -> String {
+    pub(crate) fn tips_summary(&self, nodes: &[usize]) -> String {
         nodes
             .iter()
             .map(|&i| {
@@ -507,7 +507,7 @@ impl Sim {
 }
 
 /// A signed transfer from dev account `k` with nonce `nonce`.
-fn transfer(g: &Genesis, k: usize, nonce: u64) -> SignedTransfer {
+pub(crate) fn transfer(g: &Genesis, k: usize, nonce: u64) -> SignedTransfer {
     let keys = dev_keys();
     let t = Transfer {
         chain_id: g.params.chain_id,
@@ -557,7 +557,7 @@ fn scripted_chain(g: &Genesis, len: usize, start_ms: u64, invalid_first: bool) -
 }
 
 /// `n` honest nodes, each seeded with one earlier node only.
-fn honest_network(sim: &mut Sim, n: usize) -> Vec<usize> {
+pub(crate) fn honest_network(sim: &mut Sim, n: usize) -> Vec<usize> {
     let mut ids = vec![sim.add_node(&[], Behaviour::Honest)];
     for k in 1..n {
         let seed = sim.rng.gen_range(0..k);

@@ -7,6 +7,7 @@
 //! other process-wide state.
 
 mod adversarial;
+mod compact_blocks;
 mod connections;
 mod discovery_netns;
 mod eclipse;

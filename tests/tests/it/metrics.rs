@@ -232,10 +232,16 @@ fn metrics_of_two_nodes_agree_with_rpc_and_their_counters_move() {
             assert!(value(s, &series) >= 1.0, "{name}: {series}");
         }
     }
-    let blocks_in = value(&sb, "cairn_p2p_messages_received_total{command=\"block\"}");
+    // A block goes whole (`block`) or, as the next block of B's chain, compact
+    // (`cmpctblock`, docs/PROTOCOL.md "Compact blocks").
+    let received = |cmd: &str| value(&sb, &format!("cairn_p2p_messages_received_total{{command=\"{cmd}\"}}"));
+    let received_bytes =
+        |cmd: &str| value(&sb, &format!("cairn_p2p_received_bytes_total{{command=\"{cmd}\"}}"));
+    let sent_bytes = |cmd: &str| value(&sa, &format!("cairn_p2p_sent_bytes_total{{command=\"{cmd}\"}}"));
+    let blocks_in = received("block") + received("cmpctblock");
     assert!(blocks_in >= 3.0, "B received {blocks_in} blocks");
-    assert!(value(&sb, "cairn_p2p_received_bytes_total{command=\"block\"}") > blocks_in * 100.0);
-    assert!(value(&sa, "cairn_p2p_sent_bytes_total{command=\"block\"}") > 0.0);
+    assert!(received_bytes("block") + received_bytes("cmpctblock") > blocks_in * 100.0);
+    assert!(sent_bytes("block") + sent_bytes("cmpctblock") > 0.0);
     // The transfer: admitted by B (RPC) and by A (relayed), sent by B to A as a `tx`.
     assert!(value(&sb, "cairn_mempool_admissions_total") >= 1.0);
     assert!(value(&sa, "cairn_mempool_admissions_total") >= 1.0);

@@ -274,7 +274,8 @@ impl Protocol {
             }
         }
         let mut batches: BTreeMap<PeerId, Vec<InvItem>> = BTreeMap::new();
-        for ((_, hash), peers) in wanted {
+        let next_height = self.ledger.tip().height.saturating_add(1);
+        for ((height, hash), peers) in wanted {
             if room == 0 {
                 break;
             }
@@ -285,7 +286,8 @@ impl Protocol {
             let Some(&peer) = best else { continue };
             self.downloads.request(hash, peer, now);
             room -= 1;
-            batches.entry(peer).or_default().push(InvItem::Block(hash));
+            let item = self.download_item(peer, hash, height == next_height);
+            batches.entry(peer).or_default().push(item);
         }
         for (peer, items) in batches {
             for chunk in items.chunks(limits::MAX_BLOCKS_PER_GETDATA) {

@@ -73,6 +73,7 @@ impl Protocol {
             crate::metrics::p2p_handshake_failed(reason);
         }
         self.waiting.forget_peer(peer);
+        self.compact_forget(peer);
         if p.is_ready() {
             // A ban was logged with its reason already; other drops once here, each
             // reason at a rate an attacker cannot turn into a flood.

@@ -16,11 +16,12 @@
 //! timers, outbound slots), `addresses` (peer exchange), `self_addr` (our external
 //! address, block-relay-only dials), `relay` (inventory, transfers, node events),
 //! `blocks` (headers and blocks), `eclipse` (inbound eviction, block-relay-only links
-//! and anchors, the stale-tip check). This file holds the types, `step`, and
+//! and anchors, the stale-tip check), `compact` (compact block relay). This file holds the types, `step`, and
 //! the primitives every concern shares: send, announce, disconnect, misbehave, ban.
 
 mod addresses;
 mod blocks;
+pub mod compact;
 mod connections;
 mod eclipse;
 mod relay;
@@ -320,6 +321,7 @@ struct Peer {
     relay: RelayState,
     blocks: BlockState,
     link: eclipse::LinkState,
+    compact: compact::PeerCompact,
 }
 
 /// Peer exchange with one peer (`addresses.rs`).
@@ -397,6 +399,7 @@ impl Peer {
                 presync: None,
             },
             link: eclipse::LinkState { connected_ms: now_ms, ..Default::default() },
+            compact: compact::PeerCompact::default(),
         }
     }
 
@@ -454,6 +457,8 @@ pub struct Protocol {
     /// The current sync was logged as started (it was more than one block behind).
     sync_logged: bool,
     eclipse: eclipse::EclipseState,
+    /// Compact block relay (`compact.rs`).
+    compact: compact::CompactRelay,
 }
 
 impl Protocol {
@@ -488,6 +493,7 @@ impl Protocol {
             syncing: false,
             sync_logged: false,
             eclipse: eclipse::EclipseState::default(),
+            compact: compact::CompactRelay::default(),
         }
     }
 
@@ -582,7 +588,10 @@ impl Protocol {
                     tracing::info!(%addr, "peer unblocked");
                 }
             }
-            Input::Tick => self.on_tick(),
+            Input::Tick => {
+                self.on_tick();
+                self.compact_on_tick();
+            }
         }
     }
 
@@ -625,6 +634,7 @@ impl Protocol {
                     };
                     p.handshake = Handshake::Ready { version: version.clone() };
                     self.on_ready(peer);
+                    self.compact_on_ready(peer);
                 }
                 other => self.disconnect(
                     peer,
@@ -651,6 +661,10 @@ impl Protocol {
                 let checked = self.ledger.verify(t);
                 self.on_tx(peer, checked)
             }
+            Message::SendCmpct(s) => self.on_sendcmpct(peer, s),
+            Message::CmpctBlock(c) => self.on_cmpctblock(peer, *c),
+            Message::GetBlockTxn(g) => self.on_getblocktxn(peer, g),
+            Message::BlockTxn(b) => self.on_blocktxn(peer, b),
         }
     }
 
@@ -708,8 +722,12 @@ impl Protocol {
     }
 
     /// Tells every ready peer about `item`, except the one it came from and those that
-    /// already know it.
+    /// already know it (a block goes compact to the peers that asked for that).
     fn announce(&mut self, item: InvItem, origin: Origin) {
+        if let InvItem::Block(hash) = item {
+            // High-bandwidth peers get the block itself, compact (`compact.rs`).
+            self.push_compact(hash, origin);
+        }
         let mut to = Vec::new();
         for (id, p) in self.peers.iter_mut() {
             if !p.is_ready() || origin == Origin::Peer(*id) || p.relay.known.contains(&item) {

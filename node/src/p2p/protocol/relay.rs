@@ -25,7 +25,7 @@ impl Protocol {
             for item in &items {
                 p.relay.known.insert(*item);
                 match item {
-                    InvItem::Block(h) => {
+                    InvItem::Block(h) | InvItem::CmpctBlock(h) => {
                         if ledger.work_of(h).is_some() {
                             known_blocks.push(*h);
                         } else if !ledger.is_known(h) {
@@ -67,7 +67,7 @@ impl Protocol {
     }
 
     pub(super) fn on_getdata(&mut self, peer: PeerId, items: Vec<InvItem>) {
-        let blocks = items.iter().filter(|i| matches!(i, InvItem::Block(_))).count();
+        let blocks = items.iter().filter(|i| matches!(i, InvItem::Block(_) | InvItem::CmpctBlock(_))).count();
         if blocks > limits::MAX_BLOCKS_PER_GETDATA {
             self.misbehave(peer, 50, "getdata asks for too many blocks");
             return;
@@ -86,6 +86,11 @@ impl Protocol {
                         not_found.push(item);
                     }
                 },
+                InvItem::CmpctBlock(h) => {
+                    if !self.serve_compact(peer, h) {
+                        not_found.push(item);
+                    }
+                }
                 InvItem::Tx(t) => {
                     let tx = self.ledger.transfer(&t);
                     match tx {
@@ -107,7 +112,7 @@ impl Protocol {
         let mut undelivered = false;
         for item in items {
             match item {
-                InvItem::Block(h) => {
+                InvItem::Block(h) | InvItem::CmpctBlock(h) => {
                     // We only ask a peer for blocks on the way to its own best block,
                     // whose bodies it keeps: "not found" means it showed us a chain it
                     // cannot or will not deliver.
@@ -187,6 +192,9 @@ impl Protocol {
                 self.update_syncing();
                 if self.syncing {
                     return; // announcing every block of a long download helps nobody
+                }
+                if let Origin::Peer(p) = origin {
+                    self.delivered_first(p);
                 }
                 self.announce(InvItem::Block(tip.hash), origin);
                 self.schedule_downloads();
