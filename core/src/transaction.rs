@@ -93,7 +93,7 @@ impl Transfer {
     /// Signs with RFC 6979 deterministic nonces, producing a low-S signature.
     pub fn sign(self, key: &SigningKey) -> Result<SignedTransfer, TxError> {
         let sig: Signature = key.sign_prehash(&self.signing_hash()).map_err(|_| TxError::BadPrivateKey)?;
-        let sig = sig.normalize_s().unwrap_or(sig);
+        let sig = sig.normalize_s();
         Ok(SignedTransfer { transfer: self, signature: sig.to_bytes().into() })
     }
 }
@@ -113,7 +113,7 @@ impl SignedTransfer {
         }
         t.total_cost().ok_or(TxError::AmountOverflow)?;
         let sig = Signature::from_slice(&self.signature).map_err(|_| TxError::MalformedSignature)?;
-        if sig.normalize_s().is_some() {
+        if sig.normalize_s() != sig {
             return Err(TxError::HighS);
         }
         let key = VerifyingKey::from_sec1_bytes(&t.from).map_err(|_| TxError::BadPublicKey)?;
@@ -138,7 +138,7 @@ impl Transaction {
 
 /// The compressed public key of a signing key.
 pub fn public_key_of(key: &SigningKey) -> PublicKeyBytes {
-    let point = key.verifying_key().to_encoded_point(true);
+    let point = key.verifying_key().to_sec1_point(true);
     let mut out = [0u8; 33];
     out.copy_from_slice(point.as_bytes());
     out
