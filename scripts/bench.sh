@@ -7,6 +7,9 @@
 #   scripts/bench.sh            # the full run (100,000-transfer chain, ~4 minutes once built)
 #   scripts/bench.sh --quick    # smaller chains, under 5 minutes once built
 #   scripts/bench.sh --only import,miner
+#   scripts/bench.sh --long     # adds a 1,000,000-transfer chain, imported and synced, memory
+#                               # sampled throughout (generated once, cached under the target
+#                               # dir's bench/cache/; --long-transfers N for another size)
 #
 # Data is generated from fixed seeds; all traffic is on 127.0.0.1. See docs/PERFORMANCE.md.
 set -euo pipefail

@@ -12,6 +12,7 @@ use crate::encoding;
 use crate::hash::{tag, tagged_hash, Txid};
 use k256::ecdsa::signature::hazmat::{PrehashSigner, PrehashVerifier};
 use k256::ecdsa::{Signature, SigningKey, VerifyingKey};
+use std::collections::HashMap;
 use thiserror::Error;
 
 /// A compressed SEC1 secp256k1 public key.
@@ -93,7 +94,7 @@ impl Transfer {
     /// Signs with RFC 6979 deterministic nonces, producing a low-S signature.
     pub fn sign(self, key: &SigningKey) -> Result<SignedTransfer, TxError> {
         let sig: Signature = key.sign_prehash(&self.signing_hash()).map_err(|_| TxError::BadPrivateKey)?;
-        let sig = sig.normalize_s().unwrap_or(sig);
+        let sig = sig.normalize_s();
         Ok(SignedTransfer { transfer: self, signature: sig.to_bytes().into() })
     }
 }
@@ -107,17 +108,62 @@ impl SignedTransfer {
     /// overflow, public key, signature validity and low-S. This is the costly part of
     /// validation and may run on any thread.
     pub fn verify(&self, chain_id: u32) -> Result<(), TxError> {
+        self.verify_inner(chain_id, None)
+    }
+
+    /// [`SignedTransfer::verify`], taking the sender's public key from `keys` when it is
+    /// there instead of decompressing it again. Same result, same errors.
+    pub fn verify_with_keys(&self, chain_id: u32, keys: &DecodedKeys) -> Result<(), TxError> {
+        self.verify_inner(chain_id, keys.0.get(&self.transfer.from))
+    }
+
+    /// `decoded`, when given, is the decoding of `self.transfer.from` (a [`DecodedKeys`]
+    /// entry, keyed by those very bytes).
+    fn verify_inner(&self, chain_id: u32, decoded: Option<&VerifyingKey>) -> Result<(), TxError> {
         let t = &self.transfer;
         if t.chain_id != chain_id {
             return Err(TxError::WrongChain { expected: chain_id, got: t.chain_id });
         }
         t.total_cost().ok_or(TxError::AmountOverflow)?;
         let sig = Signature::from_slice(&self.signature).map_err(|_| TxError::MalformedSignature)?;
-        if sig.normalize_s().is_some() {
+        if sig.normalize_s() != sig {
             return Err(TxError::HighS);
         }
-        let key = VerifyingKey::from_sec1_bytes(&t.from).map_err(|_| TxError::BadPublicKey)?;
+        let key = match decoded {
+            Some(key) => *key,
+            None => VerifyingKey::from_sec1_bytes(&t.from).map_err(|_| TxError::BadPublicKey)?,
+        };
         key.verify_prehash(&t.signing_hash(), &sig).map_err(|_| TxError::BadSignature)
+    }
+}
+
+/// Public keys decompressed once each, for checking many transfers of the same senders
+/// ([`SignedTransfer::verify_with_keys`]): decompressing a 33-byte key is a square root
+/// in the field, a tenth of a verification, and a block often carries several transfers
+/// of one sender. Keyed by the exact compressed bytes, so an entry is what decoding the
+/// transfer's own `from` would give; keys that do not decode are simply not entered.
+#[derive(Default)]
+pub struct DecodedKeys(HashMap<PublicKeyBytes, VerifyingKey>);
+
+impl DecodedKeys {
+    /// Decompresses one key: `None` if it is not a valid point. The costly part; may
+    /// run on any thread.
+    pub fn decode(bytes: &PublicKeyBytes) -> Option<(PublicKeyBytes, VerifyingKey)> {
+        VerifyingKey::from_sec1_bytes(bytes).ok().map(|k| (*bytes, k))
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl FromIterator<(PublicKeyBytes, VerifyingKey)> for DecodedKeys {
+    fn from_iter<I: IntoIterator<Item = (PublicKeyBytes, VerifyingKey)>>(iter: I) -> Self {
+        DecodedKeys(iter.into_iter().collect())
     }
 }
 
@@ -138,7 +184,7 @@ impl Transaction {
 
 /// The compressed public key of a signing key.
 pub fn public_key_of(key: &SigningKey) -> PublicKeyBytes {
-    let point = key.verifying_key().to_encoded_point(true);
+    let point = key.verifying_key().to_sec1_point(true);
     let mut out = [0u8; 33];
     out.copy_from_slice(point.as_bytes());
     out
@@ -237,6 +283,38 @@ mod tests {
         t.amount = Amount(u64::MAX);
         t.fee = Amount(1);
         assert_eq!(t.sign(&k).unwrap().verify(7), Err(TxError::AmountOverflow));
+    }
+
+    #[test]
+    fn a_decoded_key_gives_the_same_answer_as_decoding_it_each_time() {
+        let (a, b) = (key(1), key(2));
+        let keys: DecodedKeys =
+            [public_key_of(&a), [0xff; 33]].iter().filter_map(DecodedKeys::decode).collect();
+        assert_eq!(keys.len(), 1, "a key that does not decode is not entered");
+        let good = sample(&a).sign(&a).unwrap();
+        let other = sample(&b).sign(&b).unwrap(); // its key is not in the cache
+        let mut forged = good; // a's key, b's signature over the same body
+        forged.signature = other.signature;
+        let mut tampered = good;
+        tampered.transfer.amount = Amount(1);
+        let mut garbage = good;
+        garbage.transfer.from = [0xff; 33];
+        let mut wrong_chain = good;
+        wrong_chain.transfer.chain_id = 8;
+        let mut malformed = good;
+        malformed.signature = [0; 64];
+        for (st, expected) in [
+            (good, Ok(())),
+            (other, Ok(())),
+            (forged, Err(TxError::BadSignature)),
+            (tampered, Err(TxError::BadSignature)),
+            (garbage, Err(TxError::BadPublicKey)),
+            (wrong_chain, Err(TxError::WrongChain { expected: 7, got: 8 })),
+            (malformed, Err(TxError::MalformedSignature)),
+        ] {
+            assert_eq!(st.verify_with_keys(7, &keys), expected);
+            assert_eq!(st.verify(7), expected);
+        }
     }
 
     #[test]

@@ -22,7 +22,7 @@ use crate::pow::Target;
 use crate::state::{
     debit_sender, Account, AccountSource, BlockUndo, StateChanges, StateError, TransferStateError,
 };
-use crate::transaction::{Transaction, TxError};
+use crate::transaction::{DecodedKeys, Transaction, TxError};
 use std::collections::{HashMap, HashSet};
 use thiserror::Error;
 
@@ -133,6 +133,21 @@ pub fn check_transfer_at(block: &Block, index: usize, chain_id: u32) -> Result<(
     match &block.transactions[index] {
         Transaction::Transfer(st) => {
             st.verify(chain_id).map_err(|error| BlockError::InvalidTransfer { index, error })
+        }
+        Transaction::Coinbase(_) => Ok(()),
+    }
+}
+
+/// [`check_transfer_at`] with the senders' public keys taken from `keys` when there.
+pub fn check_transfer_at_with(
+    block: &Block,
+    index: usize,
+    chain_id: u32,
+    keys: &DecodedKeys,
+) -> Result<(), BlockError> {
+    match &block.transactions[index] {
+        Transaction::Transfer(st) => {
+            st.verify_with_keys(chain_id, keys).map_err(|error| BlockError::InvalidTransfer { index, error })
         }
         Transaction::Coinbase(_) => Ok(()),
     }

@@ -7,8 +7,9 @@
 //!
 //! 1. Stateless checks ([`cairn_core::validation`]): header version and proof of work,
 //!    structure, merkle root, then every transfer's signature with
-//!    [`check_transfer_at`](cairn_core::validation::check_transfer_at) **in parallel on
-//!    all cores** (rayon). A body that does not match its header (bad merkle root) is
+//!    [`check_transfer_at_with`](cairn_core::validation::check_transfer_at_with) **in
+//!    parallel on all cores** (rayon), the public key of a sender with several transfers
+//!    in the block decompressed once for all of them. A body that does not match its header (bad merkle root) is
 //!    refused without blaming the header, since the right body may still come.
 //! 2. Parent unknown: the block waits in the bounded [`orphans`] pool. Parent known but
 //!    invalid: refused as [`BlockError::InvalidAncestor`]. Otherwise the contextual

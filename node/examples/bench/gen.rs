@@ -72,16 +72,38 @@ pub fn transfer_blocks(
     per_block: usize,
     to: &(dyn Fn(usize) -> Address + Sync),
 ) -> Vec<Block> {
-    let params = genesis.params;
-    let mut headers = vec![genesis.block().header];
-    let mut out = Vec::with_capacity(blocks);
-    let mut nonces = vec![0u64; keys.len()];
-    for h in 0..blocks {
+    let mut chain = TransferChain::new(genesis, per_block);
+    (0..blocks).map(|_| chain.next_block(keys, to)).collect()
+}
+
+/// The chain [`transfer_blocks`] makes, one block at a time (for chains too long to
+/// hold in memory).
+pub struct TransferChain {
+    params: cairn_core::params::ChainParams,
+    headers: Vec<BlockHeader>,
+    nonces: Vec<u64>,
+    per_block: usize,
+}
+
+impl TransferChain {
+    pub fn new(genesis: &Genesis, per_block: usize) -> TransferChain {
+        TransferChain {
+            params: genesis.params,
+            headers: vec![genesis.block().header],
+            nonces: Vec::new(),
+            per_block,
+        }
+    }
+
+    pub fn next_block(&mut self, keys: &[SigningKey], to: &(dyn Fn(usize) -> Address + Sync)) -> Block {
+        let (params, per_block) = (self.params, self.per_block);
+        let h = self.headers.len() - 1;
+        self.nonces.resize(keys.len(), 0);
         let plan: Vec<(usize, u64)> = (0..per_block)
             .map(|i| {
                 let s = (h * per_block + i) % keys.len();
-                nonces[s] += 1;
-                (s, nonces[s] - 1)
+                self.nonces[s] += 1;
+                (s, self.nonces[s] - 1)
             })
             .collect();
         let transfers: Vec<SignedTransfer> = plan
@@ -101,7 +123,7 @@ pub fn transfer_blocks(
                 .expect("signing")
             })
             .collect();
-        let parent = parent_info(&headers, params.median_time_blocks as usize);
+        let parent = parent_info(&self.headers, params.median_time_blocks as usize);
         let mut block = assemble_block(
             &params,
             &parent,
@@ -111,10 +133,61 @@ pub fn transfer_blocks(
         )
         .expect("fees fit");
         assert!(grind(&mut block.header, u64::MAX));
-        headers.push(block.header);
-        out.push(block);
+        self.headers.push(block.header);
+        block
     }
-    out
+}
+
+/// A chain of `blocks` x `per_block` transfers from [`TransferChain`], kept in a file
+/// (each block's canonical encoding after its length as a little-endian u32) so that
+/// it is generated once: `path` must name the parameters (and the genesis); the file
+/// appears whole or not at all (written beside it, then renamed).
+pub fn cached_transfer_chain(
+    path: &Path,
+    genesis: &Genesis,
+    keys: &[SigningKey],
+    blocks: usize,
+    per_block: usize,
+    to: &(dyn Fn(usize) -> Address + Sync),
+) -> anyhow::Result<bool> {
+    use std::io::Write;
+    if path.exists() {
+        return Ok(false);
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("partial");
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+    let mut chain = TransferChain::new(genesis, per_block);
+    for _ in 0..blocks {
+        let bytes = cairn_core::encoding::encode(&chain.next_block(keys, to));
+        out.write_all(&u32::try_from(bytes.len())?.to_le_bytes())?;
+        out.write_all(&bytes)?;
+    }
+    out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    Ok(true)
+}
+
+/// The blocks of a file written by [`cached_transfer_chain`], read one at a time.
+pub fn read_blocks(path: &Path) -> anyhow::Result<impl Iterator<Item = anyhow::Result<Block>>> {
+    use std::io::Read;
+    let mut file = std::io::BufReader::new(std::fs::File::open(path)?);
+    Ok(std::iter::from_fn(move || {
+        let mut len = [0u8; 4];
+        match file.read_exact(&mut len) {
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return None,
+            Err(e) => return Some(Err(e.into())),
+            Ok(()) => {}
+        }
+        let mut bytes = vec![0u8; u32::from_le_bytes(len) as usize];
+        Some(
+            file.read_exact(&mut bytes)
+                .map_err(anyhow::Error::from)
+                .and_then(|()| Ok(cairn_core::encoding::decode::<Block>(&bytes)?)),
+        )
+    }))
 }
 
 /// A fresh address per transfer: every transfer creates an account.

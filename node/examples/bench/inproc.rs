@@ -46,12 +46,25 @@ pub fn import_with(
     blocks: Vec<Block>,
     options: ChainOptions,
 ) -> anyhow::Result<ImportRun> {
+    import_iter(dir, genesis, blocks.into_iter().map(Ok), options)
+}
+
+/// [`import_with`] from blocks produced one at a time (read from a file for the long
+/// run): producing them is inside the timing.
+pub fn import_iter(
+    dir: &Path,
+    genesis: &Genesis,
+    blocks: impl Iterator<Item = anyhow::Result<Block>>,
+    options: ChainOptions,
+) -> anyhow::Result<ImportRun> {
     let mut chain = Chain::open_with_options(dir, genesis, options)?;
-    let transfers: usize = blocks.iter().map(|b| b.transactions.len() - 1).sum();
+    let mut transfers = 0;
     let now = gen::far_future(genesis);
     let cpu0 = crate::limits::cpu_secs();
     let start = Instant::now();
     for b in blocks {
+        let b = b?;
+        transfers += b.transactions.len() - 1;
         let r = chain.accept_block(b, now)?;
         anyhow::ensure!(r.acceptance == Acceptance::Connected, "block not connected: {:?}", r.acceptance);
     }

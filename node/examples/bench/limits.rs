@@ -27,6 +27,32 @@ pub fn verify_rate(txs: &[&SignedTransfer], chain_id: u32, duration: Duration) -
     (n as f64 / wall, n as f64 / cpu)
 }
 
+/// Single-thread libsecp256k1 verifications per second over `txs` (issue 17's second
+/// yardstick), measured as [`verify_rate`] measures k256: each round computes the
+/// transfer's signing hash, parses the 64-byte signature, decompresses the 33-byte
+/// public key and verifies (libsecp256k1 rejects high-S itself). Only the library
+/// differs. Returns (per wall-clock second, per CPU-second of the measuring thread).
+pub fn libsecp_verify_rate(txs: &[&SignedTransfer], duration: Duration) -> (f64, f64) {
+    use secp256k1::{ecdsa, Message, PublicKey};
+    let check = |t: &SignedTransfer| -> Result<(), secp256k1::Error> {
+        let sig = ecdsa::Signature::from_compact(&t.signature)?;
+        let key = PublicKey::from_byte_array_compressed(t.transfer.from)?;
+        ecdsa::verify(&sig, Message::from_digest(t.transfer.signing_hash()), &key)
+    };
+    let cpu0 = cpu_secs_of("/proc/thread-self/stat");
+    let start = Instant::now();
+    let mut n = 0usize;
+    while start.elapsed() < duration {
+        for _ in 0..64 {
+            black_box(check(black_box(txs[n % txs.len()]))).expect("generated transfers are valid");
+            n += 1;
+        }
+    }
+    let wall = start.elapsed().as_secs_f64();
+    let cpu = cpu_secs_of("/proc/thread-self/stat") - cpu0;
+    (n as f64 / wall, n as f64 / cpu)
+}
+
 /// Verifications per second with every core busy (rayon), right now: what the machine
 /// gives this process at the moment, which on a shared machine is less than
 /// single-thread x cores.

@@ -2,20 +2,24 @@
 //! measured in the same run, with the ratio and the target it must meet.
 //!
 //! ```text
-//! scripts/bench.sh [--quick]          # builds in release mode and runs this
-//! target/release/examples/bench [--quick] [--only NAME,NAME] [--out FILE]
+//! scripts/bench.sh [--quick] [--long]  # builds in release mode and runs this
+//! target/release/examples/bench [--quick] [--long | --long-transfers N] [--only NAME,NAME] [--out FILE]
 //! ```
 //!
-//! Limits: single-thread k256 verifications/s (times the cores), SHA-256 compressions/s
+//! Limits: single-thread k256 and libsecp256k1 verifications/s (times the cores; every
+//! signature-bound figure is shown against both), SHA-256 compressions/s
 //! on one thread, the do-nothing JSON-RPC method `rpc_ping` under 32 clients, loopback
 //! TCP round trip. Scenarios (`--only` names): `import`, `miner`, `rpc`, `accounts`,
 //! `memory`, `sync`, `restart`, `propagation`. Data is generated from fixed seeds;
 //! traffic stays on 127.0.0.1. Real `cairn-node` processes are found as the test
 //! harness finds them (`$CAIRN_BIN_DIR`, else next to this program's directory).
+//! `--long` adds a chain of 1,000,000 transfers (generated once, cached in a `cache`
+//! directory beside `--out`), imported and synced with memory sampled throughout.
 
 mod gen;
 mod inproc;
 mod limits;
+mod long;
 mod procs;
 mod report;
 
@@ -25,6 +29,8 @@ use std::time::Duration;
 
 struct Args {
     quick: bool,
+    /// `--long [TRANSFERS]`: also the long run (issue 17), 1,000,000 transfers by default.
+    long: Option<usize>,
     only: Option<Vec<String>>,
     out: PathBuf,
 }
@@ -33,11 +39,17 @@ const SCENARIOS: [&str; 8] =
     ["import", "miner", "rpc", "accounts", "memory", "sync", "restart", "propagation"];
 
 fn parse_args() -> Result<Args, String> {
-    let mut a = Args { quick: false, only: None, out: PathBuf::from("target/bench/results.json") };
+    let mut a =
+        Args { quick: false, long: None, only: None, out: PathBuf::from("target/bench/results.json") };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         match flag.as_str() {
             "--quick" => a.quick = true,
+            "--long" => a.long = Some(1_000_000),
+            "--long-transfers" => {
+                let n = it.next().ok_or("--long-transfers needs a number")?;
+                a.long = Some(n.parse().map_err(|_| format!("--long-transfers: {n} is not a number"))?);
+            }
             "--only" => {
                 let list: Vec<String> =
                     it.next().ok_or("--only needs a list")?.split(',').map(str::to_string).collect();
@@ -47,7 +59,12 @@ fn parse_args() -> Result<Args, String> {
                 a.only = Some(list);
             }
             "--out" => a.out = PathBuf::from(it.next().ok_or("--out needs a path")?),
-            "-h" | "--help" => return Err("usage: bench [--quick] [--only NAME,NAME] [--out FILE]".into()),
+            "-h" | "--help" => {
+                return Err(
+                    "usage: bench [--quick] [--long | --long-transfers N] [--only NAME,NAME] [--out FILE]"
+                        .into(),
+                )
+            }
             other => return Err(format!("unknown argument {other}")),
         }
     }
@@ -125,6 +142,20 @@ fn main() {
         Err(e) => rows.push(failed("limit: loopback TCP round trip", "us", &e.into())),
     }
     let verify_limit = (verify_all, format!("verify/s x {cores} cores"));
+    // The second yardstick (issue 17): the fastest correct signature check there is on
+    // this machine, Bitcoin Core's libsecp256k1, through the same loop.
+    let (libsecp1, libsecp1_cpu) = limits::libsecp_verify_rate(&sample, Duration::from_secs(2));
+    rows.push(Row::limit(
+        "limit: libsecp256k1 verify, 1 thread",
+        libsecp1,
+        "sig/s",
+        &format!(
+            "the secp256k1 crate, same loop (signing hash, signature parse, key decompression, verify); per CPU-second: {} /s = {:.2} x k256's",
+            report::num(libsecp1_cpu),
+            libsecp1_cpu / verify1_cpu
+        ),
+    ));
+    let libsecp_limit = (libsecp1 * cores as f64, format!("libsecp256k1 verify/s x {cores} cores"));
 
     let import_dir = work.path().join("import");
     let mut import_rate = None;
@@ -137,7 +168,7 @@ fn main() {
             Ok(run) => {
                 import_rate = Some(run.rate());
                 let per_cpu = run.transfers as f64 / run.cpu_secs;
-                rows.push(Row {
+                let import = Row {
                     scenario: format!("import {} transfers ({blocks_n} blocks)", run.transfers),
                     figure: run.rate(),
                     unit: "tx/s",
@@ -153,7 +184,9 @@ fn main() {
                         per_cpu / verify1_cpu,
                         report::num(verify_par)
                     ),
-                });
+                };
+                let vs_libsecp = import.against(libsecp_limit.clone(), Goal::RatioAtLeast(0.5));
+                rows.extend([import, vs_libsecp]);
             }
             Err(e) => rows.push(failed("import", "tx/s", &e)),
         }
@@ -210,7 +243,7 @@ fn main() {
                     "calls/s",
                     &format!("{:.0} us of CPU per call, clients and server together", f.ping_cpu_us),
                 ));
-                rows.push(Row {
+                let submit = Row {
                     scenario: format!("tx_submit admissions, 32 clients ({})", f.admitted),
                     figure: f.submit_rate,
                     unit: "tx/s",
@@ -221,7 +254,10 @@ fn main() {
                         f.submit_cpu_us,
                         1e6 / verify1
                     ),
-                });
+                };
+                let vs_libsecp = submit.against(libsecp_limit.clone(), Goal::RatioAtLeast(0.3));
+                rows.push(submit);
+                rows.push(vs_libsecp);
                 rows.push(Row {
                     scenario: "chain_getInfo, 32 clients".into(),
                     figure: f.get_info,
@@ -267,6 +303,7 @@ fn main() {
         }
     }
 
+    let mut sync_rate = None;
     if wants("sync") || (wants("memory") && import_rate.is_some()) {
         if let Some(import_rate) = import_rate {
             step("sync from a peer process");
@@ -284,12 +321,12 @@ fn main() {
                 Ok(s) => {
                     let done = s.reached >= s.target;
                     let synced_tx = total as f64 * (s.reached as f64 / s.target as f64);
-                    rows.push(Row {
+                    let sync = Row {
                         scenario: format!("sync {} transfers from a peer process", s.transfers),
                         figure: synced_tx / s.secs,
                         unit: "tx/s",
                         limit: Some((import_rate, "import rate, same run".into())),
-                        goal: Goal::RatioAtLeast(0.6),
+                        goal: Goal::RatioAtLeast(0.9),
                         note: if done {
                             format!("fresh node spawn to tip at height {}: {:.2} s", s.target, s.secs)
                         } else {
@@ -298,7 +335,11 @@ fn main() {
                                 s.reached, s.target, s.secs
                             )
                         },
-                    });
+                    };
+                    sync_rate = done.then_some(sync.figure);
+                    let vs_k256 = sync.against(verify_limit.clone(), Goal::None);
+                    let vs_libsecp = sync.against(libsecp_limit.clone(), Goal::None);
+                    rows.extend([sync, vs_k256, vs_libsecp]);
                     rows.push(Row {
                         scenario: "memory: node after sync (VmRSS)".into(),
                         figure: s.rss_mib,
@@ -395,14 +436,40 @@ fn main() {
                         p.relay_ms.len()
                     ),
                 ));
+                // The same relay as signature checks per second: every node verifies
+                // every transfer, and all 10 share this machine's cores.
+                let relay = Row::limit(
+                    "info: relay, transfers admitted/s, all nodes",
+                    10.0 * 1000.0 / (procs::quantile(&p.relay_ms, 0.5) / 1000.0),
+                    "tx/s",
+                    "10 nodes x 1000 transfers / the median time above",
+                );
+                let vs_k256 = relay.against(verify_limit.clone(), Goal::None);
+                let vs_libsecp = relay.against(libsecp_limit.clone(), Goal::None);
+                rows.extend([relay, vs_k256, vs_libsecp]);
             }
             Err(e) => rows.push(failed("propagation", "ms", &e)),
+        }
+    }
+
+    if let Some(transfers) = args.long {
+        let cache = args.out.parent().map_or_else(|| PathBuf::from("."), |d| d.join("cache"));
+        let y = long::Yardsticks {
+            short_import: import_rate,
+            short_sync: sync_rate,
+            k256: verify_limit.clone(),
+            libsecp: libsecp_limit.clone(),
+        };
+        match long::run(work.path(), &cache, transfers, &y) {
+            Ok(r) => rows.extend(r),
+            Err(e) => rows.push(failed("long run", "tx/s", &e)),
         }
     }
 
     report::print_table(&rows);
     let meta = serde_json::json!({
         "quick": q,
+        "long": args.long,
         "cores": cores,
         "cpu": cpu_model(),
         "unix_time": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),

@@ -117,6 +117,8 @@ pub struct Sync {
     pub reached: u64,
     pub target: u64,
     pub rss_mib: f64,
+    /// (seconds since the spawn, VmRSS in MiB) of the syncing node, every ~0.5 s and at the end.
+    pub rss_samples: Vec<(f64, f64)>,
 }
 
 /// A node serving `source_dir` (a chain of `target` blocks holding `transfers` transfers)
@@ -147,16 +149,24 @@ pub fn sync(
         },
     )?;
     let mut reached = 0;
+    let pid = fresh.pid().context("pid")?;
+    let mut rss_samples = Vec::new();
     while start.elapsed() < timeout {
         reached = fresh.height().unwrap_or(reached);
         if reached >= target {
             break;
         }
+        // The syncing node's memory along the way, every half second (issue 17's long run).
+        let t = start.elapsed().as_secs_f64();
+        if rss_samples.last().is_none_or(|&(last, _)| t - last >= 0.5) {
+            rss_samples.push((t, rss_mib(pid)?));
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
     let secs = start.elapsed().as_secs_f64();
-    let rss = rss_mib(fresh.pid().context("pid")?)?;
-    Ok(Sync { transfers, secs, reached, target, rss_mib: rss })
+    let rss = rss_mib(pid)?;
+    rss_samples.push((secs, rss));
+    Ok(Sync { transfers, secs, reached, target, rss_mib: rss, rss_samples })
 }
 
 pub struct Propagation {

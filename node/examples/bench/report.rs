@@ -67,6 +67,22 @@ impl Row {
     }
 }
 
+// Issue 17: a signature-bound figure is printed against both yardsticks, k256 (the
+// consensus library) and libsecp256k1 (the fastest correct check on the machine).
+impl Row {
+    /// The same figure against another `limit`, as a row printed under this one.
+    pub fn against(&self, limit: (f64, String), goal: Goal) -> Row {
+        Row {
+            scenario: "  same figure, vs".into(),
+            figure: self.figure,
+            unit: self.unit,
+            limit: Some(limit),
+            goal,
+            note: String::new(),
+        }
+    }
+}
+
 /// Formats a figure with a sensible number of digits.
 pub fn num(x: f64) -> String {
     if !x.is_finite() {

@@ -8,8 +8,10 @@ use super::{AcceptResult, Acceptance, Chain, ChainError, HeadersResult};
 use crate::store::{meta_key, status, Batch, Column};
 use cairn_core::block::{Block, BlockHeader};
 use cairn_core::encoding;
+use cairn_core::transaction::{DecodedKeys, PublicKeyBytes};
 use cairn_core::validation::{
-    check_block_structure, check_header_contextual, check_header_stateless, check_transfer_at, BlockError,
+    check_block_structure, check_header_contextual, check_header_stateless, check_transfer_at_with,
+    BlockError,
 };
 use cairn_core::{BlockHash, Txid};
 use rayon::prelude::*;
@@ -61,16 +63,40 @@ pub(super) fn check_signatures_except(
     chain_id: u32,
     verified: impl Fn(usize) -> bool + Sync,
 ) -> Result<(), BlockError> {
-    let first_err = (1..block.transactions.len())
+    let todo: Vec<usize> = (1..block.transactions.len()).filter(|&i| !verified(i)).collect();
+    let keys = repeated_senders_keys(block, &todo);
+    let first_err = todo
         .into_par_iter()
         .with_min_len(16)
-        .filter(|&i| !verified(i))
-        .map(|i| check_transfer_at(block, i, chain_id))
+        .map(|i| check_transfer_at_with(block, i, chain_id, &keys))
         .find_first(Result::is_err);
     match first_err {
         Some(Err(e)) => Err(e),
         _ => Ok(()),
     }
+}
+
+/// The public keys of the senders with more than one transfer among `todo`, each
+/// decompressed once, on the rayon pool (a sender with one transfer gains nothing: its
+/// key is decoded inside its own check).
+fn repeated_senders_keys(block: &Block, todo: &[usize]) -> DecodedKeys {
+    let mut count: HashMap<&PublicKeyBytes, u32> = HashMap::with_capacity(todo.len());
+    for &i in todo {
+        if let Some(st) = block.transactions[i].as_transfer() {
+            *count.entry(&st.transfer.from).or_default() += 1;
+        }
+    }
+    let repeated: Vec<&PublicKeyBytes> = count.into_iter().filter(|&(_, n)| n > 1).map(|(k, _)| k).collect();
+    if repeated.is_empty() {
+        return DecodedKeys::default();
+    }
+    repeated
+        .into_par_iter()
+        .with_min_len(16)
+        .filter_map(DecodedKeys::decode)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .collect()
 }
 
 impl Chain {

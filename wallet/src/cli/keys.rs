@@ -7,6 +7,7 @@ use crate::password::Purpose;
 use anyhow::{anyhow, bail, Context, Result};
 use cairn_core::transaction::signing_key_from_bytes;
 use cairn_core::Address;
+use k256::elliptic_curve::Generate;
 use serde_json::{json, Value};
 use std::fmt::Write as _;
 use std::io::{IsTerminal, Read};
@@ -40,7 +41,8 @@ fn saved_report(ks: &Keystore, address: &Address, verb: &str) -> Report {
 pub(super) fn cmd_new(ctx: &Ctx) -> Result<Report> {
     let ks = ctx.keystore()?;
     let password = ctx.password(Purpose::NewKey)?;
-    let key = k256::ecdsa::SigningKey::random(&mut rand::rngs::OsRng);
+    let key = k256::ecdsa::SigningKey::try_generate()
+        .map_err(|e| anyhow!("the system's random number generator failed: {e}"))?;
     let address = ks.add(&key, password.as_bytes(), new_key_params())?;
     Ok(saved_report(&ks, &address, "Created"))
 }
