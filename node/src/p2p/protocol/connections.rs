@@ -326,9 +326,11 @@ impl Protocol {
                 p.relay.requested_txs.remove(&tx);
             }
         }
-        // Block-relay-only first: the anchors are the first dials after a start.
-        self.maintain_block_relay();
+        // The anchors are the first dials after a start (block-relay-only); other
+        // block-relay-only links once the full-relay slots are taken.
+        self.maintain_block_relay(false);
         self.maintain_outbound();
+        self.maintain_block_relay(true);
         self.check_stale_tip();
         self.schedule_downloads();
         self.update_syncing();

@@ -223,8 +223,11 @@ impl Protocol {
     }
 
     /// Keeps [`BLOCK_RELAY_ONLY_OUTBOUND`] block-relay-only links: the anchors first,
-    /// then addresses from the book in network groups no outbound link uses.
-    pub(super) fn maintain_block_relay(&mut self) {
+    /// then, once the full-relay outbound slots are taken, addresses from the book in
+    /// network groups no outbound link uses.
+    /// The tick calls it twice: with `from_book` false before the full-relay slots are
+    /// filled (only the anchors, the first dials after a start), and with it true after.
+    pub(super) fn maintain_block_relay(&mut self, from_book: bool) {
         if self.config.connect_only {
             return;
         }
@@ -244,7 +247,13 @@ impl Protocol {
                 want -= 1;
             }
         }
-        if want == 0 {
+        // Beyond the anchors, only once the full-relay slots are taken (Bitcoin Core's
+        // order): a node that knows one address (a seed) makes it a full-relay link,
+        // which asks for addresses, not a block-relay-only one, which does not.
+        let full =
+            self.peers.values().filter(|p| !p.inbound && !p.link.block_relay_only && !p.link.extra).count()
+                + self.full_outbound_dialing();
+        if !from_book || want == 0 || full < self.config.target_outbound {
             return;
         }
         let used = self.outbound_groups();
