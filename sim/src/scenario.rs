@@ -406,13 +406,19 @@ fn partition(o: &Opts) -> Report {
     // Halves by parity: the miners alternate sides (0.6 of the hash rate on side A).
     sim.partition(|i| i % 2 == 1);
     let before = sim.mined.len();
+    // The split lasts `split_s`, and longer (up to ten times) until both sides have
+    // found a block: a split where one side found none leaves nothing to heal.
     let end = sim.now_us + split_s * S;
-    while sim.now_us < end {
+    let sides = |sim: &Sim| {
+        let a = sim.mined[before..].iter().filter(|m| m.miner % 2 == 0).count();
+        (a, sim.mined.len() - before - a)
+    };
+    while sim.now_us < end || (sides(&sim).1 == 0 || sides(&sim).0 == 0) && sim.now_us < end + 9 * split_s * S
+    {
         mine_poisson(&mut sim, interval, 1, 0);
     }
-    let split_blocks = &sim.mined[before..];
-    let a = split_blocks.iter().filter(|m| m.miner % 2 == 0).count();
-    let b = split_blocks.len() - a;
+    let split_s = (sim.now_us - (end - split_s * S)) / S;
+    let (a, b) = sides(&sim);
     sim.forget_tracks();
     sim.heal();
     let healed_at = sim.now_us;

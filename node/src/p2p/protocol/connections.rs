@@ -331,6 +331,7 @@ impl Protocol {
         self.maintain_block_relay(false);
         self.maintain_outbound();
         self.maintain_block_relay(true);
+        self.rotate_block_relay();
         self.check_stale_tip();
         self.schedule_downloads();
         self.update_syncing();

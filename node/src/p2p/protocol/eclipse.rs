@@ -12,6 +12,12 @@ pub const STALE_TIP_INTERVALS: u64 = 3;
 /// How long a stale-tip extra link gets to show us a block before the least useful
 /// full-relay outbound link is dropped.
 pub const EXTRA_GRACE_MS: u64 = 30_000;
+/// How often a node tries one more block-relay-only link to an address it is not
+/// connected to (Bitcoin Core's extra block-relay-only peer, every 5 minutes): the way
+/// out of a partition whose halves both keep finding blocks, which the stale-tip check
+/// never notices. After [`EXTRA_GRACE_MS`] the block-relay-only link that least
+/// recently gave a new block (the newcomer, unless it gave one) is dropped.
+pub const BLOCK_RELAY_ROTATION_MS: u64 = 5 * 60 * 1000;
 /// Inbound slots Bitcoin Core's protection counts below are made for (its 125
 /// connections less 8 outbound), and those counts: peers protected for their network
 /// group, their ping, their transfers and their blocks. Cairn scales each to its
@@ -47,6 +53,8 @@ pub(super) struct EclipseState {
     /// The tip at the last tick, and since when it is the tip.
     tip: Option<BlockHash>,
     tip_since_ms: u64,
+    /// When the next rotation dial is due (0: not yet scheduled).
+    next_rotation_ms: u64,
 }
 
 /// One inbound peer as eviction sees it.
@@ -314,6 +322,49 @@ impl Protocol {
         }
     }
 
+    /// Every [`BLOCK_RELAY_ROTATION_MS`] with the block-relay-only links up: one more
+    /// to an address we are not connected to, preferring a new network group; once the
+    /// newest of them has had [`EXTRA_GRACE_MS`], the one that least recently gave a new
+    /// block goes (ties: the youngest). A link across a healed partition shows its
+    /// heavier chain in the handshake, and the whole side follows.
+    pub(super) fn rotate_block_relay(&mut self) {
+        let now = self.now_ms;
+        let links: Vec<(PeerId, u64, u64, bool)> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.link.block_relay_only)
+            .map(|(id, p)| (*id, p.link.last_block_ms, p.link.connected_ms, p.is_ready()))
+            .collect();
+        if links.len() > BLOCK_RELAY_ONLY_OUTBOUND {
+            let youngest = links.iter().map(|l| l.2).max().unwrap_or(0);
+            if links.iter().all(|l| l.3) && now.saturating_sub(youngest) >= EXTRA_GRACE_MS {
+                if let Some(&(id, ..)) = links.iter().min_by_key(|l| (l.1, std::cmp::Reverse((l.2, l.0)))) {
+                    tracing::debug!(
+                        peer = id,
+                        "rotation: dropping the block-relay-only link that least recently gave a block"
+                    );
+                    self.disconnect(id, DisconnectReason::TooManyPeers);
+                }
+            }
+            return;
+        }
+        if self.eclipse.next_rotation_ms == 0 {
+            self.eclipse.next_rotation_ms = now.saturating_add(BLOCK_RELAY_ROTATION_MS);
+        }
+        if now < self.eclipse.next_rotation_ms
+            || links.len() < BLOCK_RELAY_ONLY_OUTBOUND
+            || !self.eclipse.block_relay_dialing.is_empty()
+        {
+            return;
+        }
+        self.eclipse.next_rotation_ms = now.saturating_add(BLOCK_RELAY_ROTATION_MS);
+        let used = self.outbound_groups();
+        if let Some(a) = self.pick_undialled(1, &used).into_iter().next() {
+            tracing::debug!(addr = %a, "rotation: one more block-relay-only link");
+            self.dial_as(a, true);
+        }
+    }
+
     fn drop_least_useful_outbound(&mut self) {
         let worst = self
             .peers
@@ -528,5 +579,80 @@ mod tests {
         );
         assert!(proto.peers.contains_key(&1));
         assert!(proto.peers.values().all(|p| !p.link.extra));
+    }
+
+    /// Every five minutes one more block-relay-only link; after its grace the one that
+    /// least recently gave a new block goes: the newcomer if it gave none, else the
+    /// oldest link that gave none.
+    #[test]
+    fn block_relay_only_links_rotate_and_keep_the_one_that_gave_a_block() {
+        let genesis = Genesis::dev();
+        let node = Node::new(Chain::open_in_memory(&genesis), Mempool::new(1 << 20), genesis.clone());
+        let mut book = AddrBook::default();
+        for i in 1..=20u8 {
+            book.add(SocketAddr::new([10, i, 0, 1].into(), 7333), false, 0);
+        }
+        // No pings to answer; the stale-tip check may dial its own extra link (not
+        // block-relay-only), which the dials counted here leave out.
+        let config = Config {
+            target_outbound: 0,
+            ping_interval_ms: u64::MAX / 4,
+            ping_timeout_ms: u64::MAX / 4,
+            ..Config::default()
+        };
+        let mut proto = Protocol::new(node, config, book.snapshot(), 11, 0);
+        let dials = |proto: &mut Protocol| -> Vec<SocketAddr> {
+            let out = proto.drain();
+            out.into_iter()
+                .filter_map(|o| match o {
+                    Output::Connect(a) if proto.eclipse.block_relay_dialing.contains(&a) => Some(a),
+                    _ => None,
+                })
+                .collect()
+        };
+        let up = |proto: &mut Protocol, peer: PeerId, addr: SocketAddr, t: u64| {
+            proto.step(t, Input::Connected { peer, addr, inbound: false });
+            proto.step(t, Input::Received { peer, msg: Message::Version(version(&genesis, 100 + peer)) });
+            proto.step(t, Input::Received { peer, msg: Message::Verack });
+            proto.drain()
+        };
+        proto.step(10, Input::Tick);
+        let first = dials(&mut proto);
+        assert_eq!(first.len(), 2, "two block-relay-only links: {first:?}");
+        up(&mut proto, 1, first[0], 20);
+        up(&mut proto, 2, first[1], 20);
+        proto.step(BLOCK_RELAY_ROTATION_MS / 2, Input::Tick);
+        assert!(dials(&mut proto).is_empty(), "no rotation before its time");
+
+        let mut t = BLOCK_RELAY_ROTATION_MS + 30;
+        for round in 0..2u64 {
+            proto.step(t, Input::Tick);
+            let extra = dials(&mut proto);
+            assert_eq!(extra.len(), 1, "round {round}: one more link: {extra:?}");
+            let peer = 3 + round;
+            up(&mut proto, peer, extra[0], t);
+            assert!(proto.peers[&peer].link.block_relay_only);
+            if round == 1 {
+                // The newcomer shows a block none of the others gave.
+                proto.peers.get_mut(&peer).unwrap().link.last_block_ms = t + 1;
+            }
+            proto.step(t + EXTRA_GRACE_MS - 1, Input::Tick);
+            assert!(proto.drain().iter().all(|o| !matches!(o, Output::Disconnect(..))), "grace");
+            proto.step(t + EXTRA_GRACE_MS, Input::Tick);
+            let dropped: Vec<PeerId> = proto
+                .drain()
+                .into_iter()
+                .filter_map(|o| match o {
+                    Output::Disconnect(id, _) => Some(id),
+                    _ => None,
+                })
+                .collect();
+            // Round 0: the newcomer gave nothing and is the youngest. Round 1: it gave a
+            // block; of the two that gave none, the younger (peer 2, same age as 1,
+            // higher id) goes.
+            assert_eq!(dropped, vec![if round == 0 { 3 } else { 2 }], "round {round}");
+            assert!(!proto.peers.contains_key(&dropped[0]));
+            t += BLOCK_RELAY_ROTATION_MS;
+        }
     }
 }
