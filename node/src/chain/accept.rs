@@ -250,6 +250,12 @@ impl Chain {
         self.sig_cache.insert(txid);
     }
 
+    /// The signature cache vouches that the transfer `txid` passed
+    /// [`cairn_core::SignedTransfer::verify`] on this node.
+    pub fn was_verified(&self, txid: &Txid) -> bool {
+        self.sig_cache.contains(txid)
+    }
+
     /// A block whose body (matching its header) breaks a rule. With its parent indexed
     /// and its header fine in context, it gets a FAILED index entry so that its
     /// descendants are refused too, even after a restart.

@@ -225,7 +225,13 @@ impl Ledger for Node {
     }
 
     fn verify_many(&self, txs: Vec<SignedTransfer>) -> Vec<Checked> {
-        crate::node::verify_many(txs, self.genesis().params.chain_id)
+        // Transfers this node verified before (the signature cache knows them, say one
+        // evicted from the mempool) are not verified again.
+        let known: Vec<bool> = {
+            let chain = self.chain();
+            txs.iter().map(|tx| chain.was_verified(&tx.txid())).collect()
+        };
+        crate::node::verify_many_known(txs, known, self.genesis().params.chain_id)
     }
 
     fn submit_headers(&self, headers: &[BlockHeader], now_ms: u64) -> Result<HeadersOutcome, String> {
