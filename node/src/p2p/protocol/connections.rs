@@ -365,15 +365,12 @@ impl Protocol {
     }
 
     pub(super) fn maintain_outbound(&mut self) {
-        let outbound =
-            self.peers.values().filter(|p| !p.inbound && !p.link.block_relay_only && !p.link.extra).count()
-                + self.full_outbound_dialing();
+        let outbound = self.full_outbound();
         if outbound >= self.config.target_outbound || self.dialing.len() >= self.config.max_dialing {
             return;
         }
         let want = (self.config.target_outbound - outbound).min(self.config.max_dialing - self.dialing.len());
-        let used: Vec<[u8; 4]> =
-            self.peers.values().filter(|p| !p.inbound).map(|p| addrbook::group(&p.addr.ip())).collect();
+        let used = self.outbound_groups();
         let peers = &self.peers;
         let dialing = &self.dialing;
         let selfs = &self.self_addrs;

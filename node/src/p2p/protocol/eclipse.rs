@@ -182,8 +182,14 @@ impl Protocol {
     }
 
     /// Counted against [`Config::target_outbound`]: full-relay outbound links that are
-    /// not a stale-tip extra, and their dials.
-    pub(super) fn full_outbound_dialing(&self) -> usize {
+    /// not a stale-tip extra, and the dials for such links.
+    pub(super) fn full_outbound(&self) -> usize {
+        self.peers.values().filter(|p| !p.inbound && !p.link.block_relay_only && !p.link.extra).count()
+            + self.full_outbound_dialing()
+    }
+
+    /// The dials of [`Protocol::full_outbound`].
+    fn full_outbound_dialing(&self) -> usize {
         self.dialing
             .iter()
             .filter(|a| {
@@ -193,7 +199,7 @@ impl Protocol {
     }
 
     /// The network groups of every outbound link.
-    fn outbound_groups(&self) -> Vec<[u8; 4]> {
+    pub(super) fn outbound_groups(&self) -> Vec<[u8; 4]> {
         self.peers.values().filter(|p| !p.inbound).map(|p| addrbook::group(&p.addr.ip())).collect()
     }
 
@@ -258,9 +264,7 @@ impl Protocol {
         // Beyond the anchors, only once the full-relay slots are taken (Bitcoin Core's
         // order): a node that knows one address (a seed) makes it a full-relay link,
         // which asks for addresses, not a block-relay-only one, which does not.
-        let full =
-            self.peers.values().filter(|p| !p.inbound && !p.link.block_relay_only && !p.link.extra).count()
-                + self.full_outbound_dialing();
+        let full = self.full_outbound();
         if !from_book || want == 0 || full < self.config.target_outbound {
             return;
         }
