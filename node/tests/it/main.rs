@@ -6,6 +6,7 @@ mod address_index;
 mod chain_crash;
 mod chain_model;
 mod chain_store;
+mod compact_model;
 mod compact_sim;
 mod dev_transfer;
 mod fail_stop;

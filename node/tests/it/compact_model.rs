@@ -1,0 +1,695 @@
+//! Model-based test of compact block relay (docs/PROTOCOL.md, "Compact blocks") as a
+//! state machine: random sequences of `sendcmpct`, `cmpctblock`, `blocktxn`,
+//! `getblocktxn` and compact `getdata` from up to four peers, transfers admitted to our
+//! mempool between them, peers leaving and coming back, and the clock jumping by edge
+//! amounts (0, 1, the block timeout and one past it, `u64::MAX`), against one real
+//! protocol instance over a real in-memory node.
+//!
+//! The peers offer blocks of one valid chain of four blocks, plus, at each height, a
+//! block whose header is invalid (its timestamp is before its parent's median time) and
+//! one whose header is valid but which carries a transfer with a broken signature.
+//! Nonces are drawn from the edges (0, 1, `u64::MAX`) and at random.
+//!
+//! The model is the spec's rules, and after every step it checks:
+//! - our tip is a block of the valid chain and never moves back; no invalid block is
+//!   ever stored;
+//! - each ban the ban rules require happened (an invalid header or a prefilled invalid
+//!   transfer in the next block, a `blocktxn` with an invalid transfer or another count
+//!   than asked, a `getblocktxn` for an index that is not a transfer), and no peer was
+//!   dropped that the model does not allow to go (drops on a clock jump are allowed:
+//!   the test's peers never answer pings or `getheaders`);
+//! - a valid compact block for the next block is connected at once, or its missing
+//!   transfers are asked for with `getblocktxn` (exactly the indexes of the transfers
+//!   our mempool lacks), or the block is asked for whole; the right `blocktxn` then
+//!   connects it;
+//! - a `getblocktxn` for one of our blocks is answered with exactly the transfers asked
+//!   for; every message goes to a connected peer and fits its frame limit.
+//!
+//! Cases: `PROPTEST_CASES` (default [`DEFAULT_CASES`]).
+#![allow(clippy::unwrap_used)] // test helpers fail loudly
+
+use super::p2p_sim::{sim_config, sim_genesis, transfer};
+use cairn_core::assemble::{assemble_block, grind};
+use cairn_core::block::Block;
+use cairn_core::genesis::Genesis;
+use cairn_core::{Address, BlockHash, SignedTransfer};
+use cairn_node::chain::Chain;
+use cairn_node::mempool::Mempool;
+use cairn_node::node::{Node, NodeEvent, Origin};
+use cairn_node::p2p::addrbook::Snapshot;
+use cairn_node::p2p::protocol::compact::compact_of;
+use cairn_node::p2p::protocol::{DisconnectReason, Input, Output, Protocol};
+use cairn_node::p2p::wire::{
+    max_payload, BlockTxn, GetBlockTxn, InvItem, Message, NetAddr, SendCmpct, Version, PROTOCOL_VERSION,
+};
+use cairn_node::p2p::PeerId;
+use proptest::prelude::*;
+use proptest::test_runner::{Config as RunnerConfig, TestCaseError, TestRunner};
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use tokio::sync::broadcast;
+
+const DEFAULT_CASES: u32 = 128;
+const SLOTS: u8 = 4;
+/// Blocks of the valid chain.
+const HEIGHT: usize = 4;
+/// Transfers per block.
+const PER_BLOCK: usize = 3;
+
+/// What the cases reached, printed after the run so that a reader sees the test was
+/// not trivially green.
+static SEEN: [AtomicUsize; 6] = [const { AtomicUsize::new(0) }; 6];
+const CONNECTED_AT_ONCE: usize = 0;
+const ASKED_BLOCKTXN: usize = 1;
+const CONNECTED_BY_BLOCKTXN: usize = 2;
+const FETCHED_WHOLE: usize = 3;
+const BANS: usize = 4;
+const SERVED_BLOCKTXN: usize = 5;
+
+fn seen(what: usize) {
+    SEEN[what].fetch_add(1, Ordering::Relaxed);
+}
+
+/// The blocks the peers offer, built once for all cases.
+struct Fixture {
+    genesis: Genesis,
+    /// `valid[k - 1]` is the valid block at height k.
+    valid: Vec<Block>,
+    /// At height k: the valid block's content under a header whose timestamp is 0.
+    bad_header: Vec<Block>,
+    /// At height k: a valid header over the valid block's transfers, the second with a
+    /// broken signature.
+    bad_sig: Vec<Block>,
+    start_ms: u64,
+}
+
+impl Fixture {
+    fn block(&self, kind: Kind, k: usize) -> &Block {
+        match kind {
+            Kind::Valid | Kind::DupIds => &self.valid[k - 1],
+            Kind::BadHeader => &self.bad_header[k - 1],
+            Kind::BadSig => &self.bad_sig[k - 1],
+        }
+    }
+
+    /// Any block of the fixture by hash.
+    fn by_hash(&self, hash: &BlockHash) -> Option<&Block> {
+        self.valid.iter().chain(&self.bad_header).chain(&self.bad_sig).find(|b| b.hash() == *hash)
+    }
+
+    fn height_of_valid(&self, hash: &BlockHash) -> Option<usize> {
+        if *hash == self.genesis.hash() {
+            return Some(0);
+        }
+        self.valid.iter().position(|b| b.hash() == *hash).map(|i| i + 1)
+    }
+}
+
+fn fixture() -> &'static Fixture {
+    static F: OnceLock<Fixture> = OnceLock::new();
+    F.get_or_init(|| {
+        let genesis = sim_genesis();
+        let start_ms = genesis.params.timestamp_ms + 3_600_000;
+        let mut chain = Chain::open_in_memory(&genesis);
+        let (mut valid, mut bad_header, mut bad_sig) = (vec![], vec![], vec![]);
+        for k in 1..=HEIGHT {
+            let txs: Vec<SignedTransfer> = (0..PER_BLOCK)
+                .map(|i| {
+                    let n = (k - 1) * PER_BLOCK + i;
+                    transfer(&genesis, 1 + n % 9, (n / 9) as u64)
+                })
+                .collect();
+            let parent = chain.tip_parent_info();
+            let params = *chain.params();
+            let at = start_ms + k as u64;
+            let miner = Address([0x42; 20]);
+            let mut block = assemble_block(&params, &parent, at, miner, &txs).unwrap();
+            assert!(grind(&mut block.header, 10_000_000));
+            let mut header = block.header;
+            header.timestamp_ms = 0;
+            assert!(grind(&mut header, 10_000_000));
+            bad_header.push(Block { header, transactions: block.transactions.clone() });
+            let mut broken = txs.clone();
+            broken[1].signature[40] ^= 0x01;
+            let mut b = assemble_block(&params, &parent, at, miner, &broken).unwrap();
+            assert!(grind(&mut b.header, 10_000_000));
+            bad_sig.push(b);
+            chain.accept_block(block.clone(), at).unwrap();
+            assert_eq!(chain.tip().hash, block.hash());
+            valid.push(block);
+        }
+        Fixture { genesis, valid, bad_header, bad_sig, start_ms }
+    })
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Valid,
+    BadHeader,
+    BadSig,
+    /// The valid block with its first short id repeated in place of the second.
+    DupIds,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Answer {
+    /// Exactly the transfers asked for.
+    Right,
+    /// One transfer fewer (or one more, if none was asked for).
+    WrongCount,
+    /// The right count, the first with a broken signature.
+    BadSig,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Indexes {
+    AllTransfers,
+    Coinbase,
+    PastEnd,
+    Max,
+    Empty,
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    /// Our RPC submits transfer `i` of valid block `k`.
+    Admit {
+        k: usize,
+        i: usize,
+    },
+    SendCmpct {
+        slot: u8,
+        high_bandwidth: bool,
+        version: u64,
+    },
+    Cmpct {
+        slot: u8,
+        k: usize,
+        kind: Kind,
+        nonce: u64,
+        prefill_all: bool,
+    },
+    /// A `blocktxn` for what our node asked this peer for (or, if nothing, for valid
+    /// block `k`: unasked).
+    BlockTxn {
+        slot: u8,
+        k: usize,
+        answer: Answer,
+    },
+    GetBlockTxn {
+        slot: u8,
+        k: usize,
+        indexes: Indexes,
+    },
+    GetCompact {
+        slot: u8,
+        k: usize,
+    },
+    /// The peer goes, and a new one (new address) takes its slot.
+    Rejoin {
+        slot: u8,
+    },
+    /// The clock moves on by this many ms (`None`: to `u64::MAX`), then a tick.
+    Advance(Option<u64>),
+}
+
+fn edge_u64() -> impl Strategy<Value = u64> {
+    prop_oneof![Just(0u64), Just(1), Just(u64::MAX), any::<u64>()]
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let slot = 0..SLOTS;
+    let k = 1..=HEIGHT;
+    let kind = prop_oneof![
+        4 => Just(Kind::Valid),
+        1 => Just(Kind::BadHeader),
+        1 => Just(Kind::BadSig),
+        1 => Just(Kind::DupIds),
+    ];
+    let answer =
+        prop_oneof![4 => Just(Answer::Right), 1 => Just(Answer::WrongCount), 1 => Just(Answer::BadSig)];
+    let indexes = prop_oneof![
+        3 => Just(Indexes::AllTransfers),
+        1 => Just(Indexes::Coinbase),
+        1 => Just(Indexes::PastEnd),
+        1 => Just(Indexes::Max),
+        1 => Just(Indexes::Empty),
+    ];
+    let timeout = sim_config().block_timeout_ms;
+    let advance = prop_oneof![
+        Just(Some(0u64)),
+        Just(Some(1)),
+        Just(Some(timeout)),
+        Just(Some(timeout + 1)),
+        Just(None)
+    ];
+    prop_oneof![
+        6 => (k.clone(), 0..PER_BLOCK).prop_map(|(k, i)| Op::Admit { k, i }),
+        1 => (slot.clone(), any::<bool>(), prop_oneof![Just(1u64), edge_u64()])
+            .prop_map(|(slot, high_bandwidth, version)| Op::SendCmpct { slot, high_bandwidth, version }),
+        8 => (slot.clone(), k.clone(), kind, edge_u64(), any::<bool>())
+            .prop_map(|(slot, k, kind, nonce, prefill_all)| Op::Cmpct { slot, k, kind, nonce, prefill_all }),
+        4 => (slot.clone(), k.clone(), answer).prop_map(|(slot, k, answer)| Op::BlockTxn { slot, k, answer }),
+        2 => (slot.clone(), k.clone(), indexes).prop_map(|(slot, k, indexes)| Op::GetBlockTxn { slot, k, indexes }),
+        1 => (slot.clone(), k).prop_map(|(slot, k)| Op::GetCompact { slot, k }),
+        1 => slot.prop_map(|slot| Op::Rejoin { slot }),
+        1 => advance.prop_map(Op::Advance),
+    ]
+}
+
+/// What the model knows of one peer.
+#[derive(Clone, Debug)]
+struct ModelPeer {
+    id: PeerId,
+    score: u32,
+    /// The `getblocktxn` our node sent it that is still open, and when.
+    asked: Option<(GetBlockTxn, u64)>,
+}
+
+struct Harness {
+    node: Arc<Node>,
+    proto: Protocol,
+    events: broadcast::Receiver<NodeEvent>,
+    now: u64,
+    next_id: PeerId,
+    incarnation: u8,
+}
+
+impl Harness {
+    fn step(&mut self, input: Input) -> Vec<Output> {
+        self.proto.step(self.now, input);
+        while let Ok(ev) = self.events.try_recv() {
+            self.proto.step(self.now, Input::Node(ev));
+        }
+        self.proto.drain()
+    }
+
+    /// A new inbound peer through the whole handshake, then `sendcmpct`.
+    fn join(&mut self, f: &Fixture, high_bandwidth: bool) -> (PeerId, Vec<Output>) {
+        let peer = self.next_id;
+        self.next_id += 1;
+        self.incarnation = self.incarnation.wrapping_add(1);
+        let addr = SocketAddr::new([10, 1, self.incarnation, 1].into(), 40_000);
+        let mut outs = self.step(Input::Connected { peer, addr, inbound: true });
+        let v = Version {
+            protocol_version: PROTOCOL_VERSION,
+            chain_id: f.genesis.params.chain_id,
+            genesis_hash: f.genesis.hash(),
+            best_height: 0,
+            best_work: self.node.chain().tip().total_work.to_be_bytes(),
+            listen_port: 7333,
+            nonce: 1_000 + peer,
+            your_addr: NetAddr::from_socket("10.0.0.1:7333".parse().unwrap()),
+            relay: true,
+            user_agent: "model".into(),
+        };
+        for msg in [
+            Message::Version(v),
+            Message::Verack,
+            Message::SendCmpct(SendCmpct { high_bandwidth, version: 1 }),
+        ] {
+            outs.extend(self.step(Input::Received { peer, msg }));
+        }
+        (peer, outs)
+    }
+
+    fn height(&self, f: &Fixture) -> Option<usize> {
+        f.height_of_valid(&self.node.chain().tip().hash)
+    }
+}
+
+/// The message as a peer would deliver it: `None` if it would not decode.
+fn on_the_wire(msg: Message) -> Option<Message> {
+    Message::decode_payload(msg.command(), &msg.encode_payload()).ok()
+}
+
+fn run(ops: &[Op]) -> Result<(), TestCaseError> {
+    let f = fixture();
+    let node = Node::new(Chain::open_in_memory(&f.genesis), Mempool::new(1 << 20), f.genesis.clone());
+    let events = node.subscribe();
+    let now = f.start_ms + 1_000;
+    let proto = Protocol::new(node.clone(), sim_config(), Snapshot::default(), 7, now);
+    let mut h = Harness { node, proto, events, now, next_id: 1, incarnation: 0 };
+    let mut peers: BTreeMap<u8, ModelPeer> = BTreeMap::new();
+    for slot in 0..SLOTS {
+        let (id, outs) = h.join(f, slot % 2 == 0);
+        prop_assert!(!outs.iter().any(|o| matches!(o, Output::Disconnect(..))), "handshake: {outs:?}");
+        peers.insert(slot, ModelPeer { id, score: 0, asked: None });
+    }
+    let timeout = sim_config().block_timeout_ms;
+    let mut height = 0usize;
+
+    for op in ops {
+        // Expectations of this step.
+        let mut must_drop: BTreeSet<PeerId> = BTreeSet::new();
+        let mut may_drop_any = false;
+        // A valid next block delivered by this peer: connected, or its missing
+        // transfers asked for (exactly these indexes), or the block asked for whole.
+        let mut next_block: Option<(PeerId, BlockHash, Vec<u32>)> = None;
+        // The right blocktxn for the next block: connected.
+        let mut must_connect: Option<BlockHash> = None;
+        // A getblocktxn to answer with exactly these transfers.
+        let mut must_serve: Option<(PeerId, BlockTxn)> = None;
+        // A request for a block we lack: `notfound`, never a ban.
+        let mut must_not_find: Option<PeerId> = None;
+        let mut replaced: Option<u8> = None;
+
+        let input = match op.clone() {
+            Op::Admit { k, i } => {
+                let tx = *f.valid[k - 1].transactions[1 + i].as_transfer().unwrap();
+                // Refused when its nonce is used or not yet reachable: the real mempool
+                // is what the compact rules below consult.
+                let _ = h.node.verify_and_submit(tx, Origin::Rpc, h.now);
+                Input::Tick
+            }
+            Op::SendCmpct { slot, high_bandwidth, version } => {
+                let p = &peers[&slot];
+                Input::Received { peer: p.id, msg: Message::SendCmpct(SendCmpct { high_bandwidth, version }) }
+            }
+            Op::Cmpct { slot, k, kind, nonce, prefill_all } => {
+                let p = &peers[&slot];
+                let block = f.block(kind, k);
+                let mut c = compact_of(block, nonce);
+                if prefill_all {
+                    c = cairn_node::p2p::wire::CmpctBlock {
+                        header: c.header,
+                        nonce: c.nonce,
+                        short_ids: vec![],
+                        prefilled: block
+                            .transactions
+                            .iter()
+                            .enumerate()
+                            .map(|(i, tx)| cairn_node::p2p::wire::PrefilledTx { index: i as u32, tx: *tx })
+                            .collect(),
+                    };
+                } else if kind == Kind::DupIds {
+                    c.short_ids[1] = c.short_ids[0];
+                }
+                let next = k == height + 1;
+                match kind {
+                    Kind::BadHeader if next => {
+                        must_drop.insert(p.id);
+                    }
+                    Kind::BadSig if next && prefill_all => {
+                        must_drop.insert(p.id);
+                    }
+                    Kind::Valid if next && !prefill_all => {
+                        // Positions whose transfer our mempool lacks, computed before
+                        // the step.
+                        let mempool = h.node.mempool();
+                        let lacking: Vec<u32> = (1..block.transactions.len())
+                            .filter(|i| !mempool.contains(&block.transactions[*i].txid()))
+                            .map(|i| i as u32)
+                            .collect();
+                        next_block = Some((p.id, block.hash(), lacking));
+                    }
+                    Kind::Valid if next => next_block = Some((p.id, block.hash(), vec![])),
+                    _ => {}
+                }
+                let Some(msg) = on_the_wire(Message::CmpctBlock(Box::new(c))) else { continue };
+                Input::Received { peer: p.id, msg }
+            }
+            Op::BlockTxn { slot, k, answer } => {
+                let p = peers.get_mut(&slot).unwrap();
+                let msg = match &p.asked {
+                    Some((g, _)) => {
+                        let block = f.by_hash(&g.block_hash).expect("we only ask for the peers' blocks");
+                        let mut transfers: Vec<SignedTransfer> = g
+                            .indexes
+                            .iter()
+                            .map(|i| *block.transactions[*i as usize].as_transfer().unwrap())
+                            .collect();
+                        let asked_bad_block = f.bad_sig.iter().any(|b| b.hash() == g.block_hash);
+                        match answer {
+                            Answer::Right if asked_bad_block => {
+                                must_drop.insert(p.id);
+                            }
+                            Answer::Right => {
+                                if f.height_of_valid(&g.block_hash) == Some(height + 1) {
+                                    must_connect = Some(g.block_hash);
+                                }
+                            }
+                            Answer::WrongCount => {
+                                if transfers.pop().is_none() {
+                                    transfers.push(*f.valid[0].transactions[1].as_transfer().unwrap());
+                                }
+                                must_drop.insert(p.id);
+                            }
+                            Answer::BadSig => {
+                                // Another byte than the fixture's broken transfer has
+                                // flipped, so that this breaks a good one and does not
+                                // mend a broken one.
+                                transfers[0].signature[41] ^= 0x01;
+                                must_drop.insert(p.id);
+                            }
+                        }
+                        let msg = BlockTxn { block_hash: g.block_hash, transfers };
+                        p.asked = None;
+                        msg
+                    }
+                    None => {
+                        p.score += 10;
+                        if p.score >= 100 {
+                            must_drop.insert(p.id);
+                        }
+                        let block = &f.valid[k - 1];
+                        let transfers =
+                            block.transactions[1..].iter().map(|t| *t.as_transfer().unwrap()).collect();
+                        BlockTxn { block_hash: block.hash(), transfers }
+                    }
+                };
+                let Some(msg) = on_the_wire(Message::BlockTxn(msg)) else { continue };
+                Input::Received { peer: p.id, msg }
+            }
+            Op::GetBlockTxn { slot, k, indexes } => {
+                let p = &peers[&slot];
+                let block = &f.valid[k - 1];
+                let n = block.transactions.len() as u32;
+                let list: Vec<u32> = match indexes {
+                    Indexes::AllTransfers => (1..n).collect(),
+                    Indexes::Coinbase => vec![0],
+                    Indexes::PastEnd => vec![n],
+                    Indexes::Max => vec![u32::MAX],
+                    Indexes::Empty => vec![],
+                };
+                if k <= height {
+                    match indexes {
+                        Indexes::AllTransfers | Indexes::Empty => {
+                            let transfers = list
+                                .iter()
+                                .map(|i| *block.transactions[*i as usize].as_transfer().unwrap())
+                                .collect();
+                            must_serve = Some((p.id, BlockTxn { block_hash: block.hash(), transfers }));
+                        }
+                        _ => {
+                            must_drop.insert(p.id);
+                        }
+                    }
+                } else {
+                    must_not_find = Some(p.id);
+                }
+                let msg = Message::GetBlockTxn(GetBlockTxn { block_hash: block.hash(), indexes: list });
+                let Some(msg) = on_the_wire(msg) else { continue };
+                Input::Received { peer: p.id, msg }
+            }
+            Op::GetCompact { slot, k } => {
+                let p = &peers[&slot];
+                if k > height {
+                    must_not_find = Some(p.id);
+                }
+                Input::Received {
+                    peer: p.id,
+                    msg: Message::GetData(vec![InvItem::CmpctBlock(f.valid[k - 1].hash())]),
+                }
+            }
+            Op::Rejoin { slot } => {
+                replaced = Some(slot);
+                let id = peers[&slot].id;
+                Input::Disconnected { peer: id, reason: DisconnectReason::Closed }
+            }
+            Op::Advance(by) => {
+                h.now = by.map_or(u64::MAX, |d| h.now.saturating_add(d));
+                may_drop_any = true;
+                for p in peers.values_mut() {
+                    if p.asked.as_ref().is_some_and(|(_, since)| h.now.saturating_sub(*since) >= timeout) {
+                        p.asked = None;
+                    }
+                }
+                Input::Tick
+            }
+        };
+        let mut outs = h.step(input);
+        if let Some(slot) = replaced {
+            let (id, more) = h.join(f, false);
+            outs.extend(more);
+            peers.insert(slot, ModelPeer { id, score: 0, asked: None });
+        }
+
+        // The outputs against the model.
+        let live: BTreeMap<PeerId, u8> = peers.iter().map(|(s, p)| (p.id, *s)).collect();
+        let mut dropped: BTreeSet<PeerId> = BTreeSet::new();
+        let mut sent: Vec<(PeerId, Message)> = Vec::new();
+        for out in outs {
+            match out {
+                Output::Send(peer, msg) => {
+                    prop_assert!(
+                        live.contains_key(&peer) && !dropped.contains(&peer),
+                        "after {op:?}: {} sent to peer {peer}, not connected",
+                        msg.name()
+                    );
+                    let (len, max) = (msg.encode_payload().len(), max_payload(msg.command()).unwrap());
+                    prop_assert!(len <= max, "a {} of {len} bytes (limit {max})", msg.name());
+                    sent.push((peer, msg));
+                }
+                Output::SendBlock(peer, bytes) => {
+                    prop_assert!(live.contains_key(&peer) && !dropped.contains(&peer));
+                    let block = Message::decode_payload(cairn_node::p2p::wire::command::BLOCK, &bytes);
+                    prop_assert!(block.is_ok(), "a served block does not decode");
+                    sent.push((peer, block.unwrap()));
+                }
+                Output::Disconnect(peer, reason) => {
+                    prop_assert!(dropped.insert(peer), "peer {peer} dropped twice");
+                    if matches!(reason, DisconnectReason::Misbehaviour(_)) {
+                        seen(BANS);
+                    }
+                }
+                Output::Connect(_) | Output::Save(_) => {}
+            }
+        }
+        // Requests our node made: the model follows them.
+        for (peer, msg) in &sent {
+            let Some(slot) = live.get(peer) else { continue };
+            let p = peers.get_mut(slot).unwrap();
+            match msg {
+                Message::GetBlockTxn(g) => {
+                    seen(ASKED_BLOCKTXN);
+                    p.asked = Some((g.clone(), h.now));
+                }
+                Message::GetData(items) if items.iter().any(|i| matches!(i, InvItem::Block(_))) => {
+                    seen(FETCHED_WHOLE);
+                }
+                _ => {}
+            }
+        }
+        if let Some(slot) = replaced {
+            prop_assert!(!dropped.contains(&peers[&slot].id), "a fresh peer was dropped at once");
+        }
+
+        // Drops: each one the model requires, and no other.
+        prop_assert!(
+            must_drop.is_subset(&dropped),
+            "after {op:?}: must drop {must_drop:?}, dropped {dropped:?}"
+        );
+        if !may_drop_any {
+            prop_assert!(
+                dropped.is_subset(&must_drop),
+                "after {op:?}: dropped {dropped:?}, only {must_drop:?} may go"
+            );
+        }
+        for peer in &dropped {
+            if let Some(slot) = live.get(peer).copied() {
+                // The slot is taken by a fresh peer, as a real network would refill it.
+                let (id, outs) = h.join(f, false);
+                prop_assert!(!outs.iter().any(|o| matches!(o, Output::Disconnect(p, _) if *p == id)));
+                peers.insert(slot, ModelPeer { id, score: 0, asked: None });
+            }
+        }
+
+        // The tip: a block of the valid chain, never moving back, nothing invalid stored.
+        let Some(now_height) = h.height(f) else {
+            return Err(TestCaseError::fail(format!(
+                "after {op:?}: the tip is not a block of the valid chain"
+            )));
+        };
+        prop_assert!(now_height >= height, "after {op:?}: the tip moved back from {height} to {now_height}");
+        for b in f.bad_header.iter().chain(&f.bad_sig) {
+            prop_assert!(
+                h.node.chain().block_bytes(&b.hash()).unwrap().is_none(),
+                "an invalid block was stored"
+            );
+        }
+
+        // Liveness of the next block.
+        if let Some((peer, hash, lacking)) = next_block {
+            let connected = now_height == height + 1;
+            let asked = sent.iter().find_map(|(p, m)| match m {
+                Message::GetBlockTxn(g) if *p == peer && g.block_hash == hash => Some(g.indexes.clone()),
+                _ => None,
+            });
+            let whole = sent.iter().any(|(p, m)| {
+                *p == peer && matches!(m, Message::GetData(items) if items.contains(&InvItem::Block(hash)))
+            });
+            if connected {
+                prop_assert!(lacking.is_empty(), "after {op:?}: connected though {lacking:?} were missing");
+                seen(CONNECTED_AT_ONCE);
+            } else if let Some(indexes) = asked {
+                prop_assert_eq!(&indexes, &lacking, "after {:?}: asked for the wrong indexes", op);
+            } else {
+                prop_assert!(
+                    whole || (!lacking.is_empty() && dropped.contains(&peer)),
+                    "after {op:?}: the next block was neither connected, nor completed with getblocktxn, nor fetched whole"
+                );
+            }
+        }
+        if let Some(hash) = must_connect {
+            prop_assert_eq!(
+                h.node.chain().tip().hash,
+                hash,
+                "after {:?}: the right blocktxn did not connect the next block",
+                op
+            );
+            seen(CONNECTED_BY_BLOCKTXN);
+        }
+        if let Some((peer, want)) = must_serve {
+            let got = sent.iter().find_map(|(p, m)| match m {
+                Message::BlockTxn(b) if *p == peer => Some(b.clone()),
+                _ => None,
+            });
+            prop_assert_eq!(got.as_ref(), Some(&want), "after {:?}: getblocktxn not answered right", op);
+            seen(SERVED_BLOCKTXN);
+        }
+        if let Some(peer) = must_not_find {
+            prop_assert!(!dropped.contains(&peer), "after {op:?}: asking for a block we lack is no offence");
+            prop_assert!(
+                sent.iter().any(|(p, m)| *p == peer && matches!(m, Message::NotFound(_))),
+                "after {op:?}: no notfound for a block we lack"
+            );
+        }
+        height = now_height;
+    }
+    Ok(())
+}
+
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(DEFAULT_CASES)
+}
+
+#[test]
+fn compact_relay_follows_the_model() {
+    let mut runner = TestRunner::new(RunnerConfig {
+        cases: cases(),
+        failure_persistence: None,
+        ..RunnerConfig::default()
+    });
+    let result = runner.run(&prop::collection::vec(op(), 1..60), |ops| run(&ops));
+    let n: Vec<usize> = SEEN.iter().map(|c| c.load(Ordering::Relaxed)).collect();
+    eprintln!(
+        "compact model: {} cases; connected at once {}, getblocktxn sent {}, connected by blocktxn {}, fetched whole {}, bans {}, getblocktxn served {}",
+        cases(),
+        n[CONNECTED_AT_ONCE],
+        n[ASKED_BLOCKTXN],
+        n[CONNECTED_BY_BLOCKTXN],
+        n[FETCHED_WHOLE],
+        n[BANS],
+        n[SERVED_BLOCKTXN]
+    );
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+    assert!(
+        n[CONNECTED_AT_ONCE] > 0 && n[CONNECTED_BY_BLOCKTXN] > 0 && n[BANS] > 0,
+        "the cases never reached {n:?}"
+    );
+}
