@@ -371,23 +371,32 @@ impl Protocol {
         }
         let want = (self.config.target_outbound - outbound).min(self.config.max_dialing - self.dialing.len());
         let used = self.outbound_groups();
-        let peers = &self.peers;
-        let dialing = &self.dialing;
-        let selfs = &self.self_addrs;
-        let blocked = &self.blocked;
-        let book = &self.book;
-        let connect_only = self.config.connect_only;
+        let Protocol { book, rng, dialing, self_addrs, blocked, peers, now_ms, config, .. } = self;
         let exclude = |a: &SocketAddr| {
             // `--connect`: only the addresses the operator gave.
-            (connect_only && !book.get(a).is_some_and(|e| e.seed))
-                || dialing.contains(a)
-                || selfs.contains(a)
-                || blocked.contains(a)
-                || peers.values().any(|p| (!p.inbound && p.addr == *a) || p.listen_addr == Some(*a))
+            (config.connect_only && !book.get(a).is_some_and(|e| e.seed))
+                || not_dialable(dialing, self_addrs, blocked, peers, a)
         };
-        let picks = self.book.pick_dial_candidates(want, self.now_ms, exclude, &used, &mut self.rng);
+        let picks = book.pick_dial_candidates(want, *now_ms, exclude, &used, rng);
         for a in picks {
             self.dial(a);
         }
     }
+}
+
+/// Whether `a` is no dial candidate now: being dialled, one of our own addresses,
+/// blocked by the operator, or a peer we are connected to (outbound to that address,
+/// or inbound from a peer that announced it as its listen address). Takes the fields
+/// apart so that callers can hold the address book mutably at the same time.
+pub(super) fn not_dialable(
+    dialing: &BTreeSet<SocketAddr>,
+    self_addrs: &BTreeSet<SocketAddr>,
+    blocked: &BTreeSet<SocketAddr>,
+    peers: &BTreeMap<PeerId, Peer>,
+    a: &SocketAddr,
+) -> bool {
+    dialing.contains(a)
+        || self_addrs.contains(a)
+        || blocked.contains(a)
+        || peers.values().any(|p| (!p.inbound && p.addr == *a) || p.listen_addr == Some(*a))
 }

@@ -3,6 +3,7 @@
 //! stale-tip check (docs/PROTOCOL.md, "Eviction and block-relay-only links";
 //! docs/SECURITY.md, "Eclipse").
 
+use super::connections::not_dialable;
 use super::*;
 
 /// Block-relay-only outbound links kept beyond [`Config::target_outbound`].
@@ -204,10 +205,7 @@ impl Protocol {
     }
 
     fn dial_excluded(&self, a: &SocketAddr) -> bool {
-        self.dialing.contains(a)
-            || self.self_addrs.contains(a)
-            || self.blocked.contains(a)
-            || self.peers.values().any(|p| (!p.inbound && p.addr == *a) || p.listen_addr == Some(*a))
+        not_dialable(&self.dialing, &self.self_addrs, &self.blocked, &self.peers, a)
     }
 
     /// Up to `n` dial candidates we are not connected to nor dialling. None under
@@ -217,12 +215,7 @@ impl Protocol {
             return Vec::new();
         }
         let Protocol { book, rng, dialing, self_addrs, blocked, peers, now_ms, .. } = self;
-        let exclude = |a: &SocketAddr| {
-            dialing.contains(a)
-                || self_addrs.contains(a)
-                || blocked.contains(a)
-                || peers.values().any(|p| (!p.inbound && p.addr == *a) || p.listen_addr == Some(*a))
-        };
+        let exclude = |a: &SocketAddr| not_dialable(dialing, self_addrs, blocked, peers, a);
         book.pick_dial_candidates(n, *now_ms, exclude, used, rng)
     }
 
