@@ -331,6 +331,10 @@ const MISBEHAVIOUR_REASONS: &[&str] = &[
     "presync_not_continued",
     "presync_too_long",
     "presync_mismatch",
+    "invalid_compact_block",
+    "unrequested_blocktxn",
+    "blocktxn_mismatch",
+    "getblocktxn_bad_index",
     "invalid_block_or_header",
 ];
 
@@ -352,6 +356,16 @@ fn misbehaviour_reason(what: &str) -> &'static str {
             "presync_too_long"
         }
         w if w.starts_with("redownloaded header at height ") => "presync_mismatch",
+        // Compact block relay (docs/PROTOCOL.md, "Compact blocks"); a compact block whose
+        // header fails validation is an invalid header like any other.
+        w if w.starts_with("invalid compact block")
+            || w.starts_with("compact block with an invalid transfer") =>
+        {
+            "invalid_compact_block"
+        }
+        "unrequested blocktxn" => "unrequested_blocktxn",
+        "blocktxn does not answer getblocktxn" => "blocktxn_mismatch",
+        "getblocktxn for an index that is no transfer" => "getblocktxn_bad_index",
         _ => "invalid_block_or_header",
     }
 }
@@ -1085,6 +1099,17 @@ mod tests {
             assert_eq!(misbehaviour_reason(&e.to_string()), label, "{e}");
         }
         assert_eq!(misbehaviour_reason("invalid transfer: bad signature"), "invalid_transfer");
+        // The compact-block texts of p2p/protocol/compact.rs.
+        for (what, label) in [
+            ("invalid compact block: compact block without a coinbase first", "invalid_compact_block"),
+            ("compact block with an invalid transfer ab12: bad signature", "invalid_compact_block"),
+            ("unrequested blocktxn", "unrequested_blocktxn"),
+            ("blocktxn does not answer getblocktxn", "blocktxn_mismatch"),
+            ("getblocktxn for an index that is no transfer", "getblocktxn_bad_index"),
+            ("compact block: timestamp too old", "invalid_block_or_header"),
+        ] {
+            assert_eq!(misbehaviour_reason(what), label, "{what}");
+        }
         assert_eq!(misbehaviour_reason(&BlockError::BadMerkleRoot.to_string()), "invalid_block_or_header");
     }
 
