@@ -13,7 +13,7 @@
 //! are checked, and the P2P protocol thread checks none itself.
 
 use crate::chain::{AcceptResult, Acceptance, Chain, ChainError, TipInfo};
-use crate::failstop::lock_or_stop;
+use crate::failstop::{lock_or_stop, try_lock_or_stop};
 use crate::mempool::{Mempool, MempoolError};
 use cairn_core::block::{Block, BlockHeader};
 use cairn_core::genesis::Genesis;
@@ -164,6 +164,45 @@ pub async fn verify_on_cores(txs: Vec<SignedTransfer>, chain_id: u32) -> Option<
     rx.await.ok().flatten()
 }
 
+/// Checks a transfer's signature and admits it, for `tx_submit`: the check runs on the
+/// rayon pool as in [`verify_on_cores`], and the same rayon thread then admits it with
+/// [`Node::try_submit_transfer`] when the chain and mempool locks are free, so most
+/// admissions take one hop off the async worker and back. When a lock is held (a block
+/// import, another admission), the admission waits for it on tokio's blocking pool
+/// instead, as before, never on a rayon thread. `None` if the check or the admission
+/// panicked (see [`verify_on_cores`]).
+pub async fn submit_on_cores(
+    node: Arc<Node>,
+    tx: SignedTransfer,
+    origin: Origin,
+) -> Option<Result<(Txid, NodeEvent), SubmitError>> {
+    enum Attempt {
+        Done(Result<(Txid, NodeEvent), SubmitError>),
+        Busy(VerifiedTransfer),
+    }
+    let (send, recv) = tokio::sync::oneshot::channel();
+    let chain_id = node.genesis.params.chain_id;
+    let on_rayon = node.clone();
+    rayon::spawn(move || {
+        let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match verify(tx, chain_id) {
+            Err(refused) => Attempt::Done(Err(SubmitError::Invalid(refused.error))),
+            Ok(verified) => match on_rayon.try_submit_transfer(verified, origin, crate::now_ms()) {
+                Some(done) => Attempt::Done(done),
+                None => Attempt::Busy(verified),
+            },
+        }));
+        let _ = send.send(attempt.ok());
+    });
+    match recv.await.ok().flatten()? {
+        Attempt::Done(done) => Some(done),
+        Attempt::Busy(verified) => {
+            tokio::task::spawn_blocking(move || node.submit_transfer(verified, origin, crate::now_ms()))
+                .await
+                .ok()
+        }
+    }
+}
+
 /// Why a submitted transfer was not admitted.
 #[derive(Debug, thiserror::Error)]
 pub enum SubmitError {
@@ -214,6 +253,16 @@ impl Node {
     /// Locks the mempool; like [`Node::chain`], a poisoned lock stops the node.
     pub fn mempool(&self) -> MutexGuard<'_, Mempool> {
         lock_or_stop(&self.mempool, "mempool")
+    }
+
+    /// [`Node::chain`] without waiting: `None` while another thread holds the lock.
+    pub fn try_chain(&self) -> Option<MutexGuard<'_, Chain>> {
+        try_lock_or_stop(&self.chain, "chain")
+    }
+
+    /// [`Node::mempool`] without waiting: `None` while another thread holds the lock.
+    pub fn try_mempool(&self) -> Option<MutexGuard<'_, Mempool>> {
+        try_lock_or_stop(&self.mempool, "mempool")
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<NodeEvent> {
@@ -286,10 +335,39 @@ impl Node {
     ) -> Result<(Txid, NodeEvent), SubmitError> {
         // Lock order everywhere: chain, then mempool. The chain lock keeps the tip state
         // from moving under the admission check; both are held only for map lookups.
-        let mut chain = self.chain();
+        let chain = self.chain();
         self.maybe_fault(FaultInjection::PanicWhileChainLocked);
-        let mut mempool = self.mempool();
+        let mempool = self.mempool();
         self.maybe_fault(FaultInjection::PanicWhileMempoolLocked);
+        self.admit(chain, mempool, tx, origin, now_ms)
+    }
+
+    /// [`Node::submit_transfer`] if the chain and mempool locks are both free now,
+    /// without waiting for either: `None` (nothing done) while another thread holds one.
+    /// For threads that must not block on these locks: a rayon thread (block import
+    /// holds the chain lock while it waits for rayon threads) or an async worker.
+    pub fn try_submit_transfer(
+        &self,
+        tx: VerifiedTransfer,
+        origin: Origin,
+        now_ms: u64,
+    ) -> Option<Result<(Txid, NodeEvent), SubmitError>> {
+        let chain = self.try_chain()?;
+        self.maybe_fault(FaultInjection::PanicWhileChainLocked);
+        let mempool = self.try_mempool()?;
+        self.maybe_fault(FaultInjection::PanicWhileMempoolLocked);
+        Some(self.admit(chain, mempool, tx, origin, now_ms))
+    }
+
+    /// The admission of [`Node::submit_transfer`], with both locks taken.
+    fn admit(
+        &self,
+        mut chain: MutexGuard<'_, Chain>,
+        mut mempool: MutexGuard<'_, Mempool>,
+        tx: VerifiedTransfer,
+        origin: Origin,
+        now_ms: u64,
+    ) -> Result<(Txid, NodeEvent), SubmitError> {
         let admitted = mempool.add_verified(tx.tx, &*chain, now_ms);
         drop(mempool);
         crate::metrics::transfer_submitted(&admitted);
