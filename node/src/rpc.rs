@@ -14,6 +14,10 @@
 //! Handlers that touch the chain or mempool run on the blocking pool: the locks are
 //! std mutexes that block import may hold for a while, and signature verification is
 //! CPU work; neither should stall the async workers that serve other connections.
+//! Two hot calls avoid that hop when they can: `tx_submit` admits on the rayon thread
+//! that checked the signature, and `chain_getInfo` reads on the async worker, each only
+//! if both locks are free at once (`try_lock`, which never waits); otherwise they go to
+//! the blocking pool like the rest.
 
 use crate::chain::BlockStatus;
 use crate::chain::HistoryCursor;
