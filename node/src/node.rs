@@ -456,4 +456,72 @@ mod tests {
         assert_eq!(checked[2].as_ref().unwrap().txid(), good.txid());
         assert!(node.chain().was_verified(&other.txid()) && !node.chain().was_verified(&forged.txid()));
     }
+
+    /// `tx_submit`'s path: with a lock held elsewhere, `try_submit_transfer` does nothing
+    /// rather than wait, and `submit_on_cores` admits once the lock is free, without
+    /// keeping a rayon thread waiting meanwhile (block import needs them all while it
+    /// holds the chain lock).
+    #[test]
+    fn a_held_lock_never_blocks_the_rayon_pool() {
+        let g = Genesis::dev();
+        let node =
+            Node::new(Chain::open_in_memory(&g), Mempool::with_config(MempoolConfig::default()), g.clone());
+        let k = &dev_keys()[0];
+        let t = |nonce| {
+            Transfer {
+                chain_id: g.params.chain_id,
+                nonce,
+                from: public_key_of(k),
+                to: Address([7; 20]),
+                amount: Amount(1),
+                fee: Amount(5),
+            }
+            .sign(k)
+            .unwrap()
+        };
+        let first = verify(t(0), g.params.chain_id).unwrap();
+        let chain = node.chain();
+        assert!(node.try_submit_transfer(first, Origin::Rpc, 0).is_none());
+        drop(chain);
+        let mempool = node.mempool();
+        assert!(node.try_submit_transfer(first, Origin::Rpc, 0).is_none());
+        drop(mempool);
+        assert_eq!(node.mempool().len(), 0, "a busy attempt admits nothing");
+        let (txid, _) = node.try_submit_transfer(first, Origin::Rpc, 0).unwrap().unwrap();
+        assert_eq!(txid, first.txid());
+
+        // Another thread holds the chain lock while the next transfer is submitted.
+        let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let holder = {
+            let node = node.clone();
+            std::thread::spawn(move || {
+                let _chain = node.chain();
+                locked_tx.send(()).unwrap();
+                let _ = release_rx.recv();
+            })
+        };
+        locked_rx.recv().unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).build().unwrap();
+        let submit = rt.spawn(submit_on_cores(node.clone(), t(1), Origin::Rpc));
+        // Every rayon thread still takes work while the lock is held.
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            rayon::broadcast(|_| ());
+            let _ = done_tx.send(());
+        });
+        done_rx
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("a rayon thread is stuck behind the chain lock");
+        release_tx.send(()).unwrap();
+        holder.join().unwrap();
+        let admitted = rt.block_on(submit).unwrap().expect("no panic").expect("admitted");
+        assert_eq!(admitted.0, t(1).txid());
+        assert_eq!(node.mempool().len(), 2);
+        // And a refusal keeps its error through the same path.
+        let mut forged = t(2);
+        forged.signature[40] ^= 1;
+        let refused = rt.block_on(submit_on_cores(node.clone(), forged, Origin::Rpc)).expect("no panic");
+        assert!(matches!(refused, Err(SubmitError::Invalid(_))));
+    }
 }
