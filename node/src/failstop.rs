@@ -24,3 +24,16 @@ pub(crate) fn lock_or_stop<'a, T>(mutex: &'a Mutex<T>, what: &str) -> MutexGuard
         Err(_) => fail_stop(format_args!("{what} lock poisoned: a thread panicked while holding it")),
     }
 }
+
+/// [`lock_or_stop`] without waiting: `None` while another thread holds `mutex`. For
+/// threads that must not block on it (see [`crate::node::Node::try_submit_transfer`]).
+#[track_caller]
+pub(crate) fn try_lock_or_stop<'a, T>(mutex: &'a Mutex<T>, what: &str) -> Option<MutexGuard<'a, T>> {
+    match mutex.try_lock() {
+        Ok(guard) => Some(guard),
+        Err(std::sync::TryLockError::WouldBlock) => None,
+        Err(std::sync::TryLockError::Poisoned(_)) => {
+            fail_stop(format_args!("{what} lock poisoned: a thread panicked while holding it"))
+        }
+    }
+}

@@ -13,7 +13,7 @@
 //! are checked, and the P2P protocol thread checks none itself.
 
 use crate::chain::{AcceptResult, Acceptance, Chain, ChainError, TipInfo};
-use crate::failstop::lock_or_stop;
+use crate::failstop::{lock_or_stop, try_lock_or_stop};
 use crate::mempool::{Mempool, MempoolError};
 use cairn_core::block::{Block, BlockHeader};
 use cairn_core::genesis::Genesis;
@@ -164,6 +164,45 @@ pub async fn verify_on_cores(txs: Vec<SignedTransfer>, chain_id: u32) -> Option<
     rx.await.ok().flatten()
 }
 
+/// Checks a transfer's signature and admits it, for `tx_submit`: the check runs on the
+/// rayon pool as in [`verify_on_cores`], and the same rayon thread then admits it with
+/// [`Node::try_submit_transfer`] when the chain and mempool locks are free, so most
+/// admissions take one hop off the async worker and back. When a lock is held (a block
+/// import, another admission), the admission waits for it on tokio's blocking pool
+/// instead, as before, never on a rayon thread. `None` if the check or the admission
+/// panicked (see [`verify_on_cores`]).
+pub async fn submit_on_cores(
+    node: Arc<Node>,
+    tx: SignedTransfer,
+    origin: Origin,
+) -> Option<Result<(Txid, NodeEvent), SubmitError>> {
+    enum Attempt {
+        Done(Result<(Txid, NodeEvent), SubmitError>),
+        Busy(VerifiedTransfer),
+    }
+    let (send, recv) = tokio::sync::oneshot::channel();
+    let chain_id = node.genesis.params.chain_id;
+    let on_rayon = node.clone();
+    rayon::spawn(move || {
+        let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match verify(tx, chain_id) {
+            Err(refused) => Attempt::Done(Err(SubmitError::Invalid(refused.error))),
+            Ok(verified) => match on_rayon.try_submit_transfer(verified, origin, crate::now_ms()) {
+                Some(done) => Attempt::Done(done),
+                None => Attempt::Busy(verified),
+            },
+        }));
+        let _ = send.send(attempt.ok());
+    });
+    match recv.await.ok().flatten()? {
+        Attempt::Done(done) => Some(done),
+        Attempt::Busy(verified) => {
+            tokio::task::spawn_blocking(move || node.submit_transfer(verified, origin, crate::now_ms()))
+                .await
+                .ok()
+        }
+    }
+}
+
 /// Why a submitted transfer was not admitted.
 #[derive(Debug, thiserror::Error)]
 pub enum SubmitError {
@@ -214,6 +253,16 @@ impl Node {
     /// Locks the mempool; like [`Node::chain`], a poisoned lock stops the node.
     pub fn mempool(&self) -> MutexGuard<'_, Mempool> {
         lock_or_stop(&self.mempool, "mempool")
+    }
+
+    /// [`Node::chain`] without waiting: `None` while another thread holds the lock.
+    pub fn try_chain(&self) -> Option<MutexGuard<'_, Chain>> {
+        try_lock_or_stop(&self.chain, "chain")
+    }
+
+    /// [`Node::mempool`] without waiting: `None` while another thread holds the lock.
+    pub fn try_mempool(&self) -> Option<MutexGuard<'_, Mempool>> {
+        try_lock_or_stop(&self.mempool, "mempool")
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<NodeEvent> {
@@ -286,10 +335,39 @@ impl Node {
     ) -> Result<(Txid, NodeEvent), SubmitError> {
         // Lock order everywhere: chain, then mempool. The chain lock keeps the tip state
         // from moving under the admission check; both are held only for map lookups.
-        let mut chain = self.chain();
+        let chain = self.chain();
         self.maybe_fault(FaultInjection::PanicWhileChainLocked);
-        let mut mempool = self.mempool();
+        let mempool = self.mempool();
         self.maybe_fault(FaultInjection::PanicWhileMempoolLocked);
+        self.admit(chain, mempool, tx, origin, now_ms)
+    }
+
+    /// [`Node::submit_transfer`] if the chain and mempool locks are both free now,
+    /// without waiting for either: `None` (nothing done) while another thread holds one.
+    /// For threads that must not block on these locks: a rayon thread (block import
+    /// holds the chain lock while it waits for rayon threads) or an async worker.
+    pub fn try_submit_transfer(
+        &self,
+        tx: VerifiedTransfer,
+        origin: Origin,
+        now_ms: u64,
+    ) -> Option<Result<(Txid, NodeEvent), SubmitError>> {
+        let chain = self.try_chain()?;
+        self.maybe_fault(FaultInjection::PanicWhileChainLocked);
+        let mempool = self.try_mempool()?;
+        self.maybe_fault(FaultInjection::PanicWhileMempoolLocked);
+        Some(self.admit(chain, mempool, tx, origin, now_ms))
+    }
+
+    /// The admission of [`Node::submit_transfer`], with both locks taken.
+    fn admit(
+        &self,
+        mut chain: MutexGuard<'_, Chain>,
+        mut mempool: MutexGuard<'_, Mempool>,
+        tx: VerifiedTransfer,
+        origin: Origin,
+        now_ms: u64,
+    ) -> Result<(Txid, NodeEvent), SubmitError> {
         let admitted = mempool.add_verified(tx.tx, &*chain, now_ms);
         drop(mempool);
         crate::metrics::transfer_submitted(&admitted);
@@ -377,5 +455,73 @@ mod tests {
         assert_eq!(checked[1].as_ref().unwrap().txid(), other.txid());
         assert_eq!(checked[2].as_ref().unwrap().txid(), good.txid());
         assert!(node.chain().was_verified(&other.txid()) && !node.chain().was_verified(&forged.txid()));
+    }
+
+    /// `tx_submit`'s path: with a lock held elsewhere, `try_submit_transfer` does nothing
+    /// rather than wait, and `submit_on_cores` admits once the lock is free, without
+    /// keeping a rayon thread waiting meanwhile (block import needs them all while it
+    /// holds the chain lock).
+    #[test]
+    fn a_held_lock_never_blocks_the_rayon_pool() {
+        let g = Genesis::dev();
+        let node =
+            Node::new(Chain::open_in_memory(&g), Mempool::with_config(MempoolConfig::default()), g.clone());
+        let k = &dev_keys()[0];
+        let t = |nonce| {
+            Transfer {
+                chain_id: g.params.chain_id,
+                nonce,
+                from: public_key_of(k),
+                to: Address([7; 20]),
+                amount: Amount(1),
+                fee: Amount(5),
+            }
+            .sign(k)
+            .unwrap()
+        };
+        let first = verify(t(0), g.params.chain_id).unwrap();
+        let chain = node.chain();
+        assert!(node.try_submit_transfer(first, Origin::Rpc, 0).is_none());
+        drop(chain);
+        let mempool = node.mempool();
+        assert!(node.try_submit_transfer(first, Origin::Rpc, 0).is_none());
+        drop(mempool);
+        assert_eq!(node.mempool().len(), 0, "a busy attempt admits nothing");
+        let (txid, _) = node.try_submit_transfer(first, Origin::Rpc, 0).unwrap().unwrap();
+        assert_eq!(txid, first.txid());
+
+        // Another thread holds the chain lock while the next transfer is submitted.
+        let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let holder = {
+            let node = node.clone();
+            std::thread::spawn(move || {
+                let _chain = node.chain();
+                locked_tx.send(()).unwrap();
+                let _ = release_rx.recv();
+            })
+        };
+        locked_rx.recv().unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).build().unwrap();
+        let submit = rt.spawn(submit_on_cores(node.clone(), t(1), Origin::Rpc));
+        // Every rayon thread still takes work while the lock is held.
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            rayon::broadcast(|_| ());
+            let _ = done_tx.send(());
+        });
+        done_rx
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("a rayon thread is stuck behind the chain lock");
+        release_tx.send(()).unwrap();
+        holder.join().unwrap();
+        let admitted = rt.block_on(submit).unwrap().expect("no panic").expect("admitted");
+        assert_eq!(admitted.0, t(1).txid());
+        assert_eq!(node.mempool().len(), 2);
+        // And a refusal keeps its error through the same path.
+        let mut forged = t(2);
+        forged.signature[40] ^= 1;
+        let refused = rt.block_on(submit_on_cores(node.clone(), forged, Origin::Rpc)).expect("no panic");
+        assert!(matches!(refused, Err(SubmitError::Invalid(_))));
     }
 }

@@ -14,6 +14,10 @@
 //! Handlers that touch the chain or mempool run on the blocking pool: the locks are
 //! std mutexes that block import may hold for a while, and signature verification is
 //! CPU work; neither should stall the async workers that serve other connections.
+//! Two hot calls avoid that hop when they can: `tx_submit` admits on the rayon thread
+//! that checked the signature, and `chain_getInfo` reads on the async worker, each only
+//! if both locks are free at once (`try_lock`, which never waits); otherwise they go to
+//! the blocking pool like the rest.
 
 use crate::chain::BlockStatus;
 use crate::chain::HistoryCursor;
@@ -438,6 +442,29 @@ fn rpc_block(
     }
 }
 
+/// What `chain_getInfo` reads under the chain lock.
+struct TipSummary {
+    chain_id: u32,
+    genesis_hash: BlockHash,
+    tip: crate::chain::TipInfo,
+    target: cairn_core::Target,
+    behind: bool,
+}
+
+impl TipSummary {
+    fn of(chain: &crate::chain::Chain) -> TipSummary {
+        let tip = chain.tip();
+        let params = *chain.params();
+        TipSummary {
+            chain_id: params.chain_id,
+            genesis_hash: chain.genesis_hash(),
+            target: chain.tip_parent_info().next_target(&params),
+            behind: chain.best_header().total_work > tip.total_work,
+            tip,
+        }
+    }
+}
+
 /// Any block the node has indexed (best chain, side branch, invalid, or header only);
 /// `None` for one it has never indexed.
 fn block_json(node: &Node, hash: &BlockHash) -> Result<Option<RpcBlock>, ErrorObjectOwned> {
@@ -463,38 +490,41 @@ fn block_json(node: &Node, hash: &BlockHash) -> Result<Option<RpcBlock>, ErrorOb
 #[async_trait]
 impl CairnApiServer for RpcImpl {
     async fn chain_get_info(&self) -> RpcResult<ChainInfo> {
-        let node = self.node.clone();
-        let network = self.network.clone();
-        blocking(move || {
-            let chain = node.chain();
-            let tip = chain.tip();
-            let params = *chain.params();
-            let target = chain.tip_parent_info().next_target(&params);
-            let genesis_hash = chain.genesis_hash();
-            let behind = chain.best_header().total_work > tip.total_work;
-            drop(chain);
-            let mempool_size = node.mempool().len();
-            let (peers, syncing, peer_sockets) = match network {
-                // The P2P layer knows whether a peer can deliver what we lack; a header-only
-                // branch nobody offers is not "syncing".
-                Some(n) => (n.peers().len(), n.is_syncing(), n.peer_sockets()),
-                None => (0, behind, 0),
-            };
-            Ok(ChainInfo {
-                chain_id: params.chain_id,
-                genesis_hash,
-                height: tip.height,
-                best_hash: tip.hash,
-                total_work: tip.total_work.to_hex(),
-                target: target.to_hex(),
-                mempool_size,
-                peers,
-                syncing,
-                hashrate: node.hashrate(),
-                peer_sockets,
-            })
+        // Everything it reads is in memory: when the chain and mempool locks are free it
+        // answers on this async worker without waiting for either; when one is held (a
+        // block import, an admission) it waits on the blocking pool, as every call did.
+        let quick = self.node.try_chain().map(|c| TipSummary::of(&c));
+        let quick = quick.and_then(|t| self.node.try_mempool().map(|m| (t, m.len())));
+        let (tip, mempool_size) = match quick {
+            Some(read) => read,
+            None => {
+                let node = self.node.clone();
+                blocking(move || {
+                    let tip = TipSummary::of(&node.chain());
+                    Ok((tip, node.mempool().len()))
+                })
+                .await?
+            }
+        };
+        let (peers, syncing, peer_sockets) = match &self.network {
+            // The P2P layer knows whether a peer can deliver what we lack; a header-only
+            // branch nobody offers is not "syncing".
+            Some(n) => (n.peers().len(), n.is_syncing(), n.peer_sockets()),
+            None => (0, tip.behind, 0),
+        };
+        Ok(ChainInfo {
+            chain_id: tip.chain_id,
+            genesis_hash: tip.genesis_hash,
+            height: tip.tip.height,
+            best_hash: tip.tip.hash,
+            total_work: tip.tip.total_work.to_hex(),
+            target: tip.target.to_hex(),
+            mempool_size,
+            peers,
+            syncing,
+            hashrate: self.node.hashrate(),
+            peer_sockets,
         })
-        .await
     }
 
     async fn chain_get_block_hash(&self, height: u64) -> RpcResult<Option<BlockHash>> {
@@ -621,33 +651,19 @@ impl CairnApiServer for RpcImpl {
 
     async fn tx_submit(&self, hex: String) -> RpcResult<Txid> {
         let tx = parse_transfer_hex(&hex)?;
-        let node = self.node.clone();
-        let chain_id = node.genesis().params.chain_id;
-        // The signature is checked on the rayon pool, off the async workers and with no
-        // lock held (see `verify_on_cores`).
-        let checked = crate::node::verify_on_cores(vec![tx], chain_id)
+        // The signature is checked, and the transfer admitted, on the rayon pool, off the
+        // async workers and with no lock held during the check (see `submit_on_cores`).
+        let admitted = crate::node::submit_on_cores(self.node.clone(), tx, Origin::Rpc)
             .await
-            .and_then(|mut c| c.pop())
             .ok_or_else(|| internal("the signature check panicked"))?;
-        blocking(move || {
-            let admitted = match checked {
-                Ok(verified) => {
-                    node.submit_transfer(verified, Origin::Rpc, crate::now_ms()).map(|(txid, _)| txid)
-                }
-                Err(refused) => Err(SubmitError::Invalid(refused.error)),
+        admitted.map(|(txid, _)| txid).map_err(|e| {
+            let msg = match &e {
+                SubmitError::Invalid(inner) => format!("transfer refused: {inner}"),
+                SubmitError::Rejected(inner) => format!("transfer refused: {inner}"),
+                SubmitError::Duplicate => "transfer refused: duplicate: already in the mempool".to_string(),
             };
-            admitted.map_err(|e| {
-                let msg = match &e {
-                    SubmitError::Invalid(inner) => format!("transfer refused: {inner}"),
-                    SubmitError::Rejected(inner) => format!("transfer refused: {inner}"),
-                    SubmitError::Duplicate => {
-                        "transfer refused: duplicate: already in the mempool".to_string()
-                    }
-                };
-                ErrorObjectOwned::owned(codes::TX_REJECTED, msg, None::<()>)
-            })
+            ErrorObjectOwned::owned(codes::TX_REJECTED, msg, None::<()>)
         })
-        .await
     }
 
     async fn mempool_get_info(&self) -> RpcResult<MempoolInfo> {
