@@ -107,6 +107,9 @@ enum Payload {
 /// Messages of at least this many transactions (or short ids) are shared in flight.
 const SHARE_MESSAGE_TXS: usize = 64;
 
+/// A large message in flight: its command, its block and its nonce or length.
+type InFlightKey = (u8, BlockHash, u64);
+
 enum Ev {
     Tick { node: usize, epoch: u32 },
     Input { node: usize, epoch: u32, input: Input },
@@ -185,7 +188,7 @@ pub struct Sim {
     block_share: BlockShare,
     /// Large messages in flight, by command, block and a discriminator (nonce or
     /// length), with their size on the wire.
-    in_flight: HashMap<(u8, BlockHash, u64), Vec<(Weak<Message>, usize)>>,
+    in_flight: HashMap<InFlightKey, Vec<(Weak<Message>, usize)>>,
     signed: HashMap<(usize, u64), SignedTransfer>,
     pub mined: Vec<Mined>,
     pub delivered_bytes: u64,
@@ -494,7 +497,8 @@ impl Sim {
         };
         let list = self.in_flight.entry(key).or_default();
         list.retain(|(w, _)| w.strong_count() > 0);
-        if let Some((m, bytes)) = list.iter().find_map(|(w, n)| w.upgrade().filter(|m| **m == msg).map(|m| (m, *n)))
+        if let Some((m, bytes)) =
+            list.iter().find_map(|(w, n)| w.upgrade().filter(|m| **m == msg).map(|m| (m, *n)))
         {
             return (Payload::Shared(m), bytes);
         }

@@ -69,7 +69,11 @@ impl Segment {
     /// The batch's puts are exactly these entries, in this order.
     fn matches(&self, puts: &[&Op]) -> bool {
         self.entries.len() == puts.len()
-            && self.entries.iter().zip(puts).all(|((k, v), o)| *k == o.key && o.value.as_deref() == Some(&v[..]))
+            && self
+                .entries
+                .iter()
+                .zip(puts)
+                .all(|((k, v), o)| *k == o.key && o.value.as_deref() == Some(&v[..]))
     }
 
     fn same_keys(&self, deletes: &[&Op]) -> bool {
@@ -82,11 +86,16 @@ impl Segment {
     }
 }
 
+/// A large value's column and key.
+type ValueKey = (Column, Vec<u8>);
+/// A segment's column, first key and length.
+type SegmentKey = (Column, Vec<u8>, usize);
+
 /// What every [`SharedStore`] of one simulation shares.
 #[derive(Default)]
 pub struct StoreShare {
-    values: Mutex<HashMap<(Column, Vec<u8>), Weak<[u8]>>>,
-    segments: Mutex<HashMap<(Column, Vec<u8>, usize), Vec<Weak<Segment>>>>,
+    values: Mutex<HashMap<ValueKey, Weak<[u8]>>>,
+    segments: Mutex<HashMap<SegmentKey, Vec<Weak<Segment>>>>,
 }
 
 impl StoreShare {
