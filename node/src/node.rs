@@ -76,7 +76,12 @@ pub struct Node {
     hashrate: AtomicU64,
     /// Set only by the fail-stop tests (see [`FaultInjection`]).
     fault: OnceLock<FaultInjection>,
+    /// Set only by the network simulator (see [`Node::share_blocks`]).
+    block_share: OnceLock<BlockShare>,
 }
+
+/// Maps a block to the one copy of it that simulated nodes share ([`Node::share_blocks`]).
+pub type BlockShare = Arc<dyn Fn(Arc<Block>) -> Arc<Block> + Send + Sync>;
 
 /// A transfer whose signature this node has checked ([`SignedTransfer::verify`] against
 /// its chain id). Only [`verify_many`] makes one, so a transfer cannot reach the mempool
@@ -224,6 +229,7 @@ impl Node {
             genesis,
             hashrate: AtomicU64::new(0),
             fault: OnceLock::new(),
+            block_share: OnceLock::new(),
         })
     }
 
@@ -234,6 +240,23 @@ impl Node {
     /// Arms a [`FaultInjection`] (tests of the fail-stop path only).
     pub fn inject_fault(&self, fault: FaultInjection) {
         let _ = self.fault.set(fault);
+    }
+
+    /// For the network simulator only: the decoded block the P2P protocol keeps (its
+    /// compact-relay recent block, [`crate::p2p::ledger::Ledger::keep_block`]) is the
+    /// one `share` returns, so that thousands of simulated nodes hold one copy of it. A
+    /// real node never calls it and keeps the block it was given.
+    pub fn share_blocks(&self, share: BlockShare) {
+        let _ = self.block_share.set(share);
+    }
+
+    /// The copy of `block` to keep: `block` itself unless [`Node::share_blocks`] was
+    /// called.
+    pub fn keep_block(&self, block: Arc<Block>) -> Arc<Block> {
+        match self.block_share.get() {
+            Some(share) => share(block),
+            None => block,
+        }
     }
 
     /// Panics if `fault` is the armed one (see [`FaultInjection`]).
@@ -523,5 +546,19 @@ mod tests {
         forged.signature[40] ^= 1;
         let refused = rt.block_on(submit_on_cores(node.clone(), forged, Origin::Rpc)).expect("no panic");
         assert!(matches!(refused, Err(SubmitError::Invalid(_))));
+    }
+
+    /// A real node keeps the block it was given; a simulated one the copy its
+    /// simulator shares.
+    #[test]
+    fn a_kept_block_is_the_given_one_unless_shared() {
+        let g = Genesis::dev();
+        let node = Node::new(Chain::open_in_memory(&g), Mempool::new(1 << 20), g.clone());
+        let given = Arc::new(g.block());
+        assert!(Arc::ptr_eq(&node.keep_block(given.clone()), &given));
+        let shared = Arc::new(g.block());
+        let one = shared.clone();
+        node.share_blocks(Arc::new(move |b: Arc<Block>| if *b == *one { one.clone() } else { b }));
+        assert!(Arc::ptr_eq(&node.keep_block(given), &shared));
     }
 }

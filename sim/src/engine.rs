@@ -10,13 +10,16 @@
 //! A message takes: its wait in the sender's upload queue, then its size (payload plus
 //! frame header) over the sender's upload bandwidth, then the connection's latency.
 //! Messages are handed over as decoded [`Message`]s (the codec is tested elsewhere);
-//! their sizes are their real encodings. Everything random comes from the seed and
+//! their sizes are their real encodings. A large message (a block, a compact block,
+//! `blocktxn`) that several nodes send with the same content is held once while in
+//! flight, and each receiver gets its own copy on arrival; what the nodes keep of a
+//! block is shared too ([`crate::share`]). Everything random comes from the seed and
 //! every map that is iterated is ordered, so one seed gives one run: the
 //! [`Sim::log_hash`] of two runs of a seed are equal, byte for byte.
 
 use crate::model::{exponential, Model};
+use crate::share::{BlockShare, SharedStore, StoreShare, Verified};
 use cairn_core::assemble::{assemble_block, grind};
-use cairn_core::block::Block;
 use cairn_core::genesis::{dev_keys, Genesis};
 use cairn_core::transaction::{address_of, public_key_of};
 use cairn_core::{Address, Amount, BlockHash, SignedTransfer, Target, Transfer, Txid};
@@ -31,9 +34,9 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use sha2::{Digest, Sha256};
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Instant;
 use tokio::sync::broadcast;
 
@@ -97,9 +100,15 @@ struct Conn {
 
 enum Payload {
     Msg(Message),
-    /// A stored block's bytes, decoded on arrival.
-    Block(Vec<u8>),
+    /// A large message, one copy for every delivery of it in flight.
+    Shared(Arc<Message>),
 }
+
+/// Messages of at least this many transactions (or short ids) are shared in flight.
+const SHARE_MESSAGE_TXS: usize = 64;
+
+/// A large message in flight: its command, its block and its nonce or length.
+type InFlightKey = (u8, BlockHash, u64);
 
 enum Ev {
     Tick { node: usize, epoch: u32 },
@@ -173,11 +182,19 @@ pub struct Sim {
     pub blocks: HashMap<BlockHash, Track>,
     pub txs: HashMap<Txid, Track>,
     /// Transfers whose signatures the simulation has seen checked (by the miner that
-    /// put them in a block): other nodes' signature caches vouch for them.
-    verified: HashSet<Txid>,
+    /// put them in a block): every node's signature cache vouches for them.
+    verified: Verified,
+    store_share: Arc<StoreShare>,
+    block_share: BlockShare,
+    /// Large messages in flight, by command, block and a discriminator (nonce or
+    /// length), with their size on the wire.
+    in_flight: HashMap<InFlightKey, Vec<(Weak<Message>, usize)>>,
     signed: HashMap<(usize, u64), SignedTransfer>,
     pub mined: Vec<Mined>,
     pub delivered_bytes: u64,
+    /// Share what nodes hold alike ([`crate::share`]); off, every node holds its own
+    /// copy of every block (to measure what sharing saves: the runs are the same).
+    pub share: bool,
 }
 
 impl Sim {
@@ -199,10 +216,14 @@ impl Sim {
             profile: BTreeMap::new(),
             blocks: HashMap::new(),
             txs: HashMap::new(),
-            verified: HashSet::new(),
+            verified: Verified::default(),
+            store_share: Arc::new(StoreShare::default()),
+            block_share: BlockShare::default(),
+            in_flight: HashMap::new(),
             signed: HashMap::new(),
             mined: Vec::new(),
             delivered_bytes: 0,
+            share: true,
         }
     }
 
@@ -231,9 +252,24 @@ impl Sim {
         self.log.update(b.to_le_bytes());
     }
 
+    /// A node with a fresh in-memory chain, which shares with the other simulated
+    /// nodes what they hold alike (see [`crate::share`]).
     fn fresh_node(&self) -> (Arc<Node>, broadcast::Receiver<NodeEvent>) {
-        let node =
-            Node::new(Chain::open_in_memory(&self.genesis), Mempool::new(1 << 20), self.genesis.clone());
+        let mut chain = if self.share {
+            let store = SharedStore::new(self.store_share.clone());
+            Chain::open_with_store(Box::new(store), &self.genesis).expect("a fresh in-memory chain opens")
+        } else {
+            Chain::open_in_memory(&self.genesis)
+        };
+        // Signatures a miner checked are trusted by every node either way (see
+        // docs/SCALE.md, "Signatures").
+        let verified = self.verified.clone();
+        chain.share_verified(Arc::new(move |t: &Txid| verified.contains(t)));
+        let node = Node::new(chain, Mempool::new(1 << 20), self.genesis.clone());
+        if self.share {
+            let blocks = self.block_share.clone();
+            node.share_blocks(Arc::new(move |b| blocks.keep(b)));
+        }
         let events = node.subscribe();
         (node, events)
     }
@@ -347,15 +383,8 @@ impl Sim {
                 let (to, peer) = self.conns[conn].ends[1 - dir];
                 let msg = match payload {
                     Payload::Msg(m) => m,
-                    Payload::Block(bytes) => match Message::decode_payload(command::BLOCK, &bytes) {
-                        Ok(m) => m,
-                        // A stored block that does not decode is a bug in the node.
-                        Err(e) => panic!("a stored block does not decode: {e}"),
-                    },
+                    Payload::Shared(m) => Arc::unwrap_or_clone(m),
                 };
-                if let Message::Block(b) = &msg {
-                    self.vouch(to, b);
-                }
                 let name = msg.name();
                 self.input(to, Input::Received { peer, msg });
                 name
@@ -367,23 +396,6 @@ impl Sim {
             Ev::Join(i) => {
                 self.join(i);
                 "churn"
-            }
-        }
-    }
-
-    /// Tells node `i`'s signature cache about the transfers of `b` that a miner
-    /// checked already (see docs/SCALE.md, "Signatures").
-    fn vouch(&mut self, i: usize, b: &Block) {
-        if b.transactions.len() <= 1 {
-            return;
-        }
-        let mut chain = self.nodes[i].node.chain();
-        for t in &b.transactions {
-            if let cairn_core::transaction::Transaction::Transfer(s) = t {
-                let id = s.txid();
-                if self.verified.contains(&id) {
-                    chain.remember_verified(id);
-                }
             }
         }
     }
@@ -440,12 +452,19 @@ impl Sim {
     fn output(&mut self, i: usize, out: Output) {
         match out {
             Output::Send(peer, msg) => {
-                let bytes = HEADER_BYTES + msg.encode_payload().len();
-                self.send(i, peer, Payload::Msg(msg), bytes);
+                let (payload, bytes) = self.payload(msg);
+                self.send(i, peer, payload, bytes);
             }
             Output::SendBlock(peer, payload) => {
-                let bytes = HEADER_BYTES + payload.len();
-                self.send(i, peer, Payload::Block(payload), bytes);
+                // A stored block's bytes, decoded here (once per distinct block in
+                // flight); its size on the wire is that of the bytes.
+                let msg = match Message::decode_payload(command::BLOCK, &payload) {
+                    Ok(m) => m,
+                    // A stored block that does not decode is a bug in the node.
+                    Err(e) => panic!("a stored block does not decode: {e}"),
+                };
+                let (shared, _) = self.payload(msg);
+                self.send(i, peer, shared, HEADER_BYTES + payload.len());
             }
             Output::Connect(addr) => self.connect(i, addr),
             Output::Disconnect(peer, _) => {
@@ -455,6 +474,38 @@ impl Sim {
             }
             Output::Save(_) => {}
         }
+    }
+
+    /// A message to send and its size on the wire. A large one (a block, a compact
+    /// block, `blocktxn`) equal to one already in flight shares that one's copy.
+    fn payload(&mut self, msg: Message) -> (Payload, usize) {
+        let key = match &msg {
+            Message::Block(b) if b.transactions.len() >= SHARE_MESSAGE_TXS => {
+                Some((command::BLOCK, b.hash(), b.transactions.len() as u64))
+            }
+            Message::CmpctBlock(c) if c.short_ids.len() >= SHARE_MESSAGE_TXS => {
+                Some((command::CMPCTBLOCK, c.header.hash(), c.nonce))
+            }
+            Message::BlockTxn(b) if b.transfers.len() >= SHARE_MESSAGE_TXS => {
+                Some((command::BLOCKTXN, b.block_hash, b.transfers.len() as u64))
+            }
+            _ => None,
+        };
+        let Some(key) = key.filter(|_| self.share) else {
+            let bytes = HEADER_BYTES + msg.encode_payload().len();
+            return (Payload::Msg(msg), bytes);
+        };
+        let list = self.in_flight.entry(key).or_default();
+        list.retain(|(w, _)| w.strong_count() > 0);
+        if let Some((m, bytes)) =
+            list.iter().find_map(|(w, n)| w.upgrade().filter(|m| **m == msg).map(|m| (m, *n)))
+        {
+            return (Payload::Shared(m), bytes);
+        }
+        let bytes = HEADER_BYTES + msg.encode_payload().len();
+        let m = Arc::new(msg);
+        list.push((Arc::downgrade(&m), bytes));
+        (Payload::Shared(m), bytes)
     }
 
     fn link_latency_us(&mut self) -> u64 {
@@ -765,10 +816,15 @@ impl Sim {
         self.nodes.iter().filter(|n| n.up).count()
     }
 
-    /// Drops every tracked block or transfer (their per-node vectors).
+    /// Drops every tracked block or transfer (their per-node vectors), and what is
+    /// left of the messages no longer in flight.
     pub fn forget_tracks(&mut self) {
         self.blocks.clear();
         self.txs.clear();
+        self.in_flight.retain(|_, list| {
+            list.retain(|(w, _)| w.strong_count() > 0);
+            !list.is_empty()
+        });
     }
 }
 

@@ -20,6 +20,17 @@ struct Args {
     /// Fewer blocks and shorter runs (the test suite's setting).
     #[arg(long)]
     small: bool,
+    /// Every node holds its own copy of every block, as before the simulator shared
+    /// them (to measure what sharing saves; the runs are the same).
+    #[arg(long)]
+    no_share: bool,
+    /// forks: block sizes in bytes, comma-separated (default 0,20000).
+    #[arg(long, value_delimiter = ',')]
+    block_bytes: Option<Vec<usize>>,
+    /// forks: mean block intervals in seconds, comma-separated (default
+    /// 1,2,5,10,30,60,600).
+    #[arg(long, value_delimiter = ',')]
+    intervals: Option<Vec<u64>>,
     /// Where the JSON and SVG files go.
     #[arg(long, default_value = "sim-out")]
     out: PathBuf,
@@ -35,7 +46,20 @@ fn main() -> anyhow::Result<()> {
     if nodes.is_empty() || nodes.iter().any(|&n| n < 10) {
         anyhow::bail!("--nodes: at least 10 nodes per network");
     }
-    let opts = Opts { nodes, seed: args.seed, small: args.small };
+    if args.intervals.as_ref().is_some_and(|v| v.is_empty() || v.contains(&0)) {
+        anyhow::bail!("--intervals: at least one, each of at least 1 s");
+    }
+    if args.block_bytes.as_ref().is_some_and(Vec::is_empty) {
+        anyhow::bail!("--block-bytes: at least one size");
+    }
+    let opts = Opts {
+        nodes,
+        seed: args.seed,
+        small: args.small,
+        share: !args.no_share,
+        block_bytes: args.block_bytes,
+        intervals_s: args.intervals,
+    };
     let report = scenario::run(&args.scenario, &opts)?;
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     let json_path = args.out.join(format!("{}.json", args.scenario));

@@ -19,6 +19,20 @@ pub struct Opts {
     pub seed: u64,
     /// Fewer blocks and shorter runs: the test suite's setting.
     pub small: bool,
+    /// Share what the simulated nodes hold alike ([`crate::share`]); off only to
+    /// measure what sharing saves.
+    pub share: bool,
+    /// `forks`: the block sizes (bytes of transfers; 0 is empty) and the mean intervals
+    /// (s) to run, instead of the defaults.
+    pub block_bytes: Option<Vec<usize>>,
+    pub intervals_s: Option<Vec<u64>>,
+}
+
+impl Opts {
+    /// `nodes` with the defaults: seed 1, the full runs, sharing on.
+    pub fn new(nodes: Vec<usize>) -> Opts {
+        Opts { nodes, seed: 1, small: false, share: true, block_bytes: None, intervals_s: None }
+    }
 }
 
 pub struct Report {
@@ -134,8 +148,9 @@ pub fn run(name: &str, opts: &Opts) -> anyhow::Result<Report> {
 }
 
 /// `n` nodes joined over a minute of simulated time (seeds, then peer exchange).
-fn network(n: usize, seed: u64, model: Model, interval_ms: u64) -> Sim {
-    let mut sim = Sim::new(seed, model, interval_ms);
+fn network(n: usize, o: &Opts, model: Model, interval_ms: u64) -> Sim {
+    let mut sim = Sim::new(o.seed, model, interval_ms);
+    sim.share = o.share;
     sim.add_nodes(n);
     sim.run_for(60 * S);
     sim
@@ -177,8 +192,8 @@ fn propagation(o: &Opts) -> Report {
         "propagation",
         &["nodes", "block", "bytes", "blocks", "p50 ms", "p90 ms", "p99 ms", "p100 ms"],
     );
-    // A full block costs the simulator about 5.7 MiB per node (measured at 1,000 nodes:
-    // each node keeps its own copy and all it derives from it), so fewer of them.
+    // Full blocks cost simulated time (every node rebuilds, checks and connects each),
+    // so fewer of them in the larger networks.
     let blocks_of = |kind: &str, n: usize| match (o.small, kind) {
         (false, "empty") => 5,
         (false, _) if n > 200 => 2,
@@ -190,12 +205,12 @@ fn propagation(o: &Opts) -> Report {
     let mut cdf: Vec<Series> = Vec::new();
     for &n in &o.nodes {
         let model = Model::default();
-        let mut sim = network(n, o.seed, model.clone(), 600_000);
+        let mut sim = network(n, o, model.clone(), 600_000);
         let full = Sim::transfers_for_bytes(sim.genesis.params.max_block_bytes as usize);
-        // Each node keeps its own copy of every block (its own chain): at 10,000 nodes a
-        // full block is 10 GB of simulator memory, more than this machine has to spare.
-        let kinds: Vec<(&str, usize)> =
-            if n <= 2_000 { vec![("empty", 0), ("full", full)] } else { vec![("empty", 0)] };
+        // What the nodes hold of a block alike is held once (crate::share), so full
+        // blocks run at every size; without it (--no-share) a full block cost about
+        // 5.7 MiB per node.
+        let kinds: Vec<(&str, usize)> = vec![("empty", 0), ("full", full)];
         for (kind, txs) in kinds {
             let mut per_pct: Vec<Vec<f64>> = vec![Vec::new(); PCTS.len()];
             let mut bytes = 0;
@@ -330,10 +345,14 @@ fn check_supply(sim: &Sim, r: &mut Report, what: &str) {
 fn forks(o: &Opts) -> Report {
     let mut r = Report::new("forks", &["nodes", "interval s", "block bytes", "mined", "stale", "stale %"]);
     let n = o.nodes[0];
-    let intervals: &[u64] = if o.small { &[1, 10] } else { &[1, 2, 5, 10, 30, 60, 600] };
-    // Every node keeps every block, so the larger blocks are 20 kB: the whole run at
-    // 1,000 nodes peaked at 3,768 MiB (docs/SCALE.md).
-    let sizes: &[usize] = &[0, 20_000];
+    let intervals: &[u64] = match &o.intervals_s {
+        Some(v) => v,
+        None if o.small => &[1, 10],
+        None => &[1, 2, 5, 10, 30, 60, 600],
+    };
+    // Larger blocks (--block-bytes) cost simulated time: every node rebuilds, checks
+    // and connects each (docs/SCALE.md has the runs).
+    let sizes: &[usize] = o.block_bytes.as_deref().unwrap_or(&[0, 20_000]);
     let mut results = Vec::new();
     let mut series = Vec::new();
     for &size in sizes {
@@ -346,9 +365,11 @@ fn forks(o: &Opts) -> Report {
                 (false, 600) if size > 0 => continue,
                 (false, 600) => 3,
                 (false, 30 | 60) => 10,
+                // 1 MB blocks: 10 a run (each costs every node a full block).
+                (false, _) if size >= 500_000 => 10,
                 (false, _) => 30,
             };
-            let mut sim = network(n, o.seed, Model::default(), iv * 1000);
+            let mut sim = network(n, o, Model::default(), iv * 1000);
             let txs = Sim::transfers_for_bytes(size);
             mine_poisson(&mut sim, iv * 1000, count, txs);
             sim.forget_tracks();
@@ -398,7 +419,7 @@ fn partition(o: &Opts) -> Report {
     let n = o.nodes[0];
     let interval = 10_000;
     let split_s: u64 = if o.small { 60 } else { 300 };
-    let mut sim = network(n, o.seed, Model::default(), interval);
+    let mut sim = network(n, o, Model::default(), interval);
     mine_poisson(&mut sim, interval, 3, 0);
     if sim.run_until_converged(S, 60 * S).is_none() {
         r.failures.push("no convergence before the split".into());
@@ -499,7 +520,7 @@ fn churn(o: &Opts) -> Report {
     };
     let run_s: u64 = if o.small { 240 } else { 1_800 };
     let model = Model { churn: Some(ch), ..Model::default() };
-    let mut sim = network(n, o.seed, model, interval);
+    let mut sim = network(n, o, model, interval);
     let start = sim.now_us;
     let mut within = Vec::new();
     let mut up = Vec::new();
@@ -573,7 +594,7 @@ fn transfer(o: &Opts) -> Report {
     let mut r = Report::new("transfer", &["nodes", "transfers", "p50 ms", "p90 ms", "p99 ms", "p100 ms"]);
     let n = o.nodes[0];
     let count = if o.small { 3 } else { 10 };
-    let mut sim = network(n, o.seed, Model::default(), 600_000);
+    let mut sim = network(n, o, Model::default(), 600_000);
     let mut per_pct: Vec<Vec<f64>> = vec![Vec::new(); PCTS.len()];
     let mut cdf = Vec::new();
     for k in 0..count {

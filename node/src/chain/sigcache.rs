@@ -9,9 +9,19 @@
 //! so an entry cost its sender a valid signature on a funded account. The cache is
 //! bounded; the oldest entries leave first, which costs a re-verification and nothing
 //! else. It is memory only: after a restart every signature is checked again.
+//!
+//! The network simulator (`sim/`) backs every simulated node's cache with one shared
+//! set ([`Chain::share_verified`]): the txids a simulated miner verified, so that a
+//! block's signatures are checked once per run rather than once per node. A real node
+//! never sets it.
 
+use super::Chain;
 use cairn_core::Txid;
 use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
+
+/// Vouches for txids verified elsewhere (the simulator's shared set).
+pub type SharedVerified = Arc<dyn Fn(&Txid) -> bool + Send + Sync>;
 
 /// Entries kept. By field sizes (not measured), about 80 bytes each for the set and the
 /// queue, so ~16 MiB at most. A full 64 MiB mempool holds more transfers than this
@@ -23,11 +33,13 @@ pub struct SigCache {
     known: HashSet<Txid>,
     order: VecDeque<Txid>,
     capacity: usize,
+    /// Also trusted (the simulator's shared set); `None` in a real node.
+    shared: Option<SharedVerified>,
 }
 
 impl SigCache {
     pub fn new(capacity: usize) -> SigCache {
-        SigCache { known: HashSet::new(), order: VecDeque::new(), capacity }
+        SigCache { known: HashSet::new(), order: VecDeque::new(), capacity, shared: None }
     }
 
     /// Records that `txid`'s signature verified.
@@ -44,7 +56,17 @@ impl SigCache {
     }
 
     pub fn contains(&self, txid: &Txid) -> bool {
-        self.known.contains(txid)
+        self.known.contains(txid) || self.shared.as_ref().is_some_and(|f| f(txid))
+    }
+}
+
+impl Chain {
+    /// Trusts, besides this node's own signature cache, every txid `shared` vouches
+    /// for. For the network simulator only, whose simulated nodes share one set of the
+    /// transfers a simulated miner verified (docs/SCALE.md, "Signatures"); a real node
+    /// never calls it.
+    pub fn share_verified(&mut self, shared: SharedVerified) {
+        self.sig_cache.shared = Some(shared);
     }
 }
 
@@ -65,5 +87,15 @@ mod tests {
         let mut off = SigCache::new(0);
         off.insert(id(1));
         assert!(off.order.is_empty() && !off.contains(&id(1)));
+    }
+
+    #[test]
+    fn a_shared_set_vouches_besides_the_own_entries() {
+        let mut c = SigCache::new(2);
+        let id = |b: u8| Txid([b; 32]);
+        c.insert(id(1));
+        c.shared = Some(Arc::new(move |t: &Txid| *t == id(9)));
+        assert!(c.contains(&id(1)) && c.contains(&id(9)) && !c.contains(&id(2)));
+        assert!(c.order.len() == 1, "a shared hit takes no slot");
     }
 }

@@ -14,6 +14,7 @@ use cairn_core::block::{Block, BlockHeader};
 use cairn_core::params::ChainParams;
 use cairn_core::validation::ParentInfo;
 use cairn_core::{Address, BlockHash, SignedTransfer, Txid, Work};
+use std::sync::Arc;
 
 /// Transfers and events as the node defines them: the protocol carries them through.
 pub use crate::node::{Checked, NodeEvent, Origin, RefusedTransfer, VerifiedTransfer};
@@ -121,6 +122,12 @@ pub trait Ledger: Send + Sync {
         origin: Origin,
         now_ms: u64,
     ) -> (TransferOutcome, Option<NodeEvent>);
+    /// The copy of a decoded block to keep in memory (compact relay's recent block):
+    /// `block` itself, except in the network simulator, whose nodes share one copy
+    /// ([`Node::share_blocks`]).
+    fn keep_block(&self, block: Arc<Block>) -> Arc<Block> {
+        block
+    }
 }
 
 impl Ledger for Node {
@@ -271,5 +278,9 @@ impl Ledger for Node {
                 None,
             ),
         }
+    }
+
+    fn keep_block(&self, block: Arc<Block>) -> Arc<Block> {
+        Node::keep_block(self, block)
     }
 }

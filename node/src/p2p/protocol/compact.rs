@@ -227,7 +227,7 @@ impl Protocol {
             return;
         }
         let c = compact_of(&block, self.rng.gen());
-        self.compact.recent = Some(block);
+        self.compact.recent = Some(self.ledger.keep_block(block));
         for id in to {
             self.send(id, Message::CmpctBlock(Box::new(c.clone())));
         }
@@ -279,7 +279,7 @@ impl Protocol {
         };
         self.mark_known(peer, InvItem::Block(hash));
         let c = compact_of(&block, self.rng.gen());
-        self.compact.recent = Some(block);
+        self.compact.recent = Some(self.ledger.keep_block(block));
         self.send(peer, Message::CmpctBlock(Box::new(c)));
         true
     }
@@ -420,7 +420,7 @@ impl Protocol {
                 self.send(id, Message::CmpctBlock(Box::new(c.clone())));
             }
         }
-        self.compact.recent = Some(block.clone());
+        self.compact.recent = Some(self.ledger.keep_block(block.clone()));
         self.downloads.received(&hash, peer);
         let transfers = block.transactions.len().saturating_sub(1);
         let block = Arc::unwrap_or_clone(block);
