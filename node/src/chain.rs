@@ -57,7 +57,7 @@ pub(crate) mod sigcache;
 #[cfg(test)]
 mod tests;
 
-pub use accept::check_signatures_parallel;
+pub use accept::{check_signatures_parallel, CheckedBlock};
 #[cfg(feature = "rocksdb")]
 pub use check::check_db;
 pub use check::{check_store, AddressIndexCheck, CheckReport};
@@ -70,6 +70,7 @@ use crate::store::{KvStore, RecordError, StoreError};
 use cairn_core::block::{Block, BlockHeader};
 use cairn_core::genesis::Genesis;
 use cairn_core::state::{Account, AccountSource, StateError};
+use cairn_core::transaction::DecodedKeys;
 use cairn_core::validation::BlockError;
 use cairn_core::{Address, BlockHash, Work};
 use index::BlockIndex;
@@ -181,6 +182,10 @@ pub struct Chain {
     last_fsync_ms: u64,
     unfsynced: bool,
     sig_cache: SigCache,
+    /// The public keys of the senders of the last block whose signatures were checked,
+    /// decoded once, for the next block (a sender often sends again): at most one
+    /// block's senders.
+    recent_keys: DecodedKeys,
     options: ChainOptions,
 }
 
