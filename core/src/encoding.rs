@@ -48,6 +48,23 @@ pub fn encoded_len<T: bincode::Encode>(value: &T) -> usize {
     writer.bytes_written
 }
 
+/// Bytes of stack buffer [`with_encoded`] tries before it allocates: a transaction
+/// (149 bytes as a transfer) and a transfer (81) fit.
+const STACK_ENCODING_BYTES: usize = 256;
+
+/// Calls `f` with the canonical encoding of `value` (the bytes [`encode`] returns),
+/// built in a buffer on the stack when it fits in 256 bytes and in a `Vec` otherwise:
+/// hashing a transaction's encoding (its txid, a transfer's signing hash) then
+/// allocates nothing.
+pub fn with_encoded<T: bincode::Encode, R>(value: &T, f: impl FnOnce(&[u8]) -> R) -> R {
+    let mut buf = [0u8; STACK_ENCODING_BYTES];
+    match bincode::encode_into_slice(value, &mut buf[..], CONFIG) {
+        Ok(n) => f(&buf[..n]),
+        // Too long for the buffer (the only way encoding into a slice fails here).
+        Err(_) => f(&encode(value)),
+    }
+}
+
 /// Decodes exactly one value from `bytes`; leftover bytes are an error.
 pub fn decode<T: bincode::Decode<()>>(bytes: &[u8]) -> Result<T, DecodeError> {
     let (value, used) = bincode::decode_from_slice::<T, _>(bytes, CONFIG)

@@ -78,7 +78,7 @@ pub enum TxError {
 impl Transfer {
     /// The hash the sender signs.
     pub fn signing_hash(&self) -> [u8; 32] {
-        tagged_hash(tag::SIGHASH, &[&encoding::encode(self)])
+        encoding::with_encoded(self, |bytes| tagged_hash(tag::SIGHASH, &[bytes]))
     }
 
     /// The sender's address.
@@ -152,12 +152,24 @@ impl DecodedKeys {
         VerifyingKey::from_sec1_bytes(bytes).ok().map(|k| (*bytes, k))
     }
 
+    /// The entry for `bytes`, to carry into another set (the keys of one block kept for
+    /// the next).
+    pub fn entry(&self, bytes: &PublicKeyBytes) -> Option<(PublicKeyBytes, VerifyingKey)> {
+        self.0.get(bytes).map(|k| (*bytes, *k))
+    }
+
     pub fn len(&self) -> usize {
         self.0.len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+}
+
+impl Extend<(PublicKeyBytes, VerifyingKey)> for DecodedKeys {
+    fn extend<I: IntoIterator<Item = (PublicKeyBytes, VerifyingKey)>>(&mut self, iter: I) {
+        self.0.extend(iter);
     }
 }
 
@@ -171,7 +183,7 @@ impl Transaction {
     /// Tagged SHA-256 of the canonical encoding of the whole transaction (signature
     /// included).
     pub fn txid(&self) -> Txid {
-        Txid(tagged_hash(tag::TXID, &[&encoding::encode(self)]))
+        Txid(encoding::with_encoded(self, |bytes| tagged_hash(tag::TXID, &[bytes])))
     }
 
     pub fn as_transfer(&self) -> Option<&SignedTransfer> {

@@ -8,9 +8,14 @@
 //! 1. Stateless checks ([`cairn_core::validation`]): header version and proof of work,
 //!    structure, merkle root, then every transfer's signature with
 //!    [`check_transfer_at_with`](cairn_core::validation::check_transfer_at_with) **in
-//!    parallel on all cores** (rayon), the public key of a sender with several transfers
-//!    in the block decompressed once for all of them. A body that does not match its header (bad merkle root) is
+//!    parallel on all cores** (rayon), the public key of each sender decompressed once
+//!    for all its transfers and kept for the next block. A body that does not match its header (bad merkle root) is
 //!    refused without blaming the header, since the right body may still come.
+//!    An import of blocks in a row ([`Chain::accept_blocks`]) runs these checks for
+//!    the next blocks on a thread of its own ([`CheckedBlock::check`]) while this one
+//!    goes through steps 2 and 3, so the serial part of a block (storing, applying,
+//!    the write batch) overlaps the next block's signature checks; the verdicts are
+//!    consulted where step 1 would run, so errors and what is stored are the same.
 //! 2. Parent unknown: the block waits in the bounded [`orphans`] pool. Parent known but
 //!    invalid: refused as [`BlockError::InvalidAncestor`]. Otherwise the contextual
 //!    header checks run against the parent, and the block is stored (body + index entry,
@@ -57,7 +62,7 @@ pub(crate) mod sigcache;
 #[cfg(test)]
 mod tests;
 
-pub use accept::check_signatures_parallel;
+pub use accept::{check_signatures_parallel, CheckedBlock};
 #[cfg(feature = "rocksdb")]
 pub use check::check_db;
 pub use check::{check_store, AddressIndexCheck, CheckReport};
@@ -70,6 +75,7 @@ use crate::store::{KvStore, RecordError, StoreError};
 use cairn_core::block::{Block, BlockHeader};
 use cairn_core::genesis::Genesis;
 use cairn_core::state::{Account, AccountSource, StateError};
+use cairn_core::transaction::DecodedKeys;
 use cairn_core::validation::BlockError;
 use cairn_core::{Address, BlockHash, Work};
 use index::BlockIndex;
@@ -181,6 +187,10 @@ pub struct Chain {
     last_fsync_ms: u64,
     unfsynced: bool,
     sig_cache: SigCache,
+    /// The public keys of the senders of the last block whose signatures were checked,
+    /// decoded once, for the next block (a sender often sends again): at most one
+    /// block's senders.
+    recent_keys: DecodedKeys,
     options: ChainOptions,
 }
 

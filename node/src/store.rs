@@ -693,11 +693,20 @@ pub fn addr_entries(
     block: &cairn_core::block::Block,
     height: u64,
 ) -> Vec<([u8; ADDR_KEY_LEN], AddrEntryRecord)> {
+    addr_entries_with_txids(block, &block.txids(), height)
+}
+
+/// [`addr_entries`] given the block's txids (`txids[i]` is transaction `i`'s), already
+/// computed by the caller.
+pub fn addr_entries_with_txids(
+    block: &cairn_core::block::Block,
+    txids: &[cairn_core::Txid],
+    height: u64,
+) -> Vec<([u8; ADDR_KEY_LEN], AddrEntryRecord)> {
     use cairn_core::Transaction;
     let mut out = Vec::with_capacity(block.transactions.len() * 2);
-    for (i, tx) in block.transactions.iter().enumerate() {
+    for (i, (tx, &txid)) in block.transactions.iter().zip(txids).enumerate() {
         let i = i as u32;
-        let txid = tx.txid();
         match tx {
             Transaction::Coinbase(cb) => out.push((
                 addr_key(&cb.to, height, i),

@@ -1,7 +1,7 @@
 //! The canonical encoding: round trips, strictness and bounded allocation.
 
 use cairn_core::block::{Block, BlockHeader};
-use cairn_core::encoding::{decode, encode, DecodeError};
+use cairn_core::encoding::{decode, encode, with_encoded, DecodeError};
 use cairn_core::transaction::{Coinbase, SignedTransfer, Transaction, Transfer};
 use cairn_core::{Address, Amount, BlockHash, Target};
 use proptest::prelude::*;
@@ -65,6 +65,20 @@ fn arb_block() -> impl Strategy<Value = Block> {
 }
 
 proptest! {
+    /// The stack-buffer encoding that txids and signing hashes are hashed from is the
+    /// canonical one, for values that fit the buffer (transactions, transfers) and for
+    /// those that do not (most blocks, which take the `Vec` path).
+    #[test]
+    fn with_encoded_sees_the_canonical_bytes(block in arb_block()) {
+        prop_assert_eq!(with_encoded(&block, <[u8]>::to_vec), encode(&block));
+        for tx in &block.transactions {
+            prop_assert_eq!(with_encoded(tx, <[u8]>::to_vec), encode(tx));
+            if let Some(st) = tx.as_transfer() {
+                prop_assert_eq!(with_encoded(&st.transfer, <[u8]>::to_vec), encode(&st.transfer));
+            }
+        }
+    }
+
     #[test]
     fn block_round_trips(block in arb_block()) {
         let bytes = encode(&block);

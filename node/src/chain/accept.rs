@@ -13,9 +13,9 @@ use cairn_core::validation::{
     check_block_structure, check_header_contextual, check_header_stateless, check_transfer_at_with,
     BlockError,
 };
-use cairn_core::{BlockHash, Txid};
+use cairn_core::{BlockHash, ChainParams, Txid};
 use rayon::prelude::*;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 /// Invalid blocks remembered without an index entry (bad proof of work relative to
 /// the schedule, children of invalid blocks, orphans with bad signatures): bounded.
@@ -47,28 +47,33 @@ impl Rejected {
 pub(super) enum Processed {
     Rejected(BlockError),
     Orphan(BlockHash),
-    Stored(Idx),
+    /// Stored at this index; the block's txids, in transaction order.
+    Stored(Idx, Vec<Txid>),
 }
 
 /// Verifies every transfer's signature on the rayon pool; the reported error is the
 /// lowest failing index, as a serial check would report.
 pub fn check_signatures_parallel(block: &Block, chain_id: u32) -> Result<(), BlockError> {
-    check_signatures_except(block, chain_id, |_| false)
+    check_signatures_except(block, chain_id, |_| false, &mut DecodedKeys::default())
 }
 
 /// [`check_signatures_parallel`], skipping the transfers at indexes for which
-/// `verified` says this node has checked these very bytes already.
+/// `verified` says this node has checked these very bytes already. `keys` holds
+/// decoded public keys from the block before (any keys will do: an entry is the
+/// decoding of its exact bytes); on return it holds those of this block's senders.
 pub(super) fn check_signatures_except(
     block: &Block,
     chain_id: u32,
     verified: impl Fn(usize) -> bool + Sync,
+    keys: &mut DecodedKeys,
 ) -> Result<(), BlockError> {
     let todo: Vec<usize> = (1..block.transactions.len()).filter(|&i| !verified(i)).collect();
-    let keys = repeated_senders_keys(block, &todo);
+    *keys = senders_keys(block, &todo, keys);
+    let keys = &*keys;
     let first_err = todo
         .into_par_iter()
         .with_min_len(16)
-        .map(|i| check_transfer_at_with(block, i, chain_id, &keys))
+        .map(|i| check_transfer_at_with(block, i, chain_id, keys))
         .find_first(Result::is_err);
     match first_err {
         Some(Err(e)) => Err(e),
@@ -76,33 +81,160 @@ pub(super) fn check_signatures_except(
     }
 }
 
-/// The public keys of the senders with more than one transfer among `todo`, each
-/// decompressed once, on the rayon pool (a sender with one transfer gains nothing: its
-/// key is decoded inside its own check).
-fn repeated_senders_keys(block: &Block, todo: &[usize]) -> DecodedKeys {
-    let mut count: HashMap<&PublicKeyBytes, u32> = HashMap::with_capacity(todo.len());
+/// The public keys of the senders among `todo`: taken from `prior` when there,
+/// otherwise each decompressed once, on the rayon pool. (A sender with one transfer
+/// costs one decompression either way, here or inside its check; a sender seen in the
+/// block before costs none.)
+fn senders_keys(block: &Block, todo: &[usize], prior: &DecodedKeys) -> DecodedKeys {
+    let mut senders: HashSet<&PublicKeyBytes> = HashSet::with_capacity(todo.len());
     for &i in todo {
         if let Some(st) = block.transactions[i].as_transfer() {
-            *count.entry(&st.transfer.from).or_default() += 1;
+            senders.insert(&st.transfer.from);
         }
     }
-    let repeated: Vec<&PublicKeyBytes> = count.into_iter().filter(|&(_, n)| n > 1).map(|(k, _)| k).collect();
-    if repeated.is_empty() {
-        return DecodedKeys::default();
+    let mut keys = DecodedKeys::default();
+    let mut to_decode = Vec::with_capacity(senders.len());
+    for from in senders {
+        match prior.entry(from) {
+            Some(entry) => keys.extend([entry]),
+            None => to_decode.push(from),
+        }
     }
-    repeated
-        .into_par_iter()
-        .with_min_len(16)
-        .filter_map(DecodedKeys::decode)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .collect()
+    keys.extend(
+        to_decode.into_par_iter().with_min_len(16).filter_map(DecodedKeys::decode).collect::<Vec<_>>(),
+    );
+    keys
+}
+
+/// What [`Chain::process_block`] may take as already checked.
+pub(super) enum Prechecked {
+    /// Nothing: every check runs.
+    Nothing,
+    /// The signatures (an orphan whose signatures were checked when it was stored).
+    Signatures,
+    /// The header's proof of work and the structure passed, giving `txids`, and the
+    /// signature check gave `signatures` ([`CheckedBlock::check`]).
+    All { txids: Vec<Txid>, signatures: Result<(), BlockError> },
+}
+
+/// A block whose stateless checks already ran ([`CheckedBlock::check`], on any thread,
+/// without the chain): the header's proof of work, the structure (size, coinbase,
+/// txids, merkle root) and every signature. A caller with blocks in a row (an import)
+/// checks the next block while [`Chain::accept_checked`] stores, applies and commits
+/// this one, so that both cores work through the serial part of each block.
+///
+/// The verdicts are only consulted where [`Chain::accept_block`] would have run those
+/// checks, in the same order, so a block is refused with the same error either way
+/// and nothing of an invalid block is stored.
+pub struct CheckedBlock {
+    block: Block,
+    hash: BlockHash,
+    /// The parameters it was checked against: a chain of other parameters checks again.
+    params: ChainParams,
+    /// `None` when the header or the structure failed: [`Chain::accept_checked`] then
+    /// runs those checks again itself (they are cheap to fail).
+    pub(super) checked: Option<(Vec<Txid>, Result<(), BlockError>)>,
+}
+
+impl CheckedBlock {
+    /// Checks `block` against `params` (signatures on the rayon pool). `keys`: public
+    /// keys decoded for the block before, reused when a sender sends again; on return,
+    /// this block's (pass the same value to the next call).
+    pub fn check(block: Block, params: &ChainParams, keys: &mut DecodedKeys) -> CheckedBlock {
+        let hash = block.hash();
+        let checked = match check_header_stateless(&block.header)
+            .and_then(|()| check_block_structure(&block, params))
+        {
+            Ok(txids) => {
+                let signatures = check_signatures_except(&block, params.chain_id, |_| false, keys);
+                Some((txids, signatures))
+            }
+            Err(_) => None,
+        };
+        CheckedBlock { block, hash, params: *params, checked }
+    }
+
+    pub fn block(&self) -> &Block {
+        &self.block
+    }
+
+    pub fn hash(&self) -> BlockHash {
+        self.hash
+    }
 }
 
 impl Chain {
     /// Validates and stores a block, following the most-work valid chain.
     pub fn accept_block(&mut self, block: Block, now_ms: u64) -> Result<AcceptResult, ChainError> {
         let hash = block.hash();
+        self.accept(block, hash, Prechecked::Nothing, now_ms)
+    }
+
+    /// [`Chain::accept_block`] of a block whose stateless checks already ran: same
+    /// result, same errors, without checking again what [`CheckedBlock::check`] did.
+    pub fn accept_checked(&mut self, checked: CheckedBlock, now_ms: u64) -> Result<AcceptResult, ChainError> {
+        let CheckedBlock { block, hash, params, checked } = checked;
+        let pre = match checked {
+            Some((txids, signatures)) if params == self.genesis.params => {
+                Prechecked::All { txids, signatures }
+            }
+            _ => Prechecked::Nothing,
+        };
+        self.accept(block, hash, pre, now_ms)
+    }
+
+    /// Accepts blocks in order, each exactly as [`Chain::accept_block`] would (same
+    /// results, same errors, the same stored), with the stateless checks of the next
+    /// blocks ([`CheckedBlock::check`]: proof of work, structure, txids, merkle root and
+    /// every signature, on the rayon pool) running on a thread of their own while this
+    /// one is stored, applied and committed, at most two blocks ahead. For blocks whose
+    /// transfers this node has not seen (an import, a sync): the signature cache is not
+    /// consulted ahead.
+    ///
+    /// `each` gets every block's hash and result in order; an `Err` from it, from the
+    /// source or from the chain stops the import, and the blocks after are not looked
+    /// at.
+    pub fn accept_blocks<E>(
+        &mut self,
+        blocks: impl Iterator<Item = Result<Block, E>> + Send,
+        now_ms: u64,
+        mut each: impl FnMut(BlockHash, AcceptResult) -> Result<(), E>,
+    ) -> Result<(), E>
+    where
+        E: From<ChainError> + Send,
+    {
+        let params = self.genesis.params;
+        std::thread::scope(|s| {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Result<CheckedBlock, E>>(1);
+            s.spawn(move || {
+                let mut keys = DecodedKeys::default();
+                for block in blocks {
+                    let item = block.map(|b| CheckedBlock::check(b, &params, &mut keys));
+                    let failed = item.is_err();
+                    // A closed channel: the importer stopped.
+                    if tx.send(item).is_err() || failed {
+                        break;
+                    }
+                }
+            });
+            // Returning drops `rx`, which ends the checking thread at its next send.
+            for item in rx {
+                let checked = item?;
+                let hash = checked.hash();
+                let result = self.accept_checked(checked, now_ms)?;
+                each(hash, result)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn accept(
+        &mut self,
+        block: Block,
+        hash: BlockHash,
+        pre: Prechecked,
+        now_ms: u64,
+    ) -> Result<AcceptResult, ChainError> {
         if self.rejected.get(&hash).is_some() || self.orphans.contains(&hash) {
             return Ok(AcceptResult { acceptance: Acceptance::Duplicate, tip_change: None });
         }
@@ -112,7 +244,7 @@ impl Chain {
             }
         }
         let old_tip = self.index.tip();
-        let idx = match self.process_block(&block, hash, now_ms, false)? {
+        let (idx, txids) = match self.process_block(&block, hash, now_ms, pre)? {
             Processed::Rejected(e) => {
                 return Ok(AcceptResult { acceptance: Acceptance::Invalid(e), tip_change: None })
             }
@@ -124,10 +256,10 @@ impl Chain {
                     tip_change: None,
                 });
             }
-            Processed::Stored(idx) => idx,
+            Processed::Stored(idx, txids) => (idx, txids),
         };
         let mut fresh = Fresh::new();
-        fresh.insert(hash, block);
+        fresh.insert_checked(hash, block, txids);
         self.connect_orphans_of(hash, now_ms, &mut fresh)?;
         let mut failures = HashMap::new();
         self.activate_best_chain(&mut failures, &mut fresh)?;
@@ -164,32 +296,43 @@ impl Chain {
         block: &Block,
         hash: BlockHash,
         now_ms: u64,
-        sigs_checked: bool,
+        pre: Prechecked,
     ) -> Result<Processed, ChainError> {
         let params = self.genesis.params;
-        if let Err(e) = check_header_stateless(&block.header) {
-            // Free to produce: not worth remembering.
-            return Ok(Processed::Rejected(e));
-        }
-        let txids = match check_block_structure(block, &params) {
-            Ok(txids) => txids,
-            // Only a body that matches the header condemns the header; a mismatching
-            // one may be a corrupted copy of a good block.
-            Err(e) => {
-                if e != BlockError::BadMerkleRoot && block.compute_merkle_root() == block.header.merkle_root {
-                    return self.body_invalid(hash, block, e);
+        // The signatures' verdict when it is already known (`None`: check them here).
+        let (txids, mut signatures) = match pre {
+            Prechecked::All { txids, signatures } => (txids, Some(signatures)),
+            pre => {
+                if let Err(e) = check_header_stateless(&block.header) {
+                    // Free to produce: not worth remembering.
+                    return Ok(Processed::Rejected(e));
                 }
-                return Ok(Processed::Rejected(e));
+                let txids = match check_block_structure(block, &params) {
+                    Ok(txids) => txids,
+                    // Only a body that matches the header condemns the header; a
+                    // mismatching one may be a corrupted copy of a good block.
+                    Err(e) => {
+                        if e != BlockError::BadMerkleRoot
+                            && block.compute_merkle_root() == block.header.merkle_root
+                        {
+                            return self.body_invalid(hash, block, e);
+                        }
+                        return Ok(Processed::Rejected(e));
+                    }
+                };
+                (txids, matches!(pre, Prechecked::Signatures).then_some(Ok(())))
             }
         };
         let existing = self.index.get(&hash);
         let parent = self.index.get(&block.header.prev);
         let Some(parent) = parent else {
-            if !sigs_checked {
-                if let Err(e) = self.check_signatures(block, &txids) {
-                    self.rejected.insert(hash, e.clone());
-                    return Ok(Processed::Rejected(e));
-                }
+            let verdict = match signatures.take() {
+                Some(verdict) => verdict,
+                None => self.check_signatures(block, &txids),
+            };
+            if let Err(e) = verdict {
+                self.rejected.insert(hash, e.clone());
+                return Ok(Processed::Rejected(e));
             }
             return Ok(Processed::Orphan(block.header.prev));
         };
@@ -207,10 +350,12 @@ impl Chain {
                 return Ok(Processed::Rejected(e));
             }
         }
-        if !sigs_checked {
-            if let Err(e) = self.check_signatures(block, &txids) {
-                return self.body_invalid(hash, block, e);
-            }
+        let verdict = match signatures.take() {
+            Some(verdict) => verdict,
+            None => self.check_signatures(block, &txids),
+        };
+        if let Err(e) = verdict {
+            return self.body_invalid(hash, block, e);
         }
         // Store the body and its index entry together.
         let idx = match existing {
@@ -231,16 +376,21 @@ impl Chain {
         self.unfsynced = true;
         self.index.consider_header(idx);
         self.index.body_linked(idx);
-        Ok(Processed::Stored(idx))
+        Ok(Processed::Stored(idx, txids))
     }
 
     /// Verifies the signatures of `block` (whose txids are `txids`) that the signature
     /// cache does not vouch for.
-    pub(super) fn check_signatures(&self, block: &Block, txids: &[Txid]) -> Result<(), BlockError> {
+    /// The public keys decoded for the block before are reused, and this block's kept
+    /// for the next.
+    pub(super) fn check_signatures(&mut self, block: &Block, txids: &[Txid]) -> Result<(), BlockError> {
         let cache = &self.sig_cache;
-        check_signatures_except(block, self.genesis.params.chain_id, |i| {
-            txids.get(i).is_some_and(|id| cache.contains(id))
-        })
+        check_signatures_except(
+            block,
+            self.genesis.params.chain_id,
+            |i| txids.get(i).is_some_and(|id| cache.contains(id)),
+            &mut self.recent_keys,
+        )
     }
 
     /// Records that the transfer `txid` passed [`cairn_core::SignedTransfer::verify`] on
@@ -302,9 +452,11 @@ impl Chain {
         while let Some(p) = queue.pop() {
             for child in self.orphans.take_children(&p) {
                 let hash = child.hash();
-                if let Processed::Stored(_) = self.process_block(&child, hash, now_ms, true)? {
+                if let Processed::Stored(_, txids) =
+                    self.process_block(&child, hash, now_ms, Prechecked::Signatures)?
+                {
                     queue.push(hash);
-                    fresh.insert(hash, child);
+                    fresh.insert_checked(hash, child, txids);
                 }
             }
         }

@@ -6,14 +6,15 @@ use super::index::{Idx, NONE};
 use super::{Chain, ChainError, TipChange};
 use crate::failstop::fail_stop;
 use crate::store::{
-    addr_entries, height_key, meta_key, status, Batch, Column, IndexRecord, KvStore, TxLocationRecord,
+    addr_entries, addr_entries_with_txids, height_key, meta_key, status, Batch, Column, IndexRecord, KvStore,
+    TxLocationRecord,
 };
 use cairn_core::block::{Block, BlockHeader};
 use cairn_core::encoding;
 use cairn_core::state::{Account, AccountSource, BlockUndo, StateError};
 use cairn_core::validation::apply_block;
 use cairn_core::validation::BlockError;
-use cairn_core::{Address, BlockHash, Transaction};
+use cairn_core::{Address, BlockHash, Transaction, Txid};
 use std::collections::HashMap;
 
 /// Fsync the WAL at most this often (see [`crate::store`] for why not every batch).
@@ -22,8 +23,36 @@ pub(super) const FSYNC_INTERVAL_MS: u64 = 1_000;
 /// Blocks at hand in the call under way, by hash: those it stored (the block handed in,
 /// orphans it unlocked) and those a reorg read. A body is decoded at most once per
 /// call: connected from here rather than read back, and handed out in the
-/// [`TipChange`].
-pub(super) type Fresh = HashMap<BlockHash, Block>;
+/// [`TipChange`]. The txids computed when a block was checked are kept with it, so
+/// that connecting it (tx index, address index) does not hash every transaction again.
+#[derive(Default)]
+pub(super) struct Fresh {
+    blocks: HashMap<BlockHash, Block>,
+    txids: HashMap<BlockHash, Vec<Txid>>,
+}
+
+impl Fresh {
+    pub(super) fn new() -> Fresh {
+        Fresh::default()
+    }
+
+    pub(super) fn insert(&mut self, hash: BlockHash, block: Block) {
+        self.blocks.insert(hash, block);
+    }
+
+    /// A block with its txids, in transaction order.
+    pub(super) fn insert_checked(&mut self, hash: BlockHash, block: Block, txids: Vec<Txid>) {
+        if txids.len() == block.transactions.len() {
+            self.txids.insert(hash, txids);
+        }
+        self.blocks.insert(hash, block);
+    }
+
+    pub(super) fn remove(&mut self, hash: &BlockHash) -> Option<Block> {
+        self.txids.remove(hash);
+        self.blocks.remove(hash)
+    }
+}
 
 /// Reads accounts straight from the store (the state at the committed tip).
 pub(super) struct StateView<'a>(pub(super) &'a dyn KvStore);
@@ -144,9 +173,13 @@ impl Chain {
         if self.index.e(idx).prev != self.index.tip() {
             return Err(ChainError::Corrupt(format!("connecting {hash}, which is not a child of the tip")));
         }
-        let block: &Block = match fresh.entry(hash) {
+        let block: &Block = match fresh.blocks.entry(hash) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::hash_map::Entry::Vacant(e) => e.insert(self.read_block(&hash)?),
+        };
+        let txids = match fresh.txids.remove(&hash) {
+            Some(txids) => txids,
+            None => block.txids(),
         };
         let state = Prefetched::load(&*self.store, block).map_err(|e| ChainError::Db(e.0))?;
         let (changes, undo) = match apply_block(&state, block, &self.genesis.params) {
@@ -163,12 +196,12 @@ impl Chain {
         record.status |= status::VALID;
         b.put(Column::Index, hash.0, record.encode());
         b.put(Column::Heights, height_key(height), hash.0);
-        for (i, tx) in block.transactions.iter().enumerate() {
+        for (i, txid) in txids.iter().enumerate() {
             let loc = TxLocationRecord { block_hash: hash, height, index: i as u32 };
-            b.put(Column::TxIndex, tx.txid().0, loc.encode());
+            b.put(Column::TxIndex, txid.0, loc.encode());
         }
         if self.options.address_index {
-            for (k, v) in addr_entries(block, height) {
+            for (k, v) in addr_entries_with_txids(block, &txids, height) {
                 b.put(Column::AddrIndex, k, v.encode());
             }
         }

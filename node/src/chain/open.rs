@@ -15,6 +15,7 @@ use crate::store::{
 use cairn_core::encoding;
 use cairn_core::genesis::Genesis;
 use cairn_core::state::Account;
+use cairn_core::transaction::DecodedKeys;
 use std::collections::HashMap;
 #[cfg(feature = "rocksdb")]
 use std::path::Path;
@@ -70,6 +71,7 @@ impl Chain {
             last_fsync_ms: 0,
             unfsynced: false,
             sig_cache: SigCache::new(SIG_CACHE_ENTRIES),
+            recent_keys: DecodedKeys::default(),
             options,
         };
         match chain.store.get(Column::Meta, meta_key::GENESIS)? {

@@ -7,6 +7,7 @@ use crate::store::{Batch, Column, KvStore, MemStore, StoreError};
 use cairn_core::assemble::{assemble_block, grind};
 use cairn_core::encoding;
 use cairn_core::pow::Target;
+use cairn_core::validation::ParentInfo;
 
 /// Dev genesis with a target so easy that every nonce has a 1-in-2 chance.
 fn easy_genesis() -> Genesis {
@@ -194,4 +195,135 @@ fn a_clean_close_leaves_no_wal_to_replay() {
     assert!(wal.iter().all(|(_, n)| *n == 0), "WAL left to replay after a clean close: {wal:?}");
     let chain = Chain::open(dir.path(), &g).unwrap();
     assert_eq!(chain.tip(), tip);
+}
+
+/// A block on `parent` (height `parent.height + 1`) of transfers from the dev keys,
+/// `per_key` from each of the first `keys`, nonces from `nonce`; the transfer at
+/// `forged` (a transaction index) carries another transfer's signature. Merkle root
+/// and proof of work match, so only the signature check can refuse it.
+fn transfers_block(
+    g: &Genesis,
+    parent: &ParentInfo,
+    keys: usize,
+    per_key: u64,
+    nonce: u64,
+    forged: Option<usize>,
+) -> Block {
+    use cairn_core::transaction::{address_of, public_key_of, Transfer};
+    let dev = cairn_core::genesis::dev_keys();
+    let mut transfers = Vec::new();
+    for n in nonce..nonce + per_key {
+        for k in &dev[..keys] {
+            let t = Transfer {
+                chain_id: g.params.chain_id,
+                nonce: n,
+                from: public_key_of(k),
+                to: address_of(&dev[9]),
+                amount: cairn_core::Amount(1_000 + n),
+                fee: cairn_core::Amount(1),
+            };
+            transfers.push(t.sign(k).unwrap());
+        }
+    }
+    if let Some(i) = forged {
+        transfers[i - 1].signature = transfers[i % transfers.len()].signature;
+    }
+    let t = parent.timestamp_ms + g.params.target_block_time_ms;
+    let mut block = assemble_block(&g.params, parent, t, Address([7; 20]), &transfers).unwrap();
+    assert!(grind(&mut block.header, u64::MAX));
+    block
+}
+
+/// The parent info of `block` as the chain's tip (for building the next one off-chain).
+fn parent_info(chain: &Chain) -> ParentInfo {
+    chain.tip_parent_info()
+}
+
+/// The pipelined import ([`Chain::accept_blocks`]: block N+1's signatures checked on
+/// another thread while N is stored, applied and committed) refuses a block with a bad
+/// signature exactly as one `accept_block` after another does: the blocks before it
+/// connected, it refused with the same error, nothing of it stored (no body, no tx
+/// index entry, accounts as they were before it), and its child refused as its
+/// descendant. Senders repeat across blocks, so the keys decoded for one block are
+/// reused for the next.
+#[test]
+fn a_bad_signature_in_the_next_block_is_refused_by_the_pipelined_import_as_by_accept_block() {
+    use cairn_core::transaction::TxError;
+    use cairn_core::validation::BlockError;
+    let g = easy_genesis();
+    let mut builder = Chain::open_in_memory(&g);
+    let mut blocks = Vec::new();
+    for (nonce, per_key) in [(0, 3), (3, 2), (5, 1)] {
+        let b = transfers_block(&g, &parent_info(&builder), 4, per_key, nonce, None);
+        assert_eq!(builder.accept_block(b.clone(), now(&g)).unwrap().acceptance, Acceptance::Connected);
+        blocks.push(b);
+    }
+    // Block 4 has a forged signature at transaction 6; block 5 builds on it.
+    let bad = transfers_block(&g, &parent_info(&builder), 4, 2, 6, Some(6));
+    let bad_hash = bad.hash();
+    let bad_parent = ParentInfo {
+        hash: bad_hash,
+        height: bad.header.height,
+        timestamp_ms: bad.header.timestamp_ms,
+        median_time_past_ms: bad.header.timestamp_ms - 1,
+        anchor_timestamp_ms: blocks[0].header.timestamp_ms,
+    };
+    let child = transfers_block(&g, &bad_parent, 2, 1, 8, None);
+    blocks.extend([bad.clone(), child.clone()]);
+    let expected_error = BlockError::InvalidTransfer { index: 6, error: TxError::BadSignature };
+
+    let mut serial = Chain::open_in_memory(&g);
+    let serial_results: Vec<Acceptance> =
+        blocks.iter().map(|b| serial.accept_block(b.clone(), now(&g)).unwrap().acceptance).collect();
+    let mut piped = Chain::open_in_memory(&g);
+    let mut piped_results = Vec::new();
+    piped
+        .accept_blocks(blocks.iter().cloned().map(Ok::<_, ChainError>), now(&g), |hash, r| {
+            piped_results.push((hash, r.acceptance));
+            Ok(())
+        })
+        .unwrap();
+
+    assert_eq!(
+        piped_results.iter().map(|(h, _)| *h).collect::<Vec<_>>(),
+        blocks.iter().map(Block::hash).collect::<Vec<_>>()
+    );
+    let piped_results: Vec<Acceptance> = piped_results.into_iter().map(|(_, a)| a).collect();
+    assert_eq!(piped_results, serial_results);
+    assert_eq!(piped_results[..3], [Acceptance::Connected, Acceptance::Connected, Acceptance::Connected]);
+    assert_eq!(piped_results[3], Acceptance::Invalid(expected_error));
+    assert_eq!(piped_results[4], Acceptance::Invalid(BlockError::InvalidAncestor(bad_hash)));
+    for chain in [&piped, &serial] {
+        assert_eq!(chain.tip(), builder.tip(), "the tip stays on the last valid block");
+        assert_eq!(
+            chain.all_accounts().unwrap(),
+            builder.all_accounts().unwrap(),
+            "state as before the bad block"
+        );
+        assert_eq!(chain.block(&bad_hash).unwrap(), None, "the bad block's body is not stored");
+        assert_eq!(chain.block_status(&bad_hash), Some(BlockStatus::Invalid));
+        for tx in bad.transactions.iter().chain(&child.transactions) {
+            assert_eq!(chain.tx_location(&tx.txid()).unwrap(), None);
+        }
+    }
+    let report = check_store(piped.store(), &g).unwrap();
+    assert!(report.is_consistent(), "check-db: {report}");
+}
+
+/// A block checked against other chain parameters is checked again by the chain, so
+/// a verdict reached under another chain id cannot be carried in.
+#[test]
+fn a_block_checked_against_other_parameters_is_checked_again() {
+    let g = easy_genesis();
+    let mut chain = Chain::open_in_memory(&g);
+    let block = transfers_block(&g, &parent_info(&chain), 2, 1, 0, None);
+    let mut other = g.params;
+    other.chain_id += 1;
+    let mut keys = cairn_core::transaction::DecodedKeys::default();
+    let checked = CheckedBlock::check(block.clone(), &other, &mut keys);
+    // Under the other chain id every transfer is for the wrong chain...
+    assert!(matches!(checked.checked, Some((_, Err(_)))));
+    // ...but this chain checks it again and connects it.
+    assert_eq!(chain.accept_checked(checked, now(&g)).unwrap().acceptance, Acceptance::Connected);
+    assert_eq!(chain.tip().hash, block.hash());
 }
