@@ -24,8 +24,9 @@ use cairn_node::chain::{Acceptance, Chain, TipInfo};
 use cairn_node::mempool::Mempool;
 use cairn_node::node::{Node, NodeEvent, Origin};
 use cairn_node::p2p::addrbook::Snapshot;
-use cairn_node::p2p::protocol::{Config, DisconnectReason, Input, Output, Protocol};
-use cairn_node::p2p::wire::{command, Message, HEADER_BYTES};
+use cairn_node::p2p::protocol::compact::compact_of;
+use cairn_node::p2p::protocol::{Config, DisconnectReason, Input, Output, Protocol, Serve};
+use cairn_node::p2p::wire::{command, InvItem, Message, HEADER_BYTES};
 use cairn_node::p2p::PeerId;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -178,6 +179,8 @@ pub struct Sim {
     signed: HashMap<(usize, u64), SignedTransfer>,
     pub mined: Vec<Mined>,
     pub delivered_bytes: u64,
+    /// The compact block node `i` last served of a block with a nonce ([`Sim::serve_block`]).
+    last_compact: Option<((usize, BlockHash, u64), Message)>,
 }
 
 impl Sim {
@@ -203,6 +206,7 @@ impl Sim {
             signed: HashMap::new(),
             mined: Vec::new(),
             delivered_bytes: 0,
+            last_compact: None,
         }
     }
 
@@ -443,10 +447,7 @@ impl Sim {
                 let bytes = HEADER_BYTES + msg.encode_payload().len();
                 self.send(i, peer, Payload::Msg(msg), bytes);
             }
-            Output::SendBlock(peer, payload) => {
-                let bytes = HEADER_BYTES + payload.len();
-                self.send(i, peer, Payload::Block(payload), bytes);
-            }
+            Output::ServeBlock { peer, hash, serve } => self.serve_block(i, peer, hash, serve),
             Output::Connect(addr) => self.connect(i, addr),
             Output::Disconnect(peer, _) => {
                 if let Some(&c) = self.by_end.get(&(i, peer)) {
@@ -455,6 +456,46 @@ impl Sim {
             }
             Output::Save(_) => {}
         }
+    }
+
+    /// What the TCP driver's writer does with [`Output::ServeBlock`]: the stored bytes
+    /// as they are, or the block's compact form, or `notfound` for a request.
+    fn serve_block(&mut self, i: usize, peer: PeerId, hash: BlockHash, serve: Serve) {
+        let msg = match serve {
+            Serve::Block => {
+                let stored =
+                    self.nodes[i].node.chain().block_bytes(&hash).expect("the in-memory store reads");
+                match stored {
+                    Some(payload) => {
+                        let bytes = HEADER_BYTES + payload.len();
+                        self.send(i, peer, Payload::Block(payload), bytes);
+                        return;
+                    }
+                    None => Message::NotFound(vec![InvItem::Block(hash)]),
+                }
+            }
+            Serve::Compact { nonce } | Serve::PushCompact { nonce } => {
+                // A node pushes a block to its high-bandwidth peers with one nonce: the
+                // last compact block built is kept for the next of them.
+                let cached = self.last_compact.as_ref().filter(|(key, _)| *key == (i, hash, nonce));
+                if let Some((_, m)) = cached {
+                    m.clone()
+                } else {
+                    let stored = self.nodes[i].node.chain().block(&hash).expect("the in-memory store reads");
+                    match stored {
+                        Some(b) => {
+                            let m = Message::CmpctBlock(Box::new(compact_of(&b, nonce)));
+                            self.last_compact = Some(((i, hash, nonce), m.clone()));
+                            m
+                        }
+                        None if matches!(serve, Serve::PushCompact { .. }) => return,
+                        None => Message::NotFound(vec![InvItem::CmpctBlock(hash)]),
+                    }
+                }
+            }
+        };
+        let bytes = HEADER_BYTES + msg.encode_payload().len();
+        self.send(i, peer, Payload::Msg(msg), bytes);
     }
 
     fn link_latency_us(&mut self) -> u64 {
