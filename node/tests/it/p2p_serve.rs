@@ -3,10 +3,11 @@
 //! the wire protocol over a socket (`cairn_tests::adversary::Peer`). A `block` answer is
 //! the stored bytes, byte for byte; a block the node does not have gets `notfound`,
 //! whether the index says so at once or the driver's read finds no body; a compact
-//! block is built once and every peer gets the same bytes.
+//! block is built once and every peer gets the same bytes. And, on a protocol instance
+//! driven by hand, which blocks are asked for compact.
 #![allow(clippy::unwrap_used)] // test helpers fail loudly
 
-use super::p2p_sim::transfer;
+use super::p2p_sim::{sim_config, sim_genesis, transfer};
 use cairn_core::assemble::{assemble_block, grind};
 use cairn_core::block::Block;
 use cairn_core::genesis::Genesis;
@@ -15,8 +16,12 @@ use cairn_core::{Address, Amount, BlockHash, Target};
 use cairn_node::chain::{Acceptance, BlockStatus, Chain};
 use cairn_node::mempool::Mempool;
 use cairn_node::node::{Node, Origin};
+use cairn_node::p2p::addrbook::Snapshot;
 use cairn_node::p2p::protocol::compact::compact_of;
-use cairn_node::p2p::wire::{command, InvItem, Message};
+use cairn_node::p2p::protocol::{Input, Output, Protocol};
+use cairn_node::p2p::wire::{
+    command, InvItem, Message, NetAddr, SendCmpct, Version, CMPCT_VERSION, PROTOCOL_VERSION,
+};
 use cairn_node::p2p::{self, P2p};
 use cairn_tests::adversary::{child_info, magic_of, Peer, VersionFields};
 use std::sync::Arc;
@@ -226,4 +231,80 @@ fn a_compact_block_is_built_once_and_every_peer_gets_the_same_bytes() {
         compact.push(got[0].encode_payload());
     }
     assert_eq!(compact[0], compact[1], "one compact form (one nonce) per block");
+}
+
+/// A node fetching several blocks (a sync) asks for them whole: its mempool cannot hold
+/// their transfers. Only a lone new block, the next on its tip, is asked for compact.
+#[test]
+fn a_sync_fetches_blocks_whole_and_a_lone_new_block_compact() {
+    let genesis = sim_genesis();
+    let t0 = genesis.params.timestamp_ms + 3_600_000;
+    // Four blocks, made on another node.
+    let source = Node::new(Chain::open_in_memory(&genesis), Mempool::new(1 << 20), genesis.clone());
+    let mut blocks = Vec::new();
+    for k in 0..4u64 {
+        let (parent, params) = {
+            let chain = source.chain();
+            (chain.tip_parent_info(), *chain.params())
+        };
+        let mut b = assemble_block(&params, &parent, t0 + 1_000 * k, Address([7; 20]), &[]).unwrap();
+        assert!(grind(&mut b.header, 10_000_000));
+        source.submit_block(b.clone(), Origin::Local, t0 + 1_000 * k + 1).unwrap();
+        blocks.push(b);
+    }
+    let node = Node::new(Chain::open_in_memory(&genesis), Mempool::new(1 << 20), genesis.clone());
+    let mut now = t0 + 10_000;
+    let mut proto = Protocol::new(node.clone(), sim_config(), Snapshot::default(), 7, now);
+    let mut step = |proto: &mut Protocol, input: Input| {
+        now += 10;
+        proto.step(now, input);
+        proto.drain()
+    };
+    let peer = 1;
+    let addr = "10.0.1.1:40000".parse().unwrap();
+    step(&mut proto, Input::Connected { peer, addr, inbound: true });
+    let v = Version {
+        protocol_version: PROTOCOL_VERSION,
+        chain_id: genesis.params.chain_id,
+        genesis_hash: genesis.hash(),
+        best_height: 4,
+        best_work: source.chain().tip().total_work.to_be_bytes(),
+        listen_port: 7333,
+        nonce: 1_001,
+        your_addr: NetAddr::from_socket("10.0.0.1:7333".parse().unwrap()),
+        relay: true,
+        user_agent: "serve-test".into(),
+    };
+    step(&mut proto, Input::Received { peer, msg: Message::Version(v) });
+    let outs = step(&mut proto, Input::Received { peer, msg: Message::Verack });
+    assert!(outs.iter().any(|o| matches!(o, Output::Send(1, Message::GetHeaders(_)))), "{outs:?}");
+    let sendcmpct = SendCmpct { high_bandwidth: false, version: CMPCT_VERSION };
+    step(&mut proto, Input::Received { peer, msg: Message::SendCmpct(sendcmpct) });
+    let getdata = |outs: &[Output]| -> Vec<InvItem> {
+        outs.iter()
+            .filter_map(|o| {
+                if let Output::Send(1, Message::GetData(items)) = o {
+                    Some(items.clone())
+                } else {
+                    None
+                }
+            })
+            .flatten()
+            .collect()
+    };
+    // Three new blocks: fetched whole, the next one on our tip included.
+    let headers = blocks[..3].iter().map(|b| b.header).collect();
+    let outs = step(&mut proto, Input::Received { peer, msg: Message::Headers(headers) });
+    let want: Vec<InvItem> = blocks[..3].iter().map(|b| InvItem::Block(b.hash())).collect();
+    assert_eq!(getdata(&outs), want, "{outs:?}");
+    for b in &blocks[..3] {
+        step(&mut proto, Input::Received { peer, msg: Message::Block(Box::new(b.clone())) });
+    }
+    assert_eq!(node.chain().tip().hash, blocks[2].hash());
+    // Then one new block: compact.
+    let outs =
+        step(&mut proto, Input::Received { peer, msg: Message::Inv(vec![InvItem::Block(blocks[3].hash())]) });
+    assert!(outs.iter().any(|o| matches!(o, Output::Send(1, Message::GetHeaders(_)))), "{outs:?}");
+    let outs = step(&mut proto, Input::Received { peer, msg: Message::Headers(vec![blocks[3].header]) });
+    assert_eq!(getdata(&outs), vec![InvItem::CmpctBlock(blocks[3].hash())], "{outs:?}");
 }
