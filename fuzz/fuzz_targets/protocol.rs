@@ -2,7 +2,7 @@
 //! inputs: connections opening and closing, clock ticks, handshakes, and messages
 //! decoded from fuzz bytes (or the bad-frame report when they do not decode), for up to
 //! four peers, against a real in-memory node. Never a panic, and every message the node
-//! sends fits its command's frame limit (blocks served from stored bytes included).
+//! sends fits its command's frame limit (stored blocks aside: the driver reads those).
 #![no_main]
 
 use cairn_core::genesis::Genesis;
@@ -11,7 +11,7 @@ use cairn_node::mempool::Mempool;
 use cairn_node::node::Node;
 use cairn_node::p2p::addrbook::Snapshot;
 use cairn_node::p2p::protocol::{Config, DisconnectReason, Input, Output, Protocol};
-use cairn_node::p2p::wire::{command, max_payload, Message, Version, WireError, PROTOCOL_VERSION};
+use cairn_node::p2p::wire::{max_payload, Message, Version, WireError, PROTOCOL_VERSION};
 use libfuzzer_sys::fuzz_target;
 use std::net::SocketAddr;
 
@@ -86,7 +86,6 @@ fuzz_target!(|data: &[u8]| {
                 Output::Send(_, msg) => {
                     (msg.name(), msg.encode_payload().len(), max_payload(msg.command()).expect("known command"))
                 }
-                Output::SendBlock(_, bytes) => ("block", bytes.len(), max_payload(command::BLOCK).expect("block")),
                 _ => continue,
             };
             assert!(len <= max, "the node sent a {name} of {len} bytes (limit {max})");

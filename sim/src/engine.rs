@@ -27,8 +27,9 @@ use cairn_node::chain::{Acceptance, Chain, TipInfo};
 use cairn_node::mempool::Mempool;
 use cairn_node::node::{Node, NodeEvent, Origin};
 use cairn_node::p2p::addrbook::Snapshot;
-use cairn_node::p2p::protocol::{Config, DisconnectReason, Input, Output, Protocol};
-use cairn_node::p2p::wire::{command, Message, HEADER_BYTES};
+use cairn_node::p2p::protocol::compact::compact_of;
+use cairn_node::p2p::protocol::{Config, DisconnectReason, Input, Output, Protocol, Serve};
+use cairn_node::p2p::wire::{command, InvItem, Message, HEADER_BYTES};
 use cairn_node::p2p::PeerId;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -195,6 +196,8 @@ pub struct Sim {
     /// Share what nodes hold alike ([`crate::share`]); off, every node holds its own
     /// copy of every block (to measure what sharing saves: the runs are the same).
     pub share: bool,
+    /// The compact block node `i` last served of a block with a nonce ([`Sim::serve_block`]).
+    last_compact: Option<((usize, BlockHash, u64), Message)>,
 }
 
 impl Sim {
@@ -224,6 +227,7 @@ impl Sim {
             mined: Vec::new(),
             delivered_bytes: 0,
             share: true,
+            last_compact: None,
         }
     }
 
@@ -455,17 +459,7 @@ impl Sim {
                 let (payload, bytes) = self.payload(msg);
                 self.send(i, peer, payload, bytes);
             }
-            Output::SendBlock(peer, payload) => {
-                // A stored block's bytes, decoded here (once per distinct block in
-                // flight); its size on the wire is that of the bytes.
-                let msg = match Message::decode_payload(command::BLOCK, &payload) {
-                    Ok(m) => m,
-                    // A stored block that does not decode is a bug in the node.
-                    Err(e) => panic!("a stored block does not decode: {e}"),
-                };
-                let (shared, _) = self.payload(msg);
-                self.send(i, peer, shared, HEADER_BYTES + payload.len());
-            }
+            Output::ServeBlock { peer, hash, serve } => self.serve_block(i, peer, hash, serve),
             Output::Connect(addr) => self.connect(i, addr),
             Output::Disconnect(peer, _) => {
                 if let Some(&c) = self.by_end.get(&(i, peer)) {
@@ -506,6 +500,53 @@ impl Sim {
         let m = Arc::new(msg);
         list.push((Arc::downgrade(&m), bytes));
         (Payload::Shared(m), bytes)
+    }
+
+    /// What the TCP driver's writer does with [`Output::ServeBlock`]: the stored bytes
+    /// as they are, or the block's compact form, or `notfound` for a request.
+    fn serve_block(&mut self, i: usize, peer: PeerId, hash: BlockHash, serve: Serve) {
+        let msg = match serve {
+            Serve::Block => {
+                let stored =
+                    self.nodes[i].node.chain().block_bytes(&hash).expect("the in-memory store reads");
+                match stored {
+                    Some(payload) => {
+                        // The stored bytes, decoded here (once per distinct block in
+                        // flight); its size on the wire is that of the bytes.
+                        let msg = match Message::decode_payload(command::BLOCK, &payload) {
+                            Ok(m) => m,
+                            // A stored block that does not decode is a bug in the node.
+                            Err(e) => panic!("a stored block does not decode: {e}"),
+                        };
+                        let (shared, _) = self.payload(msg);
+                        self.send(i, peer, shared, HEADER_BYTES + payload.len());
+                        return;
+                    }
+                    None => Message::NotFound(vec![InvItem::Block(hash)]),
+                }
+            }
+            Serve::Compact { nonce } | Serve::PushCompact { nonce } => {
+                // A node pushes a block to its high-bandwidth peers with one nonce: the
+                // last compact block built is kept for the next of them.
+                let cached = self.last_compact.as_ref().filter(|(key, _)| *key == (i, hash, nonce));
+                if let Some((_, m)) = cached {
+                    m.clone()
+                } else {
+                    let stored = self.nodes[i].node.chain().block(&hash).expect("the in-memory store reads");
+                    match stored {
+                        Some(b) => {
+                            let m = Message::CmpctBlock(Box::new(compact_of(&b, nonce)));
+                            self.last_compact = Some(((i, hash, nonce), m.clone()));
+                            m
+                        }
+                        None if matches!(serve, Serve::PushCompact { .. }) => return,
+                        None => Message::NotFound(vec![InvItem::CmpctBlock(hash)]),
+                    }
+                }
+            }
+        };
+        let (payload, bytes) = self.payload(msg);
+        self.send(i, peer, payload, bytes);
     }
 
     fn link_latency_us(&mut self) -> u64 {

@@ -73,7 +73,9 @@ pub fn cpu_secs() -> f64 {
     cpu_secs_of("/proc/self/stat")
 }
 
-fn cpu_secs_of(stat_file: &str) -> f64 {
+/// CPU time (user + system) of the thread or process whose `stat` file this is, in
+/// seconds.
+pub fn cpu_secs_of(stat_file: &str) -> f64 {
     let Ok(text) = std::fs::read_to_string(stat_file) else { return f64::NAN };
     let Some((_, rest)) = text.rsplit_once(')') else { return f64::NAN };
     let f: Vec<&str> = rest.split_whitespace().collect();

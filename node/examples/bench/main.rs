@@ -328,7 +328,16 @@ fn main() {
                         limit: Some((import_rate, "import rate, same run".into())),
                         goal: Goal::RatioAtLeast(0.9),
                         note: if done {
-                            format!("fresh node spawn to tip at height {}: {:.2} s", s.target, s.secs)
+                            format!(
+                                "fresh node spawn to tip at height {}: {:.2} s (height 1 at {:.2} s); syncing node {:.2} s CPU \
+                                 = {} tx per CPU-second, serving node {:.2} s CPU",
+                                s.target,
+                                s.secs,
+                                s.first_block_secs.unwrap_or(f64::NAN),
+                                s.cpu_secs,
+                                report::num(synced_tx / s.cpu_secs),
+                                s.source_cpu_secs
+                            )
                         } else {
                             format!(
                                 "DID NOT FINISH: height {} of {} after {:.0} s",

@@ -119,6 +119,13 @@ pub struct Sync {
     pub rss_mib: f64,
     /// (seconds since the spawn, VmRSS in MiB) of the syncing node, every ~0.5 s and at the end.
     pub rss_samples: Vec<(f64, f64)>,
+    /// CPU seconds (user + system) the syncing node used from its spawn to the end, and
+    /// the serving node over the same time.
+    pub cpu_secs: f64,
+    pub source_cpu_secs: f64,
+    /// Seconds from the spawn until the syncing node was first seen at height 1 or more
+    /// (start-up, handshake, headers, the first block).
+    pub first_block_secs: Option<f64>,
 }
 
 /// A node serving `source_dir` (a chain of `target` blocks holding `transfers` transfers)
@@ -139,6 +146,8 @@ pub fn sync(
     let opts = NodeOptions { genesis: Some(genesis_file.to_path_buf()), ..NodeOptions::default() };
     let source = NodeProcess::start(source_dir, &opts)?;
     anyhow::ensure!(source.height()? == target, "source node is at {} not {target}", source.height()?);
+    let source_stat = format!("/proc/{}/stat", source.pid().context("pid")?);
+    let source_cpu0 = crate::limits::cpu_secs_of(&source_stat);
     let start = Instant::now();
     let fresh = NodeProcess::start(
         &work.join(fresh_name),
@@ -151,8 +160,12 @@ pub fn sync(
     let mut reached = 0;
     let pid = fresh.pid().context("pid")?;
     let mut rss_samples = Vec::new();
+    let mut first_block_secs = None;
     while start.elapsed() < timeout {
         reached = fresh.height().unwrap_or(reached);
+        if reached >= 1 && first_block_secs.is_none() {
+            first_block_secs = Some(start.elapsed().as_secs_f64());
+        }
         if reached >= target {
             break;
         }
@@ -164,9 +177,21 @@ pub fn sync(
         std::thread::sleep(Duration::from_millis(20));
     }
     let secs = start.elapsed().as_secs_f64();
+    let cpu_secs = crate::limits::cpu_secs_of(&format!("/proc/{pid}/stat"));
+    let source_cpu_secs = crate::limits::cpu_secs_of(&source_stat) - source_cpu0;
     let rss = rss_mib(pid)?;
     rss_samples.push((secs, rss));
-    Ok(Sync { transfers, secs, reached, target, rss_mib: rss, rss_samples })
+    Ok(Sync {
+        transfers,
+        secs,
+        reached,
+        target,
+        rss_mib: rss,
+        rss_samples,
+        cpu_secs,
+        source_cpu_secs,
+        first_block_secs,
+    })
 }
 
 pub struct Propagation {

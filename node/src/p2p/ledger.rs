@@ -1,13 +1,13 @@
 //! The one door between the peer protocol and the rest of the node.
 //!
 //! [`Ledger`] is everything the protocol ([`super::protocol`]) asks of the chain and the
-//! mempool: queries (tip, work, locator, headers, missing blocks, block bytes, pending
+//! mempool: queries (tip, work, locator, headers, missing blocks, stored blocks, pending
 //! transfers) and submissions (a block, headers, a verified transfer), each submission
 //! taking the protocol's `now_ms`, so the protocol reads no clock of its own. Its
 //! answers are small types of this module; [`Node`] implements it below. The protocol
 //! imports nothing else from the node.
 
-use crate::chain::{Acceptance, ChainError};
+use crate::chain::{Acceptance, BlockStatus, ChainError};
 use crate::mempool::MempoolError;
 use crate::node::{Node, SubmitError};
 use cairn_core::block::{Block, BlockHeader};
@@ -85,9 +85,10 @@ pub trait Ledger: Send + Sync {
     fn headers_after(&self, locator: &[BlockHash], max: usize) -> Vec<BlockHeader>;
     /// Blocks without a stored body on the way to `target`, lowest first, with heights.
     fn missing_blocks(&self, target: &BlockHash, max: usize) -> Vec<(u64, BlockHash)>;
-    /// The stored block's canonical encoding (a `block` message's payload), to serve to
-    /// a peer without decoding it.
-    fn block_bytes(&self, hash: &BlockHash) -> Result<Option<Vec<u8>>, String>;
+    /// The block's body may be stored (the index says so; nothing is read): a
+    /// `getdata` for it is answered by reading the stored bytes, off the protocol thread
+    /// (`Output::ServeBlock`), rather than with `notfound` at once.
+    fn has_block(&self, hash: &BlockHash) -> bool;
     /// For screening low-work header branches ([`super::presync`]): the consensus
     /// parameters, the tip's work and the work of the next block.
     fn presync_basis(&self) -> (ChainParams, Work, Work);
@@ -173,10 +174,14 @@ impl Ledger for Node {
             .collect()
     }
 
-    fn block_bytes(&self, hash: &BlockHash) -> Result<Option<Vec<u8>>, String> {
-        // The stored body is the block's canonical encoding, which is the wire payload:
-        // it goes out as it is, neither decoded nor encoded again.
-        self.chain().block_bytes(hash).map_err(|e| e.to_string())
+    fn has_block(&self, hash: &BlockHash) -> bool {
+        // A body is stored together with its index entry and never deleted, so the
+        // in-memory index answers. An invalid block may have a body or not (its header
+        // alone may have been marked): the read decides.
+        matches!(
+            self.chain().block_status(hash),
+            Some(BlockStatus::Stored | BlockStatus::Valid | BlockStatus::Invalid)
+        )
     }
 
     fn presync_basis(&self) -> (ChainParams, Work, Work) {

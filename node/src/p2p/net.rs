@@ -16,21 +16,30 @@
 //! stops reading its socket, so queued input stays bounded in bytes as well as in
 //! messages however many peers send maximum-size blocks at once. (The messages of the
 //! one read a reader is working on, which its buffer bounds, are not counted.)
+//!
+//! Blocks are served from the store by the writers, not by the protocol thread: the
+//! protocol answers `getdata` (and pushes compact blocks) with [`Output::ServeBlock`],
+//! which queues the block's hash to the peer's writer; when its turn comes the writer
+//! reads the stored bytes on the blocking pool ([`serve_block`]) and writes them as they
+//! are, or the block's compact form, encoded once per block and kept for the recent
+//! blocks ([`COMPACT_FRAMES`]), so every peer gets the same bytes.
 
 use super::addrbook::Snapshot;
-use super::protocol::{Config, DisconnectReason, Input, Output, Protocol};
-use super::wire::{FrameCodec, Message, HEADER_BYTES, MAX_PAYLOAD};
+use super::protocol::compact::compact_of;
+use super::protocol::{Config, DisconnectReason, Input, Output, Protocol, Serve};
+use super::wire::{command, FrameCodec, InvItem, Message, HEADER_BYTES, MAX_PAYLOAD};
 use super::Network;
 use super::{P2pConfig, PeerId};
 use crate::failstop::lock_or_stop;
 use crate::node::{Node, NodeEvent, Origin};
 use anyhow::Context;
-use cairn_core::SignedTransfer;
-use std::collections::{BTreeSet, HashMap};
+use cairn_core::block::Block;
+use cairn_core::{BlockHash, SignedTransfer};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -55,9 +64,38 @@ const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
 const KEEPALIVE_PROBES: u32 = 3;
 /// How long frames the protocol queued before it dropped a peer may still take to go out.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
+/// Reads of blocks to serve in progress at once, over all peers.
+const SERVE_READS: usize = 4;
+/// Blocks whose encoded compact form is kept, to send every peer the same bytes.
+const COMPACT_FRAMES: usize = 8;
+
+/// What a peer's writer sends next.
+enum Outgoing {
+    /// A frame, encoded.
+    Frame(Vec<u8>),
+    /// A stored block, read (and framed) when its turn comes: [`serve_block`]. It holds
+    /// no block bytes while it waits in the queue, and counts none toward
+    /// [`SEND_QUEUE_BYTES`]; a writer holds one block at a time.
+    Block(BlockHash, Serve),
+}
+
+/// The bytes of one frame: its own, or shared with other peers (a compact block).
+enum FrameBytes {
+    Own(Vec<u8>),
+    Shared(Arc<[u8]>),
+}
+
+impl FrameBytes {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            FrameBytes::Own(v) => v.as_slice(),
+            FrameBytes::Shared(a) => &a[..],
+        }
+    }
+}
 
 struct PeerHandle {
-    frames: mpsc::Sender<Vec<u8>>,
+    frames: mpsc::Sender<Outgoing>,
     queued: Arc<AtomicUsize>,
     stop: Arc<Notify>,
 }
@@ -93,6 +131,15 @@ struct Shared {
     /// relay) ends, closing its socket, and the protocol thread stops after the input
     /// it is handling.
     closing: watch::Sender<bool>,
+    /// Where writers read the blocks they serve. Weak: the protocol thread's reference
+    /// is the P2P layer's hold on the node, and it goes at shutdown.
+    node: Weak<Node>,
+    /// A permit per block read in progress ([`SERVE_READS`]); shutdown takes them all,
+    /// so no read still holds the node once it returns.
+    serve_reads: Arc<Semaphore>,
+    /// The encoded `cmpctblock` frames of the last [`COMPACT_FRAMES`] blocks served
+    /// compact, oldest first.
+    compact_frames: Mutex<VecDeque<(BlockHash, Arc<[u8]>)>>,
 }
 
 impl Shared {
@@ -112,6 +159,26 @@ impl Shared {
 
     fn handles(&self) -> std::sync::MutexGuard<'_, HashMap<PeerId, PeerHandle>> {
         lock_or_stop(&self.handles, "P2P connection handles")
+    }
+
+    /// The compact form of `hash` encoded earlier, if still kept.
+    fn compact_frame(&self, hash: &BlockHash) -> Option<Arc<[u8]>> {
+        let frames = lock_or_stop(&self.compact_frames, "P2P compact frames");
+        frames.iter().find(|(h, _)| h == hash).map(|(_, f)| f.clone())
+    }
+
+    /// Keeps `frame` as the compact form of `hash` and returns it; if another writer
+    /// kept one meanwhile, returns that one instead (one compact form per block).
+    fn keep_compact_frame(&self, hash: BlockHash, frame: Arc<[u8]>) -> Arc<[u8]> {
+        let mut frames = lock_or_stop(&self.compact_frames, "P2P compact frames");
+        if let Some((_, f)) = frames.iter().find(|(h, _)| *h == hash) {
+            return f.clone();
+        }
+        frames.push_back((hash, frame.clone()));
+        if frames.len() > COMPACT_FRAMES {
+            frames.pop_front();
+        }
+        frame
     }
 
     fn is_closing(&self) -> bool {
@@ -191,6 +258,9 @@ impl Running {
             // Joined off the async workers: the thread may be in the middle of a block.
             let _ = tokio::task::spawn_blocking(move || thread.join()).await;
         }
+        // Reads of blocks to serve still running hold the node: wait for them (new
+        // ones see the closing flag and do not start).
+        let _ = self.shared.serve_reads.acquire_many(SERVE_READS as u32).await;
     }
 }
 
@@ -234,6 +304,9 @@ pub(super) async fn start(node: Arc<Node>, config: P2pConfig) -> anyhow::Result<
         known_addrs: AtomicUsize::new(0),
         write_timeout: Duration::from_millis(pconfig.ping_timeout_ms),
         closing: watch::channel(false).0,
+        node: Arc::downgrade(&node),
+        serve_reads: Arc::new(Semaphore::new(SERVE_READS)),
+        compact_frames: Mutex::new(VecDeque::new()),
     });
 
     // Node events (new tips, new transfers) to relay.
@@ -431,7 +504,7 @@ async fn run_connection(
 ) -> bool {
     configure_socket(&stream, shared.write_timeout);
     let (rd, wr) = stream.into_split();
-    let (tx, frames) = mpsc::channel::<Vec<u8>>(SEND_QUEUE_FRAMES);
+    let (tx, frames) = mpsc::channel::<Outgoing>(SEND_QUEUE_FRAMES);
     let queued = Arc::new(AtomicUsize::new(0));
     let stop = Arc::new(Notify::new());
     shared.handles().insert(id, PeerHandle { frames: tx, queued: queued.clone(), stop: stop.clone() });
@@ -444,7 +517,7 @@ async fn run_connection(
     tokio::spawn(async move {
         let closed = sh.closed();
         let mut read = Box::pin(read_frames(sh.clone(), id, rd));
-        let mut write = Box::pin(write_frames(wr, frames, queued, sh.write_timeout));
+        let mut write = Box::pin(write_frames(sh.clone(), wr, frames, queued));
         let ended = tokio::select! {
             reason = &mut read => reason,
             reason = &mut write => reason,
@@ -534,24 +607,102 @@ async fn read_frames(sh: Arc<Shared>, id: PeerId, mut rd: OwnedReadHalf) -> Opti
     }
 }
 
-/// Writes queued frames until the protocol drops the peer (its sender is gone: `None`)
-/// or a write fails or cannot finish within `timeout` (`Some(reason)`).
+/// Writes queued frames, and the blocks queued to be served in their turn, until the
+/// protocol drops the peer (its sender is gone: `None`) or a write fails or cannot
+/// finish within the write timeout (`Some(reason)`).
 async fn write_frames(
+    sh: Arc<Shared>,
     mut wr: OwnedWriteHalf,
-    mut frames: mpsc::Receiver<Vec<u8>>,
+    mut frames: mpsc::Receiver<Outgoing>,
     queued: Arc<AtomicUsize>,
-    timeout: Duration,
 ) -> Option<DisconnectReason> {
-    while let Some(frame) = frames.recv().await {
-        queued.fetch_sub(frame.len(), Ordering::Relaxed);
-        match tokio::time::timeout(timeout, wr.write_all(&frame)).await {
-            Ok(Ok(())) => crate::metrics::p2p_sent(&frame),
+    while let Some(out) = frames.recv().await {
+        let frame = match out {
+            Outgoing::Frame(frame) => {
+                queued.fetch_sub(frame.len(), Ordering::Relaxed);
+                FrameBytes::Own(frame)
+            }
+            Outgoing::Block(hash, serve) => match serve_block(&sh, hash, serve).await {
+                Some(frame) => frame,
+                None => continue,
+            },
+        };
+        match tokio::time::timeout(sh.write_timeout, wr.write_all(frame.bytes())).await {
+            Ok(Ok(())) => crate::metrics::p2p_sent(frame.bytes()),
             Ok(Err(_)) => return Some(DisconnectReason::Closed),
             Err(_) => return Some(DisconnectReason::SlowReader),
         }
     }
     let _ = wr.shutdown().await;
     None
+}
+
+/// The frame that serves block `hash` as `serve` asks ([`Output::ServeBlock`]): its
+/// stored bytes as they are, or its compact form (built from them once per block, kept,
+/// and the same bytes for every peer), or, if the block is not stored, `notfound` for
+/// a request and nothing for a push. The read, and building a compact block, run on
+/// the blocking pool, [`SERVE_READS`] at a time. `None` too once shutdown has begun.
+async fn serve_block(sh: &Arc<Shared>, hash: BlockHash, serve: Serve) -> Option<FrameBytes> {
+    if serve != Serve::Block {
+        if let Some(frame) = sh.compact_frame(&hash) {
+            return Some(FrameBytes::Shared(frame));
+        }
+    }
+    let permit = sh.serve_reads.clone().acquire_owned().await.ok()?;
+    if sh.is_closing() {
+        return None;
+    }
+    let node = sh.node.upgrade()?;
+    let shared = sh.clone();
+    let read = tokio::task::spawn_blocking(move || {
+        let frame = read_block_frame(&node, &shared, hash, serve);
+        // The node before the permit: once shutdown holds every permit, no read holds it.
+        drop(node);
+        drop(permit);
+        frame
+    })
+    .await;
+    let frame = match read {
+        Ok(Ok(frame)) => frame,
+        Ok(Err(e)) => {
+            tracing::error!(%hash, error = %e, "cannot read a block to serve");
+            None
+        }
+        // The read panicked (in `cairn-node` the fail-stop hook has ended the process).
+        Err(_) => return None,
+    };
+    if frame.is_some() {
+        return frame;
+    }
+    let item = match serve {
+        Serve::Block => InvItem::Block(hash),
+        Serve::Compact { .. } => InvItem::CmpctBlock(hash),
+        Serve::PushCompact { .. } => return None,
+    };
+    Some(FrameBytes::Own(sh.codec.encode(&Message::NotFound(vec![item]))))
+}
+
+/// Reads block `hash` from the store and frames it as `serve` asks (on the blocking
+/// pool). `Ok(None)`: not stored.
+fn read_block_frame(
+    node: &Node,
+    sh: &Shared,
+    hash: BlockHash,
+    serve: Serve,
+) -> Result<Option<FrameBytes>, String> {
+    // The chain lock is held for the read only.
+    let bytes = node.chain().block_bytes(&hash).map_err(|e| e.to_string())?;
+    let Some(bytes) = bytes else { return Ok(None) };
+    let nonce = match serve {
+        // The stored body is the block's canonical encoding, which is the wire payload:
+        // it goes out as it is, neither decoded nor encoded again.
+        Serve::Block => return Ok(Some(FrameBytes::Own(sh.codec.encode_raw(command::BLOCK, &bytes)))),
+        Serve::Compact { nonce } | Serve::PushCompact { nonce } => nonce,
+    };
+    let block: Block = cairn_core::encoding::decode(&bytes)
+        .map_err(|e| format!("stored block {hash} does not decode: {e}"))?;
+    let frame: Arc<[u8]> = sh.codec.encode(&Message::CmpctBlock(Box::new(compact_of(&block, nonce)))).into();
+    Ok(Some(FrameBytes::Shared(sh.keep_compact_frame(hash, frame))))
 }
 
 fn protocol_thread(
@@ -637,9 +788,9 @@ fn handle_output(
     pending: &mut Vec<Queued>,
 ) {
     match out {
-        Output::Send(peer, msg) => send_frame(peer, shared.codec.encode(&msg), shared, pending),
-        Output::SendBlock(peer, payload) => {
-            send_frame(peer, shared.codec.encode_raw(super::wire::command::BLOCK, &payload), shared, pending)
+        Output::Send(peer, msg) => queue(peer, Outgoing::Frame(shared.codec.encode(&msg)), shared, pending),
+        Output::ServeBlock { peer, hash, serve } => {
+            queue(peer, Outgoing::Block(hash, serve), shared, pending)
         }
         Output::Disconnect(peer, reason) => {
             tracing::debug!(peer, %reason, "dropping peer");
@@ -672,13 +823,17 @@ fn handle_output(
     }
 }
 
-/// Queues `frame` to `peer`; a peer whose queue is full is dropped as too slow.
-fn send_frame(peer: PeerId, frame: Vec<u8>, shared: &Shared, pending: &mut Vec<Queued>) {
+/// Queues a frame (or a block to serve) to `peer`; a peer whose queue is full is dropped
+/// as too slow.
+fn queue(peer: PeerId, out: Outgoing, shared: &Shared, pending: &mut Vec<Queued>) {
     let mut handles = shared.handles();
     let Some(h) = handles.get(&peer) else { return };
-    let len = frame.len();
+    let len = match &out {
+        Outgoing::Frame(frame) => frame.len(),
+        Outgoing::Block(..) => 0,
+    };
     let over = h.queued.load(Ordering::Relaxed) + len > SEND_QUEUE_BYTES;
-    if over || h.frames.try_send(frame).is_err() {
+    if over || h.frames.try_send(out).is_err() {
         if let Some(h) = handles.remove(&peer) {
             h.stop.notify_one();
         }

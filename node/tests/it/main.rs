@@ -19,6 +19,7 @@ mod node_sync_progress;
 mod p2p_block;
 mod p2p_discovery;
 mod p2p_processes;
+mod p2p_serve;
 mod p2p_sim;
 mod protocol_model;
 mod rpc_api;

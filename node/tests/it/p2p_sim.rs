@@ -19,7 +19,8 @@ use cairn_node::chain::{Acceptance, Chain};
 use cairn_node::mempool::Mempool;
 use cairn_node::node::{Node, NodeEvent, Origin};
 use cairn_node::p2p::addrbook::Snapshot;
-use cairn_node::p2p::protocol::{Config, DisconnectReason, Input, Output, Protocol};
+use cairn_node::p2p::protocol::compact::compact_of;
+use cairn_node::p2p::protocol::{Config, DisconnectReason, Input, Output, Protocol, Serve as ServeForm};
 use cairn_node::p2p::wire::{command, FrameCodec, InvItem, Message, Version, MAX_HEADERS, PROTOCOL_VERSION};
 use cairn_node::p2p::PeerId;
 use rand::rngs::StdRng;
@@ -276,12 +277,33 @@ impl Sim {
     fn output(&mut self, i: usize, out: Output) {
         match out {
             Output::Send(peer, msg) => self.send(i, peer, &msg),
-            Output::SendBlock(peer, payload) => {
-                // Stored bytes sent as they are: a valid block message, byte for byte
-                // what encoding the decoded block gives.
-                let msg = Message::decode_payload(command::BLOCK, &payload).expect("stored block decodes");
-                assert_eq!(msg.encode_payload(), payload, "a served block's bytes are canonical");
-                self.send(i, peer, &msg)
+            Output::ServeBlock { peer, hash, serve } => {
+                // What the TCP driver's writer does: read the stored block, send it.
+                let chain = self.nodes[i].node.chain();
+                let msg = match serve {
+                    ServeForm::Block => match chain.block_bytes(&hash).expect("store reads") {
+                        Some(payload) => {
+                            // Stored bytes sent as they are: a valid block message, byte
+                            // for byte what encoding the decoded block gives.
+                            let msg = Message::decode_payload(command::BLOCK, &payload)
+                                .expect("stored block decodes");
+                            assert_eq!(msg.encode_payload(), payload, "a served block's bytes are canonical");
+                            Some(msg)
+                        }
+                        None => Some(Message::NotFound(vec![InvItem::Block(hash)])),
+                    },
+                    ServeForm::Compact { nonce } | ServeForm::PushCompact { nonce } => {
+                        match chain.block(&hash).expect("store reads") {
+                            Some(b) => Some(Message::CmpctBlock(Box::new(compact_of(&b, nonce)))),
+                            None if serve == ServeForm::PushCompact { nonce } => None,
+                            None => Some(Message::NotFound(vec![InvItem::CmpctBlock(hash)])),
+                        }
+                    }
+                };
+                drop(chain);
+                if let Some(msg) = msg {
+                    self.send(i, peer, &msg)
+                }
             }
             Output::Connect(addr) => {
                 let lat = self.latency();

@@ -29,7 +29,7 @@ use cairn_node::node::Node;
 use cairn_node::p2p::addrbook::Snapshot;
 use cairn_node::p2p::protocol::limits::BAN_SCORE;
 use cairn_node::p2p::protocol::{Config, DisconnectReason, Input, Output, Protocol};
-use cairn_node::p2p::wire::{command, max_payload, Message, Version, WireError, PROTOCOL_VERSION};
+use cairn_node::p2p::wire::{max_payload, Message, Version, WireError, PROTOCOL_VERSION};
 use proptest::prelude::*;
 use proptest::test_runner::{Config as RunnerConfig, TestCaseError, TestRunner};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -473,9 +473,8 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
                     }
                     sent.push((peer, msg));
                 }
-                Output::SendBlock(peer, bytes) => {
+                Output::ServeBlock { peer, .. } => {
                     prop_assert!(m.peers.get(&peer).is_some_and(|p| p.handshake == Handshake::Ready));
-                    prop_assert!(bytes.len() <= max_payload(command::BLOCK).unwrap());
                 }
                 Output::Disconnect(peer, reason) => {
                     let Some(p) = m.peers.remove(&peer) else {

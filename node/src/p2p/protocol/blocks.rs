@@ -275,6 +275,12 @@ impl Protocol {
         }
         let mut batches: BTreeMap<PeerId, Vec<InvItem>> = BTreeMap::new();
         let next_height = self.ledger.tip().height.saturating_add(1);
+        // A block is asked for compact only when it is the one block being fetched (a
+        // new tip), as Bitcoin Core does: while blocks are fetched in a batch (a sync),
+        // the next one's transfers are not in our mempool either, and its compact form
+        // would cost a `getblocktxn` round trip, its transfers' signatures checked
+        // twice, and the blocks behind it waiting for it.
+        let lone = wanted.len() == 1 && self.downloads.total() == 0;
         for ((height, hash), peers) in wanted {
             if room == 0 {
                 break;
@@ -286,7 +292,7 @@ impl Protocol {
             let Some(&peer) = best else { continue };
             self.downloads.request(hash, peer, now);
             room -= 1;
-            let item = self.download_item(peer, hash, height == next_height);
+            let item = self.download_item(peer, hash, lone && height == next_height);
             batches.entry(peer).or_default().push(item);
         }
         for (peer, items) in batches {

@@ -65,8 +65,9 @@ pub(super) struct CompactRelay {
     /// Peers we asked for high-bandwidth mode, the one that most recently delivered a
     /// new block first at the front.
     high_bandwidth: VecDeque<PeerId>,
-    /// The last block we built a compact block of (or rebuilt one from), so a
-    /// `getblocktxn` for it needs no read from the store.
+    /// The last block we rebuilt from a compact block, so a `getblocktxn` for it needs
+    /// no read from the store. (Compact blocks of stored blocks are built by the driver,
+    /// off this thread: [`Serve::Compact`].)
     recent: Option<Arc<Block>>,
     /// Blocks whose compact form failed here (collision, merkle root, timeout): they
     /// are fetched whole.
@@ -208,28 +209,18 @@ impl Protocol {
             Origin::Peer(p) => Some(p),
             _ => None,
         };
-        if !self.peers.values().any(|p| p.compact.wants_push) {
+        if !self.peers.values().any(|p| p.compact.wants_push) || !self.ledger.has_block(&hash) {
             return;
         }
-        let block = match &self.compact.recent {
-            Some(b) if b.hash() == hash => b.clone(),
-            _ => match self.ledger.block(&hash) {
-                Ok(Some(b)) => Arc::new(b),
-                Ok(None) => return,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot read a block to relay");
-                    return;
-                }
-            },
-        };
         let to = self.push_targets(hash, except);
         if to.is_empty() {
             return;
         }
-        let c = compact_of(&block, self.rng.gen());
-        self.compact.recent = Some(self.ledger.keep_block(block));
-        for id in to {
-            self.send(id, Message::CmpctBlock(Box::new(c.clone())));
+        // One nonce for all of them: the driver builds and encodes the compact block
+        // once, off this thread, and sends each the same bytes.
+        let nonce = self.rng.gen();
+        for peer in to {
+            self.out.push(Output::ServeBlock { peer, hash, serve: Serve::PushCompact { nonce } });
         }
     }
 
@@ -264,23 +255,15 @@ impl Protocol {
         }
     }
 
-    /// Answers `getdata` for a compact block; false if we do not have the block.
+    /// Answers `getdata` for a compact block; false if we do not have the block. The
+    /// driver builds the compact block from the stored one, off this thread.
     pub(super) fn serve_compact(&mut self, peer: PeerId, hash: BlockHash) -> bool {
-        let block = match &self.compact.recent {
-            Some(b) if b.hash() == hash => b.clone(),
-            _ => match self.ledger.block(&hash) {
-                Ok(Some(b)) => Arc::new(b),
-                Ok(None) => return false,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot read a block to serve");
-                    return false;
-                }
-            },
-        };
+        if !self.ledger.has_block(&hash) {
+            return false;
+        }
         self.mark_known(peer, InvItem::Block(hash));
-        let c = compact_of(&block, self.rng.gen());
-        self.compact.recent = Some(self.ledger.keep_block(block));
-        self.send(peer, Message::CmpctBlock(Box::new(c)));
+        let nonce = self.rng.gen();
+        self.out.push(Output::ServeBlock { peer, hash, serve: Serve::Compact { nonce } });
         true
     }
 

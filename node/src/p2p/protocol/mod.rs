@@ -247,13 +247,37 @@ pub enum Input {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Output {
     Send(PeerId, Message),
-    /// Send a `block` message whose payload (the block's canonical encoding, as the
-    /// store holds it) is given as it is: [`super::wire::FrameCodec::encode_raw`].
-    SendBlock(PeerId, Vec<u8>),
+    /// Send `peer` a stored block, in the form `serve` says. The protocol only checked
+    /// the index ([`Ledger::has_block`]); the driver reads the stored bytes off the
+    /// protocol thread, when the frames queued to that peer before this one have gone
+    /// out, and sends them as they are (or the block's compact form), or `notfound` if
+    /// the block is gone by then.
+    ServeBlock {
+        peer: PeerId,
+        hash: BlockHash,
+        serve: Serve,
+    },
     Connect(SocketAddr),
     Disconnect(PeerId, DisconnectReason),
     /// Save the address book and bans.
     Save(Snapshot),
+}
+
+/// How [`Output::ServeBlock`] sends a stored block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Serve {
+    /// A `block` message whose payload is the stored encoding as it is
+    /// ([`super::wire::FrameCodec::encode_raw`]), answering `getdata`; `notfound` if
+    /// the block is gone.
+    Block,
+    /// A `cmpctblock` answering `getdata`; `notfound` if the block is gone. `nonce`
+    /// keys its short ids, unless the driver has encoded this block's compact form
+    /// already: it sends every peer those same bytes (one nonce per block, as BIP152
+    /// allows).
+    Compact { nonce: u64 },
+    /// A `cmpctblock` pushed unasked to a high-bandwidth peer: as `Compact`, but
+    /// nothing is sent if the block is gone.
+    PushCompact { nonce: u64 },
 }
 
 /// A set with a fixed capacity that forgets its oldest entries.

@@ -75,17 +75,13 @@ impl Protocol {
         let mut not_found = Vec::new();
         for item in items {
             match item {
-                InvItem::Block(h) => match self.ledger.block_bytes(&h) {
-                    Ok(Some(bytes)) => {
-                        self.mark_known(peer, item);
-                        self.out.push(Output::SendBlock(peer, bytes));
-                    }
-                    Ok(None) => not_found.push(item),
-                    Err(e) => {
-                        tracing::error!(error = %e, "cannot read a block to serve");
-                        not_found.push(item);
-                    }
-                },
+                // The index says whether the body is stored; the driver reads it, off
+                // this thread (see `Output::ServeBlock`).
+                InvItem::Block(h) if self.ledger.has_block(&h) => {
+                    self.mark_known(peer, item);
+                    self.out.push(Output::ServeBlock { peer, hash: h, serve: Serve::Block });
+                }
+                InvItem::Block(_) => not_found.push(item),
                 InvItem::CmpctBlock(h) => {
                     if !self.serve_compact(peer, h) {
                         not_found.push(item);
