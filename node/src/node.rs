@@ -503,14 +503,17 @@ mod tests {
             .unwrap()
         };
         let first = verify(t(0), g.params.chain_id).unwrap();
+        // submit_on_cores stamps with the clock, so the first admission does too (an
+        // older stamp would expire it).
+        let now = crate::now_ms();
         let chain = node.chain();
-        assert!(node.try_submit_transfer(first, Origin::Rpc, 0).is_none());
+        assert!(node.try_submit_transfer(first, Origin::Rpc, now).is_none());
         drop(chain);
         let mempool = node.mempool();
-        assert!(node.try_submit_transfer(first, Origin::Rpc, 0).is_none());
+        assert!(node.try_submit_transfer(first, Origin::Rpc, now).is_none());
         drop(mempool);
         assert_eq!(node.mempool().len(), 0, "a busy attempt admits nothing");
-        let (txid, _) = node.try_submit_transfer(first, Origin::Rpc, 0).unwrap().unwrap();
+        let (txid, _) = node.try_submit_transfer(first, Origin::Rpc, now).unwrap().unwrap();
         assert_eq!(txid, first.txid());
 
         // Another thread holds the chain lock while the next transfer is submitted.
