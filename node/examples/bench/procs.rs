@@ -3,10 +3,10 @@
 
 use anyhow::{bail, Context};
 use cairn_api::{CairnApiClient, NewHead};
-use cairn_core::assemble::grind;
+use cairn_core::assemble::{assemble_block, grind};
 use cairn_core::genesis::Genesis;
 use cairn_core::transaction::{address_of, public_key_of, Transfer};
-use cairn_core::{Address, Amount, BlockHash};
+use cairn_core::{Address, Amount, BlockHash, SignedTransfer};
 use cairn_node::chain::Chain;
 use cairn_node::mempool::{Mempool, MempoolConfig};
 use cairn_node::node::{Node, Origin};
@@ -14,7 +14,7 @@ use cairn_node::{miner, p2p};
 use cairn_tests::{rpc, NodeOptions, NodeProcess};
 use jsonrpsee::ws_client::WsClientBuilder;
 use serde_json::json;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -194,30 +194,176 @@ pub fn sync(
     })
 }
 
-pub struct Propagation {
+/// The kinds of block the propagation scenario relays (issue 17's three cases).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlockKind {
+    /// The coinbase only.
+    Empty,
+    /// 1,000 transfers submitted to the first node and relayed to every mempool first.
+    InMempool,
+    /// 1,000 transfers the bench signed and put in the block itself: no node had seen
+    /// them before the block.
+    Unseen,
+}
+
+/// The P2P commands counted as a block's relay: announcing, fetching and delivering
+/// blocks and headers, whole or compact. Not counted: `tx` (transfer relay), `ping`,
+/// `pong`, `addr`, `getaddr`, `version`, `verack`. `inv`, `getdata` and `notfound`
+/// also carry transfers; the bench counts a block only once the transfer relay before
+/// it has gone quiet (see [`settle`]).
+pub const BLOCK_RELAY_COMMANDS: [&str; 10] = [
+    "inv",
+    "getdata",
+    "notfound",
+    "getheaders",
+    "headers",
+    "block",
+    "sendcmpct",
+    "cmpctblock",
+    "getblocktxn",
+    "blocktxn",
+];
+
+/// What was measured for the blocks of one kind.
+#[derive(Debug, Default)]
+pub struct KindFigures {
     /// Per block: time from the first node's submit until the last node reported it, ms.
-    pub empty_ms: Vec<f64>,
-    pub full_ms: Vec<f64>,
-    /// Per 1000-transfer block: its import time on the first node, ms.
-    pub full_import_ms: Vec<f64>,
-    /// Per 1000-transfer block: from the first transfer's submission until every
-    /// node's mempool held all of them (polled), ms; 5,000 when they never did.
+    pub ms: Vec<f64>,
+    /// Per block: its import on the first node (`submit_block`), ms.
+    pub import_ms: Vec<f64>,
+    /// Per block: its encoded size, bytes.
+    pub block_bytes: Vec<usize>,
+    /// Per block: bytes of the block-relay commands all nodes sent, divided by the
+    /// number of nodes.
+    pub sent_per_node: Vec<f64>,
+    /// Per block: the most block-relay bytes one node sent.
+    pub sent_max: Vec<u64>,
+    /// Over all blocks: block-relay bytes all nodes sent and received (equal when every
+    /// frame sent was counted by its receiver within the window).
+    pub sent_total: u64,
+    pub received_total: u64,
+    /// Over all blocks, by command: bytes all nodes sent.
+    pub by_command: BTreeMap<&'static str, u64>,
+    /// Per process (node 1 to n - 1), per block: when it reported the block, ms after
+    /// the first node's submit.
+    pub node_ms: Vec<Vec<f64>>,
+}
+
+pub struct Propagation {
+    pub empty: KindFigures,
+    pub in_mempool: KindFigures,
+    pub unseen: KindFigures,
+    /// Per in-mempool block: from the first transfer's submission until every node's
+    /// mempool held all of them (polled), ms; 5,000 when they never did.
     pub relay_ms: Vec<f64>,
     /// Rounds in which some mempool still lacked transfers after 5 s.
     pub relay_incomplete: usize,
+    /// Times the wire did not go quiet for 250 ms within 5 s around a block (its bytes
+    /// were counted anyway).
+    pub unsettled: usize,
+    /// Empty blocks relayed first and not counted (high-bandwidth peers get chosen).
+    pub warmup: usize,
     pub hops: usize,
+}
+
+/// Block-relay bytes each node has sent and received so far, by command (the node's
+/// `cairn_p2p_sent_bytes_total` / `cairn_p2p_received_bytes_total`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct WireBytes {
+    sent: [u64; BLOCK_RELAY_COMMANDS.len()],
+    received: [u64; BLOCK_RELAY_COMMANDS.len()],
+    /// `tx` bytes sent and received: only to see that the transfer relay is over.
+    tx: u64,
+}
+
+/// Where a node's byte counters are read: the in-process first node's own metrics, or
+/// a process's `/metrics`.
+enum Meter {
+    InProcess,
+    Scrape(String),
+}
+
+impl Meter {
+    fn read(&self) -> anyhow::Result<WireBytes> {
+        match self {
+            Meter::InProcess => {
+                let m = cairn_node::metrics::get();
+                Ok(WireBytes {
+                    sent: BLOCK_RELAY_COMMANDS.map(|c| m.p2p_bytes_out.get(c)),
+                    received: BLOCK_RELAY_COMMANDS.map(|c| m.p2p_bytes_in.get(c)),
+                    tx: m.p2p_bytes_out.get("tx") + m.p2p_bytes_in.get("tx"),
+                })
+            }
+            Meter::Scrape(url) => {
+                let text = http_get(url)?;
+                let value = |family: &str, command: &str| -> u64 {
+                    let series = format!("{family}{{command=\"{command}\"}} ");
+                    text.lines()
+                        .find_map(|l| l.strip_prefix(&series))
+                        .and_then(|v| v.trim().parse::<f64>().ok())
+                        .map_or(0, |v| v as u64)
+                };
+                Ok(WireBytes {
+                    sent: BLOCK_RELAY_COMMANDS.map(|c| value("cairn_p2p_sent_bytes_total", c)),
+                    received: BLOCK_RELAY_COMMANDS.map(|c| value("cairn_p2p_received_bytes_total", c)),
+                    tx: value("cairn_p2p_sent_bytes_total", "tx")
+                        + value("cairn_p2p_received_bytes_total", "tx"),
+                })
+            }
+        }
+    }
+}
+
+/// The body of an HTTP GET of `url` (`http://ADDR/PATH`), 10 s at most.
+fn http_get(url: &str) -> anyhow::Result<String> {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").context("not an http:// URL")?;
+    let (addr, path) = rest.split_once('/').map_or((rest, "/".to_string()), |(a, p)| (a, format!("/{p}")));
+    let mut s = std::net::TcpStream::connect(addr).with_context(|| format!("connect {addr}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes())?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let raw = String::from_utf8(raw).context("metrics are not UTF-8")?;
+    let (head, body) = raw.split_once("\r\n\r\n").context("no end of headers")?;
+    anyhow::ensure!(head.starts_with("HTTP/1.1 200"), "GET {url}: {}", head.lines().next().unwrap_or(""));
+    Ok(body.to_string())
+}
+
+/// Reads every node's counters until they have not moved for 250 ms (polled every 25
+/// ms), or for 5 s; the last reading, and whether the wire went quiet.
+fn settle(meters: &[Meter]) -> anyhow::Result<(Vec<WireBytes>, bool)> {
+    let read_all = || meters.iter().map(Meter::read).collect::<anyhow::Result<Vec<_>>>();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut last = read_all()?;
+    let mut since = Instant::now();
+    loop {
+        std::thread::sleep(Duration::from_millis(25));
+        let now = read_all()?;
+        if now != last {
+            last = now;
+            since = Instant::now();
+        } else if since.elapsed() >= Duration::from_millis(250) {
+            return Ok((last, true));
+        }
+        if Instant::now() >= deadline {
+            return Ok((last, false));
+        }
+    }
 }
 
 /// `n` nodes on loopback in a line: an in-process node (the block source, real P2P
 /// code) and `n - 1` cairn-node processes, each peering with the previous one. Blocks
 /// are made by the first node (trivial proof of work) and submitted to it; every
-/// process reports new heads over a WebSocket subscription.
+/// process reports new heads over a WebSocket subscription. After `warmup` uncounted
+/// empty blocks, the three kinds take turns (empty, in every mempool, unseen) until
+/// each has had its count. Around each block the nodes' byte counters are read once
+/// the wire is quiet.
 pub fn propagation(
     rt: &tokio::runtime::Runtime,
     work: &Path,
     n: usize,
-    empty_blocks: usize,
-    full_blocks: usize,
+    counts: [(BlockKind, usize); 3],
     full_size: usize,
 ) -> anyhow::Result<Propagation> {
     let senders: Vec<_> = (0..100).map(|i| crate::gen::key("net", i)).collect();
@@ -248,9 +394,22 @@ pub fn propagation(
     let mut procs: Vec<NodeProcess> = Vec::new();
     for i in 1..n {
         let prev = procs.last().map_or(source_addr, |p| p.p2p_addr);
-        let opts =
-            NodeOptions { genesis: Some(genesis_file.clone()), peers: vec![prev], ..NodeOptions::default() };
+        let opts = NodeOptions {
+            genesis: Some(genesis_file.clone()),
+            peers: vec![prev],
+            extra: vec!["--metrics-addr".into(), "127.0.0.1:0".into()],
+            ..NodeOptions::default()
+        };
         procs.push(NodeProcess::start(&work.join(format!("n{i}")), &opts)?);
+    }
+    let mut meters = vec![Meter::InProcess];
+    for p in &procs {
+        let text = p.stdout_text();
+        let url = text
+            .lines()
+            .find_map(|l| l.strip_prefix("metrics listening on "))
+            .context("a node printed no metrics address")?;
+        meters.push(Meter::Scrape(url.trim().to_string()));
     }
     // Wait for the line to be connected.
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -287,103 +446,159 @@ pub fn propagation(
         anyhow::Ok(())
     })?;
 
-    let mut arrivals: HashMap<BlockHash, Vec<Instant>> = HashMap::new();
-    let mut wait_all =
-        |hash: BlockHash, rx: &mut tokio::sync::mpsc::UnboundedReceiver<_>| -> anyhow::Result<Instant> {
-            let deadline = Instant::now() + Duration::from_secs(30);
-            loop {
-                if let Some(v) = arrivals.get(&hash) {
-                    if v.len() == procs.len() {
-                        return Ok(*v.iter().max().expect("non-empty"));
-                    }
-                }
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    bail!(
-                        "block {hash} reached {} of {} nodes in 30 s",
-                        arrivals.get(&hash).map_or(0, Vec::len),
-                        procs.len()
-                    );
-                }
-                match rt.block_on(async { tokio::time::timeout(left, rx.recv()).await }) {
-                    Ok(Some((_, h, t))) => arrivals.entry(h).or_default().push(t),
-                    Ok(None) => bail!("subscriptions closed"),
-                    Err(_) => {}
+    // Per block: (process index, arrival) as reported.
+    let mut arrivals: HashMap<BlockHash, Vec<(usize, Instant)>> = HashMap::new();
+    let mut wait_all = |hash: BlockHash,
+                        rx: &mut tokio::sync::mpsc::UnboundedReceiver<_>|
+     -> anyhow::Result<Vec<(usize, Instant)>> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(v) = arrivals.get(&hash) {
+                if v.len() == procs.len() {
+                    return Ok(v.clone());
                 }
             }
-        };
-
-    let mut out = Propagation {
-        empty_ms: vec![],
-        full_ms: vec![],
-        full_import_ms: vec![],
-        relay_ms: vec![],
-        relay_incomplete: 0,
-        hops: n - 1,
-    };
-    let miner_addr = Address([0xbe; 20]);
-    let mut nonces = vec![0u64; senders.len()];
-    for round in 0..empty_blocks + full_blocks {
-        let full = round >= empty_blocks;
-        if full {
-            // Transfers go through the first node's mempool and are relayed like any
-            // others; the block is built once every node holds them, or after 5 s (the
-            // block carries its transfers whole either way).
-            let chain_id = genesis.params.chain_id;
-            let relay_start = Instant::now();
-            for i in 0..full_size {
-                let s = i % senders.len();
-                let t = Transfer {
-                    chain_id,
-                    nonce: nonces[s],
-                    from: public_key_of(&senders[s]),
-                    to: address_of(&senders[(s + 1) % senders.len()]),
-                    amount: Amount(1),
-                    fee: Amount(1),
-                }
-                .sign(&senders[s])?;
-                nonces[s] += 1;
-                source
-                    .verify_and_submit(t, Origin::Local, cairn_node::now_ms())
-                    .map_err(|e| anyhow::anyhow!("submit: {e}"))?;
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                bail!(
+                    "block {hash} reached {} of {} nodes in 30 s",
+                    arrivals.get(&hash).map_or(0, Vec::len),
+                    procs.len()
+                );
             }
-            let deadline = Instant::now() + Duration::from_secs(5);
-            let mut complete = true;
-            for p in &procs {
-                while p.info()?["mempool_size"].as_u64().unwrap_or(0) < full_size as u64 {
-                    if Instant::now() >= deadline {
-                        complete = false;
-                        break;
-                    }
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-            }
-            out.relay_ms.push(relay_start.elapsed().as_secs_f64() * 1e3);
-            if !complete {
-                out.relay_incomplete += 1;
+            match rt.block_on(async { tokio::time::timeout(left, rx.recv()).await }) {
+                Ok(Some((i, h, t))) => arrivals.entry(h).or_default().push((i, t)),
+                Ok(None) => bail!("subscriptions closed"),
+                Err(_) => {}
             }
         }
-        let mut block = miner::block_template(&source, miner_addr).context("template")?;
+    };
+
+    let warmup = 2;
+    let mut out = Propagation {
+        empty: KindFigures::default(),
+        in_mempool: KindFigures::default(),
+        unseen: KindFigures::default(),
+        relay_ms: vec![],
+        relay_incomplete: 0,
+        unsettled: 0,
+        warmup,
+        hops: n - 1,
+    };
+    // The schedule: the warm-up, then one block of each kind in turn while it has
+    // blocks left, so that the kinds share the machine's ups and downs.
+    let mut schedule = vec![(BlockKind::Empty, false); warmup];
+    let most = counts.iter().map(|(_, c)| *c).max().unwrap_or(0);
+    for round in 0..most {
+        schedule.extend(counts.iter().filter(|(_, c)| round < *c).map(|(k, _)| (*k, true)));
+    }
+    let miner_addr = Address([0xbe; 20]);
+    let chain_id = genesis.params.chain_id;
+    let mut nonces = vec![0u64; senders.len()];
+    let mut sign_next = |i: usize| -> anyhow::Result<SignedTransfer> {
+        let s = i % senders.len();
+        let t = Transfer {
+            chain_id,
+            nonce: nonces[s],
+            from: public_key_of(&senders[s]),
+            to: address_of(&senders[(s + 1) % senders.len()]),
+            amount: Amount(1),
+            fee: Amount(1),
+        }
+        .sign(&senders[s])?;
+        nonces[s] += 1;
+        Ok(t)
+    };
+    for (kind, counted) in schedule {
+        let mut block = match kind {
+            BlockKind::Empty => miner::block_template(&source, miner_addr).context("template")?,
+            BlockKind::InMempool => {
+                // Transfers go through the first node's mempool and are relayed like any
+                // others; the block is built once every node holds them, or after 5 s (the
+                // block carries its transfers whole either way).
+                let relay_start = Instant::now();
+                for i in 0..full_size {
+                    source
+                        .verify_and_submit(sign_next(i)?, Origin::Local, cairn_node::now_ms())
+                        .map_err(|e| anyhow::anyhow!("submit: {e}"))?;
+                }
+                let deadline = Instant::now() + Duration::from_secs(5);
+                let mut complete = true;
+                for p in &procs {
+                    while p.info()?["mempool_size"].as_u64().unwrap_or(0) < full_size as u64 {
+                        if Instant::now() >= deadline {
+                            complete = false;
+                            break;
+                        }
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                }
+                out.relay_ms.push(relay_start.elapsed().as_secs_f64() * 1e3);
+                if !complete {
+                    out.relay_incomplete += 1;
+                }
+                miner::block_template(&source, miner_addr).context("template")?
+            }
+            BlockKind::Unseen => {
+                // Signed here and never submitted to any node: the block is the first
+                // any node sees of them.
+                let transfers = (0..full_size).map(&mut sign_next).collect::<anyhow::Result<Vec<_>>>()?;
+                let (params, parent) = {
+                    let chain = source.chain();
+                    (*chain.params(), chain.tip_parent_info())
+                };
+                assemble_block(&params, &parent, cairn_node::now_ms(), miner_addr, &transfers)
+                    .context("assemble")?
+            }
+        };
         anyhow::ensure!(grind(&mut block.header, u64::MAX), "grind");
-        if full {
+        if kind != BlockKind::Empty {
             anyhow::ensure!(
                 block.transactions.len() - 1 == full_size,
-                "template holds {} transfers",
+                "the block holds {} transfers",
                 block.transactions.len() - 1
             );
         }
+        let (before, quiet_before) = settle(&meters)?;
         let hash = block.hash();
+        let size = block.encoded_len();
         let t0 = Instant::now();
         source.submit_block(block, Origin::Local, cairn_node::now_ms())?;
         let imported = t0.elapsed();
-        let last = wait_all(hash, &mut rx)?;
-        let ms = last.duration_since(t0).as_secs_f64() * 1e3;
-        if full {
-            out.full_ms.push(ms);
-            out.full_import_ms.push(imported.as_secs_f64() * 1e3);
-        } else {
-            out.empty_ms.push(ms);
+        let reached = wait_all(hash, &mut rx)?;
+        let (after, quiet_after) = settle(&meters)?;
+        if !counted {
+            continue;
         }
+        out.unsettled += usize::from(!quiet_before) + usize::from(!quiet_after);
+        let last = reached.iter().map(|(_, t)| *t).max().expect("n > 1");
+        let f = match kind {
+            BlockKind::Empty => &mut out.empty,
+            BlockKind::InMempool => &mut out.in_mempool,
+            BlockKind::Unseen => &mut out.unseen,
+        };
+        f.ms.push(last.duration_since(t0).as_secs_f64() * 1e3);
+        f.import_ms.push(imported.as_secs_f64() * 1e3);
+        f.block_bytes.push(size);
+        f.node_ms.resize(procs.len(), Vec::new());
+        for (i, t) in reached {
+            f.node_ms[i].push(t.duration_since(t0).as_secs_f64() * 1e3);
+        }
+        let mut sent_max = 0;
+        let mut sent_all = 0;
+        for (b, a) in before.iter().zip(&after) {
+            let sent: u64 = a.sent.iter().zip(&b.sent).map(|(x, y)| x.saturating_sub(*y)).sum();
+            let received: u64 = a.received.iter().zip(&b.received).map(|(x, y)| x.saturating_sub(*y)).sum();
+            for (c, (x, y)) in BLOCK_RELAY_COMMANDS.iter().zip(a.sent.iter().zip(&b.sent)) {
+                *f.by_command.entry(c).or_default() += x.saturating_sub(*y);
+            }
+            sent_max = sent_max.max(sent);
+            sent_all += sent;
+            f.received_total += received;
+        }
+        f.sent_total += sent_all;
+        f.sent_max.push(sent_max);
+        f.sent_per_node.push(sent_all as f64 / meters.len() as f64);
     }
     drop(procs);
     Ok(out)

@@ -11,6 +11,8 @@ pub enum Goal {
     RatioAtLeast(f64),
     /// figure <= limit (the limit is the bound itself).
     AtMost,
+    /// figure / limit <= the value (issue 17: a block's bytes on the wire against its size).
+    RatioAtMost(f64),
     /// A limit measured for the other rows: nothing to meet.
     None,
 }
@@ -40,6 +42,7 @@ impl Row {
         match self.goal {
             Goal::RatioAtLeast(x) => Some(r >= x),
             Goal::AtMost => Some(r <= 1.0),
+            Goal::RatioAtMost(x) => Some(r <= x),
             Goal::None => None,
         }
     }
@@ -48,6 +51,7 @@ impl Row {
         match self.goal {
             Goal::RatioAtLeast(x) => format!("ratio >= {x}"),
             Goal::AtMost => "<= limit".into(),
+            Goal::RatioAtMost(x) => format!("ratio <= {x}"),
             Goal::None => "-".into(),
         }
     }

@@ -394,8 +394,8 @@ impl Chain {
     }
 
     /// Records that the transfer `txid` passed [`cairn_core::SignedTransfer::verify`] on
-    /// this node (it was admitted to the mempool), so that a block carrying it skips the
-    /// signature check. See [`sigcache`].
+    /// this node (it was admitted to the mempool, or a compact block brought it), so that
+    /// a block carrying it skips the signature check. See [`sigcache`].
     pub fn remember_verified(&mut self, txid: Txid) {
         self.sig_cache.insert(txid);
     }

@@ -5,10 +5,15 @@
 //! A txid commits to the whole signed transfer (chain id, fields, public key and the
 //! exact signature bytes), so a hit means "these very bytes passed
 //! [`cairn_core::SignedTransfer::verify`] on this node", never "a transfer like it did".
-//! Only transfers admitted to the mempool are entered ([`crate::node::Node::submit_transfer`]),
-//! so an entry cost its sender a valid signature on a funded account. The cache is
-//! bounded; the oldest entries leave first, which costs a re-verification and nothing
-//! else. It is memory only: after a restart every signature is checked again.
+//! Entered are transfers admitted to the mempool ([`crate::node::Node::submit_transfer`]),
+//! so an entry cost its sender a valid signature on a funded account, and the transfers
+//! a compact block brought that were not in the mempool (prefilled or in `blocktxn`),
+//! once they verified under a header that passed its proof of work and a rebuilt block
+//! that matched its merkle root (`p2p/protocol/compact.rs`), so an entry cost its
+//! sender a block's proof of work; the block's connection then checks none of them a
+//! second time. The cache is bounded; the oldest entries leave first, which costs a
+//! re-verification and nothing else. It is memory only: after a restart every
+//! signature is checked again.
 //!
 //! The network simulator (`sim/`) backs every simulated node's cache with one shared
 //! set ([`Chain::share_verified`]): the txids a simulated miner verified, so that a

@@ -116,6 +116,10 @@ pub trait Ledger: Send + Sync {
     /// Checks transfers' signatures in parallel, in order (the transfers of a compact
     /// block that did not come from our mempool).
     fn verify_many(&self, txs: Vec<SignedTransfer>) -> Vec<Checked>;
+    /// Enters transfers that passed [`Ledger::verify_many`] into the signature cache (a
+    /// compact block's, once its header and merkle root checked out), so that the
+    /// block's connection does not verify them again.
+    fn remember_verified(&self, txids: &[Txid]);
     fn submit_headers(&self, headers: &[BlockHeader], now_ms: u64) -> Result<HeadersOutcome, String>;
     fn submit_transfer(
         &self,
@@ -244,6 +248,13 @@ impl Ledger for Node {
             txs.iter().map(|tx| chain.was_verified(&tx.txid())).collect()
         };
         crate::node::verify_many_known(txs, known, self.genesis().params.chain_id)
+    }
+
+    fn remember_verified(&self, txids: &[Txid]) {
+        let mut chain = self.chain();
+        for txid in txids {
+            chain.remember_verified(*txid);
+        }
     }
 
     fn submit_headers(&self, headers: &[BlockHeader], now_ms: u64) -> Result<HeadersOutcome, String> {

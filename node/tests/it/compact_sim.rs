@@ -329,3 +329,43 @@ fn a_thousand_transfer_block_costs_under_five_percent_compact() {
     eprintln!("1,000 transfers: full block {full} bytes, compact block {compact} bytes");
     assert!(compact * 20 < full, "compact {compact} of full {full}");
 }
+
+/// The transfers a compact block brought (here all of them, fetched with `getblocktxn`)
+/// are verified once: they enter the signature cache before the block connects, so
+/// its connection does not check them a second time (issue 17's block of transfers no
+/// node had seen). A rebuilt block that does not match its merkle root enters nothing.
+#[test]
+fn transfers_fetched_for_a_compact_block_are_verified_once() {
+    let mut n = Lone::new();
+    n.connect(1, false);
+    let txs = transfers(&n.genesis, 4);
+    let block = n.next_block(&txs);
+    let outs = n.recv(1, Message::CmpctBlock(Box::new(compact_of(&block, 9))));
+    assert!(
+        sent_to(&outs, 1)
+            .iter()
+            .any(|m| matches!(m, Message::GetBlockTxn(g) if g.indexes == vec![1, 2, 3, 4])),
+        "{outs:?}"
+    );
+    assert!(txs.iter().all(|t| !n.node.chain().was_verified(&t.txid())));
+    let outs = n.recv(1, Message::BlockTxn(BlockTxn { block_hash: block.hash(), transfers: txs.clone() }));
+    assert_eq!(n.tip(), block.hash(), "{outs:?}");
+    assert!(txs.iter().all(|t| n.node.chain().was_verified(&t.txid())));
+
+    // The same transfers answered in another order: valid signatures, but the block
+    // rebuilt from them is not the header's. It is fetched whole; nothing is cached.
+    let mut m = Lone::new();
+    m.connect(1, false);
+    let outs = m.recv(1, Message::CmpctBlock(Box::new(compact_of(&block, 9))));
+    assert!(sent_to(&outs, 1).iter().any(|m| matches!(m, Message::GetBlockTxn(_))), "{outs:?}");
+    let swapped = vec![txs[1], txs[0], txs[2], txs[3]];
+    let outs = m.recv(1, Message::BlockTxn(BlockTxn { block_hash: block.hash(), transfers: swapped }));
+    assert!(
+        sent_to(&outs, 1)
+            .iter()
+            .any(|m| matches!(m, Message::GetData(items) if items.contains(&InvItem::Block(block.hash())))),
+        "{outs:?}"
+    );
+    assert!(!Lone::banned(&outs, 1));
+    assert!(txs.iter().all(|t| !m.node.chain().was_verified(&t.txid())));
+}

@@ -379,7 +379,8 @@ impl Protocol {
             .iter()
             .filter_map(|i| block.transactions.get(*i as usize).and_then(Transaction::as_transfer).copied())
             .collect();
-        if let Some(bad) = self.ledger.verify_many(theirs).into_iter().find_map(Result::err) {
+        let checked = self.ledger.verify_many(theirs);
+        if let Some(bad) = checked.iter().find_map(|c| c.as_ref().err()) {
             self.misbehave(
                 peer,
                 limits::BAN_SCORE,
@@ -393,6 +394,11 @@ impl Protocol {
             self.fetch_whole(peer, hash, "rebuilt block does not match its merkle root");
             return;
         }
+        // Their signatures passed, in a block whose header has its proof of work and
+        // whose merkle root matches: the signature cache says so, and the block's own
+        // connection below does not check them a second time.
+        let verified: Vec<Txid> = checked.into_iter().filter_map(|c| c.ok().map(|v| v.txid())).collect();
+        self.ledger.remember_verified(&verified);
         let block = Arc::new(block);
         // Relayed on as soon as its header and its transfers check out, before the
         // state transition (BIP152's high-bandwidth relay).
