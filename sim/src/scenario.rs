@@ -341,8 +341,7 @@ fn converge_breaking_ties(sim: &mut Sim, txs: usize, max_s: u64) -> Option<u64> 
             return Some(sim.now_us - start);
         }
         let best = sim.best_tip().total_work;
-        let up: Vec<usize> = (0..sim.nodes.len()).filter(|&i| sim.nodes[i].up).collect();
-        if up.iter().all(|&i| sim.tip(i).total_work == best) {
+        if (0..sim.nodes.len()).filter(|&i| sim.nodes[i].up).all(|i| sim.tip(i).total_work == best) {
             let miner = sim.model.pick_miner(&mut sim.rng);
             if sim.nodes[miner].up {
                 eprintln!("nodes split between tips of equal work: one more block breaks the tie");

@@ -28,7 +28,7 @@
 //! Cases: `PROPTEST_CASES` (default [`DEFAULT_CASES`]).
 #![allow(clippy::unwrap_used)] // test helpers fail loudly
 
-use super::p2p_sim::{sim_config, sim_genesis, transfer};
+use super::p2p_sim::{peer_version, sim_config, sim_genesis, transfer};
 use cairn_core::assemble::{assemble_block, grind};
 use cairn_core::block::Block;
 use cairn_core::genesis::Genesis;
@@ -39,9 +39,7 @@ use cairn_node::node::{Node, NodeEvent, Origin};
 use cairn_node::p2p::addrbook::Snapshot;
 use cairn_node::p2p::protocol::compact::compact_of;
 use cairn_node::p2p::protocol::{DisconnectReason, Input, Output, Protocol};
-use cairn_node::p2p::wire::{
-    max_payload, BlockTxn, GetBlockTxn, InvItem, Message, NetAddr, SendCmpct, Version, PROTOCOL_VERSION,
-};
+use cairn_node::p2p::wire::{max_payload, BlockTxn, GetBlockTxn, InvItem, Message, SendCmpct};
 use cairn_node::p2p::PeerId;
 use proptest::prelude::*;
 use proptest::test_runner::{Config as RunnerConfig, TestCaseError, TestRunner};
@@ -293,18 +291,8 @@ impl Harness {
         self.incarnation = self.incarnation.wrapping_add(1);
         let addr = SocketAddr::new([10, 1, self.incarnation, 1].into(), 40_000);
         let mut outs = self.step(Input::Connected { peer, addr, inbound: true });
-        let v = Version {
-            protocol_version: PROTOCOL_VERSION,
-            chain_id: f.genesis.params.chain_id,
-            genesis_hash: f.genesis.hash(),
-            best_height: 0,
-            best_work: self.node.chain().tip().total_work.to_be_bytes(),
-            listen_port: 7333,
-            nonce: 1_000 + peer,
-            your_addr: NetAddr::from_socket("10.0.0.1:7333".parse().unwrap()),
-            relay: true,
-            user_agent: "model".into(),
-        };
+        let work = self.node.chain().tip().total_work.to_be_bytes();
+        let v = peer_version(&f.genesis, 0, work, 1_000 + peer, "10.0.0.1:7333".parse().unwrap(), "model");
         for msg in [
             Message::Version(v),
             Message::Verack,

@@ -4,7 +4,7 @@
 //! simulated network of `p2p_sim` for relay between many nodes.
 #![allow(clippy::unwrap_used)] // test helpers fail loudly
 
-use super::p2p_sim::{honest_network, sim_config, sim_genesis, transfer, Sim};
+use super::p2p_sim::{honest_network, peer_version, sim_config, sim_genesis, transfer, Sim};
 use cairn_core::assemble::{assemble_block, grind};
 use cairn_core::block::Block;
 use cairn_core::genesis::Genesis;
@@ -16,9 +16,7 @@ use cairn_node::node::{Node, NodeEvent, Origin};
 use cairn_node::p2p::addrbook::Snapshot;
 use cairn_node::p2p::protocol::compact::{compact_of, short_id, short_id_key};
 use cairn_node::p2p::protocol::{DisconnectReason, Input, Output, Protocol};
-use cairn_node::p2p::wire::{
-    BlockTxn, InvItem, Message, NetAddr, PrefilledTx, SendCmpct, Version, PROTOCOL_VERSION,
-};
+use cairn_node::p2p::wire::{BlockTxn, InvItem, Message, PrefilledTx, SendCmpct};
 use cairn_node::p2p::PeerId;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -60,18 +58,8 @@ impl Lone {
     fn connect(&mut self, peer: PeerId, high_bandwidth: bool) -> Vec<Output> {
         let addr = SocketAddr::new([10, 0, peer as u8, 1].into(), 40_000);
         let mut outs = self.step(Input::Connected { peer, addr, inbound: true });
-        let v = Version {
-            protocol_version: PROTOCOL_VERSION,
-            chain_id: self.genesis.params.chain_id,
-            genesis_hash: self.genesis.hash(),
-            best_height: 0,
-            best_work: self.node.chain().tip().total_work.to_be_bytes(),
-            listen_port: 7333,
-            nonce: 1_000 + peer,
-            your_addr: NetAddr::from_socket("10.0.0.1:7333".parse().unwrap()),
-            relay: true,
-            user_agent: "lone".into(),
-        };
+        let work = self.node.chain().tip().total_work.to_be_bytes();
+        let v = peer_version(&self.genesis, 0, work, 1_000 + peer, "10.0.0.1:7333".parse().unwrap(), "lone");
         outs.extend(self.recv(peer, Message::Version(v)));
         outs.extend(self.recv(peer, Message::Verack));
         outs.extend(self.recv(peer, Message::SendCmpct(SendCmpct { high_bandwidth, version: 1 })));

@@ -7,7 +7,7 @@
 //! driven by hand, which blocks are asked for compact.
 #![allow(clippy::unwrap_used)] // test helpers fail loudly
 
-use super::p2p_sim::{sim_config, sim_genesis, transfer};
+use super::p2p_sim::{peer_version, sim_config, sim_genesis, transfer};
 use cairn_core::assemble::{assemble_block, grind};
 use cairn_core::block::Block;
 use cairn_core::genesis::Genesis;
@@ -19,9 +19,7 @@ use cairn_node::node::{Node, Origin};
 use cairn_node::p2p::addrbook::Snapshot;
 use cairn_node::p2p::protocol::compact::compact_of;
 use cairn_node::p2p::protocol::{Input, Output, Protocol};
-use cairn_node::p2p::wire::{
-    command, InvItem, Message, NetAddr, SendCmpct, Version, CMPCT_VERSION, PROTOCOL_VERSION,
-};
+use cairn_node::p2p::wire::{command, InvItem, Message, SendCmpct, CMPCT_VERSION};
 use cairn_node::p2p::{self, P2p};
 use cairn_tests::adversary::{child_info, magic_of, Peer, VersionFields};
 use std::sync::Arc;
@@ -263,18 +261,8 @@ fn a_sync_fetches_blocks_whole_and_a_lone_new_block_compact() {
     let peer = 1;
     let addr = "10.0.1.1:40000".parse().unwrap();
     step(&mut proto, Input::Connected { peer, addr, inbound: true });
-    let v = Version {
-        protocol_version: PROTOCOL_VERSION,
-        chain_id: genesis.params.chain_id,
-        genesis_hash: genesis.hash(),
-        best_height: 4,
-        best_work: source.chain().tip().total_work.to_be_bytes(),
-        listen_port: 7333,
-        nonce: 1_001,
-        your_addr: NetAddr::from_socket("10.0.0.1:7333".parse().unwrap()),
-        relay: true,
-        user_agent: "serve-test".into(),
-    };
+    let work = source.chain().tip().total_work.to_be_bytes();
+    let v = peer_version(&genesis, 4, work, 1_001, "10.0.0.1:7333".parse().unwrap(), "serve-test");
     step(&mut proto, Input::Received { peer, msg: Message::Version(v) });
     let outs = step(&mut proto, Input::Received { peer, msg: Message::Verack });
     assert!(outs.iter().any(|o| matches!(o, Output::Send(1, Message::GetHeaders(_)))), "{outs:?}");

@@ -542,6 +542,30 @@ pub(crate) fn transfer(g: &Genesis, k: usize, nonce: u64) -> SignedTransfer {
     t.sign(&keys[k]).expect("sign")
 }
 
+/// The `version` a test peer on protocol version 2 sends: our chain, its best height
+/// and work, its `nonce`, a `relay` of true and the `user_agent` given.
+pub(crate) fn peer_version(
+    g: &Genesis,
+    best_height: u64,
+    best_work: [u8; 32],
+    nonce: u64,
+    your_addr: SocketAddr,
+    user_agent: &str,
+) -> Version {
+    Version {
+        protocol_version: PROTOCOL_VERSION,
+        chain_id: g.params.chain_id,
+        genesis_hash: g.hash(),
+        best_height,
+        best_work,
+        listen_port: 7333,
+        nonce,
+        your_addr: cairn_node::p2p::wire::NetAddr::from_socket(your_addr),
+        relay: true,
+        user_agent: user_agent.into(),
+    }
+}
+
 /// A chain of `len` blocks on genesis, mined by nobody in the simulation. With
 /// `invalid_first`, its first block pays its miner one unit too much: every header is
 /// still valid, so it passes headers-first checks and only its body is bad.
@@ -939,18 +963,8 @@ impl Solo {
 
     /// The `version` the peer `peer` of [`Solo::connect`] sends.
     fn version_of(&self, peer: PeerId) -> Version {
-        Version {
-            protocol_version: PROTOCOL_VERSION,
-            chain_id: self.genesis.params.chain_id,
-            genesis_hash: self.genesis.hash(),
-            best_height: 0,
-            best_work: self.node.chain().tip().total_work.to_be_bytes(),
-            listen_port: 7333,
-            nonce: 1_000 + peer,
-            your_addr: cairn_node::p2p::wire::NetAddr::from_socket(([127, 0, 0, 1], 7000).into()),
-            relay: true,
-            user_agent: "solo".into(),
-        }
+        let work = self.node.chain().tip().total_work.to_be_bytes();
+        peer_version(&self.genesis, 0, work, 1_000 + peer, ([127, 0, 0, 1], 7000).into(), "solo")
     }
 }
 

@@ -461,17 +461,24 @@ mod tests {
         }
     }
 
-    /// The anchors of the last run are the first dials, as block-relay-only links: no
-    /// `getaddr` to them, their `addr` and transfer announcements ignored, no transfer
-    /// announced to them; at shutdown they are the anchors again.
-    #[test]
-    fn anchors_are_dialled_first_and_carry_only_blocks() {
+    /// A dev node over an in-memory chain, and an address book of 20 addresses in 20
+    /// network groups (10.1.0.1 to 10.20.0.1).
+    fn dev_node_and_book() -> (Genesis, Arc<Node>, AddrBook) {
         let genesis = Genesis::dev();
         let node = Node::new(Chain::open_in_memory(&genesis), Mempool::new(1 << 20), genesis.clone());
         let mut book = AddrBook::default();
         for i in 1..=20u8 {
             book.add(SocketAddr::new([10, i, 0, 1].into(), 7333), false, 0);
         }
+        (genesis, node, book)
+    }
+
+    /// The anchors of the last run are the first dials, as block-relay-only links: no
+    /// `getaddr` to them, their `addr` and transfer announcements ignored, no transfer
+    /// announced to them; at shutdown they are the anchors again.
+    #[test]
+    fn anchors_are_dialled_first_and_carry_only_blocks() {
+        let (genesis, node, book) = dev_node_and_book();
         let mut proto = Protocol::new(node, Config::default(), book.snapshot(), 5, 0);
         let anchors: Vec<SocketAddr> =
             vec!["10.200.0.1:7333".parse().unwrap(), "10.201.0.1:7333".parse().unwrap()];
@@ -517,12 +524,7 @@ mod tests {
     /// none did: the youngest, the extra itself) is dropped.
     #[test]
     fn a_stale_tip_adds_one_extra_link_then_drops_the_least_useful() {
-        let genesis = Genesis::dev();
-        let node = Node::new(Chain::open_in_memory(&genesis), Mempool::new(1 << 20), genesis.clone());
-        let mut book = AddrBook::default();
-        for i in 1..=20u8 {
-            book.add(SocketAddr::new([10, i, 0, 1].into(), 7333), false, 0);
-        }
+        let (genesis, node, book) = dev_node_and_book();
         let config = Config { target_outbound: 1, ..Config::default() };
         let mut proto = Protocol::new(node, config, book.snapshot(), 9, 0);
         let dials = |proto: &mut Protocol| -> Vec<SocketAddr> {
@@ -583,12 +585,7 @@ mod tests {
     /// oldest link that gave none.
     #[test]
     fn block_relay_only_links_rotate_and_keep_the_one_that_gave_a_block() {
-        let genesis = Genesis::dev();
-        let node = Node::new(Chain::open_in_memory(&genesis), Mempool::new(1 << 20), genesis.clone());
-        let mut book = AddrBook::default();
-        for i in 1..=20u8 {
-            book.add(SocketAddr::new([10, i, 0, 1].into(), 7333), false, 0);
-        }
+        let (genesis, node, book) = dev_node_and_book();
         // No pings to answer; the stale-tip check may dial its own extra link (not
         // block-relay-only), which the dials counted here leave out.
         let config = Config {
