@@ -1,7 +1,8 @@
 //! Model-based test of [`Chain`] on the real RocksDB store: random sequences of blocks
 //! on several branches (extend the tip, grow a side branch until it is heavier and a
 //! reorg follows, blocks that break a rule somewhere in a branch, resubmitted blocks,
-//! restarts that drop the chain and reopen its directory), with balances, amounts and
+//! restarts that drop the chain and reopen its directory, runs of blocks handed over in
+//! one `Chain::accept_blocks` call as an import or a sync does), with balances, amounts and
 //! fees at the edges (0, 1, `u64::MAX`, `u64::MAX - x`, a sender's whole balance, one
 //! more than it) on a genesis whose allocations may sum to `u64::MAX`.
 //!
@@ -27,7 +28,7 @@ use cairn_core::pow::Target;
 use cairn_core::transaction::{address_of, public_key_of, Coinbase, SignedTransfer, Transaction, Transfer};
 use cairn_core::validation::ParentInfo;
 use cairn_core::{merkle, Address, Amount, BlockHash, Work};
-use cairn_node::chain::{check_db, Acceptance, Chain};
+use cairn_node::chain::{check_db, Acceptance, Chain, ChainError};
 use k256::ecdsa::SigningKey;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
@@ -35,8 +36,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// What the random runs exercised (printed at the end): connected, side branch,
-/// invalid, duplicate, reorgs (a tip change that disconnected blocks), restarts.
-static SEEN: [AtomicUsize; 6] = [const { AtomicUsize::new(0) }; 6];
+/// invalid, duplicate, reorgs (a tip change that disconnected blocks), restarts, blocks
+/// that came through [`Chain::accept_blocks`].
+static SEEN: [AtomicUsize; 7] = [const { AtomicUsize::new(0) }; 7];
 
 fn seen(i: usize) {
     SEEN[i].fetch_add(1, Ordering::Relaxed);
@@ -93,6 +95,10 @@ enum Op {
     Resubmit(usize),
     /// Drop the chain and open its directory again.
     Restart,
+    /// Several `Build`s handed to the chain in one [`Chain::accept_blocks`] call, whose
+    /// checks of the next blocks run ahead while the one before is committed: every
+    /// block must get the result `accept_block` would have given it.
+    Batch(Vec<Op>),
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -129,14 +135,14 @@ fn tx_spec() -> impl Strategy<Value = TxSpec> {
         .prop_map(|(from, to, amount, fee, nonce_delta)| TxSpec { from, to, amount, fee, nonce_delta })
 }
 
-fn op() -> impl Strategy<Value = Op> {
+fn build_op() -> BoxedStrategy<Op> {
     let parent = prop_oneof![
         4 => Just(ParentPick::Tip),
         3 => Just(ParentPick::Last),
         2 => (1u8..4).prop_map(ParentPick::BelowTip),
         1 => any::<usize>().prop_map(ParentPick::Any),
     ];
-    let build = (
+    (
         parent,
         prop::collection::vec(tx_spec(), 0..3),
         prop_oneof![12 => Just(0i8), 1 => Just(1i8), 1 => Just(-1i8)],
@@ -149,9 +155,14 @@ fn op() -> impl Strategy<Value = Op> {
             coinbase_delta,
             miner,
             corrupt,
-        });
+        })
+        .boxed()
+}
+
+fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        16 => build,
+        16 => build_op(),
+        3 => prop::collection::vec(build_op(), 2..6).prop_map(Op::Batch),
         1 => any::<usize>().prop_map(Op::Resubmit),
         2 => Just(Op::Restart),
     ]
@@ -643,6 +654,44 @@ fn run(s: &Scenario) -> Result<(), TestCaseError> {
                 prop_assert!(got.tip_change.is_none(), "step {}", step);
                 seen(Expect::Duplicate as usize);
             }
+            Op::Batch(builds) => {
+                // The model takes them one by one (each may build on the one before);
+                // the chain takes them in one call.
+                let mut blocks = Vec::new();
+                let mut expected = Vec::new();
+                for b in builds {
+                    let Op::Build { parent, txs, coinbase_delta, miner, corrupt } = b else {
+                        unreachable!("batches hold builds only")
+                    };
+                    let p = model.pick_parent(*parent);
+                    let block = model.build(p, txs, *coinbase_delta, *miner, *corrupt);
+                    expected.push((block.hash(), model.submit(p, block.clone(), *corrupt)));
+                    blocks.push(block);
+                }
+                let mut got = Vec::new();
+                chain
+                    .as_mut()
+                    .unwrap()
+                    .accept_blocks(blocks.into_iter().map(Ok::<_, ChainError>), now_ms(&g), |hash, r| {
+                        got.push((
+                            hash,
+                            acceptance_kind(&r.acceptance),
+                            r.tip_change.is_some_and(|c| !c.disconnected.is_empty()),
+                        ));
+                        Ok(())
+                    })
+                    .unwrap();
+                prop_assert_eq!(got.len(), expected.len(), "step {}: a result for every block", step);
+                for ((hash, kind, reorg), (want_hash, want)) in got.into_iter().zip(expected) {
+                    prop_assert_eq!(hash, want_hash, "step {}", step);
+                    prop_assert_eq!(kind, Some(want), "step {}: block {}", step, hash);
+                    seen(want as usize);
+                    seen(6);
+                    if reorg {
+                        seen(4);
+                    }
+                }
+            }
             Op::Restart => {
                 drop(chain.take());
                 chain = Some(Chain::open(dir.path(), &g).unwrap());
@@ -669,14 +718,15 @@ fn chain_matches_a_replay_from_genesis_after_every_step() {
     let result = runner.run(&scenario(), |s| run(&s));
     let n: Vec<usize> = SEEN.iter().map(|c| c.load(Ordering::Relaxed)).collect();
     eprintln!(
-        "chain model: {} cases; blocks connected {}, side branch {}, invalid {}, duplicate {}; reorgs {}, restarts {}",
+        "chain model: {} cases; blocks connected {}, side branch {}, invalid {}, duplicate {}; reorgs {}, restarts {}; {} of the blocks through accept_blocks",
         cases(),
         n[0],
         n[1],
         n[2],
         n[3],
         n[4],
-        n[5]
+        n[5],
+        n[6]
     );
     if let Err(e) = result {
         panic!("{e}");
