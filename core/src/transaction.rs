@@ -117,6 +117,18 @@ impl SignedTransfer {
         self.verify_inner(chain_id, keys.0.get(&self.transfer.from))
     }
 
+    /// [`SignedTransfer::verify`] with `decoded`, the entry [`DecodedKeys::decode`] gave
+    /// for some key: used when it was decoded from these very bytes (`self.transfer.from`),
+    /// else the sender's key is decompressed as `verify` does. Same result, same errors.
+    pub fn verify_with_key(
+        &self,
+        chain_id: u32,
+        decoded: Option<&(PublicKeyBytes, VerifyingKey)>,
+    ) -> Result<(), TxError> {
+        let key = decoded.filter(|(bytes, _)| *bytes == self.transfer.from).map(|(_, key)| key);
+        self.verify_inner(chain_id, key)
+    }
+
     /// `decoded`, when given, is the decoding of `self.transfer.from` (a [`DecodedKeys`]
     /// entry, keyed by those very bytes).
     fn verify_inner(&self, chain_id: u32, decoded: Option<&VerifyingKey>) -> Result<(), TxError> {
@@ -326,6 +338,10 @@ mod tests {
         ] {
             assert_eq!(st.verify_with_keys(7, &keys), expected);
             assert_eq!(st.verify(7), expected);
+            // One entry, whichever transfer it is offered to: used only for its own key.
+            let a_entry = DecodedKeys::decode(&public_key_of(&a));
+            assert_eq!(st.verify_with_key(7, a_entry.as_ref()), expected);
+            assert_eq!(st.verify_with_key(7, None), expected);
         }
     }
 

@@ -18,6 +18,7 @@
 pub mod chain;
 pub mod explorer;
 pub mod failstop;
+pub mod keycache;
 pub mod mempool;
 pub mod metrics;
 pub mod miner;

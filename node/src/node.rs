@@ -144,10 +144,11 @@ pub fn verify_many_known(txs: Vec<SignedTransfer>, known: Vec<bool>, chain_id: u
         .collect()
 }
 
-/// [`verify_many`] of one transfer, on the calling thread.
+/// [`verify_many`] of one transfer, on the calling thread (the sender's key decoded once
+/// for all its transfers, [`crate::keycache`]).
 pub fn verify(tx: SignedTransfer, chain_id: u32) -> Checked {
     let txid = tx.txid();
-    match tx.verify(chain_id) {
+    match crate::keycache::verify(&tx, chain_id) {
         Ok(()) => Ok(VerifiedTransfer { tx, txid }),
         Err(error) => Err(RefusedTransfer { txid, error }),
     }
