@@ -7,7 +7,7 @@ use super::*;
 /// A block a peer sent: as decoded, or already checked by the driver's reader.
 enum Received {
     Decoded(Block),
-    Checked(CheckedBlock),
+    Checked(Box<CheckedBlock>),
 }
 
 impl Protocol {
@@ -210,7 +210,7 @@ impl Protocol {
     }
 
     /// [`Input::CheckedBlock`]: a `block` whose stateless checks the driver's reader ran.
-    pub(super) fn on_checked_block(&mut self, peer: PeerId, block: CheckedBlock) {
+    pub(super) fn on_checked_block(&mut self, peer: PeerId, block: Box<CheckedBlock>) {
         if !self.peers.get(&peer).is_some_and(Peer::is_ready) {
             // What the `block` message gets from a peer still in its handshake.
             self.on_message(peer, Message::Block(Box::new(block.into_block())));
@@ -243,7 +243,7 @@ impl Protocol {
             }
             Received::Checked(c) => (
                 c.block().transactions.len().saturating_sub(1),
-                self.ledger.submit_checked_block(c, origin, now),
+                self.ledger.submit_checked_block(*c, origin, now),
             ),
         };
         match submitted {

@@ -585,7 +585,7 @@ impl Protocol {
             }
             Input::Received { peer, msg } => self.on_message(peer, msg),
             Input::Transfer { peer, checked } => self.on_tx(peer, checked),
-            Input::CheckedBlock { peer, block } => self.on_checked_block(peer, *block),
+            Input::CheckedBlock { peer, block } => self.on_checked_block(peer, block),
             Input::BadFrame { peer, error: WireError::UnsupportedVersion(v) } => {
                 let why = WireError::UnsupportedVersion(v).to_string();
                 self.refuse_other_network(peer, why);
