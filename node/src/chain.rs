@@ -16,6 +16,9 @@
 //!    goes through steps 2 and 3, so the serial part of a block (storing, applying,
 //!    the write batch) overlaps the next block's signature checks; the verdicts are
 //!    consulted where step 1 would run, so errors and what is stored are the same.
+//!    Blocks from peers get the same overlap from the P2P readers, which check each
+//!    block asked for ([`BlockChecker`], off the chain lock, consulting the
+//!    signature cache) before [`Chain::accept_checked`] connects it.
 //! 2. Parent unknown: the block waits in the bounded [`orphans`] pool. Parent known but
 //!    invalid: refused as [`BlockError::InvalidAncestor`]. Otherwise the contextual
 //!    header checks run against the parent, and the block is stored (body + index entry,
@@ -62,6 +65,7 @@ pub(crate) mod sigcache;
 #[cfg(test)]
 mod tests;
 
+pub use accept::BlockChecker;
 pub use accept::{check_signatures_parallel, CheckedBlock};
 #[cfg(feature = "rocksdb")]
 pub use check::check_db;

@@ -12,7 +12,7 @@
 //! readers verify before they hand a transfer on, so no lock is held while signatures
 //! are checked, and the P2P protocol thread checks none itself.
 
-use crate::chain::{AcceptResult, Acceptance, Chain, ChainError, TipInfo};
+use crate::chain::{AcceptResult, Acceptance, BlockChecker, Chain, ChainError, CheckedBlock, TipInfo};
 use crate::failstop::{lock_or_stop, try_lock_or_stop};
 use crate::mempool::{Mempool, MempoolError};
 use cairn_core::block::{Block, BlockHeader};
@@ -309,10 +309,40 @@ impl Node {
         origin: Origin,
         now_ms: u64,
     ) -> Result<(AcceptResult, Option<NodeEvent>), ChainError> {
+        self.submit_with(origin, now_ms, |chain| chain.accept_block(block, now_ms))
+    }
+
+    /// [`Node::submit_block`] of a block whose stateless checks (proof of work,
+    /// structure, signatures) already ran off the chain lock ([`Node::block_checker`]):
+    /// the same result, errors and events, with only the serial part (store, apply,
+    /// commit) under the lock ([`Chain::accept_checked`]). The P2P readers check the
+    /// blocks a sync asked for this way, so that the next blocks' checks run while this
+    /// one commits.
+    pub fn submit_checked_block(
+        &self,
+        block: CheckedBlock,
+        origin: Origin,
+        now_ms: u64,
+    ) -> Result<(AcceptResult, Option<NodeEvent>), ChainError> {
+        self.submit_with(origin, now_ms, |chain| chain.accept_checked(block, now_ms))
+    }
+
+    /// Checks blocks for [`Node::submit_checked_block`] without the chain lock.
+    pub fn block_checker(&self) -> BlockChecker {
+        self.chain().block_checker()
+    }
+
+    /// The block submissions: `accept` under the chain lock, then the mempool in step.
+    fn submit_with(
+        &self,
+        origin: Origin,
+        now_ms: u64,
+        accept: impl FnOnce(&mut Chain) -> Result<AcceptResult, ChainError>,
+    ) -> Result<(AcceptResult, Option<NodeEvent>), ChainError> {
         let mut chain = self.chain();
         // (Import time: from the chain lock taken to the mempool updated.)
         let started = std::time::Instant::now();
-        let result = chain.accept_block(block, now_ms)?;
+        let result = accept(&mut chain)?;
         let mut event = None;
         if let Some(change) = &result.tip_change {
             let mut mempool = self.mempool();

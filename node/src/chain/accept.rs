@@ -4,6 +4,7 @@
 
 use super::commit::Fresh;
 use super::index::{Idx, NONE};
+use super::sigcache::SigCache;
 use super::{AcceptResult, Acceptance, Chain, ChainError, HeadersResult};
 use crate::store::{meta_key, status, Batch, Column};
 use cairn_core::block::{Block, BlockHeader};
@@ -126,6 +127,7 @@ pub(super) enum Prechecked {
 /// The verdicts are only consulted where [`Chain::accept_block`] would have run those
 /// checks, in the same order, so a block is refused with the same error either way
 /// and nothing of an invalid block is stored.
+#[derive(Clone, Debug)]
 pub struct CheckedBlock {
     block: Block,
     hash: BlockHash,
@@ -141,17 +143,40 @@ impl CheckedBlock {
     /// keys decoded for the block before, reused when a sender sends again; on return,
     /// this block's (pass the same value to the next call).
     pub fn check(block: Block, params: &ChainParams, keys: &mut DecodedKeys) -> CheckedBlock {
+        CheckedBlock::check_except(block, params, keys, |txids| vec![false; txids.len()])
+    }
+
+    /// [`CheckedBlock::check`], skipping the signatures of the transfers for which
+    /// `verified` (given the block's txids) says this node has checked these very bytes
+    /// already.
+    fn check_except(
+        block: Block,
+        params: &ChainParams,
+        keys: &mut DecodedKeys,
+        verified: impl FnOnce(&[Txid]) -> Vec<bool>,
+    ) -> CheckedBlock {
         let hash = block.hash();
         let checked = match check_header_stateless(&block.header)
             .and_then(|()| check_block_structure(&block, params))
         {
             Ok(txids) => {
-                let signatures = check_signatures_except(&block, params.chain_id, |_| false, keys);
+                let known = verified(&txids);
+                let signatures = check_signatures_except(
+                    &block,
+                    params.chain_id,
+                    |i| known.get(i).copied().unwrap_or(false),
+                    keys,
+                );
                 Some((txids, signatures))
             }
             Err(_) => None,
         };
         CheckedBlock { block, hash, params: *params, checked }
+    }
+
+    /// The block, unchecked again (for a path that takes a plain block).
+    pub fn into_block(self) -> Block {
+        self.block
     }
 
     pub fn block(&self) -> &Block {
@@ -163,7 +188,34 @@ impl CheckedBlock {
     }
 }
 
+/// Checks blocks from the network before their turn, off the chain lock, for
+/// [`Chain::accept_checked`]: [`CheckedBlock::check`] against the chain's parameters,
+/// except that a transfer the chain's signature cache vouches for (say, one admitted to
+/// the mempool) is not verified again, as [`Chain::accept_block`] would not verify it.
+/// The cache is consulted when the block is checked, which may be before an entry
+/// arrives (the transfer is then verified here, once) but never vouches for a transfer
+/// that did not verify, so the verdict is the one [`Chain::accept_block`] would reach.
+/// Made by [`Chain::block_checker`]; clones share the cache.
+#[derive(Clone)]
+pub struct BlockChecker {
+    params: ChainParams,
+    cache: SigCache,
+}
+
+impl BlockChecker {
+    /// Checks `block` (signatures on the rayon pool; call it where waiting for the pool
+    /// is fine, never with the chain lock held). `keys`: as in [`CheckedBlock::check`].
+    pub fn check(&self, block: Block, keys: &mut DecodedKeys) -> CheckedBlock {
+        CheckedBlock::check_except(block, &self.params, keys, |txids| self.cache.known(txids))
+    }
+}
+
 impl Chain {
+    /// A [`BlockChecker`] for blocks to be connected with [`Chain::accept_checked`].
+    pub fn block_checker(&self) -> BlockChecker {
+        BlockChecker { params: self.genesis.params, cache: self.sig_cache.clone() }
+    }
+
     /// Validates and stores a block, following the most-work valid chain.
     pub fn accept_block(&mut self, block: Block, now_ms: u64) -> Result<AcceptResult, ChainError> {
         let hash = block.hash();
@@ -384,11 +436,13 @@ impl Chain {
     /// The public keys decoded for the block before are reused, and this block's kept
     /// for the next.
     pub(super) fn check_signatures(&mut self, block: &Block, txids: &[Txid]) -> Result<(), BlockError> {
-        let cache = &self.sig_cache;
+        // Looked up under the cache's lock once, which is not held while the rayon
+        // threads check.
+        let known = self.sig_cache.known(txids);
         check_signatures_except(
             block,
             self.genesis.params.chain_id,
-            |i| txids.get(i).is_some_and(|id| cache.contains(id)),
+            |i| known.get(i).copied().unwrap_or(false),
             &mut self.recent_keys,
         )
     }

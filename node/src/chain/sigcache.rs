@@ -15,15 +15,23 @@
 //! re-verification and nothing else. It is memory only: after a restart every
 //! signature is checked again.
 //!
+//! The cache is shared: the chain consults and fills it under the chain lock, and a
+//! block received from a peer is checked before its turn, off the chain lock
+//! ([`super::BlockChecker`]), against the same cache, behind its own lock. That lock is
+//! held for set lookups and inserts only, never while signatures are checked, so a
+//! lone new block whose transfers are in the mempool is not verified in full again
+//! however it is checked.
+//!
 //! The network simulator (`sim/`) backs every simulated node's cache with one shared
 //! set ([`Chain::share_verified`]): the txids a simulated miner verified, so that a
 //! block's signatures are checked once per run rather than once per node. A real node
 //! never sets it.
 
 use super::Chain;
+use crate::failstop::lock_or_stop;
 use cairn_core::Txid;
 use std::collections::{HashSet, VecDeque};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// Vouches for txids verified elsewhere (the simulator's shared set).
 pub type SharedVerified = Arc<dyn Fn(&Txid) -> bool + Send + Sync>;
@@ -34,7 +42,13 @@ pub type SharedVerified = Arc<dyn Fn(&Txid) -> bool + Send + Sync>;
 /// block carrying them a re-verification, nothing else.
 pub const SIG_CACHE_ENTRIES: usize = 200_000;
 
+/// A handle on the cache: clones share one set.
+#[derive(Clone)]
 pub struct SigCache {
+    inner: Arc<Mutex<Entries>>,
+}
+
+struct Entries {
     known: HashSet<Txid>,
     order: VecDeque<Txid>,
     capacity: usize,
@@ -42,26 +56,44 @@ pub struct SigCache {
     shared: Option<SharedVerified>,
 }
 
+impl Entries {
+    fn contains(&self, txid: &Txid) -> bool {
+        self.known.contains(txid) || self.shared.as_ref().is_some_and(|f| f(txid))
+    }
+}
+
 impl SigCache {
     pub fn new(capacity: usize) -> SigCache {
-        SigCache { known: HashSet::new(), order: VecDeque::new(), capacity, shared: None }
+        let entries = Entries { known: HashSet::new(), order: VecDeque::new(), capacity, shared: None };
+        SigCache { inner: Arc::new(Mutex::new(entries)) }
+    }
+
+    fn entries(&self) -> std::sync::MutexGuard<'_, Entries> {
+        lock_or_stop(&self.inner, "signature cache")
     }
 
     /// Records that `txid`'s signature verified.
-    pub fn insert(&mut self, txid: Txid) {
-        if self.capacity == 0 || !self.known.insert(txid) {
+    pub fn insert(&self, txid: Txid) {
+        let mut e = self.entries();
+        if e.capacity == 0 || !e.known.insert(txid) {
             return;
         }
-        self.order.push_back(txid);
-        while self.order.len() > self.capacity {
-            if let Some(old) = self.order.pop_front() {
-                self.known.remove(&old);
+        e.order.push_back(txid);
+        while e.order.len() > e.capacity {
+            if let Some(old) = e.order.pop_front() {
+                e.known.remove(&old);
             }
         }
     }
 
     pub fn contains(&self, txid: &Txid) -> bool {
-        self.known.contains(txid) || self.shared.as_ref().is_some_and(|f| f(txid))
+        self.entries().contains(txid)
+    }
+
+    /// For each of `txids`, whether the cache vouches for it, looked up under one lock.
+    pub fn known(&self, txids: &[Txid]) -> Vec<bool> {
+        let e = self.entries();
+        txids.iter().map(|t| e.contains(t)).collect()
     }
 }
 
@@ -71,7 +103,7 @@ impl Chain {
     /// transfers a simulated miner verified (docs/SCALE.md, "Signatures"); a real node
     /// never calls it.
     pub fn share_verified(&mut self, shared: SharedVerified) {
-        self.sig_cache.shared = Some(shared);
+        self.sig_cache.entries().shared = Some(shared);
     }
 }
 
@@ -81,26 +113,36 @@ mod tests {
 
     #[test]
     fn keeps_the_newest_entries_up_to_capacity() {
-        let mut c = SigCache::new(2);
+        let c = SigCache::new(2);
         let id = |b: u8| Txid([b; 32]);
         c.insert(id(1));
         c.insert(id(2));
         c.insert(id(1)); // already there: no second slot, no reordering
-        assert_eq!(c.order.len(), 2);
+        assert_eq!(c.entries().order.len(), 2);
         c.insert(id(3));
         assert!(!c.contains(&id(1)) && c.contains(&id(2)) && c.contains(&id(3)));
-        let mut off = SigCache::new(0);
+        let off = SigCache::new(0);
         off.insert(id(1));
-        assert!(off.order.is_empty() && !off.contains(&id(1)));
+        assert!(off.entries().order.is_empty() && !off.contains(&id(1)));
     }
 
     #[test]
     fn a_shared_set_vouches_besides_the_own_entries() {
-        let mut c = SigCache::new(2);
+        let c = SigCache::new(2);
         let id = |b: u8| Txid([b; 32]);
         c.insert(id(1));
-        c.shared = Some(Arc::new(move |t: &Txid| *t == id(9)));
+        c.entries().shared = Some(Arc::new(move |t: &Txid| *t == id(9)));
         assert!(c.contains(&id(1)) && c.contains(&id(9)) && !c.contains(&id(2)));
-        assert!(c.order.len() == 1, "a shared hit takes no slot");
+        assert!(c.entries().order.len() == 1, "a shared hit takes no slot");
+    }
+
+    #[test]
+    fn handles_share_one_set() {
+        let c = SigCache::new(4);
+        let other = c.clone();
+        let id = |b: u8| Txid([b; 32]);
+        other.insert(id(1));
+        assert!(c.contains(&id(1)));
+        assert_eq!(c.known(&[id(2), id(1)]), vec![false, true]);
     }
 }

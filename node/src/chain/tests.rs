@@ -327,3 +327,32 @@ fn a_block_checked_against_other_parameters_is_checked_again() {
     assert_eq!(chain.accept_checked(checked, now(&g)).unwrap().acceptance, Acceptance::Connected);
     assert_eq!(chain.tip().hash, block.hash());
 }
+
+/// A block checked ahead by a [`BlockChecker`] (off the chain lock: a block from a peer)
+/// skips the transfers the chain's signature cache vouches for, as `accept_block` does:
+/// a block whose transfers this node verified on admission is not verified again. Shown
+/// with a forged signature the cache was told (falsely) had verified: the checker takes
+/// the cache's word, entries made after the checker was, included; without the entry the
+/// forgery is found, and `accept_checked` refuses the block with `accept_block`'s error.
+#[test]
+fn a_block_checker_consults_the_signature_cache_without_the_chain_lock() {
+    let g = easy_genesis();
+    let mut chain = Chain::open_in_memory(&g);
+    let checker = chain.block_checker();
+    let forged = transfers_block(&g, &parent_info(&chain), 2, 1, 0, Some(1));
+    let mut keys = cairn_core::transaction::DecodedKeys::default();
+    let checked = checker.check(forged.clone(), &mut keys);
+    let Some((txids, Err(error))) = checked.checked.clone() else {
+        panic!("the forgery was not found: {:?}", checked.checked)
+    };
+    let mut serial = Chain::open_in_memory(&g);
+    let expected = serial.accept_block(forged.clone(), now(&g)).unwrap().acceptance;
+    assert_eq!(expected, Acceptance::Invalid(error));
+    assert_eq!(chain.accept_checked(checked, now(&g)).unwrap().acceptance, expected);
+
+    let fresh = Chain::open_in_memory(&g);
+    let checker = fresh.block_checker();
+    fresh.sig_cache.insert(txids[1]);
+    let checked = checker.check(forged, &mut keys);
+    assert!(matches!(checked.checked, Some((_, Ok(())))), "the cached transfer was verified again");
+}

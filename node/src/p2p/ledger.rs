@@ -16,6 +16,9 @@ use cairn_core::validation::ParentInfo;
 use cairn_core::{Address, BlockHash, SignedTransfer, Txid, Work};
 use std::sync::Arc;
 
+/// A block whose stateless checks ran before its turn (the TCP driver's readers check
+/// the blocks the node asked for): the protocol carries it through.
+pub use crate::chain::CheckedBlock;
 /// Transfers and events as the node defines them: the protocol carries them through.
 pub use crate::node::{Checked, NodeEvent, Origin, RefusedTransfer, VerifiedTransfer};
 
@@ -108,6 +111,16 @@ pub trait Ledger: Send + Sync {
         origin: Origin,
         now_ms: u64,
     ) -> Result<(BlockOutcome, Option<NodeEvent>), String>;
+    /// [`Ledger::submit_block`] of a block whose stateless checks already ran off the
+    /// protocol thread: the same outcome and event, without checking again.
+    fn submit_checked_block(
+        &self,
+        block: CheckedBlock,
+        origin: Origin,
+        now_ms: u64,
+    ) -> Result<(BlockOutcome, Option<NodeEvent>), String> {
+        self.submit_block(block.into_block(), origin, now_ms)
+    }
     /// A stored block, decoded (to build a compact block, or answer `getblocktxn`).
     fn block(&self, hash: &BlockHash) -> Result<Option<Block>, String>;
     /// Calls `f` with every transfer in the mempool and its txid (to rebuild a compact
@@ -132,6 +145,18 @@ pub trait Ledger: Send + Sync {
     /// ([`Node::share_blocks`]).
     fn keep_block(&self, block: Arc<Block>) -> Arc<Block> {
         block
+    }
+}
+
+/// What the protocol makes of the chain's verdict on block `hash`.
+fn block_outcome(hash: BlockHash, acceptance: Acceptance) -> BlockOutcome {
+    match acceptance {
+        Acceptance::Connected => BlockOutcome::Connected,
+        Acceptance::Orphan { .. } => BlockOutcome::Orphan,
+        Acceptance::Invalid(e) if e.is_peer_fault() => {
+            BlockOutcome::Invalid(format!("invalid block {hash}: {e}"))
+        }
+        Acceptance::Invalid(_) | Acceptance::Duplicate | Acceptance::SideBranch => BlockOutcome::Stored,
     }
 }
 
@@ -221,15 +246,19 @@ impl Ledger for Node {
     ) -> Result<(BlockOutcome, Option<NodeEvent>), String> {
         let hash = block.hash();
         let (result, event) = Node::submit_block(self, block, origin, now_ms).map_err(|e| e.to_string())?;
-        let outcome = match result.acceptance {
-            Acceptance::Connected => BlockOutcome::Connected,
-            Acceptance::Orphan { .. } => BlockOutcome::Orphan,
-            Acceptance::Invalid(e) if e.is_peer_fault() => {
-                BlockOutcome::Invalid(format!("invalid block {hash}: {e}"))
-            }
-            Acceptance::Invalid(_) | Acceptance::Duplicate | Acceptance::SideBranch => BlockOutcome::Stored,
-        };
-        Ok((outcome, event))
+        Ok((block_outcome(hash, result.acceptance), event))
+    }
+
+    fn submit_checked_block(
+        &self,
+        block: CheckedBlock,
+        origin: Origin,
+        now_ms: u64,
+    ) -> Result<(BlockOutcome, Option<NodeEvent>), String> {
+        let hash = block.hash();
+        let (result, event) =
+            Node::submit_checked_block(self, block, origin, now_ms).map_err(|e| e.to_string())?;
+        Ok((block_outcome(hash, result.acceptance), event))
     }
 
     fn block(&self, hash: &BlockHash) -> Result<Option<Block>, String> {

@@ -17,6 +17,17 @@
 //! messages however many peers send maximum-size blocks at once. (The messages of the
 //! one read a reader is working on, which its buffer bounds, are not counted.)
 //!
+//! A block the node asked a peer for (its hash was in a `getdata` the driver sent that
+//! peer) is checked by the peer's reader before it is queued: proof of work, structure,
+//! txids, merkle root and every signature the signature cache does not vouch for, on
+//! the rayon pool ([`check_block_on_cores`]), and queued checked
+//! ([`Input::CheckedBlock`]); the protocol thread then only stores, applies and commits
+//! it ([`Node::submit_checked_block`]), so during a sync the checks of the next blocks
+//! run while the protocol thread commits this one. Blocks checked ahead are bounded by
+//! the requests (the download window) and by the input byte budget, whose share the
+//! reader takes before the check. A block nobody asked for goes to the protocol
+//! unchecked, which punishes its sender without checking it.
+//!
 //! Blocks are served from the store by the writers, not by the protocol thread: the
 //! protocol answers `getdata` (and pushes compact blocks) with [`Output::ServeBlock`],
 //! which queues the block's hash to the peer's writer; when its turn comes the writer
@@ -30,10 +41,12 @@ use super::protocol::{Config, DisconnectReason, Input, Output, Protocol, Serve};
 use super::wire::{command, FrameCodec, InvItem, Message, HEADER_BYTES, MAX_PAYLOAD};
 use super::Network;
 use super::{P2pConfig, PeerId};
+use crate::chain::{BlockChecker, CheckedBlock};
 use crate::failstop::lock_or_stop;
 use crate::node::{Node, NodeEvent, Origin};
 use anyhow::Context;
 use cairn_core::block::Block;
+use cairn_core::transaction::DecodedKeys;
 use cairn_core::{BlockHash, SignedTransfer};
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -68,6 +81,9 @@ const FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
 const SERVE_READS: usize = 4;
 /// Blocks whose encoded compact form is kept, to send every peer the same bytes.
 const COMPACT_FRAMES: usize = 8;
+/// Hashes of the blocks last asked of one peer that its reader remembers, to check
+/// them when they come ([`Asked`]); well above the blocks in flight to a peer.
+const ASKED_BLOCKS: usize = 1024;
 
 /// What a peer's writer sends next.
 enum Outgoing {
@@ -98,6 +114,41 @@ struct PeerHandle {
     frames: mpsc::Sender<Outgoing>,
     queued: Arc<AtomicUsize>,
     stop: Arc<Notify>,
+    /// Shared with the peer's reader.
+    asked: Arc<Asked>,
+}
+
+/// The blocks last asked of a peer (in `getdata`s the driver sent it), oldest first, at
+/// most [`ASKED_BLOCKS`]: its reader checks those when they come. A hash leaves when its
+/// block comes, or when newer requests push it out (a request that moved to another
+/// peer or got `notfound`).
+#[derive(Default)]
+struct Asked(Mutex<VecDeque<BlockHash>>);
+
+impl Asked {
+    fn note(&self, items: &[InvItem]) {
+        let mut asked = lock_or_stop(&self.0, "P2P asked blocks");
+        for item in items {
+            if let InvItem::Block(hash) = item {
+                asked.push_back(*hash);
+                if asked.len() > ASKED_BLOCKS {
+                    asked.pop_front();
+                }
+            }
+        }
+    }
+
+    /// True (once) if `hash` was asked for.
+    fn take(&self, hash: &BlockHash) -> bool {
+        let mut asked = lock_or_stop(&self.0, "P2P asked blocks");
+        match asked.iter().position(|h| h == hash) {
+            Some(i) => {
+                asked.remove(i);
+                true
+            }
+            None => false,
+        }
+    }
 }
 
 /// An input for the protocol thread, with the byte-budget share a received message
@@ -140,6 +191,8 @@ struct Shared {
     /// The encoded `cmpctblock` frames of the last [`COMPACT_FRAMES`] blocks served
     /// compact, oldest first.
     compact_frames: Mutex<VecDeque<(BlockHash, Arc<[u8]>)>>,
+    /// Checks the blocks asked for, in the readers (see the module's docs).
+    checker: BlockChecker,
 }
 
 impl Shared {
@@ -307,6 +360,7 @@ pub(super) async fn start(node: Arc<Node>, config: P2pConfig) -> anyhow::Result<
         node: Arc::downgrade(&node),
         serve_reads: Arc::new(Semaphore::new(SERVE_READS)),
         compact_frames: Mutex::new(VecDeque::new()),
+        checker: node.block_checker(),
     });
 
     // Node events (new tips, new transfers) to relay.
@@ -507,7 +561,9 @@ async fn run_connection(
     let (tx, frames) = mpsc::channel::<Outgoing>(SEND_QUEUE_FRAMES);
     let queued = Arc::new(AtomicUsize::new(0));
     let stop = Arc::new(Notify::new());
-    shared.handles().insert(id, PeerHandle { frames: tx, queued: queued.clone(), stop: stop.clone() });
+    let asked = Arc::new(Asked::default());
+    let handle = PeerHandle { frames: tx, queued: queued.clone(), stop: stop.clone(), asked: asked.clone() };
+    shared.handles().insert(id, handle);
     if !shared.send(Input::Connected { peer: id, addr, inbound }).await {
         shared.handles().remove(&id);
         return false;
@@ -516,7 +572,7 @@ async fn run_connection(
     let sh = shared.clone();
     tokio::spawn(async move {
         let closed = sh.closed();
-        let mut read = Box::pin(read_frames(sh.clone(), id, rd));
+        let mut read = Box::pin(read_frames(sh.clone(), id, rd, asked));
         let mut write = Box::pin(write_frames(sh.clone(), wr, frames, queued));
         let ended = tokio::select! {
             reason = &mut read => reason,
@@ -548,9 +604,16 @@ async fn run_connection(
 /// (`Some(reason)`) or the protocol is gone (`None`). After a bad frame it reports it
 /// and waits to be stopped: the protocol decides (and records any ban) before the
 /// socket closes, so a peer that sees the close cannot reconnect ahead of its ban.
-async fn read_frames(sh: Arc<Shared>, id: PeerId, mut rd: OwnedReadHalf) -> Option<DisconnectReason> {
+async fn read_frames(
+    sh: Arc<Shared>,
+    id: PeerId,
+    mut rd: OwnedReadHalf,
+    asked: Arc<Asked>,
+) -> Option<DisconnectReason> {
     let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
     let mut chunk = vec![0u8; 64 * 1024];
+    // The public keys of the last block checked here, for the next one's senders.
+    let mut keys = DecodedKeys::default();
     loop {
         let n = match rd.read(&mut chunk).await {
             Ok(0) | Err(_) => return Some(DisconnectReason::Closed),
@@ -592,6 +655,16 @@ async fn read_frames(sh: Arc<Shared>, id: PeerId, mut rd: OwnedReadHalf) -> Opti
                     Some(checked) => Input::Transfer { peer: id, checked },
                     None => Input::Received { peer: id, msg: Message::Tx(t) },
                 },
+                // Checked here, its share of the byte budget held, while the protocol
+                // thread commits the blocks queued before it.
+                Message::Block(b) if asked.take(&b.hash()) => {
+                    let Some((checked, kept)) = check_block_on_cores(sh.checker.clone(), *b, keys).await
+                    else {
+                        return Some(DisconnectReason::Closed);
+                    };
+                    keys = kept;
+                    Input::CheckedBlock { peer: id, block: Box::new(checked) }
+                }
                 msg => Input::Received { peer: id, msg },
             };
             sh.inputs.send((input, Some(permit))).await.ok()?;
@@ -605,6 +678,27 @@ async fn read_frames(sh: Arc<Shared>, id: PeerId, mut rd: OwnedReadHalf) -> Opti
         buf.drain(..start);
         debug_assert!(buf.len() <= HEADER_BYTES + MAX_PAYLOAD);
     }
+}
+
+/// [`BlockChecker::check`] of `block` on the rayon pool while the calling task waits
+/// (as [`crate::node::verify_on_cores`] does for transfers), with `keys` the public keys
+/// of the block checked before, returned with this block's. `None` if the check
+/// panicked, which the fuzz targets have not found: in `cairn-node` the fail-stop hook
+/// ends the process first; elsewhere (tests) the reader closes the connection.
+async fn check_block_on_cores(
+    checker: BlockChecker,
+    block: Block,
+    mut keys: DecodedKeys,
+) -> Option<(CheckedBlock, DecodedKeys)> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    rayon::spawn(move || {
+        let checked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let checked = checker.check(block, &mut keys);
+            (checked, keys)
+        }));
+        let _ = tx.send(checked.ok());
+    });
+    rx.await.ok().flatten()
 }
 
 /// Writes queued frames, and the blocks queued to be served in their turn, until the
@@ -788,7 +882,15 @@ fn handle_output(
     pending: &mut Vec<Queued>,
 ) {
     match out {
-        Output::Send(peer, msg) => queue(peer, Outgoing::Frame(shared.codec.encode(&msg)), shared, pending),
+        Output::Send(peer, msg) => {
+            if let Message::GetData(items) = &msg {
+                // The blocks asked for are checked by the peer's reader when they come.
+                if let Some(h) = shared.handles().get(&peer) {
+                    h.asked.note(items);
+                }
+            }
+            queue(peer, Outgoing::Frame(shared.codec.encode(&msg)), shared, pending)
+        }
         Output::ServeBlock { peer, hash, serve } => {
             queue(peer, Outgoing::Block(hash, serve), shared, pending)
         }

@@ -21,6 +21,7 @@ mod p2p_discovery;
 mod p2p_processes;
 mod p2p_serve;
 mod p2p_sim;
+mod p2p_sync_checked;
 mod protocol_model;
 mod rpc_api;
 mod rpc_block_status;

@@ -4,6 +4,12 @@
 
 use super::*;
 
+/// A block a peer sent: as decoded, or already checked by the driver's reader.
+enum Received {
+    Decoded(Block),
+    Checked(Box<CheckedBlock>),
+}
+
 impl Protocol {
     /// Remembers `hash` as the peer's best block if it has more work than the best one
     /// it showed us before.
@@ -200,12 +206,29 @@ impl Protocol {
     }
 
     pub(super) fn on_block(&mut self, peer: PeerId, block: Block) {
-        let hash = block.hash();
+        self.on_received_block(peer, Received::Decoded(block));
+    }
+
+    /// [`Input::CheckedBlock`]: a `block` whose stateless checks the driver's reader ran.
+    pub(super) fn on_checked_block(&mut self, peer: PeerId, block: Box<CheckedBlock>) {
+        if !self.peers.get(&peer).is_some_and(Peer::is_ready) {
+            // What the `block` message gets from a peer still in its handshake.
+            self.on_message(peer, Message::Block(Box::new(block.into_block())));
+            return;
+        }
+        self.on_received_block(peer, Received::Checked(block));
+    }
+
+    fn on_received_block(&mut self, peer: PeerId, block: Received) {
+        let (hash, header) = match &block {
+            Received::Decoded(b) => (b.hash(), b.header),
+            Received::Checked(c) => (c.hash(), c.block().header),
+        };
         if !self.downloads.received(&hash, peer) {
             self.misbehave(peer, 20, "unrequested block");
             return;
         }
-        let height = block.header.height;
+        let height = header.height;
         if let Some(p) = self.peers.get_mut(&peer) {
             p.relay.known.insert(InvItem::Block(hash));
             p.best_height = p.best_height.max(height);
@@ -213,8 +236,17 @@ impl Protocol {
                 self.book.mark_delivered(&l);
             }
         }
-        let transfers = block.transactions.len().saturating_sub(1);
-        match self.ledger.submit_block(block, Origin::Peer(peer), self.now_ms) {
+        let (origin, now) = (Origin::Peer(peer), self.now_ms);
+        let (transfers, submitted) = match block {
+            Received::Decoded(b) => {
+                (b.transactions.len().saturating_sub(1), self.ledger.submit_block(b, origin, now))
+            }
+            Received::Checked(c) => (
+                c.block().transactions.len().saturating_sub(1),
+                self.ledger.submit_checked_block(*c, origin, now),
+            ),
+        };
+        match submitted {
             Ok((outcome, event)) => {
                 match outcome {
                     BlockOutcome::Invalid(why) => self.misbehave(peer, limits::BAN_SCORE, &why),

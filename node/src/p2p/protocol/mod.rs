@@ -30,6 +30,7 @@ mod self_addr;
 use super::addrbook::{self, AddrBook, Snapshot};
 use super::discovery::{self, SelfAddress};
 use super::downloads::BlockDownloads;
+use super::ledger::CheckedBlock;
 use super::ledger::{BlockOutcome, Checked, Ledger, NodeEvent, Origin, Tip, TransferOutcome};
 use super::loglimit::LogLimiter;
 use super::presync::{self, Next, Presync, PresyncError};
@@ -223,6 +224,13 @@ pub enum Input {
     Transfer {
         peer: PeerId,
         checked: Checked,
+    },
+    /// A `block` a peer sent that the node had asked it for, its stateless checks
+    /// already run by the driver's reader, off this thread (the TCP driver turns every
+    /// such `block` into this): handled as the `block` message.
+    CheckedBlock {
+        peer: PeerId,
+        block: Box<CheckedBlock>,
     },
     /// The node's chain or mempool changed: relay. (Events of the protocol's own
     /// submissions, whose origin is a peer, were handled in the step that caused them
@@ -577,6 +585,7 @@ impl Protocol {
             }
             Input::Received { peer, msg } => self.on_message(peer, msg),
             Input::Transfer { peer, checked } => self.on_tx(peer, checked),
+            Input::CheckedBlock { peer, block } => self.on_checked_block(peer, block),
             Input::BadFrame { peer, error: WireError::UnsupportedVersion(v) } => {
                 let why = WireError::UnsupportedVersion(v).to_string();
                 self.refuse_other_network(peer, why);
