@@ -369,6 +369,7 @@ pub(super) async fn start(node: Arc<Node>, config: P2pConfig) -> anyhow::Result<
     shared.known_addrs.store(snapshot.addrs.len(), Ordering::Relaxed);
     let mut protocol = Protocol::new(node, pconfig, snapshot, rand::random(), crate::now_ms());
     protocol.add_anchors(take_anchors(&config.data_dir));
+    protocol.defer_compact_connects();
     let runtime = tokio::runtime::Handle::current();
     let data_dir = config.data_dir.clone();
     let sh = shared.clone();
@@ -830,6 +831,12 @@ fn protocol_thread(
                 drop(budget);
                 for out in protocol.drain() {
                     handle_output(out, &shared, &runtime, &data_dir, &mut pending);
+                }
+                // A compact block pushed on above connects now (compact.rs, `connect_deferred`).
+                while protocol.connect_deferred(crate::now_ms()) {
+                    for out in protocol.drain() {
+                        handle_output(out, &shared, &runtime, &data_dir, &mut pending);
+                    }
                 }
             }
         }

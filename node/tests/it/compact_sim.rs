@@ -357,3 +357,36 @@ fn transfers_fetched_for_a_compact_block_are_verified_once() {
     assert!(!Lone::banned(&outs, 1));
     assert!(txs.iter().all(|t| !m.node.chain().was_verified(&t.txid())));
 }
+
+/// With a driver that connects deferred blocks (the TCP driver), a compact block
+/// rebuilt from the mempool is pushed to the high-bandwidth peers in the step that
+/// received it, and connects only in the `connect_deferred` call after it: the push
+/// does not wait for the block's state transition.
+#[test]
+fn a_compact_block_is_pushed_on_before_it_connects() {
+    let mut n = Lone::new();
+    n.proto.defer_compact_connects();
+    n.connect(1, false);
+    n.connect(2, true);
+    let txs = transfers(&n.genesis, 6);
+    n.admit(&txs);
+    let block = n.next_block(&txs);
+    let outs = n.recv(1, Message::CmpctBlock(Box::new(compact_of(&block, 8))));
+    assert!(
+        sent_to(&outs, 2)
+            .iter()
+            .any(|m| matches!(m, Message::CmpctBlock(c) if c.header.hash() == block.hash())),
+        "{outs:?}"
+    );
+    assert_ne!(n.tip(), block.hash(), "pushed on before it connected");
+    assert!(n.proto.connect_deferred(n.now));
+    assert_eq!(n.tip(), block.hash());
+    assert!(!n.proto.connect_deferred(n.now), "one block, connected once");
+    let outs = n.step(Input::Tick);
+    // The connection's tip event does not push it to peer 2 a second time.
+    assert!(
+        !sent_to(&outs, 2).iter().any(|m| matches!(m, Message::CmpctBlock(_) | Message::Inv(_))),
+        "{outs:?}"
+    );
+    assert_eq!(n.proto.high_bandwidth_peers(), vec![1]);
+}

@@ -50,8 +50,12 @@ pub(super) struct PeerCompact {
 #[derive(Debug)]
 struct Partial {
     header: BlockHeader,
+    hash: BlockHash,
     /// The block's transactions, `None` where still missing.
     txs: Vec<Option<Transaction>>,
+    /// Their txids where known already (those from the mempool), so that the merkle
+    /// root and the compact block pushed on do not hash them again.
+    txids: Vec<Option<Txid>>,
     /// Indexes asked for with `getblocktxn`, increasing.
     asked: Vec<u32>,
     /// Indexes whose transfers came from the peer (prefilled), to check.
@@ -72,6 +76,21 @@ pub(super) struct CompactRelay {
     /// Blocks whose compact form failed here (collision, merkle root, timeout): they
     /// are fetched whole.
     full_only: VecDeque<BlockHash>,
+    /// Set by a driver that runs [`Protocol::connect_deferred`] once the outputs of a
+    /// step are handed on: a completed compact block is then pushed on in that step and
+    /// connected in the next call, so the push leaves before the state transition runs.
+    /// Unset (a driver that only steps and drains), it connects within the step.
+    defer_connect: bool,
+    /// Completed compact blocks pushed on and waiting to be connected.
+    deferred: VecDeque<Deferred>,
+}
+
+/// A compact block relayed on and not yet connected.
+#[derive(Debug)]
+struct Deferred {
+    peer: PeerId,
+    hash: BlockHash,
+    block: Arc<Block>,
 }
 
 /// The SipHash key of a compact block: the first two little-endian `u64`s of
@@ -94,13 +113,18 @@ pub fn short_id(key: (u64, u64), txid: &Txid) -> ShortId {
 
 /// The compact form of `block`: the coinbase prefilled, a short id for every transfer.
 pub fn compact_of(block: &Block, nonce: u64) -> CmpctBlock {
+    compact_with_txids(block, &block.txids(), nonce)
+}
+
+/// [`compact_of`] with the block's txids, in transaction order, at hand.
+fn compact_with_txids(block: &Block, txids: &[Txid], nonce: u64) -> CmpctBlock {
     let key = short_id_key(&block.header, nonce);
     let mut prefilled = Vec::new();
     let mut short_ids = Vec::with_capacity(block.transactions.len().saturating_sub(1));
-    for (i, tx) in block.transactions.iter().enumerate() {
+    for (i, (tx, txid)) in block.transactions.iter().zip(txids).enumerate() {
         match tx {
             Transaction::Coinbase(_) => prefilled.push(PrefilledTx { index: i as u32, tx: *tx }),
-            Transaction::Transfer(_) => short_ids.push(short_id(key, &tx.txid())),
+            Transaction::Transfer(_) => short_ids.push(short_id(key, txid)),
         }
     }
     CmpctBlock { header: block.header, nonce, short_ids, prefilled }
@@ -121,6 +145,7 @@ enum Rebuilt {
 fn rebuild(c: &CmpctBlock, ledger: &dyn Ledger, now_ms: u64) -> Result<Rebuilt, String> {
     let n = c.tx_count();
     let mut txs: Vec<Option<Transaction>> = vec![None; n];
+    let mut txids: Vec<Option<Txid>> = vec![None; n];
     let mut from_peer = Vec::new();
     for p in &c.prefilled {
         // The wire checked that indexes increase and stay below n.
@@ -154,6 +179,7 @@ fn rebuild(c: &CmpctBlock, ledger: &dyn Ledger, now_ms: u64) -> Result<Rebuilt, 
                     collision = true;
                 }
                 txs[pos] = Some(Transaction::Transfer(*tx));
+                txids[pos] = Some(*txid);
             }
         });
     }
@@ -162,7 +188,8 @@ fn rebuild(c: &CmpctBlock, ledger: &dyn Ledger, now_ms: u64) -> Result<Rebuilt, 
     }
     let asked: Vec<u32> =
         txs.iter().enumerate().filter(|(_, t)| t.is_none()).map(|(i, _)| i as u32).collect();
-    let partial = Partial { header: c.header, txs, asked, from_peer, since_ms: now_ms };
+    let partial =
+        Partial { header: c.header, hash: c.header.hash(), txs, txids, asked, from_peer, since_ms: now_ms };
     Ok(if partial.asked.is_empty() { Rebuilt::Complete(partial) } else { Rebuilt::Missing(partial) })
 }
 
@@ -335,7 +362,7 @@ impl Protocol {
 
     pub(super) fn on_blocktxn(&mut self, peer: PeerId, b: BlockTxn) {
         let Some(p) = self.peers.get_mut(&peer) else { return };
-        let Some(mut partial) = p.compact.partial.take_if(|x| x.header.hash() == b.block_hash) else {
+        let Some(mut partial) = p.compact.partial.take_if(|x| x.hash == b.block_hash) else {
             self.misbehave(peer, 10, "unrequested blocktxn");
             return;
         };
@@ -366,10 +393,12 @@ impl Protocol {
     /// Every transaction of a compact block is here: check what the relayer must have
     /// checked, relay it on, then submit it.
     fn finish_compact(&mut self, peer: PeerId, partial: Partial) {
-        let hash = partial.header.hash();
+        let hash = partial.hash;
         let mut txs = Vec::with_capacity(partial.txs.len());
-        for t in partial.txs {
+        let mut txids = Vec::with_capacity(partial.txs.len());
+        for (t, id) in partial.txs.into_iter().zip(partial.txids) {
             let Some(t) = t else { return };
+            txids.push(id.unwrap_or_else(|| t.txid()));
             txs.push(t);
         }
         let block = Block { header: partial.header, transactions: txs };
@@ -388,7 +417,7 @@ impl Protocol {
             );
             return;
         }
-        if block.compute_merkle_root() != block.header.merkle_root {
+        if cairn_core::merkle::merkle_root(&txids) != block.header.merkle_root {
             // A short id that matched the wrong mempool transfer, or a lie: either way
             // the full block settles it (and bans a liar if it is invalid).
             self.fetch_whole(peer, hash, "rebuilt block does not match its merkle root");
@@ -404,11 +433,36 @@ impl Protocol {
         // state transition (BIP152's high-bandwidth relay).
         let to = self.push_targets(hash, Some(peer));
         if !to.is_empty() {
-            let c = compact_of(&block, self.rng.gen());
+            let c = compact_with_txids(&block, &txids, self.rng.gen());
             for id in to {
                 self.send(id, Message::CmpctBlock(Box::new(c.clone())));
             }
         }
+        if self.compact.defer_connect {
+            self.compact.deferred.push_back(Deferred { peer, hash, block });
+        } else {
+            self.connect_compact(peer, hash, block);
+        }
+    }
+
+    /// Tells the protocol that its driver calls [`Protocol::connect_deferred`] after
+    /// handing on the outputs of each step (the TCP driver does).
+    pub fn defer_compact_connects(&mut self) {
+        self.compact.defer_connect = true;
+    }
+
+    /// Connects a compact block that the last step completed and pushed on; false when
+    /// there was none. The driver hands on the step's outputs first, so the push to the
+    /// high-bandwidth peers is on its way while this block's state transition runs.
+    pub fn connect_deferred(&mut self, now_ms: u64) -> bool {
+        let Some(d) = self.compact.deferred.pop_front() else { return false };
+        self.now_ms = now_ms.max(self.now_ms);
+        self.connect_compact(d.peer, d.hash, d.block);
+        true
+    }
+
+    /// A compact block checked and pushed on: it is submitted to the chain.
+    fn connect_compact(&mut self, peer: PeerId, hash: BlockHash, block: Arc<Block>) {
         self.compact.recent = Some(self.ledger.keep_block(block.clone()));
         self.downloads.received(&hash, peer);
         let transfers = block.transactions.len().saturating_sub(1);
@@ -480,7 +534,7 @@ impl Protocol {
                 if now.saturating_sub(since) < timeout {
                     return None;
                 }
-                p.compact.partial.take().map(|x| (*id, x.header.hash()))
+                p.compact.partial.take().map(|x| (*id, x.hash))
             })
             .collect();
         for (peer, hash) in stale {
