@@ -684,8 +684,9 @@ async fn read_frames(
 /// [`BlockChecker::check`] of `block` on the rayon pool while the calling task waits
 /// (as [`crate::node::verify_on_cores`] does for transfers), with `keys` the public keys
 /// of the block checked before, returned with this block's. `None` if the check
-/// panicked, which the fuzz targets have not found: in `cairn-node` the fail-stop hook
-/// ends the process first; elsewhere (tests) the reader closes the connection.
+/// panicked, which the fuzz target `block` has not found: in `cairn-node` the
+/// fail-stop hook ends the process first; elsewhere (tests) the reader closes the
+/// connection.
 async fn check_block_on_cores(
     checker: BlockChecker,
     block: Block,
