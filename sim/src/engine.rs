@@ -198,14 +198,23 @@ pub struct Sim {
     pub share: bool,
     /// The compact block node `i` last served of a block with a nonce ([`Sim::serve_block`]).
     last_compact: Option<((usize, BlockHash, u64), Message)>,
+    /// Events handled so far.
+    pub events: u64,
+    /// A progress line on stderr every this many simulated microseconds (0: none):
+    /// simulated time, events, wall time, resident memory ([`Sim::progress_line`]).
+    pub progress_every_us: u64,
+    next_progress_us: u64,
+    started_us: u64,
+    started: Instant,
 }
 
 impl Sim {
     pub fn new(seed: u64, model: Model, block_interval_ms: u64) -> Sim {
         let genesis = sim_genesis(block_interval_ms);
+        let genesis_ms = genesis.params.timestamp_ms;
         Sim {
             // A day after genesis: blocks' timestamps are all in its past.
-            now_us: (genesis.params.timestamp_ms + 24 * 3600 * 1000) * MS,
+            now_us: (genesis_ms + 24 * 3600 * 1000) * MS,
             seq: 0,
             rng: StdRng::seed_from_u64(seed),
             model,
@@ -228,6 +237,11 @@ impl Sim {
             delivered_bytes: 0,
             share: true,
             last_compact: None,
+            events: 0,
+            progress_every_us: 0,
+            next_progress_us: 0,
+            started_us: (genesis_ms + 24 * 3600 * 1000) * MS,
+            started: Instant::now(),
         }
     }
 
@@ -354,8 +368,28 @@ impl Sim {
             let cost = self.profile.entry(kind).or_default();
             cost.count += 1;
             cost.wall_ns += started.elapsed().as_nanos() as u64;
+            self.events += 1;
+            if self.progress_every_us > 0 && self.now_us >= self.next_progress_us {
+                eprintln!("{}", self.progress_line());
+                self.next_progress_us = self.now_us + self.progress_every_us;
+            }
         }
         self.now_us = self.now_us.max(until_us);
+    }
+
+    /// Where the run is: simulated seconds since it started, events handled and
+    /// queued, wall time, and the process's resident memory (now and at its peak).
+    pub fn progress_line(&self) -> String {
+        let (rss, hwm) = rss_mb();
+        format!(
+            "[sim] {:.1} s simulated, {} events handled, {} queued, {:.1} s wall, {:.0} MB resident ({:.0} MB peak)",
+            (self.now_us - self.started_us) as f64 / S as f64,
+            self.events,
+            self.queue.len(),
+            self.started.elapsed().as_secs_f64(),
+            rss,
+            hwm,
+        )
     }
 
     pub fn run_for(&mut self, us: u64) {
@@ -867,6 +901,20 @@ impl Sim {
             !list.is_empty()
         });
     }
+}
+
+/// The process's resident memory and its peak, in MB, from /proc/self/status (Linux;
+/// 0 elsewhere).
+pub fn rss_mb() -> (f64, f64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+            .map_or(0.0, |kb| kb / 1024.0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
 }
 
 /// Time (in ms) until `p` percent of the nodes that had it had it, from a track: the
