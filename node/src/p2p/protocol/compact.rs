@@ -50,8 +50,13 @@ pub(super) struct PeerCompact {
 #[derive(Debug)]
 struct Partial {
     header: BlockHeader,
-    /// The block's transactions, `None` where still missing.
-    txs: Vec<Option<Transaction>>,
+    /// The block's transaction count.
+    count: usize,
+    /// The transactions at hand (prefilled, from the mempool, then fetched), by
+    /// increasing index. Only these are held while the rest is asked for: a slot for
+    /// every transaction would hold a full block's worth (about 1 MB) per partial
+    /// block, and a node may complete [`MAX_PARTIALS`] at once.
+    have: Vec<(u32, Transaction)>,
     /// Indexes asked for with `getblocktxn`, increasing.
     asked: Vec<u32>,
     /// Indexes whose transfers came from the peer (prefilled), to check.
@@ -162,7 +167,9 @@ fn rebuild(c: &CmpctBlock, ledger: &dyn Ledger, now_ms: u64) -> Result<Rebuilt, 
     }
     let asked: Vec<u32> =
         txs.iter().enumerate().filter(|(_, t)| t.is_none()).map(|(i, _)| i as u32).collect();
-    let partial = Partial { header: c.header, txs, asked, from_peer, since_ms: now_ms };
+    let have: Vec<(u32, Transaction)> =
+        txs.into_iter().enumerate().filter_map(|(i, t)| Some((i as u32, t?))).collect();
+    let partial = Partial { header: c.header, count: n, have, asked, from_peer, since_ms: now_ms };
     Ok(if partial.asked.is_empty() { Rebuilt::Complete(partial) } else { Rebuilt::Missing(partial) })
 }
 
@@ -343,9 +350,11 @@ impl Protocol {
             self.misbehave(peer, limits::BAN_SCORE, "blocktxn does not answer getblocktxn");
             return;
         }
-        for (i, tx) in partial.asked.iter().zip(b.transfers) {
-            partial.txs[*i as usize] = Some(Transaction::Transfer(tx));
-        }
+        partial
+            .have
+            .extend(partial.asked.iter().zip(b.transfers).map(|(i, tx)| (*i, Transaction::Transfer(tx))));
+        // Distinct indexes (asked for are those not at hand), back in block order.
+        partial.have.sort_unstable_by_key(|(i, _)| *i);
         partial.from_peer.extend(std::mem::take(&mut partial.asked));
         self.finish_compact(peer, partial);
     }
@@ -367,11 +376,11 @@ impl Protocol {
     /// checked, relay it on, then submit it.
     fn finish_compact(&mut self, peer: PeerId, partial: Partial) {
         let hash = partial.header.hash();
-        let mut txs = Vec::with_capacity(partial.txs.len());
-        for t in partial.txs {
-            let Some(t) = t else { return };
-            txs.push(t);
+        // Every index below the count, once each: the block is whole.
+        if partial.have.len() != partial.count {
+            return;
         }
+        let txs: Vec<Transaction> = partial.have.into_iter().map(|(_, t)| t).collect();
         let block = Block { header: partial.header, transactions: txs };
         // Transfers from the peer: stateless checks (those from our mempool passed them).
         let theirs: Vec<SignedTransfer> = partial
