@@ -9,12 +9,16 @@
 #   scripts/simulate.sh forks --nodes 1000 --seed 7      # also: partition, churn, transfer
 #   scripts/simulate.sh forks --nodes 1000 --block-bytes 100000,1000000 --intervals 5,10,30
 #   scripts/simulate.sh propagation --nodes 300 --no-share  # every node its own block copies
+#   scripts/simulate.sh propagation --nodes 10000 --block-bytes 0,100000 --progress 30
+#
+# Progress (simulated time, events, resident memory, partial blocks, each block's row)
+# goes to stderr every --progress simulated seconds (default 10; 0: none).
 #
 # These are simulations: see docs/SCALE.md for the model and what it leaves out.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ $# -lt 1 ] || [[ "$1" == -* ]]; then
-  echo "usage: scripts/simulate.sh SCENARIO [--nodes N[,N...]] [--seed S] [--block-bytes B,...] [--intervals S,...] [--no-share]" >&2
+  echo "usage: scripts/simulate.sh SCENARIO [--nodes N[,N...]] [--seed S] [--block-bytes B,...] [--intervals S,...] [--no-share] [--progress S]" >&2
   echo "scenarios: propagation forks partition churn transfer" >&2
   exit 2
 fi

@@ -198,14 +198,33 @@ pub struct Sim {
     pub share: bool,
     /// The compact block node `i` last served of a block with a nonce ([`Sim::serve_block`]).
     last_compact: Option<((usize, BlockHash, u64), Message)>,
+    /// Events handled so far.
+    pub events: u64,
+    /// A progress line on stderr every this many simulated microseconds (0: none):
+    /// simulated time, events, wall time, resident memory ([`Sim::progress_line`]).
+    pub progress_every_us: u64,
+    next_progress_us: u64,
+    started_us: u64,
+    started: Instant,
+    /// `getblocktxn` a node sent and has had no `blocktxn` for yet, by node and peer:
+    /// the transfers asked for. Each is a partial block the node's protocol holds
+    /// (`compact.rs`) until they arrive, so this counts them from outside, for the
+    /// progress line (an upper bound: a partial given up after the block timeout
+    /// still counts until the connection closes).
+    open_partials: HashMap<(usize, PeerId), usize>,
+    /// The transfers they await now, and the most of either at once.
+    partial_awaited: usize,
+    pub max_partials: usize,
+    pub max_partial_awaited: usize,
 }
 
 impl Sim {
     pub fn new(seed: u64, model: Model, block_interval_ms: u64) -> Sim {
         let genesis = sim_genesis(block_interval_ms);
+        let genesis_ms = genesis.params.timestamp_ms;
         Sim {
             // A day after genesis: blocks' timestamps are all in its past.
-            now_us: (genesis.params.timestamp_ms + 24 * 3600 * 1000) * MS,
+            now_us: (genesis_ms + 24 * 3600 * 1000) * MS,
             seq: 0,
             rng: StdRng::seed_from_u64(seed),
             model,
@@ -228,6 +247,15 @@ impl Sim {
             delivered_bytes: 0,
             share: true,
             last_compact: None,
+            events: 0,
+            progress_every_us: 0,
+            next_progress_us: 0,
+            started_us: (genesis_ms + 24 * 3600 * 1000) * MS,
+            started: Instant::now(),
+            open_partials: HashMap::new(),
+            partial_awaited: 0,
+            max_partials: 0,
+            max_partial_awaited: 0,
         }
     }
 
@@ -354,8 +382,49 @@ impl Sim {
             let cost = self.profile.entry(kind).or_default();
             cost.count += 1;
             cost.wall_ns += started.elapsed().as_nanos() as u64;
+            self.events += 1;
+            if self.progress_every_us > 0 && self.now_us >= self.next_progress_us {
+                eprintln!("{}", self.progress_line());
+                self.next_progress_us = self.now_us + self.progress_every_us;
+            }
         }
         self.now_us = self.now_us.max(until_us);
+    }
+
+    /// Where the run is: simulated seconds since it started, events handled and
+    /// queued, wall time, the process's resident memory (now and at its peak), and the
+    /// partial blocks the nodes hold (now and at most, with their size).
+    pub fn progress_line(&self) -> String {
+        let (rss, hwm) = rss_mb();
+        format!(
+            "[sim] {:.1} s simulated, {} events handled, {} queued, {:.1} s wall, {:.0} MB resident ({:.0} MB peak), \
+             {} partial blocks awaiting {} transfers (at most {} awaiting {})",
+            (self.now_us - self.started_us) as f64 / S as f64,
+            self.events,
+            self.queue.len(),
+            self.started.elapsed().as_secs_f64(),
+            rss,
+            hwm,
+            self.open_partials.len(),
+            self.partial_awaited,
+            self.max_partials,
+            self.max_partial_awaited,
+        )
+    }
+
+    fn partial_open(&mut self, i: usize, peer: PeerId, awaited: usize) {
+        if let Some(old) = self.open_partials.insert((i, peer), awaited) {
+            self.partial_awaited -= old;
+        }
+        self.partial_awaited += awaited;
+        self.max_partials = self.max_partials.max(self.open_partials.len());
+        self.max_partial_awaited = self.max_partial_awaited.max(self.partial_awaited);
+    }
+
+    fn partial_done(&mut self, i: usize, peer: PeerId) {
+        if let Some(awaited) = self.open_partials.remove(&(i, peer)) {
+            self.partial_awaited -= awaited;
+        }
     }
 
     pub fn run_for(&mut self, us: u64) {
@@ -389,6 +458,9 @@ impl Sim {
                     Payload::Msg(m) => m,
                     Payload::Shared(m) => Arc::unwrap_or_clone(m),
                 };
+                if let Message::BlockTxn(_) = msg {
+                    self.partial_done(to, peer);
+                }
                 let name = msg.name();
                 self.input(to, Input::Received { peer, msg });
                 name
@@ -456,6 +528,9 @@ impl Sim {
     fn output(&mut self, i: usize, out: Output) {
         match out {
             Output::Send(peer, msg) => {
+                if let Message::GetBlockTxn(g) = &msg {
+                    self.partial_open(i, peer, g.indexes.len());
+                }
                 let (payload, bytes) = self.payload(msg);
                 self.send(i, peer, payload, bytes);
             }
@@ -626,6 +701,7 @@ impl Sim {
         self.log(2, self.now_us, c as u64, 0);
         for (n, p) in self.conns[c].ends {
             self.by_end.remove(&(n, p));
+            self.partial_done(n, p);
             self.nodes[n].conns.retain(|&x| x != c);
             if Some((n, p)) != closer {
                 let epoch = self.nodes[n].epoch;
@@ -867,6 +943,20 @@ impl Sim {
             !list.is_empty()
         });
     }
+}
+
+/// The process's resident memory and its peak, in MB, from /proc/self/status (Linux;
+/// 0 elsewhere).
+pub fn rss_mb() -> (f64, f64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+            .map_or(0.0, |kb| kb / 1024.0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
 }
 
 /// Time (in ms) until `p` percent of the nodes that had it had it, from a track: the

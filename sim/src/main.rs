@@ -24,13 +24,19 @@ struct Args {
     /// them (to measure what sharing saves; the runs are the same).
     #[arg(long)]
     no_share: bool,
-    /// forks: block sizes in bytes, comma-separated (default 0,20000).
+    /// forks: block sizes in bytes, comma-separated (default 0,20000). propagation: the
+    /// sizes of its blocks instead of an empty and a full one (0: empty).
     #[arg(long, value_delimiter = ',')]
     block_bytes: Option<Vec<usize>>,
     /// forks: mean block intervals in seconds, comma-separated (default
     /// 1,2,5,10,30,60,600).
     #[arg(long, value_delimiter = ',')]
     intervals: Option<Vec<u64>>,
+    /// A progress line on stderr every this many simulated seconds (simulated time,
+    /// events, wall time, resident memory), and each block's row as it completes; 0:
+    /// none. Stdout and the JSON are the same either way.
+    #[arg(long, default_value_t = 10)]
+    progress: u64,
     /// Where the JSON and SVG files go.
     #[arg(long, default_value = "sim-out")]
     out: PathBuf,
@@ -59,6 +65,7 @@ fn main() -> anyhow::Result<()> {
         share: !args.no_share,
         block_bytes: args.block_bytes,
         intervals_s: args.intervals,
+        progress_s: args.progress,
     };
     let report = scenario::run(&args.scenario, &opts)?;
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;

@@ -23,15 +23,27 @@ pub struct Opts {
     /// measure what sharing saves.
     pub share: bool,
     /// `forks`: the block sizes (bytes of transfers; 0 is empty) and the mean intervals
-    /// (s) to run, instead of the defaults.
+    /// (s) to run, instead of the defaults. `propagation`: the sizes of its blocks,
+    /// instead of an empty and a full one.
     pub block_bytes: Option<Vec<usize>>,
     pub intervals_s: Option<Vec<u64>>,
+    /// A progress line on stderr every this many simulated seconds (0: none), and
+    /// each block's row as it completes (propagation).
+    pub progress_s: u64,
 }
 
 impl Opts {
     /// `nodes` with the defaults: seed 1, the full runs, sharing on.
     pub fn new(nodes: Vec<usize>) -> Opts {
-        Opts { nodes, seed: 1, small: false, share: true, block_bytes: None, intervals_s: None }
+        Opts {
+            nodes,
+            seed: 1,
+            small: false,
+            share: true,
+            block_bytes: None,
+            intervals_s: None,
+            progress_s: 0,
+        }
     }
 }
 
@@ -122,14 +134,7 @@ impl Report {
 
 /// The process's peak resident memory in MB (Linux; 0 elsewhere).
 pub fn peak_rss_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
+    crate::engine::rss_mb().1
 }
 
 pub fn run(name: &str, opts: &Opts) -> anyhow::Result<Report> {
@@ -151,7 +156,11 @@ pub fn run(name: &str, opts: &Opts) -> anyhow::Result<Report> {
 fn network(n: usize, o: &Opts, model: Model, interval_ms: u64) -> Sim {
     let mut sim = Sim::new(o.seed, model, interval_ms);
     sim.share = o.share;
+    sim.progress_every_us = o.progress_s * S;
     sim.add_nodes(n);
+    if o.progress_s > 0 {
+        eprintln!("{n} nodes added; {}", sim.progress_line());
+    }
     sim.run_for(60 * S);
     sim
 }
@@ -210,22 +219,53 @@ fn propagation(o: &Opts) -> Report {
         // What the nodes hold of a block alike is held once (crate::share), so full
         // blocks run at every size; without it (--no-share) a full block cost about
         // 5.7 MiB per node.
-        let kinds: Vec<(&str, usize)> = vec![("empty", 0), ("full", full)];
+        let kinds: Vec<(String, usize)> = match &o.block_bytes {
+            None => vec![("empty".into(), 0), ("full".into(), full)],
+            // Blocks of the given sizes instead (0: empty; the largest block: full).
+            Some(sizes) => sizes
+                .iter()
+                .map(|&b| {
+                    let txs = if b == 0 { 0 } else { Sim::transfers_for_bytes(b).clamp(1, full) };
+                    let kind = match txs {
+                        0 => "empty".into(),
+                        t if t == full => "full".into(),
+                        _ => format!("{} kB", b / 1000),
+                    };
+                    (kind, txs)
+                })
+                .collect(),
+        };
         for (kind, txs) in kinds {
+            let kind = kind.as_str();
             let mut per_pct: Vec<Vec<f64>> = vec![Vec::new(); PCTS.len()];
             let mut bytes = 0;
             let per_kind = blocks_of(kind, n);
-            for _ in 0..per_kind {
+            for b in 0..per_kind {
                 let miner = sim.model.pick_miner(&mut sim.rng);
                 let h = sim.mine(miner, txs);
                 bytes = sim.mined.last().map_or(0, |m| m.bytes);
                 wait_block(&mut sim, &h, 120 * S);
                 let t = &sim.blocks[&h];
+                let mut row = Vec::new();
                 for (k, p) in PCTS.iter().enumerate() {
                     match percentile_ms(t, n, *p) {
-                        Some(ms) => per_pct[k].push(ms),
-                        None => r.failures.push(format!("{n} nodes, {kind} block {h}: {p}% never had it")),
+                        Some(ms) => {
+                            per_pct[k].push(ms);
+                            row.push(f1(ms));
+                        }
+                        None => {
+                            r.failures.push(format!("{n} nodes, {kind} block {h}: {p}% never had it"));
+                            row.push("never".into());
+                        }
                     }
+                }
+                if o.progress_s > 0 {
+                    eprintln!(
+                        "{n} nodes, {kind} block {} of {per_kind} ({bytes} bytes): p50/p90/p99/p100 {} ms; {}",
+                        b + 1,
+                        row.join(" / "),
+                        sim.progress_line()
+                    );
                 }
                 if kind == "empty" || cdf.iter().all(|s| !s.name.starts_with(&format!("{n} nodes, {kind}"))) {
                     let mut times: Vec<f64> = t.at.iter().flatten().map(|&us| us as f64 / 1000.0).collect();

@@ -51,11 +51,15 @@ pub(super) struct PeerCompact {
 struct Partial {
     header: BlockHeader,
     hash: BlockHash,
-    /// The block's transactions, `None` where still missing.
-    txs: Vec<Option<Transaction>>,
-    /// Their txids where known already (those from the mempool), so that the merkle
-    /// root and the compact block pushed on do not hash them again.
-    txids: Vec<Option<Txid>>,
+    /// The block's transaction count.
+    count: usize,
+    /// The transactions at hand (prefilled, from the mempool, then fetched), by
+    /// increasing index, with their txids where known already (those from the mempool),
+    /// so that the merkle root and the compact block pushed on do not hash them again.
+    /// Only these are held while the rest is asked for: a slot for every transaction
+    /// would hold a full block's worth (about 1 MB) per partial block, and a node may
+    /// complete [`MAX_PARTIALS`] at once.
+    have: Vec<(u32, Transaction, Option<Txid>)>,
     /// Indexes asked for with `getblocktxn`, increasing.
     asked: Vec<u32>,
     /// Indexes whose transfers came from the peer (prefilled), to check.
@@ -188,8 +192,17 @@ fn rebuild(c: &CmpctBlock, ledger: &dyn Ledger, now_ms: u64) -> Result<Rebuilt, 
     }
     let asked: Vec<u32> =
         txs.iter().enumerate().filter(|(_, t)| t.is_none()).map(|(i, _)| i as u32).collect();
-    let partial =
-        Partial { header: c.header, hash: c.header.hash(), txs, txids, asked, from_peer, since_ms: now_ms };
+    let have: Vec<(u32, Transaction, Option<Txid>)> =
+        txs.into_iter().zip(txids).enumerate().filter_map(|(i, (t, id))| Some((i as u32, t?, id))).collect();
+    let partial = Partial {
+        header: c.header,
+        hash: c.header.hash(),
+        count: n,
+        have,
+        asked,
+        from_peer,
+        since_ms: now_ms,
+    };
     Ok(if partial.asked.is_empty() { Rebuilt::Complete(partial) } else { Rebuilt::Missing(partial) })
 }
 
@@ -370,9 +383,11 @@ impl Protocol {
             self.misbehave(peer, limits::BAN_SCORE, "blocktxn does not answer getblocktxn");
             return;
         }
-        for (i, tx) in partial.asked.iter().zip(b.transfers) {
-            partial.txs[*i as usize] = Some(Transaction::Transfer(tx));
-        }
+        partial.have.extend(
+            partial.asked.iter().zip(b.transfers).map(|(i, tx)| (*i, Transaction::Transfer(tx), None)),
+        );
+        // Distinct indexes (asked for are those not at hand), back in block order.
+        partial.have.sort_unstable_by_key(|(i, _, _)| *i);
         partial.from_peer.extend(std::mem::take(&mut partial.asked));
         self.finish_compact(peer, partial);
     }
@@ -394,10 +409,13 @@ impl Protocol {
     /// checked, relay it on, then submit it.
     fn finish_compact(&mut self, peer: PeerId, partial: Partial) {
         let hash = partial.hash;
-        let mut txs = Vec::with_capacity(partial.txs.len());
-        let mut txids = Vec::with_capacity(partial.txs.len());
-        for (t, id) in partial.txs.into_iter().zip(partial.txids) {
-            let Some(t) = t else { return };
+        // Every index below the count, once each: the block is whole.
+        if partial.have.len() != partial.count {
+            return;
+        }
+        let mut txs = Vec::with_capacity(partial.count);
+        let mut txids = Vec::with_capacity(partial.count);
+        for (_, t, id) in partial.have {
             txids.push(id.unwrap_or_else(|| t.txid()));
             txs.push(t);
         }
