@@ -34,8 +34,9 @@ pub fn run(dir: &Path, warm: usize, timed: usize, per_block: usize) -> anyhow::R
     let accounts = 10_000;
     let genesis = gen::genesis("cairn-bench-connect", &senders, accounts);
     let chain_id = genesis.params.chain_id;
-    let blocks =
-        gen::transfer_blocks(&genesis, &senders, warm + timed, per_block, &|n| gen::account(n * 7919 % accounts));
+    let blocks = gen::transfer_blocks(&genesis, &senders, warm + timed, per_block, &|n| {
+        gen::account(n * 7919 % accounts)
+    });
     let now = gen::far_future(&genesis);
     let chain = Chain::open(dir, &genesis)?;
     let node = Node::new(chain, Mempool::with_config(MempoolConfig::default()), genesis);
