@@ -10,12 +10,13 @@
 //! signature-bound figure is shown against both), SHA-256 compressions/s
 //! on one thread, the do-nothing JSON-RPC method `rpc_ping` under 32 clients, loopback
 //! TCP round trip. Scenarios (`--only` names): `import`, `miner`, `rpc`, `accounts`,
-//! `memory`, `sync`, `restart`, `propagation`. Data is generated from fixed seeds;
+//! `memory`, `sync`, `restart`, `propagation`, `connect`. Data is generated from fixed seeds;
 //! traffic stays on 127.0.0.1. Real `cairn-node` processes are found as the test
 //! harness finds them (`$CAIRN_BIN_DIR`, else next to this program's directory).
 //! `--long` adds a chain of 1,000,000 transfers (generated once, cached in a `cache`
 //! directory beside `--out`), imported and synced with memory sampled throughout.
 
+mod connect;
 mod gen;
 mod inproc;
 mod limits;
@@ -35,8 +36,8 @@ struct Args {
     out: PathBuf,
 }
 
-const SCENARIOS: [&str; 8] =
-    ["import", "miner", "rpc", "accounts", "memory", "sync", "restart", "propagation"];
+const SCENARIOS: [&str; 9] =
+    ["import", "miner", "rpc", "accounts", "memory", "sync", "restart", "propagation", "connect"];
 
 fn parse_args() -> Result<Args, String> {
     let mut a =
@@ -539,6 +540,23 @@ fn main() {
                 rows.extend([relay, vs_k256, vs_libsecp]);
             }
             Err(e) => rows.push(failed("propagation", "ms", &e)),
+        }
+    }
+
+    if wants("connect") {
+        let (warm, timed) = if q { (3, 10) } else { (5, 30) };
+        step(&format!("connecting {timed} blocks of 1000 transfers already in the mempool (RocksDB)"));
+        match connect::run(&work.path().join("connect"), warm, timed, 1000) {
+            Ok(c) => rows.push(Row::limit(
+                "connect: block of 1000 transfers in the mempool (median)",
+                c.submit_ms,
+                "ms",
+                &format!(
+                    "Node::submit_block, signatures cached, {} blocks; beside it: txids {:.3} ms, merkle root {:.3} ms, body encoding {:.3} ms",
+                    c.blocks, c.txids_ms, c.merkle_ms, c.encode_ms
+                ),
+            )),
+            Err(e) => rows.push(failed("connect", "ms", &e)),
         }
     }
 
