@@ -37,6 +37,11 @@ struct Args {
     /// none. Stdout and the JSON are the same either way.
     #[arg(long, default_value_t = 10)]
     progress: u64,
+    /// propagation only: run nothing, and draw the propagation-by-size chart from the
+    /// `results` of these earlier runs' propagation.json files together (comma-separated),
+    /// into `--out`.
+    #[arg(long, value_delimiter = ',')]
+    from_json: Option<Vec<PathBuf>>,
     /// Where the JSON and SVG files go.
     #[arg(long, default_value = "sim-out")]
     out: PathBuf,
@@ -46,6 +51,23 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     if !SCENARIOS.contains(&args.scenario.as_str()) {
         anyhow::bail!("unknown scenario `{}`: one of {}", args.scenario, SCENARIOS.join(", "));
+    }
+    if let Some(files) = &args.from_json {
+        anyhow::ensure!(args.scenario == "propagation", "--from-json: only for propagation");
+        let mut results = Vec::new();
+        for f in files {
+            let text = std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+            let v: serde_json::Value =
+                serde_json::from_str(&text).with_context(|| format!("parsing {}", f.display()))?;
+            let rows = v["results"].as_array().with_context(|| format!("{}: no results", f.display()))?;
+            results.extend(rows.iter().cloned());
+        }
+        std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+        let p = args.out.join("propagation-by-size.svg");
+        std::fs::write(&p, scenario::propagation_by_size(&results).render())
+            .with_context(|| format!("writing {}", p.display()))?;
+        println!("wrote {} from {} results", p.display(), results.len());
+        return Ok(());
     }
     let default_nodes = if args.scenario == "propagation" { vec![100, 1_000] } else { vec![1_000] };
     let nodes = args.nodes.unwrap_or(default_nodes);

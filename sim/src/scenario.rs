@@ -305,34 +305,8 @@ fn propagation(o: &Opts) -> Report {
         }
         r.take_profile(&sim);
     }
-    let mut by_size = Vec::new();
-    for kind in ["empty", "full"] {
-        for (k, p) in PCTS.iter().enumerate() {
-            let points: Vec<(f64, f64)> = results
-                .iter()
-                .filter(|v| v["block"] == kind)
-                .map(|v| {
-                    (
-                        v["nodes"].as_f64().unwrap_or(0.0),
-                        v[["p50_ms", "p90_ms", "p99_ms", "p100_ms"][k]].as_f64().unwrap_or(0.0),
-                    )
-                })
-                .collect();
-            if !points.is_empty() && (*p == 50.0 || *p == 90.0 || *p == 100.0) {
-                by_size.push(Series { name: format!("{kind}, {p}%"), points });
-            }
-        }
-    }
-    r.charts.push((
-        "propagation-by-size".into(),
-        Chart {
-            title: "Block propagation vs network size (simulated)".into(),
-            x_label: "nodes".into(),
-            y_label: "ms until the share of nodes has the block".into(),
-            log_x: true,
-            series: by_size,
-        },
-    ));
+    let results = r.json.as_array().cloned().unwrap_or_default();
+    r.charts.push(("propagation-by-size".into(), propagation_by_size(&results)));
     r.charts.push((
         "propagation-cdf".into(),
         Chart {
@@ -349,6 +323,37 @@ fn propagation(o: &Opts) -> Report {
 
 /// Mines `count` blocks as a Poisson process with mean `interval_ms`, miners by share,
 /// each block with `txs` transfers.
+/// The propagation-against-size chart of propagation results (the `results` of one or
+/// more runs' JSON: `nodes`, `block`, `p50_ms` ... `p100_ms`), empty and full blocks.
+pub fn propagation_by_size(results: &[Value]) -> Chart {
+    let mut by_size = Vec::new();
+    for kind in ["empty", "full"] {
+        for (k, p) in PCTS.iter().enumerate() {
+            let mut points: Vec<(f64, f64)> = results
+                .iter()
+                .filter(|v| v["block"] == kind)
+                .map(|v| {
+                    (
+                        v["nodes"].as_f64().unwrap_or(0.0),
+                        v[["p50_ms", "p90_ms", "p99_ms", "p100_ms"][k]].as_f64().unwrap_or(0.0),
+                    )
+                })
+                .collect();
+            points.sort_by(|a, b| a.0.total_cmp(&b.0));
+            if !points.is_empty() && (*p == 50.0 || *p == 90.0 || *p == 100.0) {
+                by_size.push(Series { name: format!("{kind}, {p}%"), points });
+            }
+        }
+    }
+    Chart {
+        title: "Block propagation vs network size (simulated)".into(),
+        x_label: "nodes".into(),
+        y_label: "ms until the share of nodes has the block".into(),
+        log_x: true,
+        series: by_size,
+    }
+}
+
 fn mine_poisson(sim: &mut Sim, interval_ms: u64, count: usize, txs: usize) {
     for _ in 0..count {
         let wait = (exponential(&mut sim.rng, interval_ms as f64) * MS as f64) as u64;
