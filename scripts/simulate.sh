@@ -10,6 +10,8 @@
 #   scripts/simulate.sh forks --nodes 1000 --block-bytes 100000,1000000 --intervals 5,10,30
 #   scripts/simulate.sh propagation --nodes 300 --no-share  # every node its own block copies
 #   scripts/simulate.sh propagation --nodes 10000 --block-bytes 0,100000 --progress 30
+#   scripts/simulate.sh propagation --from-json docs/scale/propagation-by-size.json
+#                        # runs nothing: the by-size chart of earlier runs' results
 #
 # Progress (simulated time, events, resident memory, partial blocks, each block's row)
 # goes to stderr every --progress simulated seconds (default 10; 0: none).
@@ -18,7 +20,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ $# -lt 1 ] || [[ "$1" == -* ]]; then
-  echo "usage: scripts/simulate.sh SCENARIO [--nodes N[,N...]] [--seed S] [--block-bytes B,...] [--intervals S,...] [--no-share] [--progress S]" >&2
+  echo "usage: scripts/simulate.sh SCENARIO [--nodes N[,N...]] [--seed S] [--block-bytes B,...] [--intervals S,...] [--no-share] [--progress S] [--from-json F,...]" >&2
   echo "scenarios: propagation forks partition churn transfer" >&2
   exit 2
 fi
