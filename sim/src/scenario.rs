@@ -305,7 +305,6 @@ fn propagation(o: &Opts) -> Report {
         }
         r.take_profile(&sim);
     }
-    let results = r.json.as_array().cloned().unwrap_or_default();
     r.charts.push(("propagation-by-size".into(), propagation_by_size(&results)));
     r.charts.push((
         "propagation-cdf".into(),
@@ -321,8 +320,6 @@ fn propagation(o: &Opts) -> Report {
     r
 }
 
-/// Mines `count` blocks as a Poisson process with mean `interval_ms`, miners by share,
-/// each block with `txs` transfers.
 /// The propagation-against-size chart of propagation results (the `results` of one or
 /// more runs' JSON: `nodes`, `block`, `p50_ms` ... `p100_ms`), empty and full blocks.
 pub fn propagation_by_size(results: &[Value]) -> Chart {
@@ -354,6 +351,8 @@ pub fn propagation_by_size(results: &[Value]) -> Chart {
     }
 }
 
+/// Mines `count` blocks as a Poisson process with mean `interval_ms`, miners by share,
+/// each block with `txs` transfers.
 fn mine_poisson(sim: &mut Sim, interval_ms: u64, count: usize, txs: usize) {
     for _ in 0..count {
         let wait = (exponential(&mut sim.rng, interval_ms as f64) * MS as f64) as u64;

@@ -63,22 +63,7 @@ impl Served {
             assert!(matches!(r.acceptance, Acceptance::Connected), "{:?}", r.acceptance);
         }
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-        let p2p = rt
-            .block_on(p2p::start(
-                node.clone(),
-                p2p::P2pConfig {
-                    listen: "127.0.0.1:0".parse().unwrap(),
-                    seeds: vec![],
-                    max_peers: 8,
-                    data_dir: dir.path().to_path_buf(),
-                    progress_interval_ms: 5_000,
-                    external_addrs: vec![],
-                    dns_seeds: vec![],
-                    no_seeds: true,
-                    connect_only: false,
-                },
-            ))
-            .unwrap();
+        let p2p = rt.block_on(p2p::start(node.clone(), loopback_config(dir.path()))).unwrap();
         Served { _dir: dir, rt, node, p2p: Some(p2p), genesis, blocks: hashes }
     }
 
@@ -104,6 +89,22 @@ impl Drop for Served {
 }
 
 /// A valid next block on the node's tip holding `txs` (not submitted).
+/// P2P on a loopback port of its own, no seeds, no outbound dials: a node that only
+/// answers the test's peers.
+pub(super) fn loopback_config(data_dir: &std::path::Path) -> p2p::P2pConfig {
+    p2p::P2pConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        seeds: vec![],
+        max_peers: 8,
+        data_dir: data_dir.to_path_buf(),
+        progress_interval_ms: 5_000,
+        external_addrs: vec![],
+        dns_seeds: vec![],
+        no_seeds: true,
+        connect_only: false,
+    }
+}
+
 fn next_block(node: &Node, txs: &[cairn_core::SignedTransfer]) -> Block {
     let (parent, params) = {
         let chain = node.chain();

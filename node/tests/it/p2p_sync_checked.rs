@@ -99,22 +99,8 @@ fn a_sync_whose_later_block_has_a_forged_signature_ends_as_accept_block_would() 
         genesis.clone(),
     );
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let p2p: P2p = rt
-        .block_on(p2p::start(
-            node.clone(),
-            p2p::P2pConfig {
-                listen: "127.0.0.1:0".parse().unwrap(),
-                seeds: vec![],
-                max_peers: 8,
-                data_dir: dir.path().to_path_buf(),
-                progress_interval_ms: 5_000,
-                external_addrs: vec![],
-                dns_seeds: vec![],
-                no_seeds: true,
-                connect_only: false,
-            },
-        ))
-        .unwrap();
+    let p2p: P2p =
+        rt.block_on(p2p::start(node.clone(), super::p2p_serve::loopback_config(dir.path()))).unwrap();
     let addr = p2p.local_addr();
     let magic = magic_of(&genesis);
     let mut peer = Peer::connect(addr, magic).unwrap();
