@@ -135,48 +135,33 @@ fn chromium() -> Option<PathBuf> {
     cairn_tests::test_tool("chromium", "chromium")
 }
 
-/// Runs headless Chromium on `url` with `args`, killing it after a minute; returns its
-/// standard output (the DOM with `--dump-dom`).
-fn run_chromium(tool: &Path, profile: &Path, url: &str, args: &[&str]) -> String {
-    let mut child = Command::new(tool)
-        .args(["--headless", "--disable-gpu", "--no-sandbox", "--no-first-run", "--disable-extensions"])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .args(args)
-        .arg(url)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn chromium");
-    let mut stdout = child.stdout.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stdout.read_to_string(&mut s);
-        s
-    });
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("chromium did not finish {url} within a minute");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let out = reader.join().unwrap();
-    if !status.success() {
-        let mut err = String::new();
-        let _ = child.stderr.take().unwrap().read_to_string(&mut err);
-        panic!("chromium {url}: {status}: {err}");
-    }
-    out
+/// Loads `url` in `b` afresh (through `about:blank`, so nothing of the page before is
+/// left), waits until the JavaScript expression `ready` is truthy, and returns the page's
+/// HTML. The page is asked when it is done rather than left to `--dump-dom` with
+/// `--virtual-time-budget`, whose virtual clock stands still while the page is fetching:
+/// a CI run failed with Chromium not finishing the overview within a minute while the
+/// dev node mined a burst of blocks (each one a redraw: more fetching).
+fn dump(b: &mut Browser, url: &str, ready: &str) -> String {
+    b.goto("about:blank");
+    b.wait_for("location.href === 'about:blank'", Duration::from_secs(30));
+    b.goto(url);
+    b.wait_for(ready, Duration::from_secs(60));
+    b.eval("document.documentElement.outerHTML").as_str().unwrap().to_string()
 }
 
-fn dump(tool: &Path, profile: &Path, url: &str) -> String {
-    run_chromium(tool, profile, url, &["--virtual-time-budget=5000", "--dump-dom"])
+/// `#id` has been drawn with some text.
+fn drawn(id: &str) -> String {
+    format!("{} !== ''", shown(id))
+}
+
+/// A transfer's page, drawn, with both of its in-browser checks finished.
+fn tx_checked() -> String {
+    format!(
+        "{} && {} !== 'checking…' && {} !== 'checking…'",
+        drawn("tx-id"),
+        shown("tx-proof"),
+        shown("tx-pow")
+    )
 }
 
 /// The text of the element with id `id` in a DOM dump (its first text, up to the next tag).
@@ -202,7 +187,7 @@ fn the_explorer_page_shows_the_chain_in_a_real_browser() {
     .expect("start cairn-node --dev");
     let rpc = node.url();
     let page = format!("{rpc}/");
-    let profile = tmp.path().join("chromium");
+    let mut b = Browser::start(&tool, 1280, 1500);
 
     // A transfer sent by the real wallet, waited for until mined.
     let dir = tmp.path().join("wallet");
@@ -224,7 +209,7 @@ fn the_explorer_page_shows_the_chain_in_a_real_browser() {
 
     // Overview: the height shown is the node's (the chain moves: between before and after).
     let before = node.height().unwrap();
-    let dom = dump(&tool, &profile, &page);
+    let dom = dump(&mut b, &page, &drawn("height"));
     let after = node.height().unwrap();
     let shown: u64 = text_of(&dom, "height").parse().unwrap_or_else(|_| panic!("height: {dom}"));
     assert!((before..=after).contains(&shown), "shown {shown}, node went {before}..{after}");
@@ -242,18 +227,18 @@ fn the_explorer_page_shows_the_chain_in_a_real_browser() {
     )));
 
     // The block holding the transfer lists it, with both addresses.
-    let dom = dump(&tool, &profile, &format!("{page}#/block/{block_hash}"));
+    let dom = dump(&mut b, &format!("{page}#/block/{block_hash}"), &drawn("block-hash"));
     assert_eq!(text_of(&dom, "block-hash"), block_hash);
     assert_eq!(text_of(&dom, "block-height"), tx_height.to_string());
     assert!(dom.contains(&txid) && dom.contains(&from) && dom.contains(&to), "{dom}");
 
     // Search by height, and by hash (upper case, 0x), finds that block.
-    let dom = dump(&tool, &profile, &format!("{page}#/search/{tx_height}"));
+    let dom = dump(&mut b, &format!("{page}#/search/{tx_height}"), &drawn("block-hash"));
     assert_eq!(text_of(&dom, "block-hash"), block_hash, "{dom}");
-    let dom = dump(&tool, &profile, &format!("{page}#/search/0x{}", block_hash.to_uppercase()));
+    let dom = dump(&mut b, &format!("{page}#/search/0x{}", block_hash.to_uppercase()), &drawn("block-hash"));
     assert_eq!(text_of(&dom, "block-hash"), block_hash, "{dom}");
     // Search by txid opens the transfer, whose merkle proof the browser checks.
-    let dom = dump(&tool, &profile, &format!("{page}#/search/{txid}"));
+    let dom = dump(&mut b, &format!("{page}#/search/{txid}"), &tx_checked());
     assert_eq!(text_of(&dom, "tx-id"), txid, "{dom}");
     assert_eq!(text_of(&dom, "tx-amount"), "123456");
     assert_eq!(text_of(&dom, "tx-proof"), "proof verified", "{dom}");
@@ -262,13 +247,13 @@ fn the_explorer_page_shows_the_chain_in_a_real_browser() {
     let mut typo = to.clone().into_bytes();
     typo[0] = if typo[0] == b'0' { b'1' } else { b'0' };
     let typo = String::from_utf8(typo).unwrap();
-    let dom = dump(&tool, &profile, &format!("{page}#/search/{typo}"));
+    let dom = dump(&mut b, &format!("{page}#/search/{typo}"), &drawn("error"));
     let err = text_of(&dom, "error");
     assert_eq!(err, "Not a valid address: address checksum mismatch (mistyped address?)");
     // The address pages list the transfer, in on one and out on the other, with its
     // amount and fee.
     for (address, direction) in [(&to, "in"), (&from, "out")] {
-        let dom = dump(&tool, &profile, &format!("{page}#/search/{address}"));
+        let dom = dump(&mut b, &format!("{page}#/search/{address}"), &drawn("address"));
         assert_eq!(text_of(&dom, "address"), address.as_str());
         let row = dom
             .split("<tr>")
@@ -282,30 +267,23 @@ fn the_explorer_page_shows_the_chain_in_a_real_browser() {
     // Screenshots kept for a look (not compared): the overview on a desktop (the one in
     // docs/), a block on a 375-px-wide phone.
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-    for (name, route, size) in [
-        ("explorer-overview.png", String::new(), "1280,1500"),
-        ("explorer-block-375.png", format!("#/block/{block_hash}"), "375,800"),
+    for (name, route, ready, (width, height)) in [
+        ("explorer-overview.png", String::new(), drawn("height"), (1280, 1500)),
+        ("explorer-block-375.png", format!("#/block/{block_hash}"), drawn("block-hash"), (375, 800)),
     ] {
+        b.resize(width, height);
+        dump(&mut b, &format!("{page}{route}"), &ready);
+        let png = b.screenshot();
+        assert!(png.starts_with(b"\x89PNG"), "{name} is not a PNG");
         let shot = dir.join(name);
-        run_chromium(
-            &tool,
-            &profile,
-            &format!("{page}{route}"),
-            &[
-                "--virtual-time-budget=5000",
-                &format!("--window-size={size}"),
-                &format!("--screenshot={}", shot.display()),
-            ],
-        );
-        let png = std::fs::read(&shot).unwrap();
-        assert!(png.starts_with(b"\x89PNG"), "no screenshot at {}", shot.display());
+        std::fs::write(&shot, png).unwrap();
         eprintln!("screenshot: {}", shot.display());
     }
 }
 
 /// A headless Chromium driven over the DevTools protocol (a WebSocket, spoken here with
-/// std only): what `--dump-dom` cannot do, such as watching one page change without a
-/// reload or measuring its layout.
+/// std only): it loads a page and is asked when the page is drawn, watches one page
+/// change without a reload, measures its layout and takes screenshots.
 struct Browser {
     child: std::process::Child,
     ws: TcpStream,
@@ -375,13 +353,24 @@ impl Browser {
         }
         assert!(head.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&head));
         let mut b = Browser { child, ws, next_id: 0, _profile: profile };
-        // A headless window has a minimum width; a phone's viewport is emulated.
-        b.call(
+        b.resize(width, height);
+        b
+    }
+
+    /// Sets the viewport to `width` x `height` (a headless window has a minimum width;
+    /// a phone's viewport is emulated).
+    fn resize(&mut self, width: u32, height: u32) {
+        self.call(
             "Emulation.setDeviceMetricsOverride",
             // Not `mobile`: a mobile viewport would widen to fit content that overflows.
             json!({"width": width, "height": height, "deviceScaleFactor": 1, "mobile": false}),
         );
-        b
+    }
+
+    /// A PNG of the viewport.
+    fn screenshot(&mut self) -> Vec<u8> {
+        let r = self.call("Page.captureScreenshot", json!({"format": "png"}));
+        base64_decode(r["data"].as_str().expect("captureScreenshot returned no data"))
     }
 
     fn send_frame(&mut self, text: &str) {
@@ -468,9 +457,31 @@ impl Browser {
     }
 }
 
+/// Standard base64 (RFC 4648, padded), as DevTools sends binary data.
+fn base64_decode(text: &str) -> Vec<u8> {
+    let value = |c: u8| -> u32 {
+        u32::from(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => panic!("not base64: {:?}", c as char),
+        })
+    };
+    let mut out = Vec::with_capacity(text.len() / 4 * 3);
+    for group in text.trim_end_matches('=').as_bytes().chunks(4) {
+        // 6 bits a character; a short last group is padded out to 24 bits.
+        let bits = group.iter().fold(0u32, |acc, &c| acc << 6 | value(c)) << (6 * (4 - group.len()));
+        out.extend_from_slice(&bits.to_be_bytes()[1..group.len()]);
+    }
+    out
+}
+
 /// What `#id` shows, or "" while the page has not drawn it.
 fn shown(id: &str) -> String {
-    format!("(document.getElementById('{id}') || {{}}).textContent || ''")
+    // Parenthesised: `||` binds looser than the `===` or `!==` a caller puts after it.
+    format!("((document.getElementById('{id}') || {{}}).textContent || '')")
 }
 
 #[test]
@@ -535,7 +546,7 @@ fn the_explorer_shows_pending_transfers_and_peers() {
     .expect("start cairn-node --dev --no-mine");
     let rpc = node.url();
     let page = format!("{rpc}/");
-    let profile = tmp.path().join("chromium");
+    let mut b = Browser::start(&tool, 1280, 800);
     let dir = tmp.path().join("wallet");
     wallet_json(&rpc, &dir, PW, &["import"], Some(&format!("{}\n", dev_key_hex(4)))).unwrap();
     let sent = wallet_json(
@@ -548,14 +559,14 @@ fn the_explorer_shows_pending_transfers_and_peers() {
     .unwrap();
     let txid = sent["txid"].as_str().unwrap().to_string();
 
-    let dom = dump(&tool, &profile, &format!("{page}#/mempool"));
+    let dom = dump(&mut b, &format!("{page}#/mempool"), &drawn("mempool-count"));
     assert_eq!(text_of(&dom, "mempool-count"), "1", "{dom}");
     assert!(dom.contains(&txid), "{dom}");
     assert!(dom.contains(r#"id="fee-histogram""#), "{dom}");
-    let dom = dump(&tool, &profile, &format!("{page}#/search/{txid}"));
+    let dom = dump(&mut b, &format!("{page}#/search/{txid}"), &tx_checked());
     assert_eq!(text_of(&dom, "tx-status"), "pending", "{dom}");
     assert_eq!(text_of(&dom, "tx-amount"), "777", "{dom}");
-    let dom = dump(&tool, &profile, &format!("{page}#/peers"));
+    let dom = dump(&mut b, &format!("{page}#/peers"), &drawn("peer-count"));
     assert_eq!(text_of(&dom, "peer-count"), "0 connected", "{dom}");
 }
 
@@ -599,4 +610,20 @@ fn the_explorer_marks_a_reorg() {
         "document.querySelectorAll('#chart-difficulty .reorg-mark').length > 0",
         Duration::from_secs(10),
     );
+}
+
+#[test]
+fn base64_decodes_the_rfc_4648_vectors() {
+    for (text, bytes) in [
+        ("", ""),
+        ("Zg==", "f"),
+        ("Zm8=", "fo"),
+        ("Zm9v", "foo"),
+        ("Zm9vYg==", "foob"),
+        ("Zm9vYmE=", "fooba"),
+        ("Zm9vYmFy", "foobar"),
+    ] {
+        assert_eq!(base64_decode(text), bytes.as_bytes(), "{text}");
+    }
+    assert_eq!(base64_decode("/+8="), [0xff, 0xef]);
 }
