@@ -310,8 +310,9 @@ fn invalid_blocks_transfers_and_floods_ban_the_sender() {
     // Blocks with valid proof of work, the second carrying a transfer with a bad
     // signature. The victim mines too, so it may reach our second block's height first;
     // then it never asks (our branch has no more work than its own) and we build again
-    // on its new tip. An attempt ends on that, not on a few seconds of silence (under the
-    // suite's load a slow victim was taken for one that moved past, six times running).
+    // on its new tip. An attempt ends on that, not on 3 s of silence as it did when a CI
+    // run failed with six attempts unasked: a victim slowed by the suite's load can be
+    // silent that long and still ask.
     let mut banned_for_bad_block = false;
     for attempt in 0..20 {
         let ua = format!("adv/bad-tx-block-{attempt}");
