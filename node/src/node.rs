@@ -78,6 +78,9 @@ pub struct Node {
     fault: OnceLock<FaultInjection>,
     /// Set only by the network simulator (see [`Node::share_blocks`]).
     block_share: OnceLock<BlockShare>,
+    /// The chain's signature cache (a handle on the same set), asked without the
+    /// chain lock.
+    sig_cache: crate::chain::sigcache::SigCache,
 }
 
 /// Maps a block to the one copy of it that simulated nodes share ([`Node::share_blocks`]).
@@ -223,7 +226,9 @@ pub enum SubmitError {
 impl Node {
     pub fn new(chain: Chain, mempool: Mempool, genesis: Genesis) -> Arc<Node> {
         let (events, _) = broadcast::channel(1024);
+        let sig_cache = chain.sig_cache_handle();
         Arc::new(Node {
+            sig_cache,
             chain: Mutex::new(chain),
             mempool: Mutex::new(mempool),
             events,
@@ -236,6 +241,13 @@ impl Node {
 
     pub fn genesis(&self) -> &Genesis {
         &self.genesis
+    }
+
+    /// The chain's signature cache, without the chain lock: a compact block's transfers
+    /// are looked up in it, and entered once the block checked out, while another
+    /// block's connection holds the lock.
+    pub(crate) fn sig_cache(&self) -> &crate::chain::sigcache::SigCache {
+        &self.sig_cache
     }
 
     /// Arms a [`FaultInjection`] (tests of the fail-stop path only).

@@ -460,6 +460,12 @@ impl Chain {
         self.sig_cache.contains(txid)
     }
 
+    /// A handle on this chain's signature cache, for asking it without the chain lock
+    /// (the P2P ledger's compact-block checks: [`crate::node::Node::sig_cache`]).
+    pub(crate) fn sig_cache_handle(&self) -> super::sigcache::SigCache {
+        self.sig_cache.clone()
+    }
+
     /// A block whose body (matching its header) breaks a rule. With its parent indexed
     /// and its header fine in context, it gets a FAILED index entry so that its
     /// descendants are refused too, even after a restart.

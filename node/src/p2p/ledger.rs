@@ -272,17 +272,17 @@ impl Ledger for Node {
     fn verify_many(&self, txs: Vec<SignedTransfer>) -> Vec<Checked> {
         // Transfers this node verified before (the signature cache knows them, say one
         // evicted from the mempool) are not verified again.
-        let known: Vec<bool> = {
-            let chain = self.chain();
-            txs.iter().map(|tx| chain.was_verified(&tx.txid())).collect()
-        };
+        // Asked through the cache's own handle: not behind a connection holding the
+        // chain lock.
+        let txids: Vec<Txid> = txs.iter().map(SignedTransfer::txid).collect();
+        let known = self.sig_cache().known(&txids);
         crate::node::verify_many_known(txs, known, self.genesis().params.chain_id)
     }
 
     fn remember_verified(&self, txids: &[Txid]) {
-        let mut chain = self.chain();
+        let cache = self.sig_cache();
         for txid in txids {
-            chain.remember_verified(*txid);
+            cache.insert(*txid);
         }
     }
 
