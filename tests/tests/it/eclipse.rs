@@ -66,10 +66,34 @@ fn address_flood_and_restart_keep_honest_outbound_links() {
         peers,
         ..NodeOptions::default()
     };
-    // Three honest nodes in three groups; the victim knows only the first.
-    let h0 = NodeProcess::start(&tmp.path().join("h0"), &opts("127.10.0.1:0", vec![])).unwrap();
-    let h1 = NodeProcess::start(&tmp.path().join("h1"), &opts("127.11.0.1:0", vec![h0.p2p_addr])).unwrap();
-    let h2 = NodeProcess::start(&tmp.path().join("h2"), &opts("127.12.0.1:0", vec![h0.p2p_addr])).unwrap();
+    let opts_listen_only = || NodeOptions { genesis: Some(path.clone()), ..NodeOptions::default() };
+    // Three honest nodes in three groups; the victim knows only the first. They dial
+    // only each other (`--connect`): an honest node that learned the restarted victim's
+    // new address and dialled it first made the victim's own dial to it a duplicate,
+    // dropped for theirs by the nonce rule, and left the victim with that node as an
+    // inbound peer only (a CI run failed that way). Each listens on its own loopback
+    // address, so a port found free there stays free until it binds it.
+    let free_on = |ip: &str| std::net::TcpListener::bind((ip, 0)).unwrap().local_addr().unwrap();
+    let h1_addr = free_on("127.11.0.1");
+    let connect = |to: SocketAddr| NodeOptions {
+        extra: vec!["--connect".into(), to.to_string()],
+        ..opts_listen_only()
+    };
+    let h0 = NodeProcess::start(
+        &tmp.path().join("h0"),
+        &NodeOptions { listen: Some("127.10.0.1:0".parse().unwrap()), ..connect(h1_addr) },
+    )
+    .unwrap();
+    let h1 = NodeProcess::start(
+        &tmp.path().join("h1"),
+        &NodeOptions { listen: Some(h1_addr), ..connect(h0.p2p_addr) },
+    )
+    .unwrap();
+    let h2 = NodeProcess::start(
+        &tmp.path().join("h2"),
+        &NodeOptions { listen: Some("127.12.0.1:0".parse().unwrap()), ..connect(h0.p2p_addr) },
+    )
+    .unwrap();
     let honest: BTreeSet<SocketAddr> = [h0.p2p_addr, h1.p2p_addr, h2.p2p_addr].into();
     // The victim has no --peer (seeds are never forgotten, which would prove nothing):
     // an honest peer in a fourth group tells it of the three, and it dials them.
