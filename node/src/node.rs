@@ -132,18 +132,27 @@ pub fn verify_many(txs: Vec<SignedTransfer>, chain_id: u32) -> Vec<Checked> {
 
 /// [`verify_many`], except that a transfer for which `known` is true (the signature
 /// cache vouches that these very bytes, by txid, passed [`SignedTransfer::verify`] on
-/// this node) is taken as verified without checking it again. In order.
-pub fn verify_many_known(txs: Vec<SignedTransfer>, known: Vec<bool>, chain_id: u32) -> Vec<Checked> {
+/// this node) is taken as verified without checking it again. `txids[i]` is
+/// `txs[i].txid()`, already computed to ask the cache, so it is not hashed again. In
+/// order.
+pub(crate) fn verify_many_known(
+    txs: Vec<SignedTransfer>,
+    txids: Vec<Txid>,
+    known: Vec<bool>,
+    chain_id: u32,
+) -> Vec<Checked> {
     txs.into_par_iter()
-        .zip(known.into_par_iter())
-        .map(|(tx, known)| {
-            if known {
-                let txid = tx.txid();
-                Ok(VerifiedTransfer { tx, txid })
-            } else {
-                verify(tx, chain_id)
-            }
-        })
+        .zip(txids)
+        .zip(known)
+        .map(
+            |((tx, txid), known)| {
+                if known {
+                    Ok(VerifiedTransfer { tx, txid })
+                } else {
+                    verify_hashed(tx, txid, chain_id)
+                }
+            },
+        )
         .collect()
 }
 
@@ -151,6 +160,11 @@ pub fn verify_many_known(txs: Vec<SignedTransfer>, known: Vec<bool>, chain_id: u
 /// for all its transfers, [`crate::keycache`]).
 pub fn verify(tx: SignedTransfer, chain_id: u32) -> Checked {
     let txid = tx.txid();
+    verify_hashed(tx, txid, chain_id)
+}
+
+/// [`verify`] of a transfer whose txid is `txid`.
+fn verify_hashed(tx: SignedTransfer, txid: Txid, chain_id: u32) -> Checked {
     match crate::keycache::verify(&tx, chain_id) {
         Ok(()) => Ok(VerifiedTransfer { tx, txid }),
         Err(error) => Err(RefusedTransfer { txid, error }),

@@ -276,7 +276,7 @@ impl Ledger for Node {
         // chain lock.
         let txids: Vec<Txid> = txs.iter().map(SignedTransfer::txid).collect();
         let known = self.sig_cache().known(&txids);
-        crate::node::verify_many_known(txs, known, self.genesis().params.chain_id)
+        crate::node::verify_many_known(txs, txids, known, self.genesis().params.chain_id)
     }
 
     fn remember_verified(&self, txids: &[Txid]) {
