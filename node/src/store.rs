@@ -15,7 +15,7 @@
 //! | `accounts` | address (20) | canonical encoding of `Account` (balance u64 LE · nonce u64 LE) |
 //! | `undo`     | block hash (32) | canonical encoding of `BlockUndo` (for best-chain blocks only) |
 //! | `txindex`  | txid (32) | [`TxLocationRecord`]: block hash (32) · height (u64 LE) · index in block (u32 LE) |
-//! | `addrindex` | address (20) · height (u64 big-endian) · index in block (u32 big-endian) | [`AddrEntryRecord`]: txid (32) · direction (u8) · counterparty (20) · amount · fee · nonce (u64 LE each) = 77 bytes |
+//! | `addrindex` | address (20) · height (u64 big-endian) | the address's transactions in that block, in block order: per transaction its index in the block (u32 LE) · [`AddrEntryRecord`] (txid (32) · direction (u8) · counterparty (20) · amount · fee · nonce (u64 LE each)) = 81 bytes |
 //! | `meta`     | `b"schema"` / `b"genesis"` / `b"tip"` | u32 LE / genesis hash / best-chain tip hash |
 //! | `meta`     | `b"addrindex"` | present (one byte, [`ADDR_INDEX_VERSION`]) when `addrindex` is complete for the best chain and maintained |
 //! | `meta`     | `b"invalid/"` · block hash (32) | why that block is [`status::FAILED`]: the validation error, UTF-8 text |
@@ -23,9 +23,12 @@
 //! The address history index (`addrindex`) holds one entry per best-chain transaction
 //! and address it touches: the sender and the recipient of a transfer (one entry of
 //! direction [`direction::SELF`] when they are the same), the recipient of a coinbase.
-//! Its keys sort by address, then height, then position in the block, so the newest
-//! entries of an address are the last ones of its prefix: a page of history is one
-//! reverse scan from a cursor ([`KvStore::for_each_rev_in`]). The `meta` key
+//! An address's entries of one block share one key (layout version 2; version 1 had a
+//! key per entry, twice as many keys per transfer, each a random insert into RocksDB's
+//! memtable), so a block writes one key per address it touches. Keys sort by address,
+//! then height, so the newest entries of an address are in the last keys of its prefix:
+//! a page of history is one reverse scan from a cursor ([`KvStore::for_each_rev_in`]),
+//! each value read from its last entry back. The `meta` key
 //! `addrindex` says the index is on; a node started without it deletes the key and the
 //! entries, and one started with it on a database without the key builds it first
 //! (see `chain/history.rs`).
@@ -575,8 +578,9 @@ impl TxLocationRecord {
     }
 }
 
-/// Version of the `addrindex` layout, the value of the `meta` key `addrindex`.
-pub const ADDR_INDEX_VERSION: u8 = 1;
+/// Version of the `addrindex` layout, the value of the `meta` key `addrindex`. A
+/// database whose marker holds another version has its index rebuilt on open.
+pub const ADDR_INDEX_VERSION: u8 = 2;
 
 /// Values of [`AddrEntryRecord::direction`].
 pub mod direction {
@@ -600,21 +604,19 @@ pub mod direction {
     }
 }
 
-/// Bytes of an `addrindex` key: address (20) · height (8, BE) · index in block (4, BE).
-pub const ADDR_KEY_LEN: usize = 20 + 8 + 4;
+/// Bytes of an `addrindex` key: address (20) · height (8, BE).
+pub const ADDR_KEY_LEN: usize = 20 + 8;
 
-/// The `addrindex` key of the `index`-th transaction of the best-chain block at `height`
-/// for `address`.
-pub fn addr_key(address: &cairn_core::Address, height: u64, index: u32) -> [u8; ADDR_KEY_LEN] {
+/// The `addrindex` key of `address`'s entries in the best-chain block at `height`.
+pub fn addr_key(address: &cairn_core::Address, height: u64) -> [u8; ADDR_KEY_LEN] {
     let mut k = [0u8; ADDR_KEY_LEN];
     k[..20].copy_from_slice(&address.0);
-    k[20..28].copy_from_slice(&height.to_be_bytes());
-    k[28..].copy_from_slice(&index.to_be_bytes());
+    k[20..].copy_from_slice(&height.to_be_bytes());
     k
 }
 
-/// Splits an `addrindex` key into address, height and index in block.
-pub fn parse_addr_key(key: &[u8]) -> Result<(cairn_core::Address, u64, u32), RecordError> {
+/// Splits an `addrindex` key into address and height.
+pub fn parse_addr_key(key: &[u8]) -> Result<(cairn_core::Address, u64), RecordError> {
     let bad = || RecordError {
         what: "address index key",
         reason: format!("{} bytes, expected {ADDR_KEY_LEN}", key.len()),
@@ -623,10 +625,46 @@ pub fn parse_addr_key(key: &[u8]) -> Result<(cairn_core::Address, u64, u32), Rec
     let mut a = [0u8; 20];
     a.copy_from_slice(&key[..20]);
     let mut h = [0u8; 8];
-    h.copy_from_slice(&key[20..28]);
-    let mut i = [0u8; 4];
-    i.copy_from_slice(&key[28..]);
-    Ok((cairn_core::Address(a), u64::from_be_bytes(h), u32::from_be_bytes(i)))
+    h.copy_from_slice(&key[20..]);
+    Ok((cairn_core::Address(a), u64::from_be_bytes(h)))
+}
+
+/// One address's entries in one block: (index in the block, entry), in block order.
+pub type AddrBlockEntries = Vec<(u32, AddrEntryRecord)>;
+
+/// Bytes of one entry in an `addrindex` value: index in block (u32 LE) · record.
+pub const ADDR_ENTRY_LEN: usize = 4 + AddrEntryRecord::LEN;
+
+/// The `addrindex` value of `entries` (in block order).
+pub fn encode_addr_entries(entries: &[(u32, AddrEntryRecord)]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(entries.len() * ADDR_ENTRY_LEN);
+    for (index, record) in entries {
+        v.extend_from_slice(&index.to_le_bytes());
+        v.extend_from_slice(&record.encode());
+    }
+    v
+}
+
+/// Parses an `addrindex` value: at least one entry, indices strictly increasing.
+pub fn decode_addr_entries(bytes: &[u8]) -> Result<AddrBlockEntries, RecordError> {
+    let bad = |reason: String| RecordError { what: "address index value", reason };
+    if bytes.is_empty() || bytes.len() % ADDR_ENTRY_LEN != 0 {
+        return Err(bad(format!("{} bytes, expected a positive multiple of {ADDR_ENTRY_LEN}", bytes.len())));
+    }
+    let mut out: AddrBlockEntries = Vec::with_capacity(bytes.len() / ADDR_ENTRY_LEN);
+    for chunk in bytes.chunks_exact(ADDR_ENTRY_LEN) {
+        let mut i = [0u8; 4];
+        i.copy_from_slice(&chunk[..4]);
+        let index = u32::from_le_bytes(i);
+        if out.last().is_some_and(|(prev, _)| *prev >= index) {
+            return Err(bad(format!(
+                "entries out of block order (tx {index} after tx {})",
+                out[out.len() - 1].0
+            )));
+        }
+        out.push((index, AddrEntryRecord::decode(&chunk[4..])?));
+    }
+    Ok(out)
 }
 
 /// A value of the `addrindex` column family: the transaction as the address sees it.
@@ -686,13 +724,15 @@ impl AddrEntryRecord {
     }
 }
 
-/// The `addrindex` entries of a best-chain block at `height`, in block order (not key
-/// order): the one place that decides what the index holds, used by connect,
-/// disconnect, the build on open and `check-db`.
+/// The `addrindex` keys and values of a best-chain block at `height`: one per address
+/// the block touches, in the order of each address's first transaction in the block
+/// (not key order), each holding that address's entries in block order. The one place
+/// that decides what the index holds, used by connect, disconnect, the build on open
+/// and `check-db`.
 pub fn addr_entries(
     block: &cairn_core::block::Block,
     height: u64,
-) -> Vec<([u8; ADDR_KEY_LEN], AddrEntryRecord)> {
+) -> Vec<([u8; ADDR_KEY_LEN], AddrBlockEntries)> {
     addr_entries_with_txids(block, &block.txids(), height)
 }
 
@@ -702,14 +742,23 @@ pub fn addr_entries_with_txids(
     block: &cairn_core::block::Block,
     txids: &[cairn_core::Txid],
     height: u64,
-) -> Vec<([u8; ADDR_KEY_LEN], AddrEntryRecord)> {
+) -> Vec<([u8; ADDR_KEY_LEN], AddrBlockEntries)> {
     use cairn_core::Transaction;
-    let mut out = Vec::with_capacity(block.transactions.len() * 2);
+    let mut out: Vec<([u8; ADDR_KEY_LEN], AddrBlockEntries)> = Vec::new();
+    let mut slot: std::collections::HashMap<cairn_core::Address, usize> = std::collections::HashMap::new();
+    let mut add = |address: cairn_core::Address, index: u32, record: AddrEntryRecord| {
+        let at = *slot.entry(address).or_insert_with(|| {
+            out.push((addr_key(&address, height), Vec::new()));
+            out.len() - 1
+        });
+        out[at].1.push((index, record));
+    };
     for (i, (tx, &txid)) in block.transactions.iter().zip(txids).enumerate() {
         let i = i as u32;
         match tx {
-            Transaction::Coinbase(cb) => out.push((
-                addr_key(&cb.to, height, i),
+            Transaction::Coinbase(cb) => add(
+                cb.to,
+                i,
                 AddrEntryRecord {
                     txid,
                     direction: direction::COINBASE,
@@ -718,7 +767,7 @@ pub fn addr_entries_with_txids(
                     fee: 0,
                     nonce: cb.height,
                 },
-            )),
+            ),
             Transaction::Transfer(st) => {
                 let t = &st.transfer;
                 let from = t.sender();
@@ -731,10 +780,10 @@ pub fn addr_entries_with_txids(
                     nonce: t.nonce,
                 };
                 if from == t.to {
-                    out.push((addr_key(&from, height, i), entry(direction::SELF, from)));
+                    add(from, i, entry(direction::SELF, from));
                 } else {
-                    out.push((addr_key(&from, height, i), entry(direction::OUT, t.to)));
-                    out.push((addr_key(&t.to, height, i), entry(direction::IN, from)));
+                    add(from, i, entry(direction::OUT, t.to));
+                    add(t.to, i, entry(direction::IN, from));
                 }
             }
         }
@@ -848,11 +897,25 @@ mod tests {
         let mut bad = bytes;
         bad[32] = 4;
         assert!(AddrEntryRecord::decode(&bad).is_err());
-        let key = addr_key(&r.counterparty, 300, 2);
-        assert_eq!(parse_addr_key(&key).unwrap(), (r.counterparty, 300, 2));
-        // Keys of one address sort by height, then position: the newest is the largest.
-        assert!(addr_key(&r.counterparty, 255, 9) < addr_key(&r.counterparty, 256, 0));
+        let key = addr_key(&r.counterparty, 300);
+        assert_eq!(parse_addr_key(&key).unwrap(), (r.counterparty, 300));
+        // Keys of one address sort by height: the newest is the largest.
+        assert!(addr_key(&r.counterparty, 255) < addr_key(&r.counterparty, 256));
         assert!(parse_addr_key(&key[1..]).is_err());
+
+        // A value: one address's entries of one block, in block order.
+        let second = AddrEntryRecord { direction: direction::IN, nonce: 0, ..r };
+        let entries = vec![(0, r), (u32::MAX, second)];
+        let value = encode_addr_entries(&entries);
+        assert_eq!(value.len(), 2 * ADDR_ENTRY_LEN);
+        assert_eq!(decode_addr_entries(&value).unwrap(), entries);
+        assert!(decode_addr_entries(&[]).is_err(), "an empty value");
+        assert!(decode_addr_entries(&value[1..]).is_err(), "a torn entry");
+        let backwards = encode_addr_entries(&[(5, r), (5, second)]);
+        assert!(decode_addr_entries(&backwards).is_err(), "two entries of one transaction");
+        let mut garbage = value.clone();
+        garbage[4 + 32] = 9;
+        assert!(decode_addr_entries(&garbage).is_err(), "an unknown direction");
     }
 
     #[test]

@@ -20,7 +20,7 @@ use crate::store::RocksStore;
 use crate::store::{
     self, height_key, meta_key, status, Column, IndexRecord, KvStore, TxLocationRecord, SCHEMA_VERSION,
 };
-use crate::store::{addr_entries, AddrEntryRecord, ADDR_INDEX_VERSION, ADDR_KEY_LEN};
+use crate::store::{addr_entries, decode_addr_entries, AddrBlockEntries, ADDR_INDEX_VERSION, ADDR_KEY_LEN};
 use cairn_core::block::Block;
 use cairn_core::difficulty::median_time_past;
 use cairn_core::encoding;
@@ -244,7 +244,7 @@ pub fn check_store(store: &dyn KvStore, genesis: &Genesis) -> Result<CheckReport
     let mut recent: VecDeque<u64> = VecDeque::from([params.timestamp_ms]);
     let mut anchor_ms = params.timestamp_ms;
     let mut txs = 0u64;
-    let mut addr_index: BTreeMap<[u8; ADDR_KEY_LEN], AddrEntryRecord> = BTreeMap::new();
+    let mut addr_index: BTreeMap<[u8; ADDR_KEY_LEN], AddrBlockEntries> = BTreeMap::new();
     for h in 1..chain.len() {
         let (hash, record) = &chain[h];
         let parent = ParentInfo {
@@ -368,7 +368,7 @@ pub fn check_store(store: &dyn KvStore, genesis: &Genesis) -> Result<CheckReport
 /// Compares the stored address history index with `expected`, rebuilt from the blocks.
 fn check_addr_index(
     store: &dyn KvStore,
-    mut expected: BTreeMap<[u8; ADDR_KEY_LEN], AddrEntryRecord>,
+    mut expected: BTreeMap<[u8; ADDR_KEY_LEN], AddrBlockEntries>,
     report: &mut CheckReport,
 ) -> Result<(), ChainError> {
     let on = match store.get(Column::Meta, meta_key::ADDR_INDEX)? {
@@ -390,7 +390,7 @@ fn check_addr_index(
             return true;
         }
         let want = <[u8; ADDR_KEY_LEN]>::try_from(k).ok().and_then(|k| expected.remove(&k));
-        match (want, AddrEntryRecord::decode(v)) {
+        match (want, decode_addr_entries(v)) {
             (None, _) => problems.push(format!(
                 "address index entry {} names no best-chain transaction touching that address",
                 describe_addr_key(k)

@@ -6,8 +6,8 @@ use super::index::{Idx, NONE};
 use super::{Chain, ChainError, TipChange};
 use crate::failstop::fail_stop;
 use crate::store::{
-    addr_entries, addr_entries_with_txids, height_key, meta_key, status, Batch, Column, IndexRecord, KvStore,
-    TxLocationRecord,
+    addr_entries, addr_entries_with_txids, encode_addr_entries, height_key, meta_key, status, Batch, Column,
+    IndexRecord, KvStore, TxLocationRecord,
 };
 use cairn_core::block::{Block, BlockHeader};
 use cairn_core::encoding;
@@ -202,7 +202,7 @@ impl Chain {
         }
         if self.options.address_index {
             for (k, v) in addr_entries_with_txids(block, &txids, height) {
-                b.put(Column::AddrIndex, k, v.encode());
+                b.put(Column::AddrIndex, k, encode_addr_entries(&v));
             }
         }
         b.put(Column::Meta, meta_key::TIP, hash.0);

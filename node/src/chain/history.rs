@@ -16,7 +16,8 @@
 
 use super::{Chain, ChainError};
 use crate::store::{
-    self, addr_entries, addr_key, meta_key, AddrEntryRecord, Batch, Column, ADDR_INDEX_VERSION, ADDR_KEY_LEN,
+    self, addr_entries, addr_key, decode_addr_entries, encode_addr_entries, meta_key, AddrEntryRecord, Batch,
+    Column, ADDR_INDEX_VERSION, ADDR_KEY_LEN,
 };
 use cairn_core::block::{BlockHeader, HEADER_LEN};
 use cairn_core::{encoding, Address, BlockHash};
@@ -132,7 +133,7 @@ impl Chain {
                 .ok_or_else(|| ChainError::Corrupt(format!("best chain has no block at height {height}")))?;
             let block = self.read_block(&hash)?;
             for (k, v) in addr_entries(&block, height) {
-                b.put(Column::AddrIndex, k, v.encode());
+                b.put(Column::AddrIndex, k, encode_addr_entries(&v));
             }
             if height % BUILD_BATCH_BLOCKS == 0 {
                 self.store.write(std::mem::take(&mut b))?;
@@ -163,23 +164,30 @@ impl Chain {
         if !self.options.address_index {
             return Ok(None);
         }
-        let lower = addr_key(address, 0, 0);
-        let upper = match before {
-            Some(c) => addr_key(address, c.height, c.index),
-            // No real entry has this key: block heights and sizes are far below.
-            None => addr_key(address, u64::MAX, u32::MAX),
-        };
+        let lower = addr_key(address, 0);
+        // Keys hold whole blocks: scan up to and including the cursor's block, and skip
+        // its entries at or after the cursor's position. No real block is at u64::MAX.
+        let upper = addr_key(address, before.map_or(u64::MAX, |c| c.height.saturating_add(1)));
         let mut raw: Vec<(u64, u32, AddrEntryRecord)> = Vec::new();
         let mut bad: Option<ChainError> = None;
         self.store.for_each_rev_in(Column::AddrIndex, &lower, &upper, &mut |k, v| {
-            match (store::parse_addr_key(k), AddrEntryRecord::decode(v)) {
-                (Ok((_, h, i)), Ok(r)) => raw.push((h, i, r)),
+            match (store::parse_addr_key(k), decode_addr_entries(v)) {
+                (Ok((_, h)), Ok(block_entries)) => {
+                    for (i, r) in block_entries.into_iter().rev() {
+                        if before.is_none_or(|c| (h, i) < (c.height, c.index)) {
+                            raw.push((h, i, r));
+                        }
+                        if raw.len() > limit {
+                            return false;
+                        }
+                    }
+                }
                 (Err(e), _) | (_, Err(e)) => {
                     bad = Some(ChainError::Corrupt(format!("address index entry {}: {e}", hex::encode(k))));
                     return false;
                 }
             }
-            raw.len() <= limit
+            true
         })?;
         if let Some(e) = bad {
             return Err(e);
@@ -245,7 +253,7 @@ impl Chain {
 /// The key of an `addrindex` entry, for messages.
 pub fn describe_addr_key(key: &[u8]) -> String {
     match store::parse_addr_key(key) {
-        Ok((a, h, i)) => format!("{a} at height {h}, tx {i}"),
+        Ok((a, h)) => format!("{a} at height {h}"),
         Err(_) => {
             format!("malformed key {} ({} bytes, expected {ADDR_KEY_LEN})", hex::encode(key), key.len())
         }

@@ -1,7 +1,7 @@
 //! The address history index (`addrindex`) on the real RocksDB backend: reorgs of depth
 //! 1 and 10 leave it equal to a rebuild from the winning branch alone; turning it off
 //! and on again drops and rebuilds it, and a database from before the index (no column
-//! family) gets it built on open; check-db names a corrupted, a stray and a
+//! family) or with the index in the previous layout gets it (re)built on open; check-db names a corrupted, a stray and a
 //! missing entry; and paging through any address's history with any page size returns
 //! every entry exactly once, newest first (a property test against a model computed
 //! from the blocks).
@@ -13,7 +13,10 @@ use cairn_core::genesis::{Genesis, DEV_CHAIN_ID};
 use cairn_core::transaction::{address_of, public_key_of, Transfer};
 use cairn_core::{Address, Amount, SignedTransfer, Transaction};
 use cairn_node::chain::{check_db, Acceptance, AddressIndexCheck, Chain, ChainOptions, HistoryCursor};
-use cairn_node::store::{addr_key, direction, AddrEntryRecord, Batch, Column, KvStore, RocksStore};
+use cairn_node::store::{
+    addr_entries, addr_key, direction, encode_addr_entries, meta_key, AddrEntryRecord, Batch, Column,
+    KvStore, RocksStore,
+};
 use proptest::prelude::*;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -176,6 +179,62 @@ fn a_database_from_before_the_index_gets_it_built_on_open() {
     );
 }
 
+/// A database whose index has the version-1 layout (a key per entry: address, height,
+/// index in block) gets it rebuilt in today's layout (a key per address and block) on
+/// open, because its marker names the old version; history and check-db then agree.
+#[test]
+fn an_index_of_the_previous_layout_is_rebuilt_on_open() {
+    let g = test_genesis();
+    let dir = tempfile::tempdir().unwrap();
+    let mut reference = Branch::new(&g);
+    {
+        let mut chain = Chain::open(dir.path(), &g).unwrap();
+        for _ in 0..5 {
+            let b = reference.mine(3, 1);
+            assert_eq!(accept(&mut chain, &b, &g), Acceptance::Connected);
+        }
+        // Key 0 sends twice and receives once in one block: three entries, one key.
+        let t = transfers(&reference, &[(0, 1), (0, 2), (1, 0)]);
+        let b = reference.mine_with(&t, g.params.target_block_time_ms, 1);
+        assert_eq!(accept(&mut chain, &b, &g), Acceptance::Connected);
+    }
+    let want = rebuilt(&g, &reference.blocks);
+    {
+        // Rewrite the index as version 1 wrote it.
+        let store = RocksStore::open(&dir.path().join("chain")).unwrap();
+        let mut b = Batch::new();
+        for (k, _) in addr_column(&store) {
+            b.delete(Column::AddrIndex, k);
+        }
+        let mut old_keys = 0;
+        for (height, block) in reference.blocks.iter().enumerate().skip(1) {
+            for (key, entries) in addr_entries(block, height as u64) {
+                for (index, record) in entries {
+                    let mut old = key.to_vec();
+                    old.extend_from_slice(&index.to_be_bytes());
+                    b.put(Column::AddrIndex, old, record.encode().to_vec());
+                    old_keys += 1;
+                }
+            }
+        }
+        b.put(Column::Meta, meta_key::ADDR_INDEX.to_vec(), vec![1]);
+        store.write(b).unwrap();
+        assert_eq!(addr_column(&store).len(), old_keys);
+        assert!(old_keys > want.len(), "some address has two entries in one block");
+    }
+    let report = check_db(dir.path(), &g).unwrap();
+    assert!(
+        report.problems.iter().any(|p| p.contains("expected version 2")),
+        "check-db should name the old layout: {report}"
+    );
+    let chain = Chain::open(dir.path(), &g).unwrap();
+    assert_eq!(addr_column(chain.store()), want);
+    let page = chain.history(&address_of(&reference.keys[0]), None, 100).unwrap().unwrap();
+    assert!(!page.entries.is_empty());
+    drop(chain);
+    assert_db_consistent(dir.path(), &g);
+}
+
 #[test]
 fn check_db_names_a_corrupted_a_stray_and_a_missing_address_index_entry() {
     let g = test_genesis();
@@ -197,35 +256,44 @@ fn check_db_names_a_corrupted_a_stray_and_a_missing_address_index_entry() {
     };
     // The first transfer of block 2, as its recipient sees it, with the amount changed.
     let Transaction::Transfer(st) = reference.blocks[2].transactions[1] else { panic!("a transfer") };
-    let key = addr_key(&st.transfer.to, 2, 1);
-    let good = AddrEntryRecord {
-        txid: st.txid(),
-        direction: direction::IN,
-        counterparty: st.transfer.sender(),
-        amount: st.transfer.amount.0,
-        fee: st.transfer.fee.0,
-        nonce: st.transfer.nonce,
-    };
-    let bad = AddrEntryRecord { amount: good.amount + 1, ..good };
-    write(&|b| b.put(Column::AddrIndex, key, bad.encode()));
+    let key = addr_key(&st.transfer.to, 2);
+    let (_, good) = addr_entries(&reference.blocks[2], 2)
+        .into_iter()
+        .find(|(k, _)| *k == key)
+        .expect("the recipient has entries in block 2");
+    assert_eq!(good[0].0, 1, "the first entry is the block's first transfer");
+    assert_eq!(
+        good[0].1,
+        AddrEntryRecord {
+            txid: st.txid(),
+            direction: direction::IN,
+            counterparty: st.transfer.sender(),
+            amount: st.transfer.amount.0,
+            fee: st.transfer.fee.0,
+            nonce: st.transfer.nonce,
+        }
+    );
+    let mut bad = good.clone();
+    bad[0].1.amount += 1;
+    write(&|b| b.put(Column::AddrIndex, key, encode_addr_entries(&bad)));
     let report = check_db(dir.path(), &g).unwrap();
-    let named = format!("{} at height 2, tx 1", st.transfer.to);
+    let named = format!("{} at height 2", st.transfer.to);
     assert!(
         report.problems.iter().any(|p| p.contains(&named) && p.contains("address index")),
         "check-db should name {named}: {report}"
     );
     assert_eq!(report.problems.len(), 1, "{report}");
-    write(&|b| b.put(Column::AddrIndex, key, good.encode()));
+    write(&|b| b.put(Column::AddrIndex, key, encode_addr_entries(&good)));
     assert_db_consistent(dir.path(), &g);
 
     // A stray entry (a block that was never connected at that height) and a lost one.
-    let stray = addr_key(&Address([0xee; 20]), 3, 7);
+    let stray = addr_key(&Address([0xee; 20]), 3);
     write(&|b| {
-        b.put(Column::AddrIndex, stray, good.encode());
+        b.put(Column::AddrIndex, stray, encode_addr_entries(&good));
         b.delete(Column::AddrIndex, key);
     });
     let report = check_db(dir.path(), &g).unwrap();
-    let stray_name = format!("{} at height 3, tx 7", Address([0xee; 20]));
+    let stray_name = format!("{} at height 3", Address([0xee; 20]));
     assert!(report.problems.iter().any(|p| p.contains(&stray_name)), "{report}");
     assert!(report.problems.iter().any(|p| p.contains(&named) && p.contains("missing")), "{report}");
     // A value of the wrong size is a problem, not a panic.
