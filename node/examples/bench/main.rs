@@ -422,7 +422,7 @@ fn main() {
 
     if wants("propagation") {
         use procs::BlockKind;
-        let (empty, full) = if q { (10, 3) } else { (30, 20) };
+        let (empty, full) = if q { (10, 3) } else { (60, 40) };
         step(&format!(
             "propagation across 10 nodes ({empty} empty blocks, {full} of 1000 transfers in every mempool, {full} of 1000 no node has seen)"
         ));

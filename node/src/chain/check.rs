@@ -93,7 +93,7 @@ impl fmt::Display for CheckReport {
         )?;
         match self.address_index {
             AddressIndexCheck::Compared(n) => {
-                writeln!(f, "address history index: {n} entries compared with a rebuild from the blocks")?
+                writeln!(f, "address history index: {n} keys (an address in a block) compared with a rebuild from the blocks")?
             }
             AddressIndexCheck::Off => writeln!(f, "address history index: off")?,
             AddressIndexCheck::NotChecked => writeln!(f, "address history index: not checked")?,

@@ -174,7 +174,7 @@ fn a_database_from_before_the_index_gets_it_built_on_open() {
     assert!(report.is_consistent(), "{report}");
     assert_eq!(report.address_index, AddressIndexCheck::Compared(entries.len() as u64));
     assert!(
-        report.to_string().contains(&format!("address history index: {} entries", entries.len())),
+        report.to_string().contains(&format!("address history index: {} keys", entries.len())),
         "{report}"
     );
 }
