@@ -261,6 +261,7 @@ fn coordinator(
             match events.try_recv() {
                 Ok(NodeEvent::NewTip { .. }) => need_new = true,
                 Ok(NodeEvent::NewTransfer { .. }) => new_transfers = true,
+                Ok(NodeEvent::BlockPrechecked { .. }) => {}
                 Err(TryRecvError::Lagged(_)) => need_new = true,
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Closed) => return,

@@ -18,6 +18,7 @@ use crate::mempool::{Mempool, MempoolError};
 use cairn_core::block::{Block, BlockHeader};
 use cairn_core::genesis::Genesis;
 use cairn_core::transaction::TxError;
+use cairn_core::validation::check_header_contextual;
 use cairn_core::{Address, SignedTransfer, Txid};
 use rayon::prelude::*;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -65,6 +66,12 @@ pub enum NodeEvent {
     NewTip { tip: TipInfo, connected: Vec<BlockHeader>, disconnected: u64, origin: Origin },
     /// A transfer entered the mempool.
     NewTransfer { txid: Txid, origin: Origin },
+    /// A block submitted here (the local miner's, or one given over RPC) passed every
+    /// check but its state transition (proof of work, its place on the tip, structure,
+    /// signatures) and is about to be connected: the P2P layer pushes it to its
+    /// high-bandwidth peers now, while it connects, as BIP152 allows and as Bitcoin
+    /// Core does for its own blocks. `NewTip` follows if it connects.
+    BlockPrechecked { block: Arc<Block>, txids: Arc<[Txid]> },
 }
 
 pub struct Node {
@@ -335,7 +342,26 @@ impl Node {
         origin: Origin,
         now_ms: u64,
     ) -> Result<(AcceptResult, Option<NodeEvent>), ChainError> {
-        self.submit_with(origin, now_ms, |chain| chain.accept_block(block, now_ms))
+        if matches!(origin, Origin::Peer(_)) || self.events.receiver_count() == 0 {
+            return self.submit_with(origin, now_ms, |chain| chain.accept_block(block, now_ms));
+        }
+        // A block of our own: checked first, off the chain lock, so that a block on the
+        // tip that passes goes out to the high-bandwidth peers while it connects.
+        let checked = self.block_checker().check(block, &mut cairn_core::transaction::DecodedKeys::default());
+        if let Some(txids) = checked.passed() {
+            let on_tip = {
+                let chain = self.chain();
+                let parent = chain.tip_parent_info();
+                check_header_contextual(&checked.block().header, &parent, chain.params(), now_ms).is_ok()
+            };
+            if on_tip {
+                let _ = self.events.send(NodeEvent::BlockPrechecked {
+                    block: Arc::new(checked.block().clone()),
+                    txids: txids.into(),
+                });
+            }
+        }
+        self.submit_checked_block(checked, origin, now_ms)
     }
 
     /// [`Node::submit_block`] of a block whose stateless checks (proof of work,

@@ -522,6 +522,7 @@ impl Sim {
                     t.at[i].get_or_insert(now - t.since_us);
                 }
             }
+            NodeEvent::BlockPrechecked { .. } => {}
         }
     }
 

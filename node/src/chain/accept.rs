@@ -186,6 +186,14 @@ impl CheckedBlock {
     pub fn hash(&self) -> BlockHash {
         self.hash
     }
+
+    /// The block's txids when every check passed (header, structure, signatures).
+    pub fn passed(&self) -> Option<&[Txid]> {
+        match &self.checked {
+            Some((txids, Ok(()))) => Some(txids),
+            _ => None,
+        }
+    }
 }
 
 /// Checks blocks from the network before their turn, off the chain lock, for

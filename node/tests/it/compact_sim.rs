@@ -10,7 +10,7 @@ use cairn_core::block::Block;
 use cairn_core::genesis::Genesis;
 use cairn_core::transaction::Transaction;
 use cairn_core::{Address, BlockHash, SignedTransfer, Txid};
-use cairn_node::chain::Chain;
+use cairn_node::chain::{Acceptance, Chain};
 use cairn_node::mempool::Mempool;
 use cairn_node::node::{Node, NodeEvent, Origin};
 use cairn_node::p2p::addrbook::Snapshot;
@@ -389,4 +389,85 @@ fn a_compact_block_is_pushed_on_before_it_connects() {
         "{outs:?}"
     );
     assert_eq!(n.proto.high_bandwidth_peers(), vec![1]);
+}
+
+/// A block this node submits itself (mined here, or given over RPC) that passes every
+/// check but its state transition is pushed to the high-bandwidth peers before it
+/// connects (`BlockPrechecked` comes before `NewTip`), and the announcement after its
+/// connection neither pushes it to them again nor skips the other peers. A block that
+/// fails a check, or that is not on our tip, is not pushed early.
+#[test]
+fn a_block_of_our_own_is_pushed_before_it_connects() {
+    let mut n = Lone::new();
+    n.connect(1, true);
+    n.connect(2, false);
+    let txs = transfers(&n.genesis, 6);
+    n.admit(&txs);
+
+    // A broken signature: refused, and nothing was pushed.
+    let mut forged = txs[0];
+    forged.signature[10] ^= 1;
+    let bad = n.next_block(&[forged]);
+    let (r, _) = n.node.submit_block(bad, Origin::Local, n.now).unwrap();
+    assert!(matches!(r.acceptance, Acceptance::Invalid(_)), "{:?}", r.acceptance);
+    let outs = n.step(Input::Tick);
+    assert!(!sent_to(&outs, 1).iter().any(|m| matches!(m, Message::CmpctBlock(_))), "{outs:?}");
+
+    let block = n.next_block(&txs);
+    let (parent, params) = {
+        let chain = n.node.chain();
+        (chain.tip_parent_info(), *chain.params())
+    };
+    let (r, _) = n.node.submit_block(block.clone(), Origin::Local, n.now).unwrap();
+    assert_eq!(r.acceptance, Acceptance::Connected);
+    let first = n.events.try_recv().expect("an event");
+    let second = n.events.try_recv().expect("a second event");
+    assert!(
+        matches!(&first, NodeEvent::BlockPrechecked { block: b, txids } if b.hash() == block.hash() && txids.len() == 7),
+        "{first:?}"
+    );
+    assert!(matches!(&second, NodeEvent::NewTip { tip, .. } if tip.hash == block.hash()), "{second:?}");
+
+    n.proto.step(n.now, Input::Node(first));
+    let outs = n.proto.drain();
+    let pushed: Vec<_> = sent_to(&outs, 1)
+        .into_iter()
+        .filter(|m| matches!(m, Message::CmpctBlock(c) if c.header.hash() == block.hash()))
+        .collect();
+    assert_eq!(pushed.len(), 1, "{outs:?}");
+    assert!(sent_to(&outs, 2).is_empty(), "only high-bandwidth peers hear of it early: {outs:?}");
+
+    n.proto.step(n.now, Input::Node(second));
+    let outs = n.proto.drain();
+    let to_1: Vec<_> = outs
+        .iter()
+        .filter(|o| match o {
+            Output::Send(1, m) => matches!(m, Message::CmpctBlock(_) | Message::Inv(_) | Message::Headers(_)),
+            Output::ServeBlock { peer: 1, .. } => true,
+            _ => false,
+        })
+        .collect();
+    assert!(to_1.is_empty(), "peer 1 has it already: {to_1:?}");
+    assert!(
+        outs.iter().any(|o| match o {
+            Output::Send(2, m) => matches!(m, Message::Inv(_) | Message::Headers(_)),
+            Output::ServeBlock { peer: 2, .. } => true,
+            _ => false,
+        }),
+        "peer 2 hears of it once it connected: {outs:?}"
+    );
+
+    // A valid block that is not on our tip (a sibling of the one just connected) is
+    // stored, not pushed early.
+    let sibling = {
+        let mut b = assemble_block(&params, &parent, n.now + 1, Address([0x43; 20]), &[]).expect("template");
+        assert!(grind(&mut b.header, 10_000_000));
+        b
+    };
+    n.node.submit_block(sibling, Origin::Local, n.now).unwrap();
+    assert!(
+        std::iter::from_fn(|| n.events.try_recv().ok())
+            .all(|e| !matches!(e, NodeEvent::BlockPrechecked { .. })),
+        "a block off our tip is not pushed early"
+    );
 }

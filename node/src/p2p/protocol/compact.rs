@@ -264,6 +264,22 @@ impl Protocol {
         }
     }
 
+    /// A block of our own passed every check but its state transition
+    /// ([`NodeEvent::BlockPrechecked`](crate::node::NodeEvent)): pushed to the peers that
+    /// asked for it now, before it connects, as a relayed one is in
+    /// [`Protocol::finish_compact`]. They are marked as knowing it, so the announcement
+    /// that follows its connection skips them.
+    pub(super) fn push_prechecked(&mut self, block: &Block, txids: &[Txid]) {
+        let to = self.push_targets(block.hash(), None);
+        if to.is_empty() {
+            return;
+        }
+        let c = compact_with_txids(block, txids, self.rng.gen());
+        for id in to {
+            self.send(id, Message::CmpctBlock(Box::new(c.clone())));
+        }
+    }
+
     /// `peer` delivered a block that became our tip before anyone else: it moves to
     /// the front of the high-bandwidth set (asked to push, if it was not), and the
     /// peer at the back leaves it once there are more than three.

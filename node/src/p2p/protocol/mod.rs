@@ -603,6 +603,7 @@ impl Protocol {
                     NodeEvent::NewTip { origin, .. } | NodeEvent::NewTransfer { origin, .. } => {
                         matches!(origin, Origin::Peer(_))
                     }
+                    NodeEvent::BlockPrechecked { .. } => false,
                 };
                 if !caused_by_us {
                     self.on_node_event(event);

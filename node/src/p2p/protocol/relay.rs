@@ -196,6 +196,11 @@ impl Protocol {
                 self.schedule_downloads();
             }
             NodeEvent::NewTransfer { txid, origin } => self.on_admitted(txid, origin),
+            NodeEvent::BlockPrechecked { block, txids } => {
+                if !self.syncing {
+                    self.push_prechecked(&block, &txids);
+                }
+            }
         }
     }
 
