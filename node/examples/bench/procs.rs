@@ -28,6 +28,34 @@ pub fn rss_mib(pid: u32) -> anyhow::Result<f64> {
     Ok(kib / 1024.0)
 }
 
+/// CPU time each thread of process `pid` has run so far, ns, by thread id
+/// (`/proc/PID/task/TID/schedstat`, first field). A thread that ends between two
+/// readings is missed; one that starts counts from zero.
+pub fn threads_cpu_ns(pid: u32) -> HashMap<u32, u64> {
+    let mut out = HashMap::new();
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return out;
+    };
+    for entry in dir.flatten() {
+        let Some(tid) = entry.file_name().to_str().and_then(|t| t.parse::<u32>().ok()) else {
+            continue;
+        };
+        let ns = std::fs::read_to_string(entry.path().join("schedstat"))
+            .ok()
+            .and_then(|t| t.split_whitespace().next().and_then(|v| v.parse::<u64>().ok()));
+        if let Some(ns) = ns {
+            out.insert(tid, ns);
+        }
+    }
+    out
+}
+
+/// The CPU the threads ran between two readings of [`threads_cpu_ns`], ms.
+fn cpu_between_ms(before: &HashMap<u32, u64>, after: &HashMap<u32, u64>) -> f64 {
+    let ns: u64 = after.iter().map(|(tid, a)| a.saturating_sub(before.get(tid).copied().unwrap_or(0))).sum();
+    ns as f64 / 1e6
+}
+
 pub fn height(url: &str) -> anyhow::Result<u64> {
     rpc(url, "chain_getInfo", json!([]))?["height"].as_u64().context("height in chain_getInfo")
 }
@@ -247,6 +275,12 @@ pub struct KindFigures {
     /// Per process (node 1 to n - 1), per block: when it reported the block, ms after
     /// the first node's submit.
     pub node_ms: Vec<Vec<f64>>,
+    /// Per block: CPU the node processes (1 to n - 1) ran from just before the first
+    /// node's submit until the last of them reported the block, summed, ms.
+    pub nodes_cpu_ms: Vec<f64>,
+    /// Per block: the same for the bench's own process (the first node, and the bench's
+    /// subscription clients), ms.
+    pub source_cpu_ms: Vec<f64>,
 }
 
 pub struct Propagation {
@@ -562,10 +596,16 @@ pub fn propagation(
         let (before, quiet_before) = settle(&meters)?;
         let hash = block.hash();
         let size = block.encoded_len();
+        let pids: Vec<u32> = procs.iter().filter_map(NodeProcess::pid).collect();
+        let cpu_before: Vec<_> = pids.iter().map(|p| threads_cpu_ns(*p)).collect();
+        let source_before = threads_cpu_ns(std::process::id());
         let t0 = Instant::now();
         source.submit_block(block, Origin::Local, cairn_node::now_ms())?;
         let imported = t0.elapsed();
         let reached = wait_all(hash, &mut rx)?;
+        let source_cpu = cpu_between_ms(&source_before, &threads_cpu_ns(std::process::id()));
+        let nodes_cpu: f64 =
+            pids.iter().zip(&cpu_before).map(|(p, b)| cpu_between_ms(b, &threads_cpu_ns(*p))).sum();
         let (after, quiet_after) = settle(&meters)?;
         if !counted {
             continue;
@@ -580,6 +620,8 @@ pub fn propagation(
         f.ms.push(last.duration_since(t0).as_secs_f64() * 1e3);
         f.import_ms.push(imported.as_secs_f64() * 1e3);
         f.block_bytes.push(size);
+        f.nodes_cpu_ms.push(nodes_cpu);
+        f.source_cpu_ms.push(source_cpu);
         f.node_ms.resize(procs.len(), Vec::new());
         for (i, t) in reached {
             f.node_ms[i].push(t.duration_since(t0).as_secs_f64() * 1e3);
