@@ -302,11 +302,10 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 
 /// CPU time (user + system) of this process's threads named `name`, in seconds.
 fn threads_cpu_secs(name: &str) -> f64 {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return f64::NAN };
-    tasks
-        .flatten()
-        .filter(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim_end() == name))
-        .map(|t| crate::limits::cpu_secs_of(&t.path().join("stat").to_string_lossy()))
+    crate::limits::threads_of("self")
+        .into_iter()
+        .filter(|(_, dir)| std::fs::read_to_string(dir.join("comm")).is_ok_and(|c| c.trim_end() == name))
+        .map(|(_, dir)| crate::limits::cpu_secs_of(&dir.join("stat").to_string_lossy()))
         .sum()
 }
 

@@ -84,6 +84,35 @@ pub fn cpu_secs_of(stat_file: &str) -> f64 {
     (ticks(14) + ticks(15)) / 100.0
 }
 
+/// The threads of process `pid` (`"self"` for this one): each thread's id and its
+/// `/proc/PID/task/TID` directory.
+pub fn threads_of(pid: &str) -> Vec<(u32, std::path::PathBuf)> {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return Vec::new() };
+    dir.flatten().filter_map(|t| Some((t.file_name().to_str()?.parse().ok()?, t.path()))).collect()
+}
+
+/// CPU time each thread of process `pid` has run so far, ns, by thread id (the first
+/// field of its `schedstat`). A thread that ends between two readings is missed; one
+/// that starts counts from zero.
+pub fn threads_cpu_ns(pid: u32) -> std::collections::HashMap<u32, u64> {
+    threads_of(&pid.to_string())
+        .into_iter()
+        .filter_map(|(tid, dir)| {
+            let text = std::fs::read_to_string(dir.join("schedstat")).ok()?;
+            Some((tid, text.split_whitespace().next()?.parse().ok()?))
+        })
+        .collect()
+}
+
+/// The CPU the threads ran between two readings of [`threads_cpu_ns`], ms.
+pub fn cpu_between_ms(
+    before: &std::collections::HashMap<u32, u64>,
+    after: &std::collections::HashMap<u32, u64>,
+) -> f64 {
+    let ns: u64 = after.iter().map(|(tid, a)| a.saturating_sub(before.get(tid).copied().unwrap_or(0))).sum();
+    ns as f64 / 1e6
+}
+
 /// SHA-256 compression-function runs per second on one thread (`sha2::compress256`,
 /// which uses the CPU's SHA extensions when it has them, as the miner does), fed 64
 /// blocks per call so that the call's own cost is spread thin.

@@ -1,6 +1,7 @@
 //! Scenarios about the node as a program: real `cairn-node` processes on loopback
 //! (restart time, resident memory, sync from a peer, block propagation).
 
+use crate::limits::{cpu_between_ms, threads_cpu_ns};
 use anyhow::{bail, Context};
 use cairn_api::{CairnApiClient, NewHead};
 use cairn_core::assemble::{assemble_block, grind};
@@ -26,34 +27,6 @@ pub fn rss_mib(pid: u32) -> anyhow::Result<f64> {
     let line = text.lines().find(|l| l.starts_with("VmRSS:")).context("no VmRSS line")?;
     let kib: f64 = line.split_whitespace().nth(1).context("VmRSS value")?.parse()?;
     Ok(kib / 1024.0)
-}
-
-/// CPU time each thread of process `pid` has run so far, ns, by thread id
-/// (`/proc/PID/task/TID/schedstat`, first field). A thread that ends between two
-/// readings is missed; one that starts counts from zero.
-pub fn threads_cpu_ns(pid: u32) -> HashMap<u32, u64> {
-    let mut out = HashMap::new();
-    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return out;
-    };
-    for entry in dir.flatten() {
-        let Some(tid) = entry.file_name().to_str().and_then(|t| t.parse::<u32>().ok()) else {
-            continue;
-        };
-        let ns = std::fs::read_to_string(entry.path().join("schedstat"))
-            .ok()
-            .and_then(|t| t.split_whitespace().next().and_then(|v| v.parse::<u64>().ok()));
-        if let Some(ns) = ns {
-            out.insert(tid, ns);
-        }
-    }
-    out
-}
-
-/// The CPU the threads ran between two readings of [`threads_cpu_ns`], ms.
-fn cpu_between_ms(before: &HashMap<u32, u64>, after: &HashMap<u32, u64>) -> f64 {
-    let ns: u64 = after.iter().map(|(tid, a)| a.saturating_sub(before.get(tid).copied().unwrap_or(0))).sum();
-    ns as f64 / 1e6
 }
 
 pub fn height(url: &str) -> anyhow::Result<u64> {

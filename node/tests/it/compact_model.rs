@@ -1,9 +1,10 @@
 //! Model-based test of compact block relay (docs/PROTOCOL.md, "Compact blocks") as a
 //! state machine: random sequences of `sendcmpct`, `cmpctblock`, `blocktxn`,
 //! `getblocktxn` and compact `getdata` from up to four peers, transfers admitted to our
-//! mempool between them, peers leaving and coming back, and the clock jumping by edge
-//! amounts (0, 1, the block timeout and one past it, `u64::MAX`), against one real
-//! protocol instance over a real in-memory node.
+//! mempool between them, blocks our node submits itself (as its miner or RPC would),
+//! peers leaving and coming back, and the clock jumping by edge amounts (0, 1, the
+//! block timeout and one past it, `u64::MAX`), against one real protocol instance over
+//! a real in-memory node.
 //!
 //! The peers offer blocks of one valid chain of four blocks, plus, at each height, a
 //! block whose header is invalid (its timestamp is before its parent's median time) and
@@ -23,7 +24,10 @@
 //!   our mempool lacks), or the block is asked for whole; the right `blocktxn` then
 //!   connects it;
 //! - a `getblocktxn` for one of our blocks is answered with exactly the transfers asked
-//!   for; every message goes to a connected peer and fits its frame limit.
+//!   for; every message goes to a connected peer and fits its frame limit;
+//! - a block of our own that extends the tip connects, and (unless we are syncing) goes
+//!   as a compact block to every high-bandwidth peer that has not seen it, once, and to
+//!   no other peer.
 //!
 //! Cases: `PROPTEST_CASES` (default [`DEFAULT_CASES`]).
 #![allow(clippy::unwrap_used)] // test helpers fail loudly
@@ -38,7 +42,7 @@ use cairn_node::mempool::Mempool;
 use cairn_node::node::{Node, NodeEvent, Origin};
 use cairn_node::p2p::addrbook::Snapshot;
 use cairn_node::p2p::protocol::compact::compact_of;
-use cairn_node::p2p::protocol::{DisconnectReason, Input, Output, Protocol};
+use cairn_node::p2p::protocol::{DisconnectReason, Input, Output, Protocol, Serve};
 use cairn_node::p2p::wire::{max_payload, BlockTxn, GetBlockTxn, InvItem, Message, SendCmpct};
 use cairn_node::p2p::PeerId;
 use proptest::prelude::*;
@@ -58,13 +62,14 @@ const PER_BLOCK: usize = 3;
 
 /// What the cases reached, printed after the run so that a reader sees the test was
 /// not trivially green.
-static SEEN: [AtomicUsize; 6] = [const { AtomicUsize::new(0) }; 6];
+static SEEN: [AtomicUsize; 7] = [const { AtomicUsize::new(0) }; 7];
 const CONNECTED_AT_ONCE: usize = 0;
 const ASKED_BLOCKTXN: usize = 1;
 const CONNECTED_BY_BLOCKTXN: usize = 2;
 const FETCHED_WHOLE: usize = 3;
 const BANS: usize = 4;
 const SERVED_BLOCKTXN: usize = 5;
+const PUSHED_OWN: usize = 6;
 
 fn seen(what: usize) {
     SEEN[what].fetch_add(1, Ordering::Relaxed);
@@ -205,6 +210,11 @@ enum Op {
         slot: u8,
         k: usize,
     },
+    /// Our node submits valid block `k` itself, as its miner or `block_submit` would
+    /// (skipped when `k` is past the next block).
+    Mine {
+        k: usize,
+    },
     /// The peer goes, and a new one (new address) takes its slot.
     Rejoin {
         slot: u8,
@@ -251,7 +261,8 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(slot, k, kind, nonce, prefill_all)| Op::Cmpct { slot, k, kind, nonce, prefill_all }),
         4 => (slot.clone(), k.clone(), answer).prop_map(|(slot, k, answer)| Op::BlockTxn { slot, k, answer }),
         2 => (slot.clone(), k.clone(), indexes).prop_map(|(slot, k, indexes)| Op::GetBlockTxn { slot, k, indexes }),
-        1 => (slot.clone(), k).prop_map(|(slot, k)| Op::GetCompact { slot, k }),
+        1 => (slot.clone(), k.clone()).prop_map(|(slot, k)| Op::GetCompact { slot, k }),
+        2 => k.prop_map(|k| Op::Mine { k }),
         1 => slot.prop_map(|slot| Op::Rejoin { slot }),
         1 => advance.prop_map(Op::Advance),
     ]
@@ -264,6 +275,25 @@ struct ModelPeer {
     score: u32,
     /// The `getblocktxn` our node sent it that is still open, and when.
     asked: Option<(GetBlockTxn, u64)>,
+    /// Its last `sendcmpct` of our version asked for high-bandwidth mode.
+    wants_push: bool,
+    /// Blocks it may know of: named in a message it sent us or one we sent it.
+    aware: BTreeSet<BlockHash>,
+}
+
+impl ModelPeer {
+    fn new(id: PeerId, wants_push: bool) -> ModelPeer {
+        ModelPeer { id, score: 0, asked: None, wants_push, aware: BTreeSet::new() }
+    }
+}
+
+/// Whether `msg` names block `hash` (its hash anywhere in the payload, or its header).
+fn names(msg: &Message, hash: &BlockHash) -> bool {
+    match msg {
+        Message::Headers(hs) => hs.iter().any(|h| h.hash() == *hash),
+        Message::CmpctBlock(c) => c.header.hash() == *hash,
+        _ => msg.encode_payload().windows(32).any(|w| w == hash.0),
+    }
 }
 
 struct Harness {
@@ -324,7 +354,7 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
     for slot in 0..SLOTS {
         let (id, outs) = h.join(f, slot % 2 == 0);
         prop_assert!(!outs.iter().any(|o| matches!(o, Output::Disconnect(..))), "handshake: {outs:?}");
-        peers.insert(slot, ModelPeer { id, score: 0, asked: None });
+        peers.insert(slot, ModelPeer::new(id, slot % 2 == 0));
     }
     let timeout = sim_config().block_timeout_ms;
     let mut height = 0usize;
@@ -343,6 +373,10 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
         // A request for a block we lack: `notfound`, never a ban.
         let mut must_not_find: Option<PeerId> = None;
         let mut replaced: Option<u8> = None;
+        // A block of our own: the peers it must be pushed to (`None` while syncing).
+        let mut own: Option<(BlockHash, bool, Option<BTreeSet<PeerId>>)> = None;
+        // Blocks the peer named in this step's message.
+        let mut named: Option<(PeerId, BlockHash)> = None;
 
         let input = match op.clone() {
             Op::Admit { k, i } => {
@@ -353,7 +387,10 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
                 Input::Tick
             }
             Op::SendCmpct { slot, high_bandwidth, version } => {
-                let p = &peers[&slot];
+                let p = peers.get_mut(&slot).unwrap();
+                if version == cairn_node::p2p::wire::CMPCT_VERSION {
+                    p.wants_push = high_bandwidth;
+                }
                 Input::Received { peer: p.id, msg: Message::SendCmpct(SendCmpct { high_bandwidth, version }) }
             }
             Op::Cmpct { slot, k, kind, nonce, prefill_all } => {
@@ -396,6 +433,7 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
                     Kind::Valid if next => next_block = Some((p.id, block.hash(), vec![])),
                     _ => {}
                 }
+                named = Some((p.id, block.hash()));
                 let Some(msg) = on_the_wire(Message::CmpctBlock(Box::new(c))) else { continue };
                 Input::Received { peer: p.id, msg }
             }
@@ -448,6 +486,7 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
                         BlockTxn { block_hash: block.hash(), transfers }
                     }
                 };
+                named = Some((p.id, msg.block_hash));
                 let Some(msg) = on_the_wire(Message::BlockTxn(msg)) else { continue };
                 Input::Received { peer: p.id, msg }
             }
@@ -478,6 +517,7 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
                 } else {
                     must_not_find = Some(p.id);
                 }
+                named = Some((p.id, block.hash()));
                 let msg = Message::GetBlockTxn(GetBlockTxn { block_hash: block.hash(), indexes: list });
                 let Some(msg) = on_the_wire(msg) else { continue };
                 Input::Received { peer: p.id, msg }
@@ -487,9 +527,35 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
                 if k > height {
                     must_not_find = Some(p.id);
                 }
+                named = Some((p.id, f.valid[k - 1].hash()));
                 Input::Received {
                     peer: p.id,
                     msg: Message::GetData(vec![InvItem::CmpctBlock(f.valid[k - 1].hash())]),
+                }
+            }
+            Op::Mine { k } => {
+                if k > height + 1 {
+                    // An orphan would connect later with its parent, two blocks in one
+                    // step, which the liveness rule below does not model.
+                    continue;
+                }
+                let block = f.valid[k - 1].clone();
+                let hash = block.hash();
+                let next = k == height + 1;
+                let targets = (!h.proto.is_syncing()).then(|| {
+                    peers
+                        .values()
+                        .filter(|p| p.wants_push && !p.aware.contains(&hash))
+                        .map(|p| p.id)
+                        .collect()
+                });
+                own = Some((hash, next, if next { targets } else { Some(BTreeSet::new()) }));
+                h.node.submit_block(block, Origin::Rpc, h.now).unwrap();
+                // Its events go in as they come (no tick first: the push is decided on
+                // the protocol's state as it was).
+                match h.events.try_recv() {
+                    Ok(ev) => Input::Node(ev),
+                    Err(_) => Input::Tick,
                 }
             }
             Op::Rejoin { slot } => {
@@ -512,13 +578,20 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
         if let Some(slot) = replaced {
             let (id, more) = h.join(f, false);
             outs.extend(more);
-            peers.insert(slot, ModelPeer { id, score: 0, asked: None });
+            peers.insert(slot, ModelPeer::new(id, false));
+        }
+        if let Some((peer, hash)) = named {
+            if let Some(p) = peers.values_mut().find(|p| p.id == peer) {
+                p.aware.insert(hash);
+            }
         }
 
         // The outputs against the model.
         let live: BTreeMap<PeerId, u8> = peers.iter().map(|(s, p)| (p.id, *s)).collect();
         let mut dropped: BTreeSet<PeerId> = BTreeSet::new();
         let mut sent: Vec<(PeerId, Message)> = Vec::new();
+        // Compact blocks of our own block pushed this step, by peer.
+        let mut pushed: BTreeMap<PeerId, usize> = BTreeMap::new();
         for out in outs {
             match out {
                 Output::Send(peer, msg) => {
@@ -529,9 +602,21 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
                     );
                     let (len, max) = (msg.encode_payload().len(), max_payload(msg.command()).unwrap());
                     prop_assert!(len <= max, "a {} of {len} bytes (limit {max})", msg.name());
+                    if let (Some((hash, ..)), Message::CmpctBlock(c)) = (&own, &msg) {
+                        if c.header.hash() == *hash {
+                            *pushed.entry(peer).or_default() += 1;
+                        }
+                    }
                     sent.push((peer, msg));
                 }
-                Output::ServeBlock { peer, hash, .. } => {
+                Output::ServeBlock { peer, hash, serve } => {
+                    if matches!(serve, Serve::PushCompact { .. }) && own.as_ref().is_some_and(|o| o.0 == hash)
+                    {
+                        *pushed.entry(peer).or_default() += 1;
+                    }
+                    if let Some(slot) = live.get(&peer) {
+                        peers.get_mut(slot).unwrap().aware.insert(hash);
+                    }
                     // The driver reads the stored block off the protocol thread: only a
                     // block we hold is served.
                     prop_assert!(live.contains_key(&peer) && !dropped.contains(&peer));
@@ -553,6 +638,11 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
         for (peer, msg) in &sent {
             let Some(slot) = live.get(peer) else { continue };
             let p = peers.get_mut(slot).unwrap();
+            for b in f.valid.iter().chain(&f.bad_header).chain(&f.bad_sig) {
+                if names(msg, &b.hash()) {
+                    p.aware.insert(b.hash());
+                }
+            }
             match msg {
                 Message::GetBlockTxn(g) => {
                     seen(ASKED_BLOCKTXN);
@@ -584,7 +674,7 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
                 // The slot is taken by a fresh peer, as a real network would refill it.
                 let (id, outs) = h.join(f, false);
                 prop_assert!(!outs.iter().any(|o| matches!(o, Output::Disconnect(p, _) if *p == id)));
-                peers.insert(slot, ModelPeer { id, score: 0, asked: None });
+                peers.insert(slot, ModelPeer::new(id, false));
             }
         }
 
@@ -641,6 +731,35 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
             prop_assert_eq!(got.as_ref(), Some(&want), "after {:?}: getblocktxn not answered right", op);
             seen(SERVED_BLOCKTXN);
         }
+        if let Some((hash, next, targets)) = &own {
+            if *next {
+                prop_assert_eq!(
+                    h.node.chain().tip().hash,
+                    *hash,
+                    "after {:?}: our own next block did not connect",
+                    op
+                );
+            }
+            for (peer, n) in &pushed {
+                prop_assert_eq!(*n, 1, "after {:?}: our block pushed {} times to peer {}", op, n, peer);
+                let wants = live.get(peer).is_some_and(|s| peers.get(s).is_some_and(|p| p.wants_push));
+                prop_assert!(
+                    wants || dropped.contains(peer),
+                    "after {op:?}: our block pushed to peer {peer}, which did not ask for pushes"
+                );
+            }
+            if let Some(targets) = targets {
+                for peer in targets {
+                    prop_assert!(
+                        pushed.contains_key(peer) || dropped.contains(peer),
+                        "after {op:?}: high-bandwidth peer {peer} did not get our block ({pushed:?})"
+                    );
+                }
+                if !targets.is_empty() {
+                    seen(PUSHED_OWN);
+                }
+            }
+        }
         if let Some(peer) = must_not_find {
             prop_assert!(!dropped.contains(&peer), "after {op:?}: asking for a block we lack is no offence");
             prop_assert!(
@@ -667,20 +786,21 @@ fn compact_relay_follows_the_model() {
     let result = runner.run(&prop::collection::vec(op(), 1..60), |ops| run(&ops));
     let n: Vec<usize> = SEEN.iter().map(|c| c.load(Ordering::Relaxed)).collect();
     eprintln!(
-        "compact model: {} cases; connected at once {}, getblocktxn sent {}, connected by blocktxn {}, fetched whole {}, bans {}, getblocktxn served {}",
+        "compact model: {} cases; connected at once {}, getblocktxn sent {}, connected by blocktxn {}, fetched whole {}, bans {}, getblocktxn served {}, own blocks pushed {}",
         cases(),
         n[CONNECTED_AT_ONCE],
         n[ASKED_BLOCKTXN],
         n[CONNECTED_BY_BLOCKTXN],
         n[FETCHED_WHOLE],
         n[BANS],
-        n[SERVED_BLOCKTXN]
+        n[SERVED_BLOCKTXN],
+        n[PUSHED_OWN]
     );
     if let Err(e) = result {
         panic!("{e}");
     }
     assert!(
-        n[CONNECTED_AT_ONCE] > 0 && n[CONNECTED_BY_BLOCKTXN] > 0 && n[BANS] > 0,
+        n[CONNECTED_AT_ONCE] > 0 && n[CONNECTED_BY_BLOCKTXN] > 0 && n[BANS] > 0 && n[PUSHED_OWN] > 0,
         "the cases never reached {n:?}"
     );
 }
