@@ -36,12 +36,16 @@
 //!
 //! # Atomicity
 //!
-//! Connecting a block is one batch: accounts, undo, index status, height index, tx
-//! index, address history index (when on, see [`history`]) and the tip. Disconnecting is one batch too. So the stored tip always matches
+//! Connecting a block is one batch: accounts, undo, index status, height index and the
+//! tip. Disconnecting is one batch too. So the stored tip always matches
 //! the stored state, and [`Chain::open`] after a kill -9 finds a consistent chain at the
 //! last committed tip without replaying anything: it loads the compact index (see
 //! [`index`] for its size per block) and resumes fork choice, which finishes a reorg that
 //! a crash interrupted. Durability choices are in [`crate::store`].
+//!
+//! The tx index and the address history index (when on, see [`history`]) follow in
+//! batches of their own, written behind the chain by the index writer ([`indexes`]),
+//! which a reopened chain catches up with the tip first.
 //!
 //! [`check_db`] replays the stored best chain from genesis and compares.
 //!
@@ -51,13 +55,15 @@
 //! orphan pool, rejected hashes), `commit.rs` (fork choice, connect, disconnect,
 //! marking invalid, the WAL fsync), `query.rs` (read-only questions), `index.rs` (the
 //! in-memory index, which keeps its own invariants), `check.rs` (`check-db`),
-//! `history.rs` (the address history index: build on open, paging; block summaries).
+//! `history.rs` (the address history index: build on open, paging; block summaries),
+//! `indexes.rs` (the index writer, and the indexes' catch-up on open).
 
 mod accept;
 mod check;
 mod commit;
 mod history;
 mod index;
+mod indexes;
 mod open;
 mod orphans;
 mod query;
@@ -83,8 +89,10 @@ use cairn_core::transaction::DecodedKeys;
 use cairn_core::validation::BlockError;
 use cairn_core::{Address, BlockHash, Work};
 use index::BlockIndex;
+use indexes::IndexWriter;
 use orphans::OrphanPool;
 use sigcache::SigCache;
+use std::sync::Arc;
 use thiserror::Error;
 
 /// A failure of our own storage (never the fault of a peer).
@@ -181,7 +189,7 @@ pub enum BlockStatus {
 }
 
 pub struct Chain {
-    store: Box<dyn KvStore>,
+    store: Arc<dyn KvStore>,
     genesis: Genesis,
     genesis_hash: BlockHash,
     index: BlockIndex,
@@ -196,10 +204,14 @@ pub struct Chain {
     /// block's senders.
     recent_keys: DecodedKeys,
     options: ChainOptions,
+    /// Writes the tx and address indexes behind the chain (see `indexes.rs`).
+    indexes: IndexWriter,
 }
 
 impl Drop for Chain {
     fn drop(&mut self) {
+        // The index entries still queued go in before the last fsync.
+        self.indexes.finish();
         if self.unfsynced {
             if let Err(e) = self.store.sync() {
                 tracing::warn!(error = %e, "syncing the chain store on close failed");

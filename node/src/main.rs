@@ -406,7 +406,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
 
-    let chain_options = ChainOptions { address_index: !args.no_address_index };
+    let chain_options = ChainOptions { address_index: !args.no_address_index, ..ChainOptions::default() };
     let chain = Chain::open_with_options(&data_dir, &genesis, chain_options)
         .with_context(|| format!("cannot open the chain in {}", data_dir.display()))?;
     let tip = chain.tip();

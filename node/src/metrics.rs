@@ -706,6 +706,7 @@ impl Collector for StateCollector {
         let tip = chain.tip();
         let best_header = chain.best_header().height;
         let orphans = chain.orphan_count();
+        let index_backlog = chain.index_backlog();
         drop(chain);
         let mempool = node.mempool();
         let (size, bytes, min_fee) = (mempool.len(), mempool.bytes(), mempool.min_fee().0);
@@ -733,6 +734,13 @@ impl Collector for StateCollector {
             tip.timestamp_ms as f64 / 1000.0,
         )?;
         encode_gauge(e, "chain_orphans", "Blocks in the orphan pool (parent unknown)", None, orphans as u64)?;
+        encode_gauge(
+            e,
+            "chain_index_backlog_blocks",
+            "Blocks connected or disconnected whose tx and address index entries are not written yet",
+            None,
+            index_backlog,
+        )?;
         encode_gauge(e, "mempool_transfers", "Transfers in the mempool", None, size as u64)?;
         encode_gauge(
             e,

@@ -17,6 +17,7 @@
 //! | `txindex`  | txid (32) | [`TxLocationRecord`]: block hash (32) · height (u64 LE) · index in block (u32 LE) |
 //! | `addrindex` | address (20) · height (u64 big-endian) | the address's transactions in that block, in block order: per transaction its index in the block (u32 LE) · [`AddrEntryRecord`] (txid (32) · direction (u8) · counterparty (20) · amount · fee · nonce (u64 LE each)) = 81 bytes |
 //! | `meta`     | `b"schema"` / `b"genesis"` / `b"tip"` | u32 LE / genesis hash / best-chain tip hash |
+//! | `meta`     | `b"indexed"` | the block (hash) up to which `txindex` and `addrindex` hold the chain: written behind the tip by `chain/indexes.rs` |
 //! | `meta`     | `b"addrindex"` | present (one byte, [`ADDR_INDEX_VERSION`]) when `addrindex` is complete for the best chain and maintained |
 //! | `meta`     | `b"invalid/"` · block hash (32) | why that block is [`status::FAILED`]: the validation error, UTF-8 text |
 //!
@@ -47,9 +48,12 @@
 //! # Atomicity and durability
 //!
 //! Each [`Batch`] is applied atomically ([`rocksdb::WriteBatch`]). The chain writes one
-//! batch per block stored, per block connected (accounts, undo, status, height, tx index,
-//! tip) and per block disconnected, so after a crash the database is always at a batch
-//! boundary with the tip in `meta` matching the accounts and indexes exactly.
+//! batch per block stored, per block connected (accounts, undo, status, height, tip)
+//! and per block disconnected, so after a crash the database is always at a batch
+//! boundary with the tip in `meta` matching the accounts exactly. The tx and address
+//! index entries of each block follow in a batch of their own with `meta`'s `indexed`
+//! (`chain/indexes.rs`), so they always match the block `indexed` names, which the
+//! chain catches up with the tip when it opens.
 //!
 //! Writes are **not synced** one by one (`WriteOptions::set_sync(false)`): RocksDB has
 //! written each batch to its write-ahead log with `write(2)` before the call returns, so
@@ -88,6 +92,8 @@ pub mod meta_key {
     pub const TIP: &[u8] = b"tip";
     /// Present when the address history index is complete and maintained.
     pub const ADDR_INDEX: &[u8] = b"addrindex";
+    /// The block the tx and address indexes reach (see `chain/indexes.rs`).
+    pub const INDEXED: &[u8] = b"indexed";
     /// Prefix of the keys holding why a block was marked [`super::status::FAILED`].
     pub const INVALID_REASON_PREFIX: &[u8] = b"invalid/";
 

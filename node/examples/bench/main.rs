@@ -686,7 +686,12 @@ fn address_index_cost(
     for round in 0..rounds {
         for (i, address_index) in [false, true].into_iter().enumerate() {
             let dir = work.join(format!("addrindex-{address_index}-{round}"));
-            let run = inproc::import_with(&dir, genesis, blocks.clone(), ChainOptions { address_index })?;
+            let run = inproc::import_with(
+                &dir,
+                genesis,
+                blocks.clone(),
+                ChainOptions { address_index, ..ChainOptions::default() },
+            )?;
             std::fs::remove_dir_all(&dir)?;
             if best[i].as_ref().is_none_or(|b| run.rate() > b.rate()) {
                 best[i] = Some(run);

@@ -4,12 +4,14 @@
 //! Checked: the genesis hash and schema; that the tip's ancestry is in the index with
 //! the right heights, cumulative work and a VALID status; every best-chain body (hash,
 //! stateless and contextual rules, state transition); the undo data of each block
-//! against a fresh computation; the tx index entry of every transaction; that the
-//! height index, tx index and undo column hold nothing else; that the stored accounts
-//! equal the replayed state exactly; and finally the address history index: rebuilt
-//! from the replayed blocks and compared entry by entry with the stored one (missing,
-//! different and extra entries are each named), or, when the index is off, found
-//! empty. Memory: the replayed account state, the best chain's hashes (32 bytes per
+//! against a fresh computation; that the height index and undo column hold nothing
+//! else; that the stored accounts equal the replayed state exactly. The tx and address
+//! indexes are checked against the chain they reach (meta's `indexed`, see
+//! `indexes.rs`: the tip, or after a crash a block behind it or on a branch the chain
+//! left): the tx index entry of every transaction of that chain and nothing else; the
+//! address history index rebuilt from its blocks and compared entry by entry with the
+//! stored one (missing, different and extra entries are each named), or, when the
+//! index is off, found empty. Memory: the replayed account state, the best chain's hashes (32 bytes per
 //! block) and the rebuilt address index (about 110 bytes per entry, two entries per
 //! transfer).
 
@@ -48,6 +50,9 @@ pub struct CheckReport {
     pub transactions_checked: u64,
     pub accounts_checked: u64,
     pub address_index: AddressIndexCheck,
+    /// The height of the block the tx and address indexes reach (`indexes.rs`); below
+    /// the tip after a crash, until the node opens the chain again and catches up.
+    pub indexed_height: Option<u64>,
     /// What does not match, one line each (at most 100 listed).
     pub problems: Vec<String>,
     /// Problems found beyond those listed.
@@ -91,6 +96,12 @@ impl fmt::Display for CheckReport {
             "checked {} blocks, {} transactions, {} accounts",
             self.blocks_checked, self.transactions_checked, self.accounts_checked
         )?;
+        if let Some(h) = self.indexed_height.filter(|&h| h != self.tip_height) {
+            writeln!(
+                f,
+                "tx and address indexes: at height {h} (the node catches them up when it opens the chain)"
+            )?;
+        }
         match self.address_index {
             AddressIndexCheck::Compared(n) => {
                 writeln!(f, "address history index: {n} keys (an address in a block) compared with a rebuild from the blocks")?
@@ -234,6 +245,14 @@ pub fn check_store(store: &dyn KvStore, genesis: &Genesis) -> Result<CheckReport
     }
     report.blocks_checked = 1;
 
+    // The tx and address indexes reach the block in meta's `indexed` (written behind
+    // the chain, see `indexes.rs`): after a crash it may be behind the tip, or on a
+    // branch the chain has left. They must hold exactly the chain ending there: the
+    // best chain up to where that branch leaves it, then the branch's own blocks.
+    let Some((fork_height, branch)) = indexed_branch(store, &chain, tip, &mut report)? else {
+        return Ok(report);
+    };
+
     // Replay.
     let mut state = genesis.initial_state();
     let mut work = genesis.block().header.target.work();
@@ -244,6 +263,7 @@ pub fn check_store(store: &dyn KvStore, genesis: &Genesis) -> Result<CheckReport
     let mut recent: VecDeque<u64> = VecDeque::from([params.timestamp_ms]);
     let mut anchor_ms = params.timestamp_ms;
     let mut txs = 0u64;
+    let mut indexed_txs = 0u64;
     let mut addr_index: BTreeMap<[u8; ADDR_KEY_LEN], AddrBlockEntries> = BTreeMap::new();
     for h in 1..chain.len() {
         let (hash, record) = &chain[h];
@@ -298,19 +318,11 @@ pub fn check_store(store: &dyn KvStore, genesis: &Genesis) -> Result<CheckReport
         if record.work != work {
             report.problem(format!("block {h} ({hash}): stored cumulative work is wrong"));
         }
-        for (i, tx) in block.transactions.iter().enumerate() {
-            let txid = tx.txid();
-            let want = TxLocationRecord { block_hash: *hash, height: h as u64, index: i as u32 };
-            match store.get(Column::TxIndex, &txid.0)?.map(|b| TxLocationRecord::decode(&b)) {
-                Some(Ok(r)) if r == want => {}
-                other => report.problem(format!(
-                    "tx {txid} (block {h}, index {i}): tx index has {:?}",
-                    other.map(|r| r.ok())
-                )),
-            }
+        if h as u64 <= fork_height {
+            indexed_txs += check_tx_index(store, &block, *hash, h as u64, &mut report)?;
+            addr_index.extend(addr_entries(&block, h as u64));
         }
         txs += block.transactions.len() as u64;
-        addr_index.extend(addr_entries(&block, h as u64));
         if h == 1 {
             anchor_ms = block.header.timestamp_ms;
         }
@@ -319,6 +331,18 @@ pub fn check_store(store: &dyn KvStore, genesis: &Genesis) -> Result<CheckReport
         report.blocks_checked += 1;
     }
     report.transactions_checked = txs;
+    for (h, hash) in branch {
+        match store.get(Column::Bodies, &hash.0)?.map(|b| encoding::decode::<Block>(&b)) {
+            Some(Ok(block)) => {
+                indexed_txs += check_tx_index(store, &block, hash, h, &mut report)?;
+                addr_index.extend(addr_entries(&block, h));
+            }
+            other => report.problem(format!(
+                "indexed block {h} ({hash}) off the best chain: body missing or undecodable: {:?}",
+                other.map(|r| r.err())
+            )),
+        }
+    }
 
     // Tx index and undo hold nothing but the best chain's.
     let mut tx_entries = 0u64;
@@ -326,8 +350,10 @@ pub fn check_store(store: &dyn KvStore, genesis: &Genesis) -> Result<CheckReport
         tx_entries += 1;
         true
     })?;
-    if tx_entries != txs {
-        report.problem(format!("tx index has {tx_entries} entries, the best chain {txs} transactions"));
+    if tx_entries != indexed_txs {
+        report.problem(format!(
+            "tx index has {tx_entries} entries, the indexed chain {indexed_txs} transactions"
+        ));
     }
     let mut undo_entries = 0u64;
     store.for_each(Column::Undo, &mut |_, _| {
@@ -418,4 +444,74 @@ fn check_addr_index(
         report.problem(format!("address index entry {} is missing ({want:?})", describe_addr_key(&k)));
     }
     Ok(())
+}
+
+/// The tx index entries of `block` (at `height`, hashed `hash`) checked; returns how many
+/// transactions it has.
+fn check_tx_index(
+    store: &dyn KvStore,
+    block: &Block,
+    hash: BlockHash,
+    height: u64,
+    report: &mut CheckReport,
+) -> Result<u64, ChainError> {
+    for (i, tx) in block.transactions.iter().enumerate() {
+        let txid = tx.txid();
+        let want = TxLocationRecord { block_hash: hash, height, index: i as u32 };
+        match store.get(Column::TxIndex, &txid.0)?.map(|b| TxLocationRecord::decode(&b)) {
+            Some(Ok(r)) if r == want => {}
+            other => report.problem(format!(
+                "tx {txid} (block {height}, index {i}): tx index has {:?}",
+                other.map(|r| r.ok())
+            )),
+        }
+    }
+    Ok(block.transactions.len() as u64)
+}
+
+/// The height where the indexed chain leaves the best chain, and its blocks above
+/// that (height, hash), lowest first.
+type IndexedBranch = (u64, Vec<(u64, BlockHash)>);
+
+/// Where the indexes' chain (ending at meta's `indexed`, the tip when absent) leaves
+/// the best chain `chain`: that height, and the blocks of the indexed chain above it
+/// (height, hash), lowest first. `None` after reporting a problem that ends the check.
+fn indexed_branch(
+    store: &dyn KvStore,
+    chain: &[(BlockHash, IndexRecord)],
+    tip: BlockHash,
+    report: &mut CheckReport,
+) -> Result<Option<IndexedBranch>, ChainError> {
+    let marker =
+        match store.get(Column::Meta, meta_key::INDEXED)?.map(|m| store::hash_from_bytes(&m, "indexed")) {
+            None => tip,
+            Some(Ok(m)) => m,
+            Some(Err(e)) => {
+                report.problem(format!("meta's indexed block is unreadable: {e}"));
+                return Ok(None);
+            }
+        };
+    let mut branch = Vec::new();
+    let mut cur = marker;
+    loop {
+        let record = match store.get(Column::Index, &cur.0)?.map(|b| IndexRecord::decode(&b)) {
+            Some(Ok(r)) => r,
+            other => {
+                report.problem(format!("indexed block {cur} has no readable index entry: {other:?}"));
+                return Ok(None);
+            }
+        };
+        let height = record.header.height;
+        if chain.get(height as usize).is_some_and(|(h, _)| *h == cur) {
+            branch.reverse();
+            report.indexed_height = Some(height + branch.len() as u64);
+            return Ok(Some((height, branch)));
+        }
+        if record.status & status::VALID == 0 || height == 0 {
+            report.problem(format!("indexed block {cur} at height {height} was never connected"));
+            return Ok(None);
+        }
+        branch.push((height, cur));
+        cur = record.header.prev;
+    }
 }

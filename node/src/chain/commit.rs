@@ -3,12 +3,10 @@
 //! invalid; the tip change reported; the WAL fsync policy.
 
 use super::index::{Idx, NONE};
+use super::indexes::IndexJob;
 use super::{Chain, ChainError, TipChange};
 use crate::failstop::fail_stop;
-use crate::store::{
-    addr_entries, addr_entries_with_txids, encode_addr_entries, height_key, meta_key, status, Batch, Column,
-    IndexRecord, KvStore, TxLocationRecord,
-};
+use crate::store::{height_key, meta_key, status, Batch, Column, IndexRecord, KvStore};
 use cairn_core::block::{Block, BlockHeader};
 use cairn_core::encoding;
 use cairn_core::state::{Account, AccountSource, BlockUndo, StateError};
@@ -177,10 +175,6 @@ impl Chain {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::hash_map::Entry::Vacant(e) => e.insert(self.read_block(&hash)?),
         };
-        let txids = match fresh.txids.remove(&hash) {
-            Some(txids) => txids,
-            None => block.txids(),
-        };
         let state = Prefetched::load(&*self.store, block).map_err(|e| ChainError::Db(e.0))?;
         let (changes, undo) = match apply_block(&state, block, &self.genesis.params) {
             Ok(x) => x,
@@ -196,19 +190,13 @@ impl Chain {
         record.status |= status::VALID;
         b.put(Column::Index, hash.0, record.encode());
         b.put(Column::Heights, height_key(height), hash.0);
-        for (i, txid) in txids.iter().enumerate() {
-            let loc = TxLocationRecord { block_hash: hash, height, index: i as u32 };
-            b.put(Column::TxIndex, txid.0, loc.encode());
-        }
-        if self.options.address_index {
-            for (k, v) in addr_entries_with_txids(block, &txids, height) {
-                b.put(Column::AddrIndex, k, encode_addr_entries(&v));
-            }
-        }
         b.put(Column::Meta, meta_key::TIP, hash.0);
         self.commit(b);
         self.unfsynced = true;
         self.index.connected(idx);
+        let txids = fresh.txids.remove(&hash);
+        let block = block.clone();
+        self.indexes.submit(IndexJob::Connect { hash, height, block, txids });
         Ok(Ok(()))
     }
 
@@ -240,17 +228,11 @@ impl Chain {
         }
         b.delete(Column::Undo, hash.0);
         b.delete(Column::Heights, height_key(height));
-        for tx in &block.transactions {
-            b.delete(Column::TxIndex, tx.txid().0);
-        }
-        if self.options.address_index {
-            for (k, _) in addr_entries(&block, height) {
-                b.delete(Column::AddrIndex, k);
-            }
-        }
-        b.put(Column::Meta, meta_key::TIP, self.index.e(prev).hash.0);
+        let prev_hash = self.index.e(prev).hash;
+        b.put(Column::Meta, meta_key::TIP, prev_hash.0);
         self.commit(b);
         self.unfsynced = true;
+        self.indexes.submit(IndexJob::Disconnect { prev: prev_hash, height, block: block.clone() });
         fresh.insert(hash, block);
         self.index.disconnected_tip();
         Ok(())

@@ -3,8 +3,9 @@
 //! through an address's entries newest first, and the block summaries that explorers
 //! list and chart.
 //!
-//! Connect and disconnect write and delete the entries of a block in the same batch as
-//! the rest of the block (`commit.rs`), so the index always matches the stored tip.
+//! The entries of a block are written and deleted behind its connection and
+//! disconnection, in the order of these, by the index writer (`indexes.rs`); reads wait
+//! for it, so they always match the tip.
 //!
 //! Opening a database whose `meta` lacks the `addrindex` key with the index on (a
 //! database from before the index, or one run with it off) builds the index before
@@ -33,11 +34,15 @@ const CLEAR_BATCH_KEYS: usize = 100_000;
 pub struct ChainOptions {
     /// Keep the address history index (`state_getHistory`). On by default.
     pub address_index: bool,
+    /// Write the tx and address indexes on a thread of their own, behind the chain
+    /// (`indexes.rs`), rather than inline after each block. On by default; off for
+    /// [`Chain::open_with_store`] and [`Chain::open_in_memory`].
+    pub index_thread: bool,
 }
 
 impl Default for ChainOptions {
     fn default() -> Self {
-        ChainOptions { address_index: true }
+        ChainOptions { address_index: true, index_thread: true }
     }
 }
 
@@ -164,6 +169,7 @@ impl Chain {
         if !self.options.address_index {
             return Ok(None);
         }
+        self.indexes.wait()?;
         let lower = addr_key(address, 0);
         // Keys hold whole blocks: scan up to and including the cursor's block, and skip
         // its entries at or after the cursor's position. No real block is at u64::MAX.

@@ -4,6 +4,7 @@
 use super::accept::Rejected;
 use super::commit::Fresh;
 use super::index::{BlockIndex, NONE};
+use super::indexes::IndexWriter;
 use super::orphans::OrphanPool;
 use super::sigcache::{SigCache, SIG_CACHE_ENTRIES};
 use super::{Chain, ChainError, ChainOptions};
@@ -19,6 +20,7 @@ use cairn_core::transaction::DecodedKeys;
 use std::collections::HashMap;
 #[cfg(feature = "rocksdb")]
 use std::path::Path;
+use std::sync::Arc;
 
 impl Chain {
     /// Opens (or creates) the chain in `data_dir`, in time independent of chain length.
@@ -41,6 +43,7 @@ impl Chain {
     }
 
     /// A chain on a fresh in-memory store (tests, the P2P simulator).
+    /// Its indexes are written inline (see `indexes.rs`), as for [`Chain::open_with_store`].
     pub fn open_in_memory(genesis: &Genesis) -> Chain {
         // A fresh MemStore cannot fail to read or write, and the genesis batch is ours.
         Chain::open_with_store(Box::new(MemStore::new()), genesis).expect("a fresh in-memory chain opens")
@@ -48,8 +51,14 @@ impl Chain {
 
     /// Opens the chain on any store: creates it when empty, else loads the index and
     /// resumes fork choice (finishing a reorg a crash interrupted).
+    /// The tx and address indexes are written inline, right after each block's batch,
+    /// so that a run on it is deterministic (the simulator).
     pub fn open_with_store(store: Box<dyn KvStore>, genesis: &Genesis) -> Result<Chain, ChainError> {
-        Chain::open_with_store_options(store, genesis, ChainOptions::default())
+        Chain::open_with_store_options(
+            store,
+            genesis,
+            ChainOptions { index_thread: false, ..ChainOptions::default() },
+        )
     }
 
     /// [`Chain::open_with_store`] with options other than the defaults. The address
@@ -60,7 +69,9 @@ impl Chain {
         options: ChainOptions,
     ) -> Result<Chain, ChainError> {
         let genesis_hash = genesis.hash();
+        let store: Arc<dyn KvStore> = Arc::from(store);
         let mut chain = Chain {
+            indexes: IndexWriter::inline(store.clone(), options.address_index),
             store,
             genesis: genesis.clone(),
             genesis_hash,
@@ -90,7 +101,11 @@ impl Chain {
             )));
         }
         chain.load_index()?;
+        chain.catch_up_indexes()?;
         chain.sync_address_index()?;
+        if options.index_thread {
+            chain.indexes.start_thread()?;
+        }
         let mut failures = HashMap::new();
         chain.activate_best_chain(&mut failures, &mut Fresh::new())?;
         chain.fsync_wal()?;
@@ -117,6 +132,7 @@ impl Chain {
         b.put(Column::Meta, meta_key::SCHEMA, SCHEMA_VERSION.to_le_bytes());
         b.put(Column::Meta, meta_key::GENESIS, hash.0);
         b.put(Column::Meta, meta_key::TIP, hash.0);
+        b.put(Column::Meta, meta_key::INDEXED, hash.0);
         self.store.write(b)?;
         Ok(())
     }

@@ -247,7 +247,10 @@ impl Chain {
         }
     }
 
+    /// Where `txid` is on the best chain (after the index writer has caught up with the
+    /// tip, see `indexes.rs`).
     pub fn tx_location(&self, txid: &Txid) -> Result<Option<TxLocation>, ChainError> {
+        self.indexes.wait()?;
         let Some(bytes) = self.store.get(Column::TxIndex, &txid.0)? else { return Ok(None) };
         let r = TxLocationRecord::decode(&bytes)?;
         Ok(Some(TxLocation { block_hash: r.block_hash, height: r.height, index: r.index }))
@@ -291,8 +294,12 @@ impl Chain {
         out
     }
 
-    /// The store, read-only use (`check-db`, tests).
+    /// The store, read-only use (`check-db`, tests), once the index writer has written
+    /// every job handed to it (see `indexes.rs`), so that what is read matches the tip.
     pub fn store(&self) -> &dyn KvStore {
+        if let Err(e) = self.indexes.wait() {
+            tracing::error!(error = %e, "reading the store with index entries still unwritten");
+        }
         &*self.store
     }
 }

@@ -356,3 +356,149 @@ fn a_block_checker_consults_the_signature_cache_without_the_chain_lock() {
     let checked = checker.check(forged, &mut keys);
     assert!(matches!(checked.checked, Some((_, Ok(())))), "the cached transfer was verified again");
 }
+
+/// A store written before the index writer (tx and address indexes in each block's
+/// batch) has no `indexed` key in meta: its indexes reach its tip, and opening it says
+/// so rather than re-indexing or refusing.
+#[test]
+fn a_store_without_the_indexed_key_is_indexed_to_its_tip() {
+    let g = easy_genesis();
+    let store = MemStore::new();
+    let (tip, coinbase) = {
+        let mut chain = Chain::open_with_store(Box::new(store.clone()), &g).unwrap();
+        for tag in 1..=3 {
+            let block = mine_on_tip(&chain, tag);
+            assert_eq!(chain.accept_block(block, now(&g)).unwrap().acceptance, Acceptance::Connected);
+        }
+        let tip = chain.tip().hash;
+        let coinbase = chain.block(&tip).unwrap().unwrap().transactions[0].txid();
+        (tip, coinbase)
+    };
+    let mut b = Batch::new();
+    b.delete(Column::Meta, crate::store::meta_key::INDEXED);
+    store.write(b).unwrap();
+    let chain = Chain::open_with_store(Box::new(store.clone()), &g).unwrap();
+    assert_eq!(store.get(Column::Meta, crate::store::meta_key::INDEXED).unwrap(), Some(tip.0.to_vec()));
+    assert_eq!(chain.tx_location(&coinbase).unwrap().map(|l| (l.block_hash, l.height)), Some((tip, 3)));
+    assert!(check_store(&store, &g).unwrap().is_consistent());
+}
+
+/// With the index writer on its own thread, a block's tx index entries may be written
+/// after `accept_block` returns; `tx_location` and `history` wait for them, so a caller
+/// never sees the lag. Closing the chain writes what is queued.
+#[test]
+#[cfg(feature = "rocksdb")]
+fn reads_wait_for_the_index_writer_and_closing_flushes_it() {
+    let g = easy_genesis();
+    let dir = tempfile::tempdir().unwrap();
+    let mut coinbases = Vec::new();
+    {
+        let mut chain = Chain::open(dir.path(), &g).unwrap();
+        for tag in 1..=20u8 {
+            let block = mine_on_tip(&chain, tag);
+            let (hash, txid, to) = (block.hash(), block.transactions[0].txid(), Address([tag; 20]));
+            assert_eq!(chain.accept_block(block, now(&g)).unwrap().acceptance, Acceptance::Connected);
+            let loc = chain.tx_location(&txid).unwrap().expect("read right after the block");
+            assert_eq!((loc.block_hash, loc.height), (hash, u64::from(tag)));
+            let page = chain.history(&to, None, 10).unwrap().unwrap();
+            assert_eq!(page.entries.len(), 1, "the coinbase's recipient has its entry");
+            coinbases.push((txid, hash));
+        }
+        // Twenty more, not read before the chain closes.
+        for tag in 21..=40u8 {
+            let block = mine_on_tip(&chain, tag);
+            coinbases.push((block.transactions[0].txid(), block.hash()));
+            chain.accept_block(block, now(&g)).unwrap();
+        }
+    }
+    let report = check_db(dir.path(), &g).unwrap();
+    assert!(report.is_consistent(), "{report}");
+    assert_eq!(report.indexed_height, Some(40), "the queued jobs were written on close");
+    let chain = Chain::open(dir.path(), &g).unwrap();
+    for (txid, hash) in coinbases {
+        assert_eq!(chain.tx_location(&txid).unwrap().map(|l| l.block_hash), Some(hash));
+    }
+}
+
+/// The tx and address index columns and meta's `indexed`, to put back later.
+fn index_state(store: &MemStore) -> Vec<(Column, Vec<u8>, Option<Vec<u8>>)> {
+    let mut out = Vec::new();
+    for c in [Column::TxIndex, Column::AddrIndex] {
+        store
+            .for_each(c, &mut |k, v| {
+                out.push((c, k.to_vec(), Some(v.to_vec())));
+                true
+            })
+            .unwrap();
+    }
+    let indexed = store.get(Column::Meta, crate::store::meta_key::INDEXED).unwrap();
+    out.push((Column::Meta, crate::store::meta_key::INDEXED.to_vec(), indexed));
+    out
+}
+
+/// After a crash that lost the index writer's jobs across a reorg, the indexes are on a
+/// branch the chain has left: `check_store` accepts that (they match the chain they
+/// reach), and opening the chain unindexes that branch and indexes the new one.
+#[test]
+fn indexes_left_on_an_abandoned_branch_are_caught_up_on_open() {
+    let g = easy_genesis();
+    let store = MemStore::new();
+    let mut chain = Chain::open_with_store(Box::new(store.clone()), &g).unwrap();
+    for tag in 1..=2 {
+        let block = mine_on_tip(&chain, tag);
+        chain.accept_block(block, now(&g)).unwrap();
+    }
+    let fork = chain.tip().hash;
+    let mut abandoned = Vec::new();
+    for tag in 3..=5 {
+        let block = mine_on_tip(&chain, tag);
+        abandoned.push(block.transactions[0].txid());
+        assert_eq!(chain.accept_block(block, now(&g)).unwrap().acceptance, Acceptance::Connected);
+    }
+    let lost_after = index_state(&store);
+    let mut parent = chain.index.get(&fork).unwrap();
+    let mut winners = Vec::new();
+    for tag in 10..=13 {
+        let info = chain.parent_info(parent);
+        let t = info.timestamp_ms + chain.params().target_block_time_ms;
+        let mut block = assemble_block(chain.params(), &info, t, Address([tag; 20]), &[]).unwrap();
+        assert!(grind(&mut block.header, u64::MAX));
+        let hash = block.hash();
+        winners.push((block.transactions[0].txid(), hash));
+        chain.accept_block(block, now(&g)).unwrap();
+        parent = chain.index.get(&hash).unwrap();
+    }
+    assert_eq!(chain.tip().hash, winners[3].1, "the longer branch won");
+    drop(chain);
+
+    // The crash: every index job after block 5 of the abandoned branch is lost.
+    let mut b = Batch::new();
+    for c in [Column::TxIndex, Column::AddrIndex] {
+        store
+            .for_each(c, &mut |k, _| {
+                b.delete(c, k.to_vec());
+                true
+            })
+            .unwrap();
+    }
+    for (c, k, v) in lost_after {
+        b.put(c, k, v.unwrap());
+    }
+    store.write(b).unwrap();
+    let report = check_store(&store, &g).unwrap();
+    assert!(report.is_consistent(), "{report}");
+    assert_eq!((report.tip_height, report.indexed_height), (6, Some(5)));
+
+    let chain = Chain::open_with_store(Box::new(store.clone()), &g).unwrap();
+    for txid in &abandoned {
+        assert_eq!(chain.tx_location(txid).unwrap(), None, "{txid} was unindexed");
+    }
+    for (txid, hash) in &winners {
+        assert_eq!(chain.tx_location(txid).unwrap().map(|l| l.block_hash), Some(*hash));
+    }
+    assert!(chain.history(&Address([4; 20]), None, 10).unwrap().unwrap().entries.is_empty());
+    assert_eq!(chain.history(&Address([12; 20]), None, 10).unwrap().unwrap().entries.len(), 1);
+    let report = check_store(&store, &g).unwrap();
+    assert!(report.is_consistent(), "{report}");
+    assert_eq!(report.indexed_height, Some(6));
+}

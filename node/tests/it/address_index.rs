@@ -104,7 +104,7 @@ fn reorg_depth_10_leaves_the_address_index_equal_to_a_rebuild() {
 fn index_off_keeps_nothing_and_turning_it_on_builds_it_from_the_blocks() {
     let g = test_genesis();
     let dir = tempfile::tempdir().unwrap();
-    let off = ChainOptions { address_index: false };
+    let off = ChainOptions { address_index: false, ..ChainOptions::default() };
     let mut reference = Branch::new(&g);
     {
         let mut chain = Chain::open_with_options(dir.path(), &g, off).unwrap();
@@ -147,8 +147,12 @@ fn a_database_from_before_the_index_gets_it_built_on_open() {
     let dir = tempfile::tempdir().unwrap();
     let mut reference = Branch::new(&g);
     {
-        let mut chain =
-            Chain::open_with_options(dir.path(), &g, ChainOptions { address_index: false }).unwrap();
+        let mut chain = Chain::open_with_options(
+            dir.path(),
+            &g,
+            ChainOptions { address_index: false, ..ChainOptions::default() },
+        )
+        .unwrap();
         for _ in 0..5 {
             let b = reference.mine(3, 1);
             assert_eq!(accept(&mut chain, &b, &g), Acceptance::Connected);

@@ -1,7 +1,10 @@
 //! Model-based test of [`Chain`] on the real RocksDB store: random sequences of blocks
 //! on several branches (extend the tip, grow a side branch until it is heavier and a
 //! reorg follows, blocks that break a rule somewhere in a branch, resubmitted blocks,
-//! restarts that drop the chain and reopen its directory, runs of blocks handed over in
+//! restarts that drop the chain and reopen its directory, restarts after a crash that
+//! lost the index writer's last jobs (the tx and address indexes rolled back to what
+//! they held a few steps earlier, as a kill -9 while the writer lags leaves them), runs
+//! of blocks handed over in
 //! one `Chain::accept_blocks` call as an import or a sync does), with balances, amounts and
 //! fees at the edges (0, 1, `u64::MAX`, `u64::MAX - x`, a sender's whole balance, one
 //! more than it) on a genesis whose allocations may sum to `u64::MAX`.
@@ -14,8 +17,9 @@
 //! state of every account as a
 //! replay from genesis along the model's best chain in `u128` arithmetic on a plain
 //! `HashMap`. Compared: each block's acceptance, the tip, its height and total work, the
-//! best chain's hash at every height, and the balance and nonce of every address the
-//! test uses (and no stored account beyond them).
+//! best chain's hash at every height, the tx index's answer for every transaction of
+//! every block built (where it is on the best chain, or not found), and the balance and
+//! nonce of every address the test uses (and no stored account beyond them).
 //!
 //! Cases: `PROPTEST_CASES` (default [`DEFAULT_CASES`], sized for a debug build on a
 //! loaded 2-core machine).
@@ -28,7 +32,8 @@ use cairn_core::pow::Target;
 use cairn_core::transaction::{address_of, public_key_of, Coinbase, SignedTransfer, Transaction, Transfer};
 use cairn_core::validation::ParentInfo;
 use cairn_core::{merkle, Address, Amount, BlockHash, Work};
-use cairn_node::chain::{check_db, Acceptance, Chain, ChainError};
+use cairn_node::chain::{check_db, check_store, Acceptance, Chain, ChainError};
+use cairn_node::store::{meta_key, Batch, Column, KvStore, RocksStore};
 use k256::ecdsa::SigningKey;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
@@ -37,8 +42,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// What the random runs exercised (printed at the end): connected, side branch,
 /// invalid, duplicate, reorgs (a tip change that disconnected blocks), restarts, blocks
-/// that came through [`Chain::accept_blocks`].
-static SEEN: [AtomicUsize; 7] = [const { AtomicUsize::new(0) }; 7];
+/// that came through [`Chain::accept_blocks`], restarts with the indexes rolled back,
+/// and of these the ones whose indexes were on a branch the chain had left.
+static SEEN: [AtomicUsize; 9] = [const { AtomicUsize::new(0) }; 9];
 
 fn seen(i: usize) {
     SEEN[i].fetch_add(1, Ordering::Relaxed);
@@ -95,6 +101,10 @@ enum Op {
     Resubmit(usize),
     /// Drop the chain and open its directory again.
     Restart,
+    /// Drop the chain, roll its tx and address indexes back to one of the last few
+    /// steps' (see [`IndexSnapshot`]), check the store as a crash would leave it, and
+    /// open it again, which must catch the indexes up.
+    LoseIndexJobs(usize),
     /// Several `Build`s handed to the chain in one [`Chain::accept_blocks`] call, whose
     /// checks of the next blocks run ahead while the one before is committed: every
     /// block must get the result `accept_block` would have given it.
@@ -165,6 +175,7 @@ fn op() -> impl Strategy<Value = Op> {
         3 => prop::collection::vec(build_op(), 2..6).prop_map(Op::Batch),
         1 => any::<usize>().prop_map(Op::Resubmit),
         2 => Just(Op::Restart),
+        2 => any::<usize>().prop_map(Op::LoseIndexJobs),
     ]
 }
 
@@ -594,6 +605,36 @@ fn check(chain: &Chain, model: &Model, step: usize) -> Result<(), TestCaseError>
         );
     }
     prop_assert_eq!(chain.best_hash_at(path.len() as u64), None, "step {}: best chain too long", step);
+    // The tx index (written behind the chain; `tx_location` waits for the writer).
+    let mut on_best = HashSet::new();
+    for (h, &b) in path.iter().enumerate().skip(1) {
+        for (i, tx) in model.blocks[b].block.transactions.iter().enumerate() {
+            let txid = tx.txid();
+            on_best.insert(txid);
+            let got = chain.tx_location(&txid).unwrap().map(|l| (l.block_hash, l.height, l.index));
+            prop_assert_eq!(
+                got,
+                Some((model.blocks[b].hash, h as u64, i as u32)),
+                "step {}: tx index of {}",
+                step,
+                txid
+            );
+        }
+    }
+    for mb in model.blocks.iter().skip(1) {
+        for tx in &mb.block.transactions {
+            let txid = tx.txid();
+            if !on_best.contains(&txid) {
+                prop_assert_eq!(
+                    chain.tx_location(&txid).unwrap(),
+                    None,
+                    "step {}: tx {} is off the best chain",
+                    step,
+                    txid
+                );
+            }
+        }
+    }
     let state = tip.state.as_ref().unwrap();
     for a in &model.universe {
         let got = chain.account(a).unwrap();
@@ -612,6 +653,47 @@ fn check(chain: &Chain, model: &Model, step: usize) -> Result<(), TestCaseError>
     Ok(())
 }
 
+/// The tx and address indexes and meta's `indexed` as they were after a step.
+struct IndexSnapshot {
+    entries: Vec<(Column, Vec<u8>, Vec<u8>)>,
+    indexed: Vec<u8>,
+}
+
+/// Steps whose indexes a `LoseIndexJobs` may roll back to.
+const SNAPSHOTS: usize = 6;
+
+fn index_snapshot(store: &dyn KvStore) -> IndexSnapshot {
+    let mut entries = Vec::new();
+    for c in [Column::TxIndex, Column::AddrIndex] {
+        store
+            .for_each(c, &mut |k, v| {
+                entries.push((c, k.to_vec(), v.to_vec()));
+                true
+            })
+            .unwrap();
+    }
+    let indexed = store.get(Column::Meta, meta_key::INDEXED).unwrap().expect("meta names the indexed block");
+    IndexSnapshot { entries, indexed }
+}
+
+/// Puts back the indexes of `snap`, as if every index job after it had been lost.
+fn restore_indexes(store: &dyn KvStore, snap: &IndexSnapshot) {
+    let mut b = Batch::new();
+    for c in [Column::TxIndex, Column::AddrIndex] {
+        store
+            .for_each(c, &mut |k, _| {
+                b.delete(c, k.to_vec());
+                true
+            })
+            .unwrap();
+    }
+    for (c, k, v) in &snap.entries {
+        b.put(*c, k.clone(), v.clone());
+    }
+    b.put(Column::Meta, meta_key::INDEXED, snap.indexed.clone());
+    store.write(b).unwrap();
+}
+
 fn now_ms(g: &Genesis) -> u64 {
     g.params.timestamp_ms + 10_000_000_000
 }
@@ -622,6 +704,7 @@ fn run(s: &Scenario) -> Result<(), TestCaseError> {
     let mut chain = Some(Chain::open(dir.path(), &g).unwrap());
     let mut model = Model::new(g.clone());
     check(chain.as_ref().unwrap(), &model, 0)?;
+    let mut snapshots = std::collections::VecDeque::new();
     for (step, op) in s.ops.iter().enumerate() {
         let step = step + 1;
         match op {
@@ -698,8 +781,31 @@ fn run(s: &Scenario) -> Result<(), TestCaseError> {
                 model.restart();
                 seen(5);
             }
+            Op::LoseIndexJobs(k) => {
+                if snapshots.is_empty() {
+                    continue;
+                }
+                let snap = &snapshots[k % snapshots.len()];
+                drop(chain.take());
+                {
+                    let store = RocksStore::open(&dir.path().join("chain")).unwrap();
+                    restore_indexes(&store, snap);
+                    let report = check_store(&store, &g).unwrap();
+                    prop_assert!(report.is_consistent(), "step {}: indexes rolled back: {}", step, report);
+                    let indexed = BlockHash(snap.indexed.clone().try_into().unwrap());
+                    let on_best = model.path(model.tip).iter().any(|&b| model.blocks[b].hash == indexed);
+                    if !on_best {
+                        seen(8);
+                    }
+                }
+                chain = Some(Chain::open(dir.path(), &g).unwrap());
+                model.restart();
+                seen(7);
+            }
         }
         check(chain.as_ref().unwrap(), &model, step)?;
+        snapshots.push_front(index_snapshot(chain.as_ref().unwrap().store()));
+        snapshots.truncate(SNAPSHOTS);
     }
     drop(chain);
     let report = check_db(dir.path(), &g).unwrap();
@@ -718,7 +824,7 @@ fn chain_matches_a_replay_from_genesis_after_every_step() {
     let result = runner.run(&scenario(), |s| run(&s));
     let n: Vec<usize> = SEEN.iter().map(|c| c.load(Ordering::Relaxed)).collect();
     eprintln!(
-        "chain model: {} cases; blocks connected {}, side branch {}, invalid {}, duplicate {}; reorgs {}, restarts {}; {} of the blocks through accept_blocks",
+        "chain model: {} cases; blocks connected {}, side branch {}, invalid {}, duplicate {}; reorgs {}, restarts {}; {} of the blocks through accept_blocks; {} restarts with the indexes rolled back, {} of them to a branch the chain had left",
         cases(),
         n[0],
         n[1],
@@ -726,7 +832,9 @@ fn chain_matches_a_replay_from_genesis_after_every_step() {
         n[3],
         n[4],
         n[5],
-        n[6]
+        n[6],
+        n[7],
+        n[8]
     );
     if let Err(e) = result {
         panic!("{e}");

@@ -1,0 +1,291 @@
+//! The transaction index (`txindex`) and the address history index (`addrindex`),
+//! written behind the chain.
+//!
+//! Connecting a block commits the state in one batch (accounts, undo, status, height,
+//! tip, see `commit.rs`); the block's index entries follow in a batch of their own,
+//! written by the [`IndexWriter`]: on a thread of its own at the lowest CPU priority
+//! (the node), or inline right after the chain's batch (in-memory chains, the
+//! simulator, which must stay deterministic). This is how Bitcoin Core keeps its
+//! `-txindex`, from its validation interface's `BlockConnected`: a block is connected,
+//! announced and relayed without waiting for the entries of its thousand transfers,
+//! which are about half of its write (docs/PERFORMANCE.md).
+//!
+//! Blocks are indexed and unindexed in the order the chain connected and disconnected
+//! them, each batch with the `meta` key `indexed` (the hash of the block the indexes
+//! now reach), so the indexes always hold exactly the transactions of the chain from
+//! genesis to `indexed`, a chain that was the best chain when that block was
+//! connected. The chain knows how many jobs it handed over; reads that need the
+//! indexes ([`Chain::tx_location`], [`Chain::history`]) first wait until the writer
+//! has done them all (Core's `BlockUntilSyncedToCurrentChain`), so a caller never sees
+//! the lag, only, at worst, the few milliseconds of a block's entries.
+//!
+//! After a crash `indexed` may be behind the tip, or on a branch the chain has left.
+//! Opening the chain unindexes back to the fork point and indexes forward to the tip
+//! ([`Chain::catch_up_indexes`]) before anything else reads or writes them. A database
+//! from before this writer has no `indexed` key: its indexes were written with each
+//! block, so they reach its tip.
+
+use super::{Chain, ChainError};
+use crate::failstop::{fail_stop, lock_or_stop};
+use crate::store::{
+    addr_entries_with_txids, encode_addr_entries, meta_key, Batch, Column, KvStore, TxLocationRecord,
+};
+use cairn_core::block::Block;
+use cairn_core::{BlockHash, Txid};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Jobs queued for the writer thread before the chain waits for it: about 32 blocks
+/// of index entries in memory at most (a few MB with full blocks), while a sync runs
+/// ahead of the writer.
+const QUEUE_JOBS: usize = 32;
+/// Jobs written in one batch when the writer finds them queued (a sync's blocks).
+const JOBS_PER_BATCH: usize = 64;
+/// How long a read waits for the writer before it answers with an error. The writer
+/// falls this far behind only if its thread is gone (a panic) or the disk hangs.
+const WAIT_LIMIT: Duration = Duration::from_secs(60);
+/// The writer thread's nice value: it runs when the chain, the P2P and the RPC threads
+/// leave a core free, so a block's relay never waits for its index entries.
+const WRITER_NICE: i32 = 19;
+
+/// One block to index or unindex.
+pub(super) enum IndexJob {
+    /// `block` was connected at `height` as `hash`; `txids` when already computed.
+    Connect { hash: BlockHash, height: u64, block: Block, txids: Option<Vec<Txid>> },
+    /// `block` at `height` was disconnected; the tip went back to `prev`.
+    Disconnect { prev: BlockHash, height: u64, block: Block },
+}
+
+impl IndexJob {
+    /// Adds the job's writes (and the `indexed` marker) to `b`.
+    fn write_into(self, b: &mut Batch, address_index: bool) {
+        match self {
+            IndexJob::Connect { hash, height, block, txids } => {
+                let txids = txids.unwrap_or_else(|| block.txids());
+                for (i, txid) in txids.iter().enumerate() {
+                    let loc = TxLocationRecord { block_hash: hash, height, index: i as u32 };
+                    b.put(Column::TxIndex, txid.0, loc.encode());
+                }
+                if address_index {
+                    for (k, v) in addr_entries_with_txids(&block, &txids, height) {
+                        b.put(Column::AddrIndex, k, encode_addr_entries(&v));
+                    }
+                }
+                b.put(Column::Meta, meta_key::INDEXED, hash.0);
+            }
+            IndexJob::Disconnect { prev, height, block } => {
+                let txids = block.txids();
+                for txid in &txids {
+                    b.delete(Column::TxIndex, txid.0);
+                }
+                if address_index {
+                    for (k, _) in addr_entries_with_txids(&block, &txids, height) {
+                        b.delete(Column::AddrIndex, k);
+                    }
+                }
+                b.put(Column::Meta, meta_key::INDEXED, prev.0);
+            }
+        }
+    }
+}
+
+/// How many jobs the writer thread has written, for readers to wait on.
+#[derive(Default)]
+struct Progress {
+    done: Mutex<u64>,
+    written: Condvar,
+}
+
+/// Writes the index entries of the blocks the chain connects and disconnects, in
+/// order: inline, or on a thread of its own once [`IndexWriter::start_thread`] ran.
+pub(super) struct IndexWriter {
+    store: Arc<dyn KvStore>,
+    address_index: bool,
+    queue: Option<SyncSender<IndexJob>>,
+    thread: Option<JoinHandle<()>>,
+    progress: Arc<Progress>,
+    /// Jobs handed to the thread so far.
+    sent: u64,
+}
+
+impl IndexWriter {
+    /// A writer that writes each job as it is handed over.
+    pub(super) fn inline(store: Arc<dyn KvStore>, address_index: bool) -> IndexWriter {
+        IndexWriter { store, address_index, queue: None, thread: None, progress: Arc::default(), sent: 0 }
+    }
+
+    /// From now on, jobs go to a thread of their own (at the lowest priority).
+    pub(super) fn start_thread(&mut self) -> Result<(), ChainError> {
+        if self.queue.is_some() {
+            return Ok(());
+        }
+        let (tx, rx) = sync_channel(QUEUE_JOBS);
+        let (store, progress, address_index) =
+            (self.store.clone(), self.progress.clone(), self.address_index);
+        let thread = std::thread::Builder::new()
+            .name("index-writer".into())
+            .spawn(move || run_writer(&*store, address_index, rx, &progress))
+            .map_err(|e| ChainError::Db(format!("starting the index writer: {e}")))?;
+        self.queue = Some(tx);
+        self.thread = Some(thread);
+        Ok(())
+    }
+
+    /// Hands over one job. A store that refuses the write stops the node, as the
+    /// chain's own commits do (`Chain::commit`).
+    pub(super) fn submit(&mut self, job: IndexJob) {
+        match &self.queue {
+            Some(queue) => {
+                if queue.send(job).is_err() {
+                    fail_stop(format_args!("the index writer thread is gone"));
+                }
+                self.sent += 1;
+            }
+            None => {
+                let mut b = Batch::new();
+                job.write_into(&mut b, self.address_index);
+                if let Err(e) = self.store.write(b) {
+                    fail_stop(format_args!("the chain store refused an index write: {e}"));
+                }
+            }
+        }
+    }
+
+    /// Jobs handed over and not written yet.
+    pub(super) fn backlog(&self) -> u64 {
+        self.sent.saturating_sub(*lock_or_stop(&self.progress.done, "index progress"))
+    }
+
+    /// Returns once every job handed over is written (at once when inline).
+    pub(super) fn wait(&self) -> Result<(), ChainError> {
+        let deadline = Instant::now() + WAIT_LIMIT;
+        let mut done = lock_or_stop(&self.progress.done, "index progress");
+        while *done < self.sent {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(ChainError::Db(format!(
+                    "the index writer is {} blocks behind after {} s",
+                    self.sent - *done,
+                    WAIT_LIMIT.as_secs()
+                )));
+            }
+            done = match self.progress.written.wait_timeout(done, left) {
+                Ok((d, _)) => d,
+                Err(_) => fail_stop(format_args!("index progress lock poisoned")),
+            };
+        }
+        Ok(())
+    }
+
+    /// Writes what is queued and stops the thread (the chain is closing).
+    pub(super) fn finish(&mut self) {
+        self.queue = None;
+        if let Some(thread) = self.thread.take() {
+            if thread.join().is_err() {
+                tracing::error!("the index writer thread panicked");
+            }
+        }
+    }
+}
+
+impl Drop for IndexWriter {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+/// The writer thread: each job in order, those found queued together in one batch.
+fn run_writer(store: &dyn KvStore, address_index: bool, rx: Receiver<IndexJob>, progress: &Progress) {
+    lower_priority();
+    while let Ok(job) = rx.recv() {
+        let mut b = Batch::new();
+        job.write_into(&mut b, address_index);
+        let mut jobs = 1;
+        while jobs < JOBS_PER_BATCH {
+            let Ok(job) = rx.try_recv() else { break };
+            job.write_into(&mut b, address_index);
+            jobs += 1;
+        }
+        if let Err(e) = store.write(b) {
+            fail_stop(format_args!("the chain store refused an index write: {e}"));
+        }
+        *lock_or_stop(&progress.done, "index progress") += jobs as u64;
+        progress.written.notify_all();
+    }
+}
+
+/// Gives the calling thread the nice value [`WRITER_NICE`] (Linux keeps one per
+/// thread). Failing to is harmless: the writer then runs at normal priority.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: gettid and setpriority take no pointers; they read and set the calling
+        // thread's scheduling attributes only.
+        #[allow(unsafe_code)]
+        let r = unsafe {
+            let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+            libc::setpriority(libc::PRIO_PROCESS, tid, WRITER_NICE)
+        };
+        if r != 0 {
+            tracing::debug!(error = %std::io::Error::last_os_error(), "could not lower the index writer's priority");
+        }
+    }
+}
+
+impl Chain {
+    /// Brings the indexes from the block in `meta`'s `indexed` key to the tip:
+    /// unindexing back to the fork point, then indexing forward (see the module doc).
+    /// Runs on open, before the writer thread starts.
+    pub(super) fn catch_up_indexes(&mut self) -> Result<(), ChainError> {
+        let tip = self.index.tip();
+        let tip_hash = self.index.e(tip).hash;
+        let Some(marker) = self.store.get(Column::Meta, meta_key::INDEXED)? else {
+            // Written by a version that indexed each block in its own batch.
+            let mut b = Batch::new();
+            b.put(Column::Meta, meta_key::INDEXED, tip_hash.0);
+            self.store.write(b)?;
+            return Ok(());
+        };
+        let marker = crate::store::hash_from_bytes(&marker, "indexed block")?;
+        let from = self.index.get(&marker).ok_or_else(|| {
+            ChainError::Corrupt(format!("the indexes reach {marker}, which is not in the index"))
+        })?;
+        if from == tip {
+            return Ok(());
+        }
+        let fork = self.index.fork_point(from, tip);
+        let (mut undone, mut done) = (0u64, 0u64);
+        let mut c = from;
+        while c != fork {
+            let e = self.index.e(c);
+            let (hash, height, prev) = (e.hash, e.height, e.prev);
+            let block = self.read_block(&hash)?;
+            let prev = self.index.e(prev).hash;
+            self.indexes.submit(IndexJob::Disconnect { prev, height, block });
+            undone += 1;
+            c = self.index.e(c).prev;
+        }
+        let mut path = Vec::new();
+        let mut c = tip;
+        while c != fork {
+            path.push(c);
+            c = self.index.e(c).prev;
+        }
+        for &i in path.iter().rev() {
+            let (hash, height) = (self.index.e(i).hash, self.index.e(i).height);
+            let block = self.read_block(&hash)?;
+            self.indexes.submit(IndexJob::Connect { hash, height, block, txids: None });
+            done += 1;
+        }
+        self.indexes.wait()?;
+        tracing::info!(unindexed = undone, indexed = done, "indexes caught up with the tip");
+        Ok(())
+    }
+
+    /// Index jobs handed over and not written yet (0 when inline).
+    pub fn index_backlog(&self) -> u64 {
+        self.indexes.backlog()
+    }
+}
