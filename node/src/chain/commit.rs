@@ -288,13 +288,13 @@ impl Chain {
         Ok(Some(change))
     }
 
+    /// At most once a second of commits, has the index writer sync the WAL (on its
+    /// thread when it has one, see `indexes.rs`): everything written before this call is
+    /// durable once it has. A failed sync stops the node there.
     pub(super) fn maybe_fsync_wal(&mut self, now_ms: u64) -> Result<(), ChainError> {
         if self.unfsynced && now_ms.saturating_sub(self.last_fsync_ms) >= FSYNC_INTERVAL_MS {
-            if let Err(e) = self.fsync_wal() {
-                // After a failed fsync the kernel may have dropped the dirty pages: what
-                // is on disk is unknown, and retrying would report success falsely.
-                fail_stop(format_args!("syncing the chain store failed: {e}"));
-            }
+            self.indexes.submit(IndexJob::SyncWal);
+            self.unfsynced = false;
             self.last_fsync_ms = now_ms;
         }
         Ok(())

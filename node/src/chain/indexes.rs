@@ -3,8 +3,8 @@
 //!
 //! Connecting a block commits the state in one batch (accounts, undo, status, height,
 //! tip, see `commit.rs`); the block's index entries follow in a batch of their own,
-//! written by the [`IndexWriter`]: on a thread of its own at the lowest CPU priority
-//! (the node), or inline right after the chain's batch (in-memory chains, the
+//! written by the [`IndexWriter`]: on a thread of its own in Linux's `SCHED_IDLE` class
+//! (the node; see [`lower_priority`]), or inline right after the chain's batch (in-memory chains, the
 //! simulator, which must stay deterministic). This is how Bitcoin Core keeps its
 //! `-txindex`, from its validation interface's `BlockConnected`: a block is connected,
 //! announced and relayed without waiting for the entries of its thousand transfers,
@@ -18,6 +18,10 @@
 //! indexes ([`Chain::tx_location`], [`Chain::history`]) first wait until the writer
 //! has done them all (Core's `BlockUntilSyncedToCurrentChain`), so a caller never sees
 //! the lag, only, at worst, the few milliseconds of a block's entries.
+//!
+//! The writer also makes the chain's writes durable once a second (an fsync of the
+//! WAL, [`IndexJob::SyncWal`]), so that no block waits for the disk with the chain lock
+//! held; it syncs everything written before the request.
 //!
 //! After a crash `indexed` may be behind the tip, or on a branch the chain has left.
 //! Opening the chain unindexes back to the fork point and indexes forward to the tip
@@ -46,9 +50,6 @@ const JOBS_PER_BATCH: usize = 64;
 /// How long a read waits for the writer before it answers with an error. The writer
 /// falls this far behind only if its thread is gone (a panic) or the disk hangs.
 const WAIT_LIMIT: Duration = Duration::from_secs(60);
-/// The writer thread's nice value: it runs when the chain, the P2P and the RPC threads
-/// leave a core free, so a block's relay never waits for its index entries.
-const WRITER_NICE: i32 = 19;
 
 /// One block to index or unindex.
 pub(super) enum IndexJob {
@@ -56,12 +57,18 @@ pub(super) enum IndexJob {
     Connect { hash: BlockHash, height: u64, block: Block, txids: Option<Vec<Txid>> },
     /// `block` at `height` was disconnected; the tip went back to `prev`.
     Disconnect { prev: BlockHash, height: u64, block: Block },
+    /// Make every write so far durable (an fsync of the WAL, [`KvStore::sync`]): the
+    /// chain's periodic sync, done here so that the chain lock, and the block that
+    /// holds it, do not wait for the disk.
+    SyncWal,
 }
 
 impl IndexJob {
-    /// Adds the job's writes (and the `indexed` marker) to `b`.
-    fn write_into(self, b: &mut Batch, address_index: bool) {
+    /// Adds the job's writes (and the `indexed` marker) to `b`; true for
+    /// [`IndexJob::SyncWal`], which has none.
+    fn write_into(self, b: &mut Batch, address_index: bool) -> bool {
         match self {
+            IndexJob::SyncWal => return true,
             IndexJob::Connect { hash, height, block, txids } => {
                 let txids = txids.unwrap_or_else(|| block.txids());
                 for (i, txid) in txids.iter().enumerate() {
@@ -88,6 +95,7 @@ impl IndexJob {
                 b.put(Column::Meta, meta_key::INDEXED, prev.0);
             }
         }
+        false
     }
 }
 
@@ -116,7 +124,7 @@ impl IndexWriter {
         IndexWriter { store, address_index, queue: None, thread: None, progress: Arc::default(), sent: 0 }
     }
 
-    /// From now on, jobs go to a thread of their own (at the lowest priority).
+    /// From now on, jobs go to a thread of their own (`SCHED_IDLE`).
     pub(super) fn start_thread(&mut self) -> Result<(), ChainError> {
         if self.queue.is_some() {
             return Ok(());
@@ -145,10 +153,8 @@ impl IndexWriter {
             }
             None => {
                 let mut b = Batch::new();
-                job.write_into(&mut b, self.address_index);
-                if let Err(e) = self.store.write(b) {
-                    fail_stop(format_args!("the chain store refused an index write: {e}"));
-                }
+                let sync = job.write_into(&mut b, self.address_index);
+                write_and_sync(&*self.store, b, sync);
             }
         }
     }
@@ -201,33 +207,52 @@ fn run_writer(store: &dyn KvStore, address_index: bool, rx: Receiver<IndexJob>, 
     lower_priority();
     while let Ok(job) = rx.recv() {
         let mut b = Batch::new();
-        job.write_into(&mut b, address_index);
+        let mut sync = job.write_into(&mut b, address_index);
         let mut jobs = 1;
-        while jobs < JOBS_PER_BATCH {
+        while jobs < JOBS_PER_BATCH && !sync {
             let Ok(job) = rx.try_recv() else { break };
-            job.write_into(&mut b, address_index);
+            sync = job.write_into(&mut b, address_index);
             jobs += 1;
         }
-        if let Err(e) = store.write(b) {
-            fail_stop(format_args!("the chain store refused an index write: {e}"));
-        }
+        // In key order, each insert into RocksDB's memtable (a skip list) starts from
+        // where the one before ended instead of searching from the top.
+        b.sort_by_key();
+        write_and_sync(store, b, sync);
         *lock_or_stop(&progress.done, "index progress") += jobs as u64;
         progress.written.notify_all();
     }
 }
 
-/// Gives the calling thread the nice value [`WRITER_NICE`] (Linux keeps one per
-/// thread). Failing to is harmless: the writer then runs at normal priority.
+/// Writes `b` (when not empty), then syncs the WAL if asked. A store that refuses
+/// either stops the node: after a failed fsync the kernel may have dropped the dirty
+/// pages, so what is on disk is unknown and a retry would report success falsely.
+fn write_and_sync(store: &dyn KvStore, b: Batch, sync: bool) {
+    if !b.is_empty() {
+        if let Err(e) = store.write(b) {
+            fail_stop(format_args!("the chain store refused an index write: {e}"));
+        }
+    }
+    if sync {
+        if let Err(e) = store.sync() {
+            fail_stop(format_args!("syncing the chain store failed: {e}"));
+        }
+    }
+}
+
+/// Puts the calling thread in Linux's `SCHED_IDLE` class: it runs when no other thread
+/// of the machine wants the core, and any other thread that wakes up takes the core from
+/// it at once (with nice 19 it could finish its time slice first, a few ms of a block's
+/// relay). It still gets a small share under full load, and a sync that outruns it
+/// waits on the bounded queue, so it does not starve. Failing to is harmless: the
+/// writer then runs at normal priority.
 fn lower_priority() {
     #[cfg(target_os = "linux")]
     {
-        // SAFETY: gettid and setpriority take no pointers; they read and set the calling
-        // thread's scheduling attributes only.
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: `param` is a valid sched_param that outlives the call; pid 0 is the
+        // calling thread, whose scheduling class alone changes.
         #[allow(unsafe_code)]
-        let r = unsafe {
-            let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-            libc::setpriority(libc::PRIO_PROCESS, tid, WRITER_NICE)
-        };
+        let r = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
         if r != 0 {
             tracing::debug!(error = %std::io::Error::last_os_error(), "could not lower the index writer's priority");
         }
