@@ -310,9 +310,11 @@ impl Chain {
         }
     }
 
-    /// Makes every committed batch durable against a power cut (an fsync of the WAL).
+    /// Makes every committed batch durable against a power cut (an fsync of the WAL),
+    /// the index entries queued for the index writer included (it waits for them).
     /// Done automatically at most once a second of commits and on drop.
     pub fn fsync_wal(&mut self) -> Result<(), ChainError> {
+        self.indexes.wait()?;
         self.store.sync()?;
         self.unfsynced = false;
         Ok(())
