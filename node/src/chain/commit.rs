@@ -133,13 +133,7 @@ impl Chain {
             while self.index.tip() != fork {
                 self.disconnect_tip(fresh)?;
             }
-            let mut path = Vec::new();
-            let mut c = best;
-            while c != fork {
-                path.push(c);
-                c = self.index.e(c).prev;
-            }
-            for &b in path.iter().rev() {
+            for b in self.index.path_after(fork, best) {
                 if let Err(e) = self.connect(b, fresh)? {
                     let hash = self.index.e(b).hash;
                     tracing::warn!(%hash, error = %e, "block failed to connect; marking it and its descendants invalid");

@@ -141,6 +141,19 @@ impl BlockIndex {
         out
     }
 
+    /// The entries after `ancestor` up to and including `to`, parent first (empty when
+    /// `to` is `ancestor`). `ancestor` must be an ancestor of `to`.
+    pub fn path_after(&self, ancestor: Idx, to: Idx) -> Vec<Idx> {
+        let mut path = Vec::new();
+        let mut c = to;
+        while c != ancestor {
+            path.push(c);
+            c = self.e(c).prev;
+        }
+        path.reverse();
+        path
+    }
+
     /// The last common ancestor of two entries.
     pub fn fork_point(&self, mut a: Idx, mut b: Idx) -> Idx {
         while self.e(a).height > self.e(b).height {

@@ -241,8 +241,8 @@ fn write_and_sync(store: &dyn KvStore, b: Batch, sync: bool) {
 
 /// Puts the calling thread in Linux's `SCHED_IDLE` class: it runs when no other thread
 /// of the machine wants the core, and any other thread that wakes up takes the core from
-/// it at once (with nice 19 it could finish its time slice first, a few ms of a block's
-/// relay). It still gets a small share under full load, and a sync that outruns it
+/// it at once (at nice 19 it still ran for 21 % of the CPU inside the windows of blocks
+/// whose transfers every node held, docs/PERFORMANCE.md). It still gets a small share under full load, and a sync that outruns it
 /// waits on the bounded queue, so it does not starve. Failing to is harmless: the
 /// writer then runs at normal priority.
 fn lower_priority() {
@@ -281,31 +281,23 @@ impl Chain {
             return Ok(());
         }
         let fork = self.index.fork_point(from, tip);
-        let (mut undone, mut done) = (0u64, 0u64);
-        let mut c = from;
-        while c != fork {
-            let e = self.index.e(c);
-            let (hash, height, prev) = (e.hash, e.height, e.prev);
+        // Unindex the branch the indexes are on back to the fork point, tip first; then
+        // index the best chain from there.
+        let undo = self.index.path_after(fork, from);
+        let redo = self.index.path_after(fork, tip);
+        for &i in undo.iter().rev() {
+            let e = self.index.e(i);
+            let (hash, height, prev) = (e.hash, e.height, self.index.e(e.prev).hash);
             let block = self.read_block(&hash)?;
-            let prev = self.index.e(prev).hash;
             self.indexes.submit(IndexJob::Disconnect { prev, height, block });
-            undone += 1;
-            c = self.index.e(c).prev;
         }
-        let mut path = Vec::new();
-        let mut c = tip;
-        while c != fork {
-            path.push(c);
-            c = self.index.e(c).prev;
-        }
-        for &i in path.iter().rev() {
+        for &i in &redo {
             let (hash, height) = (self.index.e(i).hash, self.index.e(i).height);
             let block = self.read_block(&hash)?;
             self.indexes.submit(IndexJob::Connect { hash, height, block, txids: None });
-            done += 1;
         }
         self.indexes.wait()?;
-        tracing::info!(unindexed = undone, indexed = done, "indexes caught up with the tip");
+        tracing::info!(unindexed = undo.len(), indexed = redo.len(), "indexes caught up with the tip");
         Ok(())
     }
 
