@@ -97,6 +97,20 @@ pub fn check_header_stateless(header: &BlockHeader) -> Result<(), BlockError> {
 /// height, no duplicate txids, merkle root. Returns the txids so callers need not
 /// hash again.
 pub fn check_block_structure(block: &Block, params: &ChainParams) -> Result<Vec<Txid>, BlockError> {
+    let txids = block.txids();
+    check_block_structure_with_txids(block, &txids, params)?;
+    Ok(txids)
+}
+
+/// [`check_block_structure`] for a caller that holds the block's txids already (a
+/// block rebuilt from a compact block, whose transfers came from the mempool with
+/// theirs): `txids` must be those of `block.transactions`, in order, computed from
+/// these very transactions. A list of another length fails as [`BlockError::BadMerkleRoot`].
+pub fn check_block_structure_with_txids(
+    block: &Block,
+    txids: &[Txid],
+    params: &ChainParams,
+) -> Result<(), BlockError> {
     let size = block.encoded_len();
     let max = params.max_block_bytes as usize;
     if size > max {
@@ -115,17 +129,19 @@ pub fn check_block_structure(block: &Block, params: &ChainParams) -> Result<Vec<
     {
         return Err(BlockError::ExtraCoinbase { index: index + 1 });
     }
-    let txids = block.txids();
+    if txids.len() != block.transactions.len() {
+        return Err(BlockError::BadMerkleRoot);
+    }
     let mut seen = HashSet::with_capacity(txids.len());
-    for id in &txids {
+    for id in txids {
         if !seen.insert(*id) {
             return Err(BlockError::DuplicateTxid(*id));
         }
     }
-    if merkle::merkle_root(&txids) != block.header.merkle_root {
+    if merkle::merkle_root(txids) != block.header.merkle_root {
         return Err(BlockError::BadMerkleRoot);
     }
-    Ok(txids)
+    Ok(())
 }
 
 /// Verifies the signature and static rules of transfer `index` of `block`.
@@ -262,6 +278,21 @@ pub fn apply_block<S: AccountSource + ?Sized>(
     block: &Block,
     params: &ChainParams,
 ) -> Result<(StateChanges, BlockUndo), BlockError> {
+    apply_block_with_senders(source, block, None, params)
+}
+
+/// [`apply_block`] with the senders' addresses at hand (a caller that derived them
+/// already, say to read the accounts ahead): `senders[i]` must be
+/// `Transfer::sender()` of transaction `i` for every transfer (any address at the
+/// coinbase's index). Without them, or with a list of another length, each is derived
+/// here.
+pub fn apply_block_with_senders<S: AccountSource + ?Sized>(
+    source: &S,
+    block: &Block,
+    senders: Option<&[Address]>,
+    params: &ChainParams,
+) -> Result<(StateChanges, BlockUndo), BlockError> {
+    let senders = senders.filter(|s| s.len() == block.transactions.len());
     let mut overlay = Overlay { source, current: HashMap::new(), prior: HashMap::new() };
     let mut fees = Amount::ZERO;
     for (index, tx) in block.transactions.iter().enumerate().skip(1) {
@@ -269,7 +300,10 @@ pub fn apply_block<S: AccountSource + ?Sized>(
             return Err(BlockError::ExtraCoinbase { index });
         };
         let t = &st.transfer;
-        let sender = t.sender();
+        let sender = match senders {
+            Some(s) => s[index],
+            None => t.sender(),
+        };
         let before = overlay.get(&sender).map_err(BlockError::State)?;
         let after = debit_sender(before, t).map_err(|error| BlockError::Transfer { index, error })?;
         overlay.set(sender, after);

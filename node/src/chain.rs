@@ -87,7 +87,7 @@ use cairn_core::genesis::Genesis;
 use cairn_core::state::{Account, AccountSource, StateError};
 use cairn_core::transaction::DecodedKeys;
 use cairn_core::validation::BlockError;
-use cairn_core::{Address, BlockHash, Work};
+use cairn_core::{Address, BlockHash, Txid, Work};
 use index::BlockIndex;
 use indexes::IndexWriter;
 use orphans::OrphanPool;
@@ -115,11 +115,14 @@ pub struct TipInfo {
     pub timestamp_ms: u64,
 }
 
-/// How the best chain changed. `disconnected` is tip-first, `connected` parent-first.
+/// How the best chain changed. `disconnected` is tip-first, `connected` parent-first;
+/// `connected_txids[i]` are the txids of `connected[i]`'s transactions, in order
+/// (those its check computed, so that the mempool does not hash them again).
 #[derive(Clone, Debug, Default)]
 pub struct TipChange {
     pub disconnected: Vec<Block>,
     pub connected: Vec<Block>,
+    pub connected_txids: Vec<Vec<Txid>>,
 }
 
 /// What became of a block handed to [`Chain::accept_block`].

@@ -619,17 +619,9 @@ impl Mempool {
 
     /// Removes one entry, leaving its sender's later transfers alone (callers fix those).
     fn remove_one(&mut self, txid: &Txid) -> Option<Entry> {
-        let e = self.entries.remove(txid)?;
+        let e = self.take_entry(txid)?;
         self.by_priority.remove(&(e.priority, *txid));
         self.by_age.remove(&(e.added_ms, e.priority.seq, *txid));
-        self.bytes = self.bytes.saturating_sub(e.size);
-        if let Some(q) = self.senders.get_mut(&e.sender) {
-            q.txs.remove(&e.tx.transfer.nonce);
-            q.spent = q.spent.saturating_sub(cost(&e.tx).unwrap_or(Amount::ZERO));
-            if q.txs.is_empty() {
-                self.senders.remove(&e.sender);
-            }
-        }
         Some(e)
     }
 
@@ -686,18 +678,60 @@ impl Mempool {
         }
     }
 
-    /// Drops what the block confirmed and what it made invalid.
-    pub fn on_block_connected(&mut self, block: &Block, state: &dyn AccountSource) {
+    /// Drops what the block confirmed and what it made invalid. `txids` are the
+    /// block's, in transaction order (the chain computed them when it checked the
+    /// block; they are not hashed again here).
+    pub fn on_block_connected(&mut self, block: &Block, txids: &[Txid], state: &dyn AccountSource) {
+        debug_assert_eq!(txids.len(), block.transactions.len());
         let mut senders = HashSet::new();
-        for tx in &block.transactions {
-            if let Transaction::Transfer(st) = tx {
-                self.remove_one(&tx.txid());
-                senders.insert(st.transfer.sender());
+        // Taken out of `entries` and the sender queues at once (one lookup each); the
+        // ordered sets follow below.
+        let mut confirmed: Vec<(Priority, u64, Txid)> = Vec::new();
+        let pool_before = self.entries.len();
+        for (tx, txid) in block.transactions.iter().zip(txids) {
+            let Transaction::Transfer(st) = tx else { continue };
+            match self.take_entry(txid) {
+                // A pending copy has these very bytes, so the same sender.
+                Some(e) => {
+                    senders.insert(e.sender);
+                    confirmed.push((e.priority, e.added_ms, *txid));
+                }
+                // A transfer we did not hold still moves its sender's nonce.
+                None => {
+                    senders.insert(st.transfer.sender());
+                }
+            }
+        }
+        // A block that takes a large part of the pool: both ordered sets swept once
+        // rather than searched once per entry.
+        if confirmed.len().saturating_mul(4) >= pool_before {
+            let entries = &self.entries;
+            self.by_priority.retain(|(_, id)| entries.contains_key(id));
+            self.by_age.retain(|(_, _, id)| entries.contains_key(id));
+        } else {
+            for (priority, added_ms, txid) in confirmed {
+                self.by_priority.remove(&(priority, txid));
+                self.by_age.remove(&(added_ms, priority.seq, txid));
             }
         }
         for s in senders {
             self.revalidate_sender(&s, state);
         }
+    }
+
+    /// Takes an entry out of `entries`, the byte count and its sender's queue, but not
+    /// out of the ordered sets (the caller's part: [`Mempool::remove_one`] does both).
+    fn take_entry(&mut self, txid: &Txid) -> Option<Entry> {
+        let e = self.entries.remove(txid)?;
+        self.bytes = self.bytes.saturating_sub(e.size);
+        if let Some(q) = self.senders.get_mut(&e.sender) {
+            q.txs.remove(&e.tx.transfer.nonce);
+            q.spent = q.spent.saturating_sub(cost(&e.tx).unwrap_or(Amount::ZERO));
+            if q.txs.is_empty() {
+                self.senders.remove(&e.sender);
+            }
+        }
+        Some(e)
     }
 
     /// Returns transfers of disconnected blocks that are still valid against `state`
@@ -1047,10 +1081,59 @@ mod tests {
         // A block confirms a0 and a conflicting transfer of b (same nonce, other content).
         let b0_other = tx(&b, 0, 2, 1);
         apply(&mut st, &[a0, b0_other]);
-        m.on_block_connected(&block(&[a0, b0_other]), &st);
+        let confirming = block(&[a0, b0_other]);
+        m.on_block_connected(&confirming, &confirming.txids(), &st);
         assert_eq!(m.len(), 1);
         assert!(m.contains(&tx(&a, 1, 1, 1).txid()));
         assert_eq!(m.pending_nonce(&address_of(&b), 1), 1);
+    }
+
+    /// A block that takes a few of the pool's transfers has them removed one by one, a
+    /// block that takes most of it has the ordered sets swept: either way the pool is
+    /// left as if each had been removed alone.
+    #[test]
+    fn a_block_taking_a_few_or_most_of_the_pool_leaves_it_consistent() {
+        let keys: Vec<SigningKey> = (1..=8).map(key).collect();
+        let funded: Vec<(&SigningKey, u64, u64)> = keys.iter().map(|k| (k, 1_000, 0)).collect();
+        let mut st = state(&funded);
+        let mut m = Mempool::new(1 << 20);
+        for (i, k) in keys.iter().enumerate() {
+            for nonce in 0..3 {
+                m.add_verified(tx(k, nonce, 1, 1 + (i as u64 + nonce) % 4), &st, nonce).unwrap();
+            }
+        }
+        assert_eq!(m.len(), 24);
+        // 2 of 24: below a quarter of the pool.
+        let few = [tx(&keys[0], 0, 1, 1), tx(&keys[1], 0, 1, 2)];
+        apply(&mut st, &few);
+        let b = block(&few);
+        m.on_block_connected(&b, &b.txids(), &st);
+        model::check_invariants(&m, &st).unwrap();
+        assert_eq!(m.len(), 22);
+        assert!(few.iter().all(|t| !m.contains(&t.txid()) && !m.txids().contains(&t.txid())));
+        // 18 of the 22 left: the rest of senders 2 to 7.
+        let most: Vec<SignedTransfer> = (2..8)
+            .flat_map(|i| (0..3).map(move |n| (i, n)))
+            .map(|(i, n)| tx(&keys[i], n, 1, 1 + (i as u64 + n) % 4))
+            .collect();
+        apply(&mut st, &most);
+        let b = block(&most);
+        m.on_block_connected(&b, &b.txids(), &st);
+        model::check_invariants(&m, &st).unwrap();
+        assert_eq!(m.len(), 4);
+        let left: Vec<Txid> = [(0, 1), (0, 2), (1, 1), (1, 2)]
+            .iter()
+            .map(|&(i, n)| tx(&keys[i], n, 1, 1 + (i as u64 + n) % 4).txid())
+            .collect();
+        let mut listed = m.txids();
+        listed.sort();
+        let mut want = left.clone();
+        want.sort();
+        assert_eq!(listed, want);
+        // The age order survived too: expiry drops exactly what is left.
+        m.expire(u64::MAX);
+        model::check_invariants(&m, &st).unwrap();
+        assert_eq!(m.len(), 0);
     }
 
     #[test]

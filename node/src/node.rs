@@ -401,8 +401,8 @@ impl Node {
             if !change.disconnected.is_empty() {
                 mempool.on_blocks_disconnected(&change.disconnected, &*chain, now_ms);
             }
-            for b in &change.connected {
-                mempool.on_block_connected(b, &*chain);
+            for (b, txids) in change.connected.iter().zip(&change.connected_txids) {
+                mempool.on_block_connected(b, txids, &*chain);
             }
             mempool.expire(now_ms);
             drop(mempool);

@@ -481,6 +481,14 @@ pub fn propagation(
         }
     };
 
+    // `CAIRN_BENCH_WINDOWS=FILE`: each counted block's window (its kind, then the
+    // submit and the last arrival in CLOCK_MONOTONIC nanoseconds, the clock of
+    // `perf record -k CLOCK_MONOTONIC`), one line per block, to cut a system-wide
+    // profile down to the blocks' windows.
+    let mut windows = match std::env::var_os("CAIRN_BENCH_WINDOWS") {
+        Some(path) => Some(std::fs::File::create(&path).with_context(|| format!("create {path:?}"))?),
+        None => None,
+    };
     let warmup = 2;
     let mut out = Propagation {
         empty: KindFigures::default(),
@@ -573,6 +581,7 @@ pub fn propagation(
         let cpu_before: Vec<_> = pids.iter().map(|p| threads_cpu_ns(*p)).collect();
         let source_before = threads_cpu_ns(std::process::id());
         let t0 = Instant::now();
+        let t0_mono_ns = monotonic_ns();
         source.submit_block(block, Origin::Local, cairn_node::now_ms())?;
         let imported = t0.elapsed();
         let reached = wait_all(hash, &mut rx)?;
@@ -585,6 +594,11 @@ pub fn propagation(
         }
         out.unsettled += usize::from(!quiet_before) + usize::from(!quiet_after);
         let last = reached.iter().map(|(_, t)| *t).max().expect("n > 1");
+        if let Some(w) = windows.as_mut() {
+            use std::io::Write;
+            let end = t0_mono_ns + last.duration_since(t0).as_nanos() as u64;
+            writeln!(w, "{kind:?} {t0_mono_ns} {end}")?;
+        }
         let f = match kind {
             BlockKind::Empty => &mut out.empty,
             BlockKind::InMempool => &mut out.in_mempool,
@@ -617,6 +631,17 @@ pub fn propagation(
     }
     drop(procs);
     Ok(out)
+}
+
+/// CLOCK_MONOTONIC now, in nanoseconds (what `Instant` reads on Linux, as a number).
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC always exists on Linux.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts)
+    };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// The `q` quantile (0..=1) of `v`, nearest rank.

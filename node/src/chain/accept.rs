@@ -11,8 +11,8 @@ use cairn_core::block::{Block, BlockHeader};
 use cairn_core::encoding;
 use cairn_core::transaction::{DecodedKeys, PublicKeyBytes};
 use cairn_core::validation::{
-    check_block_structure, check_header_contextual, check_header_stateless, check_transfer_at_with,
-    BlockError,
+    check_block_structure, check_block_structure_with_txids, check_header_contextual, check_header_stateless,
+    check_transfer_at_with, BlockError,
 };
 use cairn_core::{BlockHash, ChainParams, Txid};
 use rayon::prelude::*;
@@ -172,6 +172,30 @@ impl CheckedBlock {
             Err(_) => None,
         };
         CheckedBlock { block, hash, params: *params, checked }
+    }
+
+    /// A block rebuilt from a compact block (`p2p/protocol/compact.rs`): `txids` are
+    /// those of its transactions, computed by this node from these very bytes (the
+    /// mempool's, and those of the transfers the peer sent), and **every transfer's
+    /// signature has passed on this node**: those from the mempool when they were
+    /// admitted, the others in the caller's check. The header and the structure
+    /// (size, coinbase, duplicates, merkle root against `txids`) are checked here,
+    /// without hashing a transaction again; on failure the block comes back with the
+    /// error, and nothing is vouched for.
+    pub(crate) fn rebuilt(
+        block: Block,
+        txids: Vec<Txid>,
+        params: &ChainParams,
+    ) -> Result<CheckedBlock, (Block, BlockError)> {
+        match check_header_stateless(&block.header)
+            .and_then(|()| check_block_structure_with_txids(&block, &txids, params))
+        {
+            Ok(()) => {
+                let hash = block.hash();
+                Ok(CheckedBlock { block, hash, params: *params, checked: Some((txids, Ok(()))) })
+            }
+            Err(e) => Err((block, e)),
+        }
     }
 
     /// The block, unchecked again (for a path that takes a plain block).

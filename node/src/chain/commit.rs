@@ -10,7 +10,7 @@ use crate::store::{height_key, meta_key, status, Batch, Column, IndexRecord, KvS
 use cairn_core::block::{Block, BlockHeader};
 use cairn_core::encoding;
 use cairn_core::state::{Account, AccountSource, BlockUndo, StateError};
-use cairn_core::validation::apply_block;
+use cairn_core::validation::apply_block_with_senders;
 use cairn_core::validation::BlockError;
 use cairn_core::{Address, BlockHash, Transaction, Txid};
 use std::collections::HashMap;
@@ -50,6 +50,12 @@ impl Fresh {
         self.txids.remove(hash);
         self.blocks.remove(hash)
     }
+
+    /// A block and its txids when they are known.
+    fn take(&mut self, hash: &BlockHash) -> Option<(Block, Option<Vec<Txid>>)> {
+        let txids = self.txids.remove(hash);
+        self.blocks.remove(hash).map(|b| (b, txids))
+    }
 }
 
 /// Reads accounts straight from the store (the state at the committed tip).
@@ -67,19 +73,28 @@ impl AccountSource for StateView<'_> {
 /// accounts, see docs/PERFORMANCE.md); anything not prefetched falls back to the store.
 pub(super) struct Prefetched<'a> {
     accounts: HashMap<Address, Option<Account>>,
+    /// Each transaction's sender (the coinbase's recipient at index 0), derived once
+    /// here and handed to [`apply_block_with_senders`].
+    pub(super) senders: Vec<Address>,
     store: StateView<'a>,
 }
 
 impl<'a> Prefetched<'a> {
     pub(super) fn load(store: &'a dyn KvStore, block: &Block) -> Result<Prefetched<'a>, StateError> {
+        let mut senders: Vec<Address> = Vec::with_capacity(block.transactions.len());
         let mut addresses: Vec<Address> = Vec::with_capacity(block.transactions.len() * 2);
         for tx in &block.transactions {
             match tx {
                 Transaction::Transfer(st) => {
-                    addresses.push(st.transfer.sender());
+                    let sender = st.transfer.sender();
+                    senders.push(sender);
+                    addresses.push(sender);
                     addresses.push(st.transfer.to);
                 }
-                Transaction::Coinbase(cb) => addresses.push(cb.to),
+                Transaction::Coinbase(cb) => {
+                    senders.push(cb.to);
+                    addresses.push(cb.to);
+                }
             }
         }
         addresses.sort_unstable();
@@ -90,7 +105,7 @@ impl<'a> Prefetched<'a> {
         for (address, value) in addresses.iter().zip(values) {
             accounts.insert(*address, decode_account(address, value)?);
         }
-        Ok(Prefetched { accounts, store: StateView(store) })
+        Ok(Prefetched { accounts, senders, store: StateView(store) })
     }
 }
 
@@ -170,11 +185,12 @@ impl Chain {
             std::collections::hash_map::Entry::Vacant(e) => e.insert(self.read_block(&hash)?),
         };
         let state = Prefetched::load(&*self.store, block).map_err(|e| ChainError::Db(e.0))?;
-        let (changes, undo) = match apply_block(&state, block, &self.genesis.params) {
-            Ok(x) => x,
-            Err(BlockError::State(e)) => return Err(ChainError::Db(e.0)),
-            Err(e) => return Ok(Err(e)),
-        };
+        let (changes, undo) =
+            match apply_block_with_senders(&state, block, Some(&state.senders), &self.genesis.params) {
+                Ok(x) => x,
+                Err(BlockError::State(e)) => return Err(ChainError::Db(e.0)),
+                Err(e) => return Ok(Err(e)),
+            };
         let mut b = Batch::new();
         for (a, acc) in &changes.accounts {
             b.put(Column::Accounts, a.0, encoding::encode(acc));
@@ -188,7 +204,8 @@ impl Chain {
         self.commit(b);
         self.unfsynced = true;
         self.index.connected(idx);
-        let txids = fresh.txids.remove(&hash);
+        // Kept in `fresh` too, for the tip change (the mempool's removals).
+        let txids = fresh.txids.get(&hash).cloned();
         let block = block.clone();
         self.indexes.submit(IndexJob::Connect { hash, height, block, txids });
         Ok(Ok(()))
@@ -260,25 +277,28 @@ impl Chain {
             return Ok(None);
         }
         let fork = self.index.fork_point(old_tip, new_tip);
-        let mut load = |idx: Idx| -> Result<Block, ChainError> {
+        let mut load = |idx: Idx| -> Result<(Block, Option<Vec<Txid>>), ChainError> {
             let hash = self.index.e(idx).hash;
-            match fresh.remove(&hash) {
-                Some(block) => Ok(block),
-                None => self.read_block(&hash),
+            match fresh.take(&hash) {
+                Some(x) => Ok(x),
+                None => Ok((self.read_block(&hash)?, None)),
             }
         };
         let mut change = TipChange::default();
         let mut c = old_tip;
         while c != fork {
-            change.disconnected.push(load(c)?);
+            change.disconnected.push(load(c)?.0);
             c = self.index.e(c).prev;
         }
         let mut c = new_tip;
         while c != fork {
-            change.connected.push(load(c)?);
+            let (block, txids) = load(c)?;
+            change.connected_txids.push(txids.unwrap_or_else(|| block.txids()));
+            change.connected.push(block);
             c = self.index.e(c).prev;
         }
         change.connected.reverse();
+        change.connected_txids.reverse();
         Ok(Some(change))
     }
 

@@ -666,7 +666,7 @@ fn apply_op(world: &World, model: &mut Model, pool: &mut Mempool, op: &Op) -> Re
                 pool.select(&model.state, usize::MAX, room).into_iter().take(usize::from(take)).collect();
             candidates.extend(foreign_transfers(world, &model.state, conflicts, credit, credit_to));
             let block = connect(model, world, &candidates);
-            pool.on_block_connected(&block, &model.state);
+            pool.on_block_connected(&block, &block.txids(), &model.state);
             pool.expire(model.now);
             let confirmed: HashSet<Txid> = block.txids().into_iter().collect();
             for q in model.pool.values_mut() {
@@ -707,7 +707,7 @@ fn apply_op(world: &World, model: &mut Model, pool: &mut Mempool, op: &Op) -> Re
             // As the node does: the undone blocks against the new tip, then each new block.
             pool.on_blocks_disconnected(&undone, &model.state, model.now);
             for b in &connected {
-                pool.on_block_connected(b, &model.state);
+                pool.on_block_connected(b, &b.txids(), &model.state);
             }
             // Model: pending first, a returned transfer where its slot is free or it pays
             // more; then each sender's run that applies on the new tip, up to the limit.

@@ -95,6 +95,8 @@ pub trait Ledger: Send + Sync {
     /// For screening low-work header branches ([`super::presync`]): the consensus
     /// parameters, the tip's work and the work of the next block.
     fn presync_basis(&self) -> (ChainParams, Work, Work);
+    /// The chain's consensus parameters (fixed by its genesis; no lock taken).
+    fn params(&self) -> ChainParams;
     /// The parent context of an indexed, not failed header: its [`ParentInfo`], its
     /// cumulative work, and the recent timestamps up to it.
     fn header_context(&self, hash: &BlockHash) -> Option<(ParentInfo, Work, Vec<u64>)>;
@@ -211,6 +213,10 @@ impl Ledger for Node {
             self.chain().block_status(hash),
             Some(BlockStatus::Stored | BlockStatus::Valid | BlockStatus::Invalid)
         )
+    }
+
+    fn params(&self) -> ChainParams {
+        self.genesis().params
     }
 
     fn presync_basis(&self) -> (ChainParams, Work, Work) {

@@ -11,7 +11,8 @@
 //!
 //! What bans the sender of a compact block is what an honest relayer checks before
 //! relaying: a header that fails (proof of work, parent, target, timestamps), a
-//! structurally impossible block (no coinbase first, a coinbase elsewhere), a transfer
+//! structurally impossible block (no coinbase first, a coinbase elsewhere, over the size
+//! limit, a txid twice), a transfer
 //! it sent that fails its stateless checks (signature, chain id, amount overflow), a
 //! `blocktxn` that does not answer the request. A rule only the state transition
 //! checks (balances, nonces, the coinbase amount) is not held against it: the block is
@@ -20,6 +21,7 @@
 use super::*;
 use crate::p2p::siphash::siphash24;
 use cairn_core::transaction::Transaction;
+use cairn_core::validation::BlockError;
 use cairn_core::SignedTransfer;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -94,7 +96,7 @@ pub(super) struct CompactRelay {
 struct Deferred {
     peer: PeerId,
     hash: BlockHash,
-    block: Arc<Block>,
+    block: CheckedBlock,
 }
 
 /// The SipHash key of a compact block: the first two little-endian `u64`s of
@@ -451,31 +453,43 @@ impl Protocol {
             );
             return;
         }
-        if cairn_core::merkle::merkle_root(&txids) != block.header.merkle_root {
-            // A short id that matched the wrong mempool transfer, or a lie: either way
-            // the full block settles it (and bans a liar if it is invalid).
-            self.fetch_whole(peer, hash, "rebuilt block does not match its merkle root");
-            return;
-        }
+        // The structure (size, coinbase, no txid twice, merkle root) against the txids
+        // at hand: none is hashed again, here or when the chain connects the block.
+        // Every signature passed on this node (the mempool's when admitted, the peer's
+        // just now), so the chain checks none again either.
+        let push_txids = txids.clone();
+        let checked_block = match CheckedBlock::rebuilt(block, txids, &self.ledger.params()) {
+            Ok(c) => c,
+            Err((_, BlockError::BadMerkleRoot)) => {
+                // A short id that matched the wrong mempool transfer, or a lie: either
+                // way the full block settles it (and bans a liar if it is invalid).
+                self.fetch_whole(peer, hash, "rebuilt block does not match its merkle root");
+                return;
+            }
+            Err((_, e)) => {
+                // Checked by an honest relayer before it pushes (this code does).
+                self.misbehave(peer, limits::BAN_SCORE, &format!("invalid compact block: {e}"));
+                return;
+            }
+        };
         // Their signatures passed, in a block whose header has its proof of work and
-        // whose merkle root matches: the signature cache says so, and the block's own
-        // connection below does not check them a second time.
+        // whose merkle root matches: the signature cache says so (for a later copy of
+        // the block, or of a transfer).
         let verified: Vec<Txid> = checked.into_iter().filter_map(|c| c.ok().map(|v| v.txid())).collect();
         self.ledger.remember_verified(&verified);
-        let block = Arc::new(block);
         // Relayed on as soon as its header and its transfers check out, before the
         // state transition (BIP152's high-bandwidth relay).
         let to = self.push_targets(hash, Some(peer));
         if !to.is_empty() {
-            let c = compact_with_txids(&block, &txids, self.rng.gen());
+            let c = compact_with_txids(checked_block.block(), &push_txids, self.rng.gen());
             for id in to {
                 self.send(id, Message::CmpctBlock(Box::new(c.clone())));
             }
         }
         if self.compact.defer_connect {
-            self.compact.deferred.push_back(Deferred { peer, hash, block });
+            self.compact.deferred.push_back(Deferred { peer, hash, block: checked_block });
         } else {
-            self.connect_compact(peer, hash, block);
+            self.connect_compact(peer, hash, checked_block);
         }
     }
 
@@ -496,12 +510,11 @@ impl Protocol {
     }
 
     /// A compact block checked and pushed on: it is submitted to the chain.
-    fn connect_compact(&mut self, peer: PeerId, hash: BlockHash, block: Arc<Block>) {
-        self.compact.recent = Some(self.ledger.keep_block(block.clone()));
+    fn connect_compact(&mut self, peer: PeerId, hash: BlockHash, block: CheckedBlock) {
+        self.compact.recent = Some(self.ledger.keep_block(Arc::new(block.block().clone())));
         self.downloads.received(&hash, peer);
-        let transfers = block.transactions.len().saturating_sub(1);
-        let block = Arc::unwrap_or_clone(block);
-        match self.ledger.submit_block(block, Origin::Peer(peer), self.now_ms) {
+        let transfers = block.block().transactions.len().saturating_sub(1);
+        match self.ledger.submit_checked_block(block, Origin::Peer(peer), self.now_ms) {
             Ok((outcome, event)) => {
                 match outcome {
                     BlockOutcome::Invalid(why) => {
