@@ -229,6 +229,36 @@ fn compact_block_with_an_invalid_transfer_bans_its_sender_and_stores_nothing() {
     assert!(sent_to(&outs, 2).is_empty(), "an invalid block is not relayed: {outs:?}");
 }
 
+/// The structure is checked before relaying too: a rebuilt block that holds a transfer
+/// twice (here prefilled at two indexes, each copy with a valid signature) bans its
+/// sender, is not relayed, and leaves nothing stored.
+#[test]
+fn compact_block_with_a_txid_twice_bans_its_sender_and_stores_nothing() {
+    let mut n = Lone::new();
+    n.connect(1, false);
+    n.connect(2, true);
+    let txs = transfers(&n.genesis, 1);
+    let block = n.next_block(&[txs[0]]);
+    let mut block = Block { header: block.header, transactions: block.transactions };
+    block.transactions.push(Transaction::Transfer(txs[0]));
+    block.header.merkle_root = block.compute_merkle_root();
+    assert!(grind(&mut block.header, 10_000_000));
+    let mut c = compact_of(&block, 5);
+    c.short_ids.clear();
+    c.prefilled = block
+        .transactions
+        .iter()
+        .enumerate()
+        .map(|(i, tx)| PrefilledTx { index: i as u32, tx: *tx })
+        .collect();
+    let tip = n.tip();
+    let outs = n.recv(1, Message::CmpctBlock(Box::new(c)));
+    assert!(Lone::banned(&outs, 1), "{outs:?}");
+    assert_eq!(n.tip(), tip);
+    assert!(n.node.chain().block(&block.hash()).unwrap().is_none(), "no body stored");
+    assert!(sent_to(&outs, 2).is_empty(), "an invalid block is not relayed: {outs:?}");
+}
+
 #[test]
 fn high_bandwidth_peers_are_the_last_three_that_delivered_first() {
     let mut n = Lone::new();
