@@ -16,8 +16,31 @@ const CHECKSUM_LEN: usize = 4;
 /// Characters in the text form.
 pub const ADDRESS_TEXT_LEN: usize = 2 * (ADDRESS_LEN + CHECKSUM_LEN);
 
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, bincode::Encode, bincode::Decode)]
+/// Ordered as its bytes are, lexicographically (see the `Ord` impl).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default, bincode::Encode, bincode::Decode)]
 pub struct Address(pub [u8; ADDRESS_LEN]);
+
+impl Ord for Address {
+    /// The bytes' lexicographic order, compared as two big-endian integers (16 bytes,
+    /// then 4) rather than through `memcmp`: the same order, several times cheaper in
+    /// the sorts and ordered maps that key on addresses (a block's accounts).
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        let split = |a: &[u8; ADDRESS_LEN]| {
+            let (hi, lo) = a.split_at(16);
+            (
+                u128::from_be_bytes(hi.try_into().expect("16 bytes")),
+                u32::from_be_bytes(lo.try_into().expect("4 bytes")),
+            )
+        };
+        split(&self.0).cmp(&split(&other.0))
+    }
+}
+
+impl PartialOrd for Address {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum AddressError {
@@ -99,6 +122,29 @@ impl<'de> serde::Deserialize<'de> for Address {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The integer comparison is the bytes' order: every pair among addresses that
+    /// differ from a base at each position (both halves, the split between them) by the
+    /// edge values 0x00, 0x01, 0x7f, 0x80, 0xfe, 0xff.
+    #[test]
+    fn order_is_the_bytes_order() {
+        let mut all = vec![Address([0; 20]), Address([0xff; 20])];
+        for base in [0x00u8, 0x80, 0xff] {
+            for pos in 0..ADDRESS_LEN {
+                for v in [0x00u8, 0x01, 0x7f, 0x80, 0xfe, 0xff] {
+                    let mut b = [base; ADDRESS_LEN];
+                    b[pos] = v;
+                    all.push(Address(b));
+                }
+            }
+        }
+        for a in &all {
+            for b in &all {
+                assert_eq!(a.cmp(b), a.0.cmp(&b.0), "{a:?} vs {b:?}");
+                assert_eq!(a.partial_cmp(b), Some(a.0.cmp(&b.0)));
+            }
+        }
+    }
 
     #[test]
     fn text_round_trip_and_case_insensitive() {

@@ -59,6 +59,7 @@
 //! `indexes.rs` (the index writer, and the indexes' catch-up on open).
 
 mod accept;
+mod accounts;
 mod check;
 mod commit;
 mod history;
@@ -73,12 +74,14 @@ mod tests;
 
 pub use accept::BlockChecker;
 pub use accept::{check_signatures_parallel, CheckedBlock};
+pub use accounts::ACCOUNT_CACHE_ENTRIES;
 #[cfg(feature = "rocksdb")]
 pub use check::check_db;
 pub use check::{check_store, AddressIndexCheck, CheckReport};
 pub use history::{BlockSummary, ChainOptions, HistoryCursor, HistoryEntry, HistoryPage, BUILD_BATCH_BLOCKS};
 
 use accept::Rejected;
+use accounts::AccountCache;
 use commit::StateView;
 
 use crate::store::{KvStore, RecordError, StoreError};
@@ -206,6 +209,8 @@ pub struct Chain {
     /// decoded once, for the next block (a sender often sends again): at most one
     /// block's senders.
     recent_keys: DecodedKeys,
+    /// Committed account states kept in memory (`accounts.rs`).
+    accounts: AccountCache,
     options: ChainOptions,
     /// Writes the tx and address indexes behind the chain (see `indexes.rs`).
     indexes: IndexWriter,
@@ -225,7 +230,10 @@ impl Drop for Chain {
 
 impl AccountSource for Chain {
     fn account(&self, address: &Address) -> Result<Option<Account>, StateError> {
-        StateView(&*self.store).account(address)
+        match self.accounts.get(address) {
+            Some(account) => Ok(account),
+            None => StateView(&*self.store).account(address),
+        }
     }
 }
 

@@ -180,13 +180,13 @@ impl CheckedBlock {
     /// signature has passed on this node**: those from the mempool when they were
     /// admitted, the others in the caller's check. The header and the structure
     /// (size, coinbase, duplicates, merkle root against `txids`) are checked here,
-    /// without hashing a transaction again; on failure the block comes back with the
-    /// error, and nothing is vouched for.
+    /// without hashing a transaction again; on failure, the error (nothing is vouched
+    /// for).
     pub(crate) fn rebuilt(
         block: Block,
         txids: Vec<Txid>,
         params: &ChainParams,
-    ) -> Result<CheckedBlock, (Block, BlockError)> {
+    ) -> Result<CheckedBlock, BlockError> {
         match check_header_stateless(&block.header)
             .and_then(|()| check_block_structure_with_txids(&block, &txids, params))
         {
@@ -194,7 +194,7 @@ impl CheckedBlock {
                 let hash = block.hash();
                 Ok(CheckedBlock { block, hash, params: *params, checked: Some((txids, Ok(()))) })
             }
-            Err(e) => Err((block, e)),
+            Err(e) => Err(e),
         }
     }
 

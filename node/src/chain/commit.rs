@@ -2,6 +2,7 @@
 //! disconnecting and connecting blocks, each in one write batch; marking blocks
 //! invalid; the tip change reported; the WAL fsync policy.
 
+use super::accounts::AccountCache;
 use super::index::{Idx, NONE};
 use super::indexes::IndexJob;
 use super::{Chain, ChainError, TipChange};
@@ -68,9 +69,10 @@ impl AccountSource for StateView<'_> {
     }
 }
 
-/// The accounts a block touches, read from the store in one batched lookup before the
-/// block is applied (serial point reads cost ~15 us each on a state of a million
-/// accounts, see docs/PERFORMANCE.md); anything not prefetched falls back to the store.
+/// The accounts a block touches, taken from the account cache or read from the store in
+/// one batched lookup before the block is applied (serial point reads cost ~15 us each
+/// on a state of a million accounts, see docs/PERFORMANCE.md); anything not prefetched
+/// falls back to the store.
 pub(super) struct Prefetched<'a> {
     accounts: HashMap<Address, Option<Account>>,
     /// Each transaction's sender (the coinbase's recipient at index 0), derived once
@@ -80,7 +82,11 @@ pub(super) struct Prefetched<'a> {
 }
 
 impl<'a> Prefetched<'a> {
-    pub(super) fn load(store: &'a dyn KvStore, block: &Block) -> Result<Prefetched<'a>, StateError> {
+    pub(super) fn load(
+        store: &'a dyn KvStore,
+        cache: &AccountCache,
+        block: &Block,
+    ) -> Result<Prefetched<'a>, StateError> {
         let mut senders: Vec<Address> = Vec::with_capacity(block.transactions.len());
         let mut addresses: Vec<Address> = Vec::with_capacity(block.transactions.len() * 2);
         for tx in &block.transactions {
@@ -99,9 +105,16 @@ impl<'a> Prefetched<'a> {
         }
         addresses.sort_unstable();
         addresses.dedup();
+        let mut accounts = HashMap::with_capacity(addresses.len());
+        addresses.retain(|a| match cache.get(a) {
+            Some(account) => {
+                accounts.insert(*a, account);
+                false
+            }
+            None => true,
+        });
         let keys: Vec<&[u8]> = addresses.iter().map(|a| &a.0[..]).collect();
         let values = store.multi_get(Column::Accounts, &keys).map_err(|e| StateError(e.to_string()))?;
-        let mut accounts = HashMap::with_capacity(addresses.len());
         for (address, value) in addresses.iter().zip(values) {
             accounts.insert(*address, decode_account(address, value)?);
         }
@@ -184,7 +197,7 @@ impl Chain {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::hash_map::Entry::Vacant(e) => e.insert(self.read_block(&hash)?),
         };
-        let state = Prefetched::load(&*self.store, block).map_err(|e| ChainError::Db(e.0))?;
+        let state = Prefetched::load(&*self.store, &self.accounts, block).map_err(|e| ChainError::Db(e.0))?;
         let (changes, undo) =
             match apply_block_with_senders(&state, block, Some(&state.senders), &self.genesis.params) {
                 Ok(x) => x,
@@ -203,6 +216,10 @@ impl Chain {
         b.put(Column::Meta, meta_key::TIP, hash.0);
         self.commit(b);
         self.unfsynced = true;
+        // Committed: the cache may say so (every account the block read, it wrote).
+        for (a, acc) in changes.accounts {
+            self.accounts.set(a, Some(acc));
+        }
         self.index.connected(idx);
         // Kept in `fresh` too, for the tip change (the mempool's removals).
         let txids = fresh.txids.get(&hash).cloned();
@@ -243,6 +260,9 @@ impl Chain {
         b.put(Column::Meta, meta_key::TIP, prev_hash.0);
         self.commit(b);
         self.unfsynced = true;
+        for (a, prior) in undo.prior {
+            self.accounts.set(a, prior);
+        }
         self.indexes.submit(IndexJob::Disconnect { prev: prev_hash, height, block: block.clone() });
         fresh.insert(hash, block);
         self.index.disconnected_tip();

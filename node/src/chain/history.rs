@@ -38,11 +38,16 @@ pub struct ChainOptions {
     /// (`indexes.rs`), rather than inline after each block. On by default; off for
     /// [`Chain::open_with_store`] and [`Chain::open_in_memory`].
     pub index_thread: bool,
+    /// Accounts kept in memory over the store ([`super::accounts`]): at most this many;
+    /// 0 keeps none. [`super::ACCOUNT_CACHE_ENTRIES`] by default; 0 for
+    /// [`Chain::open_with_store`] and [`Chain::open_in_memory`], whose stores are
+    /// memory already (and the simulator runs thousands of them).
+    pub account_cache: usize,
 }
 
 impl Default for ChainOptions {
     fn default() -> Self {
-        ChainOptions { address_index: true, index_thread: true }
+        ChainOptions { address_index: true, index_thread: true, account_cache: super::ACCOUNT_CACHE_ENTRIES }
     }
 }
 

@@ -2,6 +2,7 @@
 //! an existing one, then resuming fork choice, which finishes a reorg a crash cut short.
 
 use super::accept::Rejected;
+use super::accounts::AccountCache;
 use super::commit::Fresh;
 use super::index::{BlockIndex, NONE};
 use super::indexes::IndexWriter;
@@ -57,7 +58,7 @@ impl Chain {
         Chain::open_with_store_options(
             store,
             genesis,
-            ChainOptions { index_thread: false, ..ChainOptions::default() },
+            ChainOptions { index_thread: false, account_cache: 0, ..ChainOptions::default() },
         )
     }
 
@@ -83,6 +84,7 @@ impl Chain {
             unfsynced: false,
             sig_cache: SigCache::new(SIG_CACHE_ENTRIES),
             recent_keys: DecodedKeys::default(),
+            accounts: AccountCache::new(options.account_cache),
             options,
         };
         match chain.store.get(Column::Meta, meta_key::GENESIS)? {

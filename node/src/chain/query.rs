@@ -1,7 +1,6 @@
 //! Read-only questions about the chain: tip, headers, locators, missing blocks, block
 //! status, stored blocks, accounts, transaction locations.
 
-use super::commit::StateView;
 use super::index::{Idx, CHAIN_COMPLETE, NONE};
 use super::{BlockStatus, Chain, ChainError, TipInfo, TxLocation};
 use crate::store::{meta_key, status, Column, KvStore, TxLocationRecord};
@@ -221,10 +220,7 @@ impl Chain {
     }
 
     pub fn account(&self, address: &Address) -> Result<Account, ChainError> {
-        Ok(StateView(&*self.store)
-            .account(address)
-            .map_err(|e| ChainError::Corrupt(e.0))?
-            .unwrap_or_default())
+        Ok(AccountSource::account(self, address).map_err(|e| ChainError::Corrupt(e.0))?.unwrap_or_default())
     }
 
     /// Every stored account, in address order (tests and tools; O(accounts)).

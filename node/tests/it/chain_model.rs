@@ -647,8 +647,17 @@ fn check(chain: &Chain, model: &Model, step: usize) -> Result<(), TestCaseError>
             a
         );
     }
-    for (a, _) in chain.all_accounts().unwrap() {
+    // The store itself, under the chain's account cache, agrees too.
+    for (a, stored) in chain.all_accounts().unwrap() {
         prop_assert!(model.universe.contains(&a), "step {}: stray account {}", step, a);
+        let (balance, nonce) = state.get(&a).copied().unwrap_or((0, 0));
+        prop_assert_eq!(
+            (u128::from(stored.balance.0), stored.nonce),
+            (balance, nonce),
+            "step {}: stored account {}",
+            step,
+            a
+        );
     }
     Ok(())
 }

@@ -460,13 +460,13 @@ impl Protocol {
         let push_txids = txids.clone();
         let checked_block = match CheckedBlock::rebuilt(block, txids, &self.ledger.params()) {
             Ok(c) => c,
-            Err((_, BlockError::BadMerkleRoot)) => {
+            Err(BlockError::BadMerkleRoot) => {
                 // A short id that matched the wrong mempool transfer, or a lie: either
                 // way the full block settles it (and bans a liar if it is invalid).
                 self.fetch_whole(peer, hash, "rebuilt block does not match its merkle root");
                 return;
             }
-            Err((_, e)) => {
+            Err(e) => {
                 // Checked by an honest relayer before it pushes (this code does).
                 self.misbehave(peer, limits::BAN_SCORE, &format!("invalid compact block: {e}"));
                 return;
