@@ -15,6 +15,9 @@
 //! harness finds them (`$CAIRN_BIN_DIR`, else next to this program's directory).
 //! `--long` adds a chain of 1,000,000 transfers (generated once, cached in a `cache`
 //! directory beside `--out`), imported and synced with memory sampled throughout.
+//! `CAIRN_BENCH_WINDOWS=FILE` makes `propagation` write each counted block's kind,
+//! submit and last arrival (CLOCK_MONOTONIC nanoseconds, as `perf record -k
+//! CLOCK_MONOTONIC` stamps samples), to cut a profile down to the blocks' windows.
 
 mod connect;
 mod gen;
