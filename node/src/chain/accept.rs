@@ -187,15 +187,10 @@ impl CheckedBlock {
         txids: Vec<Txid>,
         params: &ChainParams,
     ) -> Result<CheckedBlock, BlockError> {
-        match check_header_stateless(&block.header)
-            .and_then(|()| check_block_structure_with_txids(&block, &txids, params))
-        {
-            Ok(()) => {
-                let hash = block.hash();
-                Ok(CheckedBlock { block, hash, params: *params, checked: Some((txids, Ok(()))) })
-            }
-            Err(e) => Err(e),
-        }
+        check_header_stateless(&block.header)?;
+        check_block_structure_with_txids(&block, &txids, params)?;
+        let hash = block.hash();
+        Ok(CheckedBlock { block, hash, params: *params, checked: Some((txids, Ok(()))) })
     }
 
     /// The block, unchecked again (for a path that takes a plain block).

@@ -11,9 +11,9 @@
 //! left): the tx index entry of every transaction of that chain and nothing else; the
 //! address history index rebuilt from its blocks and compared entry by entry with the
 //! stored one (missing, different and extra entries are each named), or, when the
-//! index is off, found empty. Memory: the replayed account state, the best chain's hashes (32 bytes per
-//! block) and the rebuilt address index (about 110 bytes per entry, two entries per
-//! transfer).
+//! index is off, found empty. Memory: the replayed account state, the best chain's
+//! hashes (32 bytes per block) and the rebuilt address index (about 110 bytes per
+//! entry, two entries per transfer).
 
 use super::history::describe_addr_key;
 use super::{add_work, check_signatures_parallel, ChainError};

@@ -48,8 +48,7 @@ impl Fresh {
     }
 
     pub(super) fn remove(&mut self, hash: &BlockHash) -> Option<Block> {
-        self.txids.remove(hash);
-        self.blocks.remove(hash)
+        self.take(hash).map(|(block, _)| block)
     }
 
     /// A block and its txids when they are known.
@@ -305,20 +304,14 @@ impl Chain {
             }
         };
         let mut change = TipChange::default();
-        let mut c = old_tip;
-        while c != fork {
+        for &c in self.index.path_after(fork, old_tip).iter().rev() {
             change.disconnected.push(load(c)?.0);
-            c = self.index.e(c).prev;
         }
-        let mut c = new_tip;
-        while c != fork {
+        for c in self.index.path_after(fork, new_tip) {
             let (block, txids) = load(c)?;
             change.connected_txids.push(txids.unwrap_or_else(|| block.txids()));
             change.connected.push(block);
-            c = self.index.e(c).prev;
         }
-        change.connected.reverse();
-        change.connected_txids.reverse();
         Ok(Some(change))
     }
 
