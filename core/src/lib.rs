@@ -10,6 +10,8 @@
 //! - [`amount`]: [`Amount`], a `u64` of base units with checked arithmetic only.
 //! - [`pow`]: 256-bit [`Target`] and [`Work`], and the proof-of-work check.
 //! - [`params`]: [`ChainParams`], every consensus parameter of a chain.
+//! - [`ecdsa`]: the ECDSA signature equation on k256's arithmetic, one signature or many
+//!   at once.
 //! - [`transaction`]: transfers, their signing hash, low-S ECDSA signatures, coinbases.
 //! - [`merkle`]: the domain-separated transaction merkle tree and inclusion proofs.
 //! - [`block`]: headers, blocks and the header hash.
@@ -29,6 +31,7 @@ pub mod amount;
 pub mod assemble;
 pub mod block;
 pub mod difficulty;
+pub mod ecdsa;
 pub mod encoding;
 pub mod genesis;
 pub mod hash;

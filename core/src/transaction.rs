@@ -7,10 +7,11 @@
 //! nobody but the signer can produce a second valid encoding (and txid) of a transfer.
 
 use crate::address::Address;
+use crate::ecdsa;
 use crate::amount::Amount;
 use crate::encoding;
 use crate::hash::{tag, tagged_hash, Txid};
-use k256::ecdsa::signature::hazmat::{PrehashSigner, PrehashVerifier};
+use k256::ecdsa::signature::hazmat::PrehashSigner;
 use k256::ecdsa::{Signature, SigningKey, VerifyingKey};
 use std::collections::HashMap;
 use thiserror::Error;
@@ -132,6 +133,20 @@ impl SignedTransfer {
     /// `decoded`, when given, is the decoding of `self.transfer.from` (a [`DecodedKeys`]
     /// entry, keyed by those very bytes).
     fn verify_inner(&self, chain_id: u32, decoded: Option<&VerifyingKey>) -> Result<(), TxError> {
+        let (key, prehash, sig) = self.claim_parts(chain_id, decoded)?;
+        match ecdsa::verify_prehashed(&key, &prehash, &sig) {
+            true => Ok(()),
+            false => Err(TxError::BadSignature),
+        }
+    }
+
+    /// Every check but the signature equation, in [`SignedTransfer::verify`]'s order;
+    /// what the equation needs: the sender's key, the signing hash, the signature.
+    fn claim_parts(
+        &self,
+        chain_id: u32,
+        decoded: Option<&VerifyingKey>,
+    ) -> Result<(VerifyingKey, [u8; 32], Signature), TxError> {
         let t = &self.transfer;
         if t.chain_id != chain_id {
             return Err(TxError::WrongChain { expected: chain_id, got: t.chain_id });
@@ -145,8 +160,32 @@ impl SignedTransfer {
             Some(key) => *key,
             None => VerifyingKey::from_sec1_bytes(&t.from).map_err(|_| TxError::BadPublicKey)?,
         };
-        key.verify_prehash(&t.signing_hash(), &sig).map_err(|_| TxError::BadSignature)
+        Ok((key, t.signing_hash(), sig))
     }
+}
+
+/// [`SignedTransfer::verify_with_keys`] of each of `txs`, in order, with the same
+/// results, the signature equations run together ([`ecdsa::verify_prehashed_all`]: one
+/// field inversion for all of them rather than one each).
+pub fn verify_all_with_keys(txs: &[&SignedTransfer], chain_id: u32, keys: &DecodedKeys) -> Vec<Result<(), TxError>> {
+    let parts: Vec<Result<(VerifyingKey, [u8; 32], Signature), TxError>> =
+        txs.iter().map(|st| st.claim_parts(chain_id, keys.0.get(&st.transfer.from))).collect();
+    let claims: Vec<ecdsa::Claim<'_>> = parts
+        .iter()
+        .filter_map(|p| p.as_ref().ok())
+        .map(|(key, prehash, signature)| ecdsa::Claim { key, prehash: *prehash, signature: *signature })
+        .collect();
+    let mut verdicts = ecdsa::verify_prehashed_all(&claims).into_iter();
+    parts
+        .into_iter()
+        .map(|p| match p {
+            Err(e) => Err(e),
+            Ok(_) => match verdicts.next() {
+                Some(true) => Ok(()),
+                _ => Err(TxError::BadSignature),
+            },
+        })
+        .collect()
 }
 
 /// Public keys decompressed once each, for checking many transfers of the same senders
@@ -343,6 +382,14 @@ mod tests {
             assert_eq!(st.verify_with_key(7, a_entry.as_ref()), expected);
             assert_eq!(st.verify_with_key(7, None), expected);
         }
+        // All of them at once, in order, with and without their keys decoded.
+        let all = [good, other, forged, tampered, garbage, wrong_chain, malformed, good, forged];
+        let refs: Vec<&SignedTransfer> = all.iter().collect();
+        let one_by_one: Vec<_> = all.iter().map(|st| st.verify(7)).collect();
+        assert_eq!(verify_all_with_keys(&refs, 7, &keys), one_by_one);
+        assert_eq!(verify_all_with_keys(&refs, 7, &DecodedKeys::default()), one_by_one);
+        assert_eq!(verify_all_with_keys(&refs[..1], 7, &keys), vec![Ok(())]);
+        assert!(verify_all_with_keys(&[], 7, &keys).is_empty());
     }
 
     #[test]

@@ -22,7 +22,7 @@ use crate::pow::Target;
 use crate::state::{
     debit_sender, Account, AccountSource, BlockUndo, StateChanges, StateError, TransferStateError,
 };
-use crate::transaction::{DecodedKeys, Transaction, TxError};
+use crate::transaction::{self, DecodedKeys, SignedTransfer, Transaction, TxError};
 use std::collections::{HashMap, HashSet};
 use thiserror::Error;
 
@@ -154,18 +154,22 @@ pub fn check_transfer_at(block: &Block, index: usize, chain_id: u32) -> Result<(
     }
 }
 
-/// [`check_transfer_at`] with the senders' public keys taken from `keys` when there.
-pub fn check_transfer_at_with(
+/// [`check_transfer_at`] of each of `indexes` (increasing), the senders' public keys
+/// taken from `keys` when there and the signature equations run together
+/// ([`transaction::verify_all_with_keys`]); the error is the first failing index's.
+pub fn check_transfers_at_with(
     block: &Block,
-    index: usize,
+    indexes: &[usize],
     chain_id: u32,
     keys: &DecodedKeys,
 ) -> Result<(), BlockError> {
-    match &block.transactions[index] {
-        Transaction::Transfer(st) => {
-            st.verify_with_keys(chain_id, keys).map_err(|error| BlockError::InvalidTransfer { index, error })
-        }
-        Transaction::Coinbase(_) => Ok(()),
+    let at: Vec<(usize, &SignedTransfer)> =
+        indexes.iter().filter_map(|&i| block.transactions[i].as_transfer().map(|st| (i, st))).collect();
+    let txs: Vec<&SignedTransfer> = at.iter().map(|(_, st)| *st).collect();
+    let verdicts = transaction::verify_all_with_keys(&txs, chain_id, keys);
+    match at.iter().zip(verdicts).find_map(|((index, _), v)| v.err().map(|error| (*index, error))) {
+        Some((index, error)) => Err(BlockError::InvalidTransfer { index, error }),
+        None => Ok(()),
     }
 }
 

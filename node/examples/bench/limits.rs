@@ -27,6 +27,32 @@ pub fn verify_rate(txs: &[&SignedTransfer], chain_id: u32, duration: Duration) -
     (n as f64 / wall, n as f64 / cpu)
 }
 
+/// Single-thread verifications per second over `txs` through k256's own
+/// `VerifyingKey::verify_prehash` (ecdsa 0.17's equation, constant-time inversion at
+/// the end) instead of Cairn's check (`cairn_core::ecdsa`): the same loop as
+/// [`verify_rate`], for comparison. Returns (per wall-clock second, per CPU-second).
+pub fn k256_own_verify_rate(txs: &[&SignedTransfer], duration: Duration) -> (f64, f64) {
+    use k256::ecdsa::signature::hazmat::PrehashVerifier;
+    use k256::ecdsa::{Signature, VerifyingKey};
+    let check = |t: &SignedTransfer| -> Result<(), k256::ecdsa::Error> {
+        let sig = Signature::from_slice(&t.signature)?;
+        let key = VerifyingKey::from_sec1_bytes(&t.transfer.from)?;
+        key.verify_prehash(&t.transfer.signing_hash(), &sig)
+    };
+    let cpu0 = cpu_secs_of("/proc/thread-self/stat");
+    let start = Instant::now();
+    let mut n = 0usize;
+    while start.elapsed() < duration {
+        for _ in 0..64 {
+            black_box(check(black_box(txs[n % txs.len()]))).expect("generated transfers are valid");
+            n += 1;
+        }
+    }
+    let wall = start.elapsed().as_secs_f64();
+    let cpu = cpu_secs_of("/proc/thread-self/stat") - cpu0;
+    (n as f64 / wall, n as f64 / cpu)
+}
+
 /// Single-thread libsecp256k1 verifications per second over `txs` (issue 17's second
 /// yardstick), measured as [`verify_rate`] measures k256: each round computes the
 /// transfer's signing hash, parses the 64-byte signature, decompresses the 33-byte

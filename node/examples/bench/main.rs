@@ -133,8 +133,19 @@ fn main() {
         verify1,
         "sig/s",
         &format!(
-            "ECDSA verify + low-S + chain id; per CPU-second of that thread: {} /s (the rest went to other work on the machine)",
+            "Cairn's check (SignedTransfer::verify: chain id, low-S, key decompression, k256 arithmetic with cairn_core::ecdsa's equation); per CPU-second of that thread: {} /s (the rest went to other work on the machine)",
             report::num(verify1_cpu)
+        ),
+    ));
+    let (own1, own1_cpu) = limits::k256_own_verify_rate(&sample, Duration::from_secs(2));
+    rows.push(Row::limit(
+        "limit: k256's own verify_prehash, 1 thread",
+        own1,
+        "sig/s",
+        &format!(
+            "the same loop through VerifyingKey::verify_prehash; per CPU-second: {} /s = {:.3} x Cairn's check",
+            report::num(own1_cpu),
+            own1_cpu / verify1_cpu
         ),
     ));
     rows.push(Row::limit("limit: cores (available_parallelism)", cores as f64, "cores", ""));

@@ -1,0 +1,175 @@
+//! The ECDSA check of a signature over a 32-byte hash, on k256's arithmetic.
+//!
+//! The same equation as `ecdsa::hazmat::verify_prehashed`, which k256's
+//! `VerifyingKey::verify_prehash` runs, with the same answer for every input: s must be
+//! low; with z the hash read as a big-endian integer mod n, `u1 = z/s` and `u2 = r/s`;
+//! the signature holds when the x coordinate of `R = u1·G + u2·Q`, taken mod n, is r (the
+//! point at infinity has none, and fails). Only the last step differs. ecdsa 0.17 brings
+//! R to affine coordinates with k256's constant-time field inversion
+//! (`ProjectivePoint::to_affine`); nothing in a verification is secret, so here it is
+//! the variable-time inversion, and [`verify_prehashed_all`] shares one inversion
+//! among many signatures (Montgomery's trick, k256's `batch_normalize_vartime`), where a
+//! block brings a thousand. The scalar and point arithmetic is k256's own; the tests
+//! compare both functions with k256's check on valid signatures and on signatures wrong
+//! in each of their parts.
+
+use k256::ecdsa::{Signature, VerifyingKey};
+use k256::elliptic_curve::ops::{MulByGeneratorVartime, Reduce};
+use k256::elliptic_curve::point::AffineCoordinates;
+use k256::elliptic_curve::scalar::IsHigh;
+use k256::elliptic_curve::BatchNormalize;
+use k256::{AffinePoint, FieldBytes, ProjectivePoint, Scalar};
+
+/// One signature to check: the signer's key, the hash it signed, the signature.
+#[derive(Clone, Copy, Debug)]
+pub struct Claim<'a> {
+    pub key: &'a VerifyingKey,
+    pub prehash: [u8; 32],
+    pub signature: Signature,
+}
+
+/// Whether `signature` is `key`'s low-S signature of `prehash`: what k256's
+/// `VerifyingKey::verify_prehash(prehash, signature).is_ok()` answers.
+pub fn verify_prehashed(key: &VerifyingKey, prehash: &[u8; 32], signature: &Signature) -> bool {
+    let Some((r, point)) = r_and_point(&Claim { key, prehash: *prehash, signature: *signature }) else {
+        return false;
+    };
+    let [affine] = <ProjectivePoint as BatchNormalize<[ProjectivePoint; 1]>>::batch_normalize_vartime(&[point]);
+    x_is(&affine, &r)
+}
+
+/// [`verify_prehashed`] of each claim, in order, with one field inversion for all.
+pub fn verify_prehashed_all(claims: &[Claim<'_>]) -> Vec<bool> {
+    let mut rs = Vec::with_capacity(claims.len());
+    let mut points = Vec::with_capacity(claims.len());
+    // Per claim, the index of its point, or `None` for a high s.
+    let slots: Vec<Option<usize>> = claims
+        .iter()
+        .map(|c| {
+            let (r, point) = r_and_point(c)?;
+            rs.push(r);
+            points.push(point);
+            Some(points.len() - 1)
+        })
+        .collect();
+    let affine = <ProjectivePoint as BatchNormalize<[ProjectivePoint]>>::batch_normalize_vartime(&points);
+    slots.into_iter().map(|slot| slot.is_some_and(|i| x_is(&affine[i], &rs[i]))).collect()
+}
+
+/// r and `R = (z/s)·G + (r/s)·Q`; `None` when s is high. (r and s are non-zero: a
+/// [`Signature`] holds only scalars in 1..n.)
+fn r_and_point(c: &Claim<'_>) -> Option<(Scalar, ProjectivePoint)> {
+    let (r, s) = c.signature.split_scalars();
+    if bool::from(s.is_high()) {
+        return None;
+    }
+    let z = <Scalar as Reduce<FieldBytes>>::reduce(&FieldBytes::from(c.prehash));
+    let s_inv: Scalar = Option::from(s.invert_vartime())?;
+    let q = ProjectivePoint::from(*c.key.as_affine());
+    let point = ProjectivePoint::mul_by_generator_and_mul_add_vartime(&(z * s_inv), &(*r * s_inv), &q);
+    Some((*r, point))
+}
+
+/// Whether the affine point's x, taken mod n, is `r`. The point at infinity (k256 gives
+/// it x = 0) never is: r is not zero.
+fn x_is(point: &AffinePoint, r: &Scalar) -> bool {
+    *r == <Scalar as Reduce<FieldBytes>>::reduce(&point.x())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k256::ecdsa::signature::hazmat::{PrehashSigner, PrehashVerifier};
+    use k256::ecdsa::SigningKey;
+    use k256::elliptic_curve::ops::Neg;
+    use k256::elliptic_curve::PrimeField;
+    use proptest::prelude::*;
+
+    fn k256_says(key: &VerifyingKey, prehash: &[u8; 32], sig: &Signature) -> bool {
+        key.verify_prehash(prehash, sig).is_ok()
+    }
+
+    /// Signatures valid and wrong in each part: another hash, another key, r and s
+    /// changed, the high-S twin, r or s from the edges (1, n - 1), r equal to another
+    /// signature's, and the point at infinity (u1·G + u2·Q = O when Q = -(z/r)·G).
+    fn cases(seed: [u8; 32], hash: [u8; 32]) -> Vec<(VerifyingKey, [u8; 32], Signature)> {
+        let sk = SigningKey::from_slice(&seed).unwrap_or_else(|_| SigningKey::from_slice(&[7; 32]).unwrap());
+        let key = *sk.verifying_key();
+        let sig: Signature = sk.sign_prehash(&hash).unwrap();
+        let sig = sig.normalize_s();
+        let (r, s) = sig.split_scalars();
+        let other = *SigningKey::from_slice(&[9; 32]).unwrap().verifying_key();
+        let one = Scalar::ONE;
+        let n_minus_1 = Scalar::ZERO - Scalar::ONE;
+        let with = |r: Scalar, s: Scalar| Signature::from_scalars(r.to_repr(), s.to_repr()).ok();
+        let mut flipped = hash;
+        flipped[31] ^= 1;
+        let mut out = vec![(key, hash, sig), (key, flipped, sig), (other, hash, sig)];
+        for s2 in [with(*r, *s + one), with(*r + one, *s), with(*r, s.neg()), with(one, *s), with(*r, one)]
+            .into_iter()
+            .chain([with(n_minus_1, *s), with(*r, n_minus_1), with(one, one)])
+            .flatten()
+        {
+            out.push((key, hash, s2));
+        }
+        // Q = -(z/r)·G: with s = 1, u1·G + u2·Q = z·G - r·(z/r)·G = O.
+        let z = <Scalar as Reduce<FieldBytes>>::reduce(&FieldBytes::from(hash));
+        let r_inv: Option<Scalar> = r.invert().into();
+        if let Some(r_inv) = r_inv {
+            let q = (ProjectivePoint::GENERATOR * (z * r_inv)).neg().to_affine();
+            if let Ok(k) = VerifyingKey::from_affine(q) {
+                if let Some(s1) = with(*r, one) {
+                    out.push((k, hash, s1));
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn agrees_with_k256_on_fixed_cases() {
+        let mut seen = [0, 0];
+        for i in 1..20u8 {
+            let all = cases([i; 32], [i.wrapping_mul(37); 32]);
+            let claims: Vec<Claim> =
+                all.iter().map(|(key, prehash, signature)| Claim { key, prehash: *prehash, signature: *signature }).collect();
+            let batch = verify_prehashed_all(&claims);
+            for ((key, prehash, sig), b) in all.iter().zip(batch) {
+                let want = k256_says(key, prehash, sig);
+                assert_eq!(verify_prehashed(key, prehash, sig), want);
+                assert_eq!(b, want);
+                seen[usize::from(want)] += 1;
+            }
+        }
+        assert!(seen[0] > 100 && seen[1] >= 19, "valid and invalid cases both ran: {seen:?}");
+    }
+
+    #[test]
+    fn an_empty_batch_is_empty() {
+        assert!(verify_prehashed_all(&[]).is_empty());
+    }
+
+    proptest! {
+        #[test]
+        fn agrees_with_k256_on_random_signatures(
+            seed in any::<[u8; 32]>(),
+            hash in any::<[u8; 32]>(),
+            r in any::<[u8; 32]>(),
+            s in any::<[u8; 32]>(),
+        ) {
+            let mut all = cases(seed, hash);
+            // Arbitrary (r, s) against the same key, where they form a signature.
+            if let Ok(sig) = Signature::from_scalars(r, s) {
+                all.push((all[0].0, hash, sig));
+            }
+            let claims: Vec<Claim> =
+                all.iter().map(|(key, prehash, signature)| Claim { key, prehash: *prehash, signature: *signature }).collect();
+            let batch = verify_prehashed_all(&claims);
+            for ((key, prehash, sig), b) in all.iter().zip(batch) {
+                let want = k256_says(key, prehash, sig);
+                prop_assert_eq!(verify_prehashed(key, prehash, sig), want);
+                prop_assert_eq!(b, want);
+            }
+        }
+    }
+}
