@@ -105,7 +105,7 @@ mod tests {
         let mut flipped = hash;
         flipped[31] ^= 1;
         let mut out = vec![(key, hash, sig), (key, flipped, sig), (other, hash, sig)];
-        for s2 in [with(*r, *s + one), with(*r + one, *s), with(*r, s.neg()), with(one, *s), with(*r, one)]
+        for s2 in [with(*r, *s + one), with(*r + one, *s), with(*r, -*s), with(one, *s), with(*r, one)]
             .into_iter()
             .chain([with(n_minus_1, *s), with(*r, n_minus_1), with(one, one)])
             .flatten()

@@ -16,7 +16,7 @@ use cairn_node::node::{Node, NodeEvent, Origin};
 use cairn_node::p2p::addrbook::Snapshot;
 use cairn_node::p2p::protocol::compact::{compact_of, short_id, short_id_key};
 use cairn_node::p2p::protocol::{DisconnectReason, Input, Output, Protocol};
-use cairn_node::p2p::wire::{BlockTxn, InvItem, Message, PrefilledTx, SendCmpct};
+use cairn_node::p2p::wire::{BlockTxn, GetBlockTxn, InvItem, Message, PrefilledTx, SendCmpct};
 use cairn_node::p2p::PeerId;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -414,6 +414,39 @@ fn a_compact_block_is_pushed_on_before_it_connects() {
         "{outs:?}"
     );
     assert_eq!(n.proto.high_bandwidth_peers(), vec![1]);
+}
+
+/// A block of our own pushed before it connects, to a high-bandwidth peer that lacks
+/// its transfers: the peer's `getblocktxn` comes at once, before the block is stored
+/// (it connects on another thread), and is answered from the pushed block. Before, the
+/// answer came from the store, was `notfound`, and the peer waited 30 s (the block
+/// timeout) for the block, with every node behind it (the bench's propagation run
+/// failed so: "reached 0 of 9 nodes in 30 s").
+#[test]
+fn a_block_pushed_before_it_is_stored_answers_getblocktxn() {
+    let mut n = Lone::new();
+    n.connect(1, true);
+    let txs = transfers(&n.genesis, 4);
+    let block = n.next_block(&txs);
+    let hash = block.hash();
+    // The precheck's event, as `Node::submit_block` sends it, and not the connection.
+    let event = NodeEvent::BlockPrechecked { block: Arc::new(block.clone()), txids: block.txids().into() };
+    let outs = n.step(Input::Node(event));
+    assert!(
+        sent_to(&outs, 1).iter().any(|m| matches!(m, Message::CmpctBlock(c) if c.header.hash() == hash)),
+        "pushed: {outs:?}"
+    );
+    assert_eq!(n.node.chain().height_of(&hash), None, "not stored yet");
+    let outs = n.recv(1, Message::GetBlockTxn(GetBlockTxn { block_hash: hash, indexes: vec![1, 3] }));
+    let answers: Vec<_> = sent_to(&outs, 1)
+        .into_iter()
+        .filter_map(|m| match m {
+            Message::BlockTxn(b) => Some(b.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(answers, vec![BlockTxn { block_hash: hash, transfers: vec![txs[0], txs[2]] }], "{outs:?}");
+    assert!(!sent_to(&outs, 1).iter().any(|m| matches!(m, Message::NotFound(_))), "{outs:?}");
 }
 
 /// A block this node submits itself (mined here, or given over RPC) that passes every

@@ -75,8 +75,9 @@ pub(super) struct CompactRelay {
     /// Peers we asked for high-bandwidth mode, the one that most recently delivered a
     /// new block first at the front.
     high_bandwidth: VecDeque<PeerId>,
-    /// The last block we rebuilt from a compact block, so a `getblocktxn` for it needs
-    /// no read from the store. (Compact blocks of stored blocks are built by the driver,
+    /// The last block we rebuilt from a compact block, or pushed before it connected
+    /// ([`Protocol::push_prechecked`]), so a `getblocktxn` for it needs no read from the
+    /// store (and is answered before the block is stored). (Compact blocks of stored blocks are built by the driver,
     /// off this thread: [`Serve::Compact`].)
     recent: Option<Arc<Block>>,
     /// Blocks whose compact form failed here (collision, merkle root, timeout): they
@@ -271,12 +272,18 @@ impl Protocol {
     /// asked for it now, before it connects, as a relayed one is in
     /// [`Protocol::finish_compact`]. They are marked as knowing it, so the announcement
     /// that follows its connection skips them.
-    pub(super) fn push_prechecked(&mut self, block: &Block, txids: &[Txid]) {
+    ///
+    /// The block is kept as the recent one: a peer missing some of its transfers asks
+    /// for them (`getblocktxn`) at once, and the block may not be stored yet, since it
+    /// connects on another thread. (Served from the store, such a request got
+    /// `notfound`, and the peer waited the block timeout, 30 s, for an answer.)
+    pub(super) fn push_prechecked(&mut self, block: Arc<Block>, txids: &[Txid]) {
         let to = self.push_targets(block.hash(), None);
         if to.is_empty() {
             return;
         }
-        let c = compact_with_txids(block, txids, self.rng.gen());
+        self.compact.recent = Some(self.ledger.keep_block(block.clone()));
+        let c = compact_with_txids(&block, txids, self.rng.gen());
         for id in to {
             self.send(id, Message::CmpctBlock(Box::new(c.clone())));
         }

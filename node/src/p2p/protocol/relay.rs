@@ -198,7 +198,7 @@ impl Protocol {
             NodeEvent::NewTransfer { txid, origin } => self.on_admitted(txid, origin),
             NodeEvent::BlockPrechecked { block, txids } => {
                 if !self.syncing {
-                    self.push_prechecked(&block, &txids);
+                    self.push_prechecked(block, &txids);
                 }
             }
         }
