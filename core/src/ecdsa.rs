@@ -34,7 +34,8 @@ pub fn verify_prehashed(key: &VerifyingKey, prehash: &[u8; 32], signature: &Sign
     let Some((r, point)) = r_and_point(&Claim { key, prehash: *prehash, signature: *signature }) else {
         return false;
     };
-    let [affine] = <ProjectivePoint as BatchNormalize<[ProjectivePoint; 1]>>::batch_normalize_vartime(&[point]);
+    let [affine] =
+        <ProjectivePoint as BatchNormalize<[ProjectivePoint; 1]>>::batch_normalize_vartime(&[point]);
     x_is(&affine, &r)
 }
 
@@ -131,8 +132,10 @@ mod tests {
         let mut seen = [0, 0];
         for i in 1..20u8 {
             let all = cases([i; 32], [i.wrapping_mul(37); 32]);
-            let claims: Vec<Claim> =
-                all.iter().map(|(key, prehash, signature)| Claim { key, prehash: *prehash, signature: *signature }).collect();
+            let claims: Vec<Claim> = all
+                .iter()
+                .map(|(key, prehash, signature)| Claim { key, prehash: *prehash, signature: *signature })
+                .collect();
             let batch = verify_prehashed_all(&claims);
             for ((key, prehash, sig), b) in all.iter().zip(batch) {
                 let want = k256_says(key, prehash, sig);

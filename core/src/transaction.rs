@@ -7,8 +7,8 @@
 //! nobody but the signer can produce a second valid encoding (and txid) of a transfer.
 
 use crate::address::Address;
-use crate::ecdsa;
 use crate::amount::Amount;
+use crate::ecdsa;
 use crate::encoding;
 use crate::hash::{tag, tagged_hash, Txid};
 use k256::ecdsa::signature::hazmat::PrehashSigner;
@@ -142,11 +142,7 @@ impl SignedTransfer {
 
     /// Every check but the signature equation, in [`SignedTransfer::verify`]'s order;
     /// what the equation needs: the sender's key, the signing hash, the signature.
-    fn claim_parts(
-        &self,
-        chain_id: u32,
-        decoded: Option<&VerifyingKey>,
-    ) -> Result<(VerifyingKey, [u8; 32], Signature), TxError> {
+    fn claim_parts(&self, chain_id: u32, decoded: Option<&VerifyingKey>) -> Result<ClaimParts, TxError> {
         let t = &self.transfer;
         if t.chain_id != chain_id {
             return Err(TxError::WrongChain { expected: chain_id, got: t.chain_id });
@@ -164,11 +160,18 @@ impl SignedTransfer {
     }
 }
 
+/// What the signature equation needs: the sender's key, the signing hash, the signature.
+type ClaimParts = (VerifyingKey, [u8; 32], Signature);
+
 /// [`SignedTransfer::verify_with_keys`] of each of `txs`, in order, with the same
 /// results, the signature equations run together ([`ecdsa::verify_prehashed_all`]: one
 /// field inversion for all of them rather than one each).
-pub fn verify_all_with_keys(txs: &[&SignedTransfer], chain_id: u32, keys: &DecodedKeys) -> Vec<Result<(), TxError>> {
-    let parts: Vec<Result<(VerifyingKey, [u8; 32], Signature), TxError>> =
+pub fn verify_all_with_keys(
+    txs: &[&SignedTransfer],
+    chain_id: u32,
+    keys: &DecodedKeys,
+) -> Vec<Result<(), TxError>> {
+    let parts: Vec<Result<ClaimParts, TxError>> =
         txs.iter().map(|st| st.claim_parts(chain_id, keys.0.get(&st.transfer.from))).collect();
     let claims: Vec<ecdsa::Claim<'_>> = parts
         .iter()
