@@ -52,6 +52,15 @@ pub fn verify(tx: &SignedTransfer, chain_id: u32) -> Result<(), TxError> {
     tx.verify_with_key(chain_id, decoded(&tx.transfer.from).as_ref())
 }
 
+/// [`verify`] of each of `txs`, in order, with the same results: the senders' keys from
+/// the cache, the signature equations together
+/// ([`cairn_core::transaction::verify_all_with_keys`]).
+pub fn verify_all(txs: &[&SignedTransfer], chain_id: u32) -> Vec<Result<(), TxError>> {
+    // Keys that do not decode are left out: the check decodes them again and says so.
+    let keys: DecodedKeys = txs.iter().filter_map(|tx| decoded(&tx.transfer.from)).collect();
+    cairn_core::transaction::verify_all_with_keys(txs, chain_id, &keys)
+}
+
 /// Keys held now, all shards together.
 pub fn len() -> usize {
     KEYS.iter().map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).len()).sum()
