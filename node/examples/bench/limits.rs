@@ -13,12 +13,22 @@ use std::time::{Duration, Instant};
 /// Returns (per wall-clock second, per CPU-second of the measuring thread): on a shared
 /// machine the first is what the thread was given, the second what a core can do.
 pub fn verify_rate(txs: &[&SignedTransfer], chain_id: u32, duration: Duration) -> (f64, f64) {
+    checks_per_second(txs, duration, |t| t.verify(chain_id))
+}
+
+/// The loop of the single-thread rates: `check` over `txs` in turn, 64 at a time, for at
+/// least `duration`. Returns (per wall-clock second, per CPU-second of this thread).
+fn checks_per_second<E: std::fmt::Debug>(
+    txs: &[&SignedTransfer],
+    duration: Duration,
+    check: impl Fn(&SignedTransfer) -> Result<(), E>,
+) -> (f64, f64) {
     let cpu0 = cpu_secs_of("/proc/thread-self/stat");
     let start = Instant::now();
     let mut n = 0usize;
     while start.elapsed() < duration {
         for _ in 0..64 {
-            black_box(txs[n % txs.len()].verify(chain_id)).expect("generated transfers are valid");
+            black_box(check(black_box(txs[n % txs.len()]))).expect("generated transfers are valid");
             n += 1;
         }
     }
@@ -39,18 +49,7 @@ pub fn k256_own_verify_rate(txs: &[&SignedTransfer], duration: Duration) -> (f64
         let key = VerifyingKey::from_sec1_bytes(&t.transfer.from)?;
         key.verify_prehash(&t.transfer.signing_hash(), &sig)
     };
-    let cpu0 = cpu_secs_of("/proc/thread-self/stat");
-    let start = Instant::now();
-    let mut n = 0usize;
-    while start.elapsed() < duration {
-        for _ in 0..64 {
-            black_box(check(black_box(txs[n % txs.len()]))).expect("generated transfers are valid");
-            n += 1;
-        }
-    }
-    let wall = start.elapsed().as_secs_f64();
-    let cpu = cpu_secs_of("/proc/thread-self/stat") - cpu0;
-    (n as f64 / wall, n as f64 / cpu)
+    checks_per_second(txs, duration, check)
 }
 
 /// Single-thread libsecp256k1 verifications per second over `txs` (issue 17's second
@@ -65,18 +64,7 @@ pub fn libsecp_verify_rate(txs: &[&SignedTransfer], duration: Duration) -> (f64,
         let key = PublicKey::from_byte_array_compressed(t.transfer.from)?;
         ecdsa::verify(&sig, Message::from_digest(t.transfer.signing_hash()), &key)
     };
-    let cpu0 = cpu_secs_of("/proc/thread-self/stat");
-    let start = Instant::now();
-    let mut n = 0usize;
-    while start.elapsed() < duration {
-        for _ in 0..64 {
-            black_box(check(black_box(txs[n % txs.len()]))).expect("generated transfers are valid");
-            n += 1;
-        }
-    }
-    let wall = start.elapsed().as_secs_f64();
-    let cpu = cpu_secs_of("/proc/thread-self/stat") - cpu0;
-    (n as f64 / wall, n as f64 / cpu)
+    checks_per_second(txs, duration, check)
 }
 
 /// Verifications per second with every core busy (rayon), right now: what the machine
