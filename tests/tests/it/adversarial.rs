@@ -576,8 +576,12 @@ fn five_hundred_connections_and_a_peer_that_never_reads() {
         })
         .collect();
     let crowd = |net: &Net| net.peer_agents().iter().filter(|a| a.starts_with("adv/crowd-")).count();
+    // (The count seen last is in the failure message: fewer than expected is a
+    // different fault from an RPC that stopped answering.)
     wait_until(Duration::from_secs(30), "the victim to settle the crowd", || {
-        Ok((crowd(&net) >= MAX_INBOUND - 1).then_some(()))
+        let n = crowd(&net);
+        anyhow::ensure!(n >= MAX_INBOUND - 1, "{n} of the crowd listed, want {}", MAX_INBOUND - 1);
+        Ok(Some(()))
     });
     // Those past the inbound cap are closed; the honest node keeps its connection.
     let mut closed = 0;
