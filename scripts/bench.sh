@@ -5,7 +5,7 @@
 # target/bench/results.json).
 #
 #   scripts/bench.sh            # the full run (100,000-transfer chain, ~4 minutes once built)
-#   scripts/bench.sh --quick    # smaller chains, under 5 minutes once built
+#   scripts/bench.sh --quick    # smaller chains, under 1 minute once built
 #   scripts/bench.sh --only import,miner
 #   scripts/bench.sh --long     # adds a 1,000,000-transfer chain, imported and synced, memory
 #                               # sampled throughout (generated once, cached under the target
