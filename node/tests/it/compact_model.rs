@@ -110,6 +110,13 @@ impl Fixture {
         self.valid.iter().chain(&self.bad_header).chain(&self.bad_sig).find(|b| b.hash() == *hash)
     }
 
+    /// Which fixture block `hash` is: its kind and height.
+    fn kind_of(&self, hash: &BlockHash) -> Option<(Kind, usize)> {
+        [(Kind::Valid, &self.valid), (Kind::BadHeader, &self.bad_header), (Kind::BadSig, &self.bad_sig)]
+            .into_iter()
+            .find_map(|(kind, blocks)| Some((kind, blocks.iter().position(|b| b.hash() == *hash)? + 1)))
+    }
+
     fn height_of_valid(&self, hash: &BlockHash) -> Option<usize> {
         if *hash == self.genesis.hash() {
             return Some(0);
@@ -596,21 +603,27 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
                 };
                 if p.requested.remove(&hash) {
                     seen(WHOLE_ASKED);
-                    if f.bad_sig.iter().any(|b| b.hash() == hash) {
-                        judged.insert(hash);
-                    }
-                    if f.height_of_valid(&hash) == Some(height + 1) {
-                        must_connect = Some(hash);
-                        seen(WHOLE_CONNECTED);
-                    } else if f.bad_header.iter().any(|b| b.hash() == hash)
-                        || f.bad_sig.get(height).is_some_and(|b| b.hash() == hash)
-                    {
+                    let next = height + 1;
+                    match f.kind_of(&hash) {
+                        Some((Kind::Valid, k)) if k == next => {
+                            must_connect = Some(hash);
+                            seen(WHOLE_CONNECTED);
+                        }
                         // An invalid header, or the next block with an invalid transfer.
-                        must_drop.insert(p.id);
-                    } else if f.bad_sig.iter().any(|b| b.hash() == hash) {
-                        // Not the next block: refused or kept aside, never stored
-                        // (checked below); either way the peer may go.
-                        may_drop.insert(p.id);
+                        Some((Kind::BadHeader, _)) => {
+                            must_drop.insert(p.id);
+                        }
+                        Some((Kind::BadSig, k)) => {
+                            judged.insert(hash);
+                            if k == next {
+                                must_drop.insert(p.id);
+                            } else {
+                                // Not the next block: refused or kept aside, never
+                                // stored (checked below); either way the peer may go.
+                                may_drop.insert(p.id);
+                            }
+                        }
+                        _ => {}
                     }
                 } else {
                     seen(WHOLE_UNASKED);
