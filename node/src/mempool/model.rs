@@ -96,6 +96,14 @@ pub enum Op {
         credit_to: u8,
         remine: u64,
     },
+    /// `count` transfers of 1 from `sender` to the next sender, each at the sender's
+    /// next nonce and paying `fee`, one after another: the pool grows large (up to the
+    /// sender limit and the byte cap), so that blocks take a small part of it.
+    Burst {
+        sender: u8,
+        count: u8,
+        fee: u64,
+    },
     /// The clock moves on by this many milliseconds (expiry).
     Advance {
         ms: u64,
@@ -453,9 +461,21 @@ fn check_template(
     Ok(())
 }
 
+/// What a run reached, for a test to show that its cases were not trivially small.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Reached {
+    /// The most transfers the pool held after a step.
+    pub largest_pool: usize,
+    /// Blocks after which less than a quarter of a pool of at least 20 transfers left
+    /// it (the pool's per-entry removal; a larger share is swept).
+    pub small_part_of_large_pool: usize,
+    /// Blocks after which a pool of at least 20 transfers was empty.
+    pub large_pool_emptied: usize,
+}
+
 /// Runs `case` against a real pool and the model. `Err` names the first disagreement or
 /// broken promise, with the step.
-pub fn run(case: &Case) -> Result<(), String> {
+pub fn run(case: &Case) -> Result<Reached, String> {
     let world = World::new();
     let mut state = HashMap::new();
     for i in 0..SENDERS {
@@ -469,9 +489,20 @@ pub fn run(case: &Case) -> Result<(), String> {
     let start = 1_000_000;
     let mut model = Model { state, pool: BTreeMap::new(), blocks: Vec::new(), now: start };
     let mut pool = Mempool::with_config(case.config.clone());
+    let mut reached = Reached::default();
     for (step, op) in case.ops.iter().enumerate() {
         let at = |e: String| format!("step {step} ({op:?}): {e}");
+        let before = pool.len();
         apply_op(&world, &mut model, &mut pool, op).map_err(at)?;
+        if let (Op::Connect { .. }, true) = (op, before >= 20) {
+            let confirmed = before.saturating_sub(pool.len());
+            if pool.is_empty() {
+                reached.large_pool_emptied += 1;
+            } else if confirmed > 0 && confirmed * 4 < before {
+                reached.small_part_of_large_pool += 1;
+            }
+        }
+        reached.largest_pool = reached.largest_pool.max(pool.len());
         check_invariants(&pool, &model.state).map_err(at)?;
         let (real, expected) = (real_contents(&pool), model_contents(&model));
         if real != expected {
@@ -480,7 +511,7 @@ pub fn run(case: &Case) -> Result<(), String> {
         check_template(&world, &pool, &model.state, model.blocks.len() as u64, usize::MAX).map_err(at)?;
         check_views(&pool, &model).map_err(at)?;
     }
-    Ok(())
+    Ok(reached)
 }
 
 /// The read-only views the RPC serves (`mempool_getTransfers`, the pending part of
@@ -762,6 +793,18 @@ fn apply_op(world: &World, model: &mut Model, pool: &mut Mempool, op: &Op) -> Re
                 model.sync_from(pool);
             }
         }
+        Op::Burst { sender, count, fee } => {
+            for _ in 0..count {
+                let submit = Op::Submit {
+                    sender,
+                    to: sender.wrapping_add(1),
+                    nonce: NonceSel::Next,
+                    amount: AmountSel::Lit(1),
+                    fee,
+                };
+                apply_op(world, model, pool, &submit)?;
+            }
+        }
         Op::Advance { ms } => {
             model.now = model.now.saturating_add(ms);
             pool.expire(model.now);
@@ -876,12 +919,15 @@ pub fn case_from_bytes(data: &[u8]) -> Case {
             1 => 1,
             _ => 1_000,
         }),
-        max_per_sender: usize::from(b.byte() % 4) + 1,
+        max_per_sender: match b.byte() % 5 {
+            4 => 64,
+            n => usize::from(n) + 1,
+        },
         expiry_ms: if b.byte() % 2 == 0 { 1_000 } else { 24 * 60 * 60 * 1000 },
     };
     let mut ops = Vec::new();
     while !b.0.is_empty() && ops.len() < 64 {
-        ops.push(match b.byte() % 8 {
+        ops.push(match b.byte() % 9 {
             0..=3 => Op::Submit {
                 sender: b.byte(),
                 to: b.byte(),
@@ -901,6 +947,7 @@ pub fn case_from_bytes(data: &[u8]) -> Case {
                 remine: b.u64(),
             },
             6 => Op::Advance { ms: b.edge() % 2_000 },
+            7 => Op::Burst { sender: b.byte(), count: b.byte() % 48, fee: b.edge() },
             _ => Op::Select { max_bytes: u32::from(b.byte()) * 16 },
         });
     }
@@ -968,7 +1015,7 @@ mod tests {
         prop_oneof![
             8 => (any::<u8>(), any::<u8>(), nonce(), amount(), fee())
                 .prop_map(|(sender, to, nonce, amount, fee)| Op::Submit { sender, to, nonce, amount, fee }),
-            2 => (0..6u8, any::<u8>(), edge(), any::<u8>())
+            2 => (prop_oneof![3 => 0..6u8, 1 => Just(u8::MAX)], any::<u8>(), edge(), any::<u8>())
                 .prop_map(|(take, conflicts, credit, credit_to)| Op::Connect { take, conflicts, credit, credit_to }),
             1 => (1..4u8, 0..3u8, any::<u8>(), edge(), any::<u8>(), any::<u64>()).prop_map(
                 |(disconnect, connect, conflicts, credit, credit_to, remine)| Op::Reorg {
@@ -978,15 +1025,51 @@ mod tests {
             1 => prop_oneof![Just(1u64), Just(999), Just(1_000), Just(1_001), 0..2_000u64]
                 .prop_map(|ms| Op::Advance { ms }),
             1 => (0..2_000u32).prop_map(|max_bytes| Op::Select { max_bytes }),
+            1 => burst(),
         ]
     }
 
+    fn burst() -> impl Strategy<Value = Op> {
+        (any::<u8>(), 1..48u8, fee()).prop_map(|(sender, count, fee)| Op::Burst { sender, count, fee })
+    }
+
+    /// Mostly the edges; one case in four builds large pools (funded senders, a high
+    /// sender limit, more bursts), where a block takes a small part of the pool or
+    /// all of it.
     fn case() -> impl Strategy<Value = Case> {
+        prop_oneof![3 => edge_case(), 1 => large_pool_case()]
+    }
+
+    fn large_pool_case() -> impl Strategy<Value = Case> {
+        let size = transfer_size_estimate();
+        let balance = prop_oneof![Just(u64::MAX / 2), Just(u64::MAX), 1_000_000..u64::MAX / 4];
+        (
+            proptest::array::uniform4(balance),
+            edge(),
+            prop_oneof![Just(1usize << 20), Just(100 * size)],
+            prop_oneof![Just(0u64), Just(1)],
+            proptest::collection::vec(prop_oneof![3 => op(), 1 => burst()], 1..40),
+        )
+            .prop_map(move |(balances, outsider_balance, max_bytes, min_fee, ops)| Case {
+                balances,
+                nonces: [0; SENDERS],
+                outsider_balance,
+                config: MempoolConfig {
+                    max_bytes,
+                    min_fee: Amount(min_fee),
+                    max_per_sender: 64,
+                    expiry_ms: 24 * 60 * 60 * 1000,
+                },
+                ops,
+            })
+    }
+
+    fn edge_case() -> impl Strategy<Value = Case> {
         let size = transfer_size_estimate();
         let config = (
-            prop_oneof![Just(1usize << 20), (2..10usize).prop_map(move |n| n * size)],
+            prop_oneof![Just(1usize << 20), (2..10usize).prop_map(move |n| n * size), Just(100 * size)],
             prop_oneof![Just(0u64), Just(1), Just(1_000)],
-            1..5usize,
+            prop_oneof![4 => 1..5usize, 1 => Just(64usize)],
             prop_oneof![Just(1_000u64), Just(24 * 60 * 60 * 1000)],
         )
             .prop_map(|(max_bytes, min_fee, max_per_sender, expiry_ms)| MempoolConfig {
@@ -1012,18 +1095,33 @@ mod tests {
             })
     }
 
-    proptest! {
-        // 256 cases in CI (about 2 s on a debug build); more with PROPTEST_CASES.
-        #![proptest_config(ProptestConfig {
-            cases: std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(256),
-            ..ProptestConfig::default()
-        })]
-        #[test]
-        fn mempool_agrees_with_its_model(case in case()) {
-            if let Err(e) = run(&case) {
-                prop_assert!(false, "{e}");
-            }
+    /// 256 cases in CI (a few seconds on a debug build); more with PROPTEST_CASES. What
+    /// the cases reached is printed, and the run fails if large pools never came up.
+    #[test]
+    fn mempool_agrees_with_its_model() {
+        use proptest::test_runner::{Config, TestCaseError, TestRunner};
+        let cases = std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(256);
+        let mut runner = TestRunner::new(Config { cases, failure_persistence: None, ..Config::default() });
+        let total = std::cell::Cell::new(Reached::default());
+        let result = runner.run(&case(), |case| {
+            let r = run(&case).map_err(TestCaseError::fail)?;
+            let t = total.get();
+            total.set(Reached {
+                largest_pool: t.largest_pool.max(r.largest_pool),
+                small_part_of_large_pool: t.small_part_of_large_pool + r.small_part_of_large_pool,
+                large_pool_emptied: t.large_pool_emptied + r.large_pool_emptied,
+            });
+            Ok(())
+        });
+        let t = total.get();
+        eprintln!("mempool model: {cases} cases; {t:?}");
+        if let Err(e) = result {
+            panic!("{e}");
         }
+        assert!(
+            t.largest_pool >= 40 && t.small_part_of_large_pool > 0 && t.large_pool_emptied > 0,
+            "the cases never built and drained a large pool: {t:?}"
+        );
     }
 
     /// The sequence that bricked debug nodes: two admitted transfers, then a replacement
