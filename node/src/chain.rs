@@ -123,8 +123,8 @@ pub struct TipInfo {
 /// (those its check computed, so that the mempool does not hash them again).
 #[derive(Clone, Debug, Default)]
 pub struct TipChange {
-    pub disconnected: Vec<Block>,
-    pub connected: Vec<Block>,
+    pub disconnected: Vec<Arc<Block>>,
+    pub connected: Vec<Arc<Block>>,
     pub connected_txids: Vec<Vec<Txid>>,
 }
 

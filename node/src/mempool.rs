@@ -42,6 +42,7 @@ use cairn_core::encoding;
 use cairn_core::state::{debit_sender, Account, AccountSource, TransferStateError};
 use cairn_core::transaction::Transaction;
 use cairn_core::{Address, Amount, SignedTransfer, Txid};
+use std::borrow::Borrow;
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet};
 use thiserror::Error;
@@ -702,9 +703,12 @@ impl Mempool {
                 }
             }
         }
-        // A block that takes a large part of the pool: both ordered sets swept once
-        // rather than searched once per entry.
-        if confirmed.len().saturating_mul(4) >= pool_before {
+        // A block that took the whole pool empties both ordered sets; one that takes a
+        // large part of it has them swept once rather than searched once per entry.
+        if self.entries.is_empty() {
+            self.by_priority.clear();
+            self.by_age.clear();
+        } else if confirmed.len().saturating_mul(4) >= pool_before {
             let entries = &self.entries;
             self.by_priority.retain(|(_, id)| entries.contains_key(id));
             self.by_age.retain(|(_, _, id)| entries.contains_key(id));
@@ -737,7 +741,12 @@ impl Mempool {
     /// Returns transfers of disconnected blocks that are still valid against `state`
     /// (the tip after the whole reorg), and re-checks every pending transfer, since
     /// undoing blocks also undoes credits that pending transfers may have spent.
-    pub fn on_blocks_disconnected(&mut self, blocks: &[Block], state: &dyn AccountSource, now_ms: u64) {
+    pub fn on_blocks_disconnected<B: Borrow<Block>>(
+        &mut self,
+        blocks: &[B],
+        state: &dyn AccountSource,
+        now_ms: u64,
+    ) {
         // Candidates per sender and nonce: pending entries first, then returned transfers
         // where the slot is free or they pay more.
         let mut candidates: HashMap<Address, BTreeMap<u64, (SignedTransfer, u64)>> = HashMap::new();
@@ -746,7 +755,7 @@ impl Mempool {
             candidates.entry(e.sender).or_default().insert(e.tx.transfer.nonce, (e.tx, e.added_ms));
         }
         for b in blocks {
-            for tx in b.transactions.iter().filter_map(Transaction::as_transfer) {
+            for tx in b.borrow().transactions.iter().filter_map(Transaction::as_transfer) {
                 let slot = candidates.entry(tx.transfer.sender()).or_default();
                 match slot.get(&tx.transfer.nonce) {
                     Some((have, _)) if have.transfer.fee >= tx.transfer.fee => {}

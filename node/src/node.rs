@@ -370,10 +370,9 @@ impl Node {
                 check_header_contextual(&checked.block().header, &parent, chain.params(), now_ms).is_ok()
             };
             if on_tip {
-                let _ = self.events.send(NodeEvent::BlockPrechecked {
-                    block: Arc::new(checked.block().clone()),
-                    txids: txids.into(),
-                });
+                let _ = self
+                    .events
+                    .send(NodeEvent::BlockPrechecked { block: checked.shared(), txids: txids.into() });
             }
         }
         self.submit_checked_block(checked, origin, now_ms)

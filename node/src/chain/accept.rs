@@ -17,6 +17,7 @@ use cairn_core::validation::{
 use cairn_core::{BlockHash, ChainParams, Txid};
 use rayon::prelude::*;
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
 
 /// Invalid blocks remembered without an index entry (bad proof of work relative to
 /// the schedule, children of invalid blocks, orphans with bad signatures): bounded.
@@ -133,7 +134,9 @@ pub(super) enum Prechecked {
 /// and nothing of an invalid block is stored.
 #[derive(Clone, Debug)]
 pub struct CheckedBlock {
-    block: Block,
+    /// Shared, so that whoever keeps the block while it connects (a P2P layer serving
+    /// it, the index writer, the tip change) holds it without copying it.
+    block: Arc<Block>,
     hash: BlockHash,
     /// The parameters it was checked against: a chain of other parameters checks again.
     params: ChainParams,
@@ -175,7 +178,7 @@ impl CheckedBlock {
             }
             Err(_) => None,
         };
-        CheckedBlock { block, hash, params: *params, checked }
+        CheckedBlock { block: Arc::new(block), hash, params: *params, checked }
     }
 
     /// A block rebuilt from a compact block (`p2p/protocol/compact.rs`): `txids` are
@@ -194,16 +197,21 @@ impl CheckedBlock {
         check_header_stateless(&block.header)?;
         check_block_structure_with_txids(&block, &txids, params)?;
         let hash = block.hash();
-        Ok(CheckedBlock { block, hash, params: *params, checked: Some((txids, Ok(()))) })
+        Ok(CheckedBlock { block: Arc::new(block), hash, params: *params, checked: Some((txids, Ok(()))) })
     }
 
     /// The block, unchecked again (for a path that takes a plain block).
     pub fn into_block(self) -> Block {
-        self.block
+        Arc::unwrap_or_clone(self.block)
     }
 
     pub fn block(&self) -> &Block {
         &self.block
+    }
+
+    /// The block itself, shared (no copy).
+    pub fn shared(&self) -> Arc<Block> {
+        self.block.clone()
     }
 
     pub fn hash(&self) -> BlockHash {
@@ -250,7 +258,7 @@ impl Chain {
     /// Validates and stores a block, following the most-work valid chain.
     pub fn accept_block(&mut self, block: Block, now_ms: u64) -> Result<AcceptResult, ChainError> {
         let hash = block.hash();
-        self.accept(block, hash, Prechecked::Nothing, now_ms)
+        self.accept(Arc::new(block), hash, Prechecked::Nothing, now_ms)
     }
 
     /// [`Chain::accept_block`] of a block whose stateless checks already ran: same
@@ -313,7 +321,7 @@ impl Chain {
 
     fn accept(
         &mut self,
-        block: Block,
+        block: Arc<Block>,
         hash: BlockHash,
         pre: Prechecked,
         now_ms: u64,
@@ -333,7 +341,7 @@ impl Chain {
             }
             Processed::Orphan(missing_parent) => {
                 let size = block.encoded_len();
-                self.orphans.insert(hash, block, size);
+                self.orphans.insert(hash, Arc::unwrap_or_clone(block), size);
                 return Ok(AcceptResult {
                     acceptance: Acceptance::Orphan { missing_parent },
                     tip_change: None,
@@ -547,7 +555,7 @@ impl Chain {
                     self.process_block(&child, hash, now_ms, Prechecked::Signatures)?
                 {
                     queue.push(hash);
-                    fresh.insert_checked(hash, child, txids);
+                    fresh.insert_checked(hash, Arc::new(child), txids);
                 }
             }
         }

@@ -15,6 +15,7 @@ use cairn_core::validation::apply_block_with_senders;
 use cairn_core::validation::BlockError;
 use cairn_core::{Address, BlockHash, Transaction, Txid};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// Fsync the WAL at most this often (see [`crate::store`] for why not every batch).
 pub(super) const FSYNC_INTERVAL_MS: u64 = 1_000;
@@ -26,7 +27,7 @@ pub(super) const FSYNC_INTERVAL_MS: u64 = 1_000;
 /// that connecting it (tx index, address index) does not hash every transaction again.
 #[derive(Default)]
 pub(super) struct Fresh {
-    blocks: HashMap<BlockHash, Block>,
+    blocks: HashMap<BlockHash, Arc<Block>>,
     txids: HashMap<BlockHash, Vec<Txid>>,
 }
 
@@ -35,24 +36,24 @@ impl Fresh {
         Fresh::default()
     }
 
-    pub(super) fn insert(&mut self, hash: BlockHash, block: Block) {
+    pub(super) fn insert(&mut self, hash: BlockHash, block: Arc<Block>) {
         self.blocks.insert(hash, block);
     }
 
     /// A block with its txids, in transaction order.
-    pub(super) fn insert_checked(&mut self, hash: BlockHash, block: Block, txids: Vec<Txid>) {
+    pub(super) fn insert_checked(&mut self, hash: BlockHash, block: Arc<Block>, txids: Vec<Txid>) {
         if txids.len() == block.transactions.len() {
             self.txids.insert(hash, txids);
         }
         self.blocks.insert(hash, block);
     }
 
-    pub(super) fn remove(&mut self, hash: &BlockHash) -> Option<Block> {
+    pub(super) fn remove(&mut self, hash: &BlockHash) -> Option<Arc<Block>> {
         self.take(hash).map(|(block, _)| block)
     }
 
     /// A block and its txids when they are known.
-    fn take(&mut self, hash: &BlockHash) -> Option<(Block, Option<Vec<Txid>>)> {
+    fn take(&mut self, hash: &BlockHash) -> Option<(Arc<Block>, Option<Vec<Txid>>)> {
         let txids = self.txids.remove(hash);
         self.blocks.remove(hash).map(|b| (b, txids))
     }
@@ -192,9 +193,9 @@ impl Chain {
         if self.index.e(idx).prev != self.index.tip() {
             return Err(ChainError::Corrupt(format!("connecting {hash}, which is not a child of the tip")));
         }
-        let block: &Block = match fresh.blocks.entry(hash) {
+        let block: &Arc<Block> = match fresh.blocks.entry(hash) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::hash_map::Entry::Vacant(e) => e.insert(self.read_block(&hash)?),
+            std::collections::hash_map::Entry::Vacant(e) => e.insert(Arc::new(self.read_block(&hash)?)),
         };
         let state = Prefetched::load(&*self.store, &self.accounts, block).map_err(|e| ChainError::Db(e.0))?;
         let (changes, undo) =
@@ -220,9 +221,10 @@ impl Chain {
             self.accounts.set(a, Some(acc));
         }
         self.index.connected(idx);
-        // Kept in `fresh` too, for the tip change (the mempool's removals).
+        // Kept in `fresh` too, for the tip change (the mempool's removals): shared, not
+        // copied.
         let txids = fresh.txids.get(&hash).cloned();
-        let block = block.clone();
+        let block = Arc::clone(block);
         self.indexes.submit(IndexJob::Connect { hash, height, block, txids });
         Ok(Ok(()))
     }
@@ -238,7 +240,7 @@ impl Chain {
         }
         let block = match fresh.remove(&hash) {
             Some(b) => b,
-            None => self.read_block(&hash)?,
+            None => Arc::new(self.read_block(&hash)?),
         };
         let undo_bytes = self
             .store
@@ -296,11 +298,11 @@ impl Chain {
             return Ok(None);
         }
         let fork = self.index.fork_point(old_tip, new_tip);
-        let mut load = |idx: Idx| -> Result<(Block, Option<Vec<Txid>>), ChainError> {
+        let mut load = |idx: Idx| -> Result<(Arc<Block>, Option<Vec<Txid>>), ChainError> {
             let hash = self.index.e(idx).hash;
             match fresh.take(&hash) {
                 Some(x) => Ok(x),
-                None => Ok((self.read_block(&hash)?, None)),
+                None => Ok((Arc::new(self.read_block(&hash)?), None)),
             }
         };
         let mut change = TipChange::default();

@@ -54,9 +54,9 @@ const WAIT_LIMIT: Duration = Duration::from_secs(60);
 /// One block to index or unindex.
 pub(super) enum IndexJob {
     /// `block` was connected at `height` as `hash`; `txids` when already computed.
-    Connect { hash: BlockHash, height: u64, block: Block, txids: Option<Vec<Txid>> },
+    Connect { hash: BlockHash, height: u64, block: Arc<Block>, txids: Option<Vec<Txid>> },
     /// `block` at `height` was disconnected; the tip went back to `prev`.
-    Disconnect { prev: BlockHash, height: u64, block: Block },
+    Disconnect { prev: BlockHash, height: u64, block: Arc<Block> },
     /// Make every write so far durable (an fsync of the WAL, [`KvStore::sync`]): the
     /// chain's periodic sync, done here so that the chain lock, and the block that
     /// holds it, do not wait for the disk.
@@ -288,12 +288,12 @@ impl Chain {
         for &i in undo.iter().rev() {
             let e = self.index.e(i);
             let (hash, height, prev) = (e.hash, e.height, self.index.e(e.prev).hash);
-            let block = self.read_block(&hash)?;
+            let block = Arc::new(self.read_block(&hash)?);
             self.indexes.submit(IndexJob::Disconnect { prev, height, block });
         }
         for &i in &redo {
             let (hash, height) = (self.index.e(i).hash, self.index.e(i).height);
-            let block = self.read_block(&hash)?;
+            let block = Arc::new(self.read_block(&hash)?);
             self.indexes.submit(IndexJob::Connect { hash, height, block, txids: None });
         }
         self.indexes.wait()?;

@@ -129,12 +129,15 @@ fn connecting_a_handed_block_reads_no_body_back() {
 
     let r = chain.accept_block(blocks[0].clone(), now(&g)).unwrap();
     assert_eq!(r.acceptance, Acceptance::Connected);
-    assert_eq!(r.tip_change.unwrap().connected, vec![blocks[0].clone()]);
+    assert_eq!(r.tip_change.unwrap().connected, vec![Arc::new(blocks[0].clone())]);
     let r = chain.accept_block(blocks[2].clone(), now(&g)).unwrap();
     assert!(matches!(r.acceptance, Acceptance::Orphan { .. }));
     let r = chain.accept_block(blocks[1].clone(), now(&g)).unwrap();
     assert_eq!(r.acceptance, Acceptance::Connected);
-    assert_eq!(r.tip_change.unwrap().connected, blocks[1..].to_vec());
+    assert_eq!(
+        r.tip_change.unwrap().connected,
+        blocks[1..].iter().cloned().map(Arc::new).collect::<Vec<_>>()
+    );
     assert_eq!(chain.tip().hash, blocks[2].hash());
     assert_eq!(reads.load(SeqCst), 0, "bodies read back while connecting");
 
@@ -156,7 +159,7 @@ fn connecting_a_handed_block_reads_no_body_back() {
     assert_eq!(r.acceptance, Acceptance::Connected);
     let change = r.tip_change.unwrap();
     assert_eq!(change.disconnected.len(), 2);
-    assert_eq!(change.connected, branch);
+    assert_eq!(change.connected, branch.into_iter().map(Arc::new).collect::<Vec<_>>());
     assert_eq!(reads.load(SeqCst), 4);
 }
 

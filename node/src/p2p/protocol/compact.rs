@@ -518,7 +518,7 @@ impl Protocol {
 
     /// A compact block checked and pushed on: it is submitted to the chain.
     fn connect_compact(&mut self, peer: PeerId, hash: BlockHash, block: CheckedBlock) {
-        self.compact.recent = Some(self.ledger.keep_block(Arc::new(block.block().clone())));
+        self.compact.recent = Some(self.ledger.keep_block(block.shared()));
         self.downloads.received(&hash, peer);
         let transfers = block.block().transactions.len().saturating_sub(1);
         match self.ledger.submit_checked_block(block, Origin::Peer(peer), self.now_ms) {
