@@ -461,16 +461,30 @@ fn check_template(
     Ok(())
 }
 
+/// The pool size from which a block's share of it is counted in [`Reached`].
+const LARGE_POOL: usize = 20;
+
 /// What a run reached, for a test to show that its cases were not trivially small.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Reached {
     /// The most transfers the pool held after a step.
     pub largest_pool: usize,
-    /// Blocks after which less than a quarter of a pool of at least 20 transfers left
-    /// it (the pool's per-entry removal; a larger share is swept).
+    /// Blocks after which less than a quarter of a pool of at least [`LARGE_POOL`]
+    /// transfers left it (the pool's per-entry removal; a larger share is swept).
     pub small_part_of_large_pool: usize,
-    /// Blocks after which a pool of at least 20 transfers was empty.
+    /// Blocks after which a pool of at least [`LARGE_POOL`] transfers was empty.
     pub large_pool_emptied: usize,
+}
+
+impl Reached {
+    /// Both runs' figures together.
+    pub fn together(self, other: Reached) -> Reached {
+        Reached {
+            largest_pool: self.largest_pool.max(other.largest_pool),
+            small_part_of_large_pool: self.small_part_of_large_pool + other.small_part_of_large_pool,
+            large_pool_emptied: self.large_pool_emptied + other.large_pool_emptied,
+        }
+    }
 }
 
 /// Runs `case` against a real pool and the model. `Err` names the first disagreement or
@@ -494,11 +508,11 @@ pub fn run(case: &Case) -> Result<Reached, String> {
         let at = |e: String| format!("step {step} ({op:?}): {e}");
         let before = pool.len();
         apply_op(&world, &mut model, &mut pool, op).map_err(at)?;
-        if let (Op::Connect { .. }, true) = (op, before >= 20) {
-            let confirmed = before.saturating_sub(pool.len());
+        if matches!(op, Op::Connect { .. }) && before >= LARGE_POOL {
+            let left = before.saturating_sub(pool.len());
             if pool.is_empty() {
                 reached.large_pool_emptied += 1;
-            } else if confirmed > 0 && confirmed * 4 < before {
+            } else if left > 0 && left * 4 < before {
                 reached.small_part_of_large_pool += 1;
             }
         }
@@ -1105,12 +1119,7 @@ mod tests {
         let total = std::cell::Cell::new(Reached::default());
         let result = runner.run(&case(), |case| {
             let r = run(&case).map_err(TestCaseError::fail)?;
-            let t = total.get();
-            total.set(Reached {
-                largest_pool: t.largest_pool.max(r.largest_pool),
-                small_part_of_large_pool: t.small_part_of_large_pool + r.small_part_of_large_pool,
-                large_pool_emptied: t.large_pool_emptied + r.large_pool_emptied,
-            });
+            total.set(total.get().together(r));
             Ok(())
         });
         let t = total.get();
