@@ -411,7 +411,20 @@ impl Node {
         let result = accept(&mut chain)?;
         let mut event = None;
         if let Some(change) = &result.tip_change {
+            // The new tip is announced as soon as it is committed, before the mempool
+            // catches up with it: with both locks held until it has, so no reader (RPC,
+            // miner, relay) can see the new tip with the old pool, yet the
+            // subscribers and peers hear of the block without waiting for the pool's
+            // removals (a thousand entries for a full block).
             let mut mempool = self.mempool();
+            let ev = NodeEvent::NewTip {
+                tip: chain.tip(),
+                connected: change.connected.iter().map(|b| b.header).collect(),
+                disconnected: change.disconnected.len() as u64,
+                origin,
+            };
+            let _ = self.events.send(ev.clone());
+            event = Some(ev);
             if !change.disconnected.is_empty() {
                 mempool.on_blocks_disconnected(&change.disconnected, &*chain, now_ms);
             }
@@ -420,16 +433,7 @@ impl Node {
             }
             mempool.expire(now_ms);
             drop(mempool);
-            let tip = chain.tip();
             drop(chain);
-            let ev = NodeEvent::NewTip {
-                tip,
-                connected: change.connected.iter().map(|b| b.header).collect(),
-                disconnected: change.disconnected.len() as u64,
-                origin,
-            };
-            let _ = self.events.send(ev.clone());
-            event = Some(ev);
         }
         crate::metrics::block_submitted(&result, started.elapsed());
         if let Acceptance::Invalid(e) = &result.acceptance {
@@ -717,5 +721,86 @@ mod tests {
         let one = shared.clone();
         node.share_blocks(Arc::new(move |b: Arc<Block>| if *b == *one { one.clone() } else { b }));
         assert!(Arc::ptr_eq(&node.keep_block(given), &shared));
+    }
+
+    /// `NewTip` goes out before the mempool has dropped the block's transfers, but
+    /// with the locks held until it has: whoever acts on the event (a wallet asking for
+    /// its next nonce, the miner building the next template) sees the pool without
+    /// them, never the new tip with the old pool. Blocks from a peer and our own ones
+    /// (checked off the lock first) alike. While another thread holds the pool, no
+    /// event may go out (a second of waiting shows none did).
+    #[test]
+    fn a_new_tip_subscriber_never_sees_the_block_still_pending() {
+        let g = Genesis::dev();
+        let node = Node::new(Chain::open_in_memory(&g), Mempool::new(1 << 24), g.clone());
+        let keys = dev_keys();
+        let senders: Vec<Address> =
+            keys.iter().map(|k| Address::from_public_key(&public_key_of(k))).collect();
+        let per_sender = 40u64;
+        let mut events = node.subscribe();
+        for (round, origin) in [Origin::Peer(1), Origin::Rpc].into_iter().enumerate() {
+            for k in &keys {
+                for i in 0..per_sender {
+                    let tx = Transfer {
+                        chain_id: g.params.chain_id,
+                        nonce: round as u64 * per_sender + i,
+                        from: public_key_of(k),
+                        to: Address([7; 20]),
+                        amount: Amount(1),
+                        fee: Amount(5),
+                    }
+                    .sign(k)
+                    .unwrap();
+                    node.verify_and_submit(tx, Origin::Rpc, crate::now_ms()).unwrap();
+                }
+            }
+            while events.try_recv().is_ok() {}
+            let pending = node.mempool().len();
+            assert_eq!(pending, keys.len() * per_sender as usize);
+            let mut block = crate::miner::block_template(&node, Address([9; 20])).unwrap();
+            assert_eq!(block.transactions.len(), pending + 1, "the block takes the whole pool");
+            assert!(cairn_core::assemble::grind(&mut block.header, u64::MAX));
+            // The pool held elsewhere: the block connects, but its NewTip must wait for
+            // the pool (an event now would reach readers who find the pool unlocked
+            // and still full).
+            let held = node.mempool();
+            let submitter = {
+                let node = node.clone();
+                std::thread::spawn(move || node.submit_block(block, origin, crate::now_ms()).unwrap())
+            };
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+            while std::time::Instant::now() < deadline {
+                match events.try_recv() {
+                    Ok(NodeEvent::NewTip { .. }) => {
+                        panic!("{origin:?}: NewTip went out while the pool was not yet taken")
+                    }
+                    Ok(_) | Err(broadcast::error::TryRecvError::Empty) => {
+                        std::thread::sleep(std::time::Duration::from_millis(2))
+                    }
+                    Err(e) => panic!("events ended: {e}"),
+                }
+            }
+            assert_eq!(held.len(), pending, "{origin:?}: the pool was held throughout");
+            drop(held);
+            let seen = loop {
+                match events.blocking_recv() {
+                    Ok(NodeEvent::NewTip { .. }) => {
+                        let left = node.mempool().len();
+                        let nonces: Vec<u64> = senders.iter().map(|a| node.next_nonce(a).unwrap()).collect();
+                        break (left, nonces);
+                    }
+                    Ok(_) => continue,
+                    Err(e) => panic!("events ended: {e}"),
+                }
+            };
+            let (result, _) = submitter.join().unwrap();
+            assert!(result.tip_change.is_some(), "{origin:?}: the block connected");
+            let want = (round as u64 + 1) * per_sender;
+            assert_eq!(
+                seen,
+                (0, vec![want; keys.len()]),
+                "{origin:?}: the pool as the event's reader saw it"
+            );
+        }
     }
 }

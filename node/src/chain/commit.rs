@@ -88,34 +88,41 @@ impl<'a> Prefetched<'a> {
         block: &Block,
     ) -> Result<Prefetched<'a>, StateError> {
         let mut senders: Vec<Address> = Vec::with_capacity(block.transactions.len());
-        let mut addresses: Vec<Address> = Vec::with_capacity(block.transactions.len() * 2);
+        // Each address once, from the cache or (the misses) read below: deduplicated
+        // through the map rather than by sorting every address of the block (about two
+        // per transfer, most of them repeats); only the misses are sorted, for MultiGet.
+        let mut accounts: HashMap<Address, Option<Account>> =
+            HashMap::with_capacity(block.transactions.len());
+        let mut misses: Vec<Address> = Vec::new();
+        let mut touch = |a: Address| {
+            if let std::collections::hash_map::Entry::Vacant(e) = accounts.entry(a) {
+                match cache.get(&a) {
+                    Some(account) => {
+                        e.insert(account);
+                    }
+                    None => misses.push(a),
+                }
+            }
+        };
         for tx in &block.transactions {
             match tx {
                 Transaction::Transfer(st) => {
                     let sender = st.transfer.sender();
                     senders.push(sender);
-                    addresses.push(sender);
-                    addresses.push(st.transfer.to);
+                    touch(sender);
+                    touch(st.transfer.to);
                 }
                 Transaction::Coinbase(cb) => {
                     senders.push(cb.to);
-                    addresses.push(cb.to);
+                    touch(cb.to);
                 }
             }
         }
-        addresses.sort_unstable();
-        addresses.dedup();
-        let mut accounts = HashMap::with_capacity(addresses.len());
-        addresses.retain(|a| match cache.get(a) {
-            Some(account) => {
-                accounts.insert(*a, account);
-                false
-            }
-            None => true,
-        });
-        let keys: Vec<&[u8]> = addresses.iter().map(|a| &a.0[..]).collect();
+        misses.sort_unstable();
+        misses.dedup();
+        let keys: Vec<&[u8]> = misses.iter().map(|a| &a.0[..]).collect();
         let values = store.multi_get(Column::Accounts, &keys).map_err(|e| StateError(e.to_string()))?;
-        for (address, value) in addresses.iter().zip(values) {
+        for (address, value) in misses.iter().zip(values) {
             accounts.insert(*address, decode_account(address, value)?);
         }
         Ok(Prefetched { accounts, senders, store: StateView(store) })
