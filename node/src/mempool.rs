@@ -297,9 +297,11 @@ impl Mempool {
 
     /// Calls `f` with every pending transfer and its txid, in no particular order (the
     /// short-id match of a compact block, `p2p::protocol::compact`).
-    pub fn for_each(&self, mut f: impl FnMut(&Txid, &SignedTransfer)) {
+    /// Calls `f` with every pending transfer, its txid and its sender (derived once, at
+    /// admission).
+    pub fn for_each(&self, mut f: impl FnMut(&Txid, &SignedTransfer, &Address)) {
         for (txid, e) in &self.entries {
-            f(txid, &e.tx);
+            f(txid, &e.tx, &e.sender);
         }
     }
 

@@ -14,7 +14,7 @@ use cairn_core::validation::{
     check_block_structure, check_block_structure_with_txids, check_header_contextual, check_header_stateless,
     check_transfers_at_with, BlockError,
 };
-use cairn_core::{BlockHash, ChainParams, Txid};
+use cairn_core::{Address, BlockHash, ChainParams, Txid};
 use rayon::prelude::*;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -143,6 +143,10 @@ pub struct CheckedBlock {
     /// `None` when the header or the structure failed: [`Chain::accept_checked`] then
     /// runs those checks again itself (they are cheap to fail).
     pub(super) checked: Option<(Vec<Txid>, Result<(), BlockError>)>,
+    /// Each transaction's sender (the coinbase's recipient first), when the caller
+    /// knew them already (a block rebuilt from the mempool, whose entries carry them),
+    /// so that the connection does not derive them again.
+    senders: Option<Vec<Address>>,
 }
 
 impl CheckedBlock {
@@ -178,7 +182,7 @@ impl CheckedBlock {
             }
             Err(_) => None,
         };
-        CheckedBlock { block: Arc::new(block), hash, params: *params, checked }
+        CheckedBlock { block: Arc::new(block), hash, params: *params, checked, senders: None }
     }
 
     /// A block rebuilt from a compact block (`p2p/protocol/compact.rs`): `txids` are
@@ -188,16 +192,26 @@ impl CheckedBlock {
     /// admitted, the others in the caller's check. The header and the structure
     /// (size, coinbase, duplicates, merkle root against `txids`) are checked here,
     /// without hashing a transaction again; on failure, the error (nothing is vouched
-    /// for).
+    /// for). `senders`: each transaction's sender, the coinbase's recipient first (the
+    /// mempool's, derived when each transfer was admitted, and those of the transfers
+    /// the peer sent); the connection takes them as they are.
     pub(crate) fn rebuilt(
         block: Block,
         txids: Vec<Txid>,
+        senders: Vec<Address>,
         params: &ChainParams,
     ) -> Result<CheckedBlock, BlockError> {
         check_header_stateless(&block.header)?;
         check_block_structure_with_txids(&block, &txids, params)?;
         let hash = block.hash();
-        Ok(CheckedBlock { block: Arc::new(block), hash, params: *params, checked: Some((txids, Ok(()))) })
+        let senders = (senders.len() == block.transactions.len()).then_some(senders);
+        Ok(CheckedBlock {
+            block: Arc::new(block),
+            hash,
+            params: *params,
+            checked: Some((txids, Ok(()))),
+            senders,
+        })
     }
 
     /// The block, unchecked again (for a path that takes a plain block).
@@ -258,20 +272,20 @@ impl Chain {
     /// Validates and stores a block, following the most-work valid chain.
     pub fn accept_block(&mut self, block: Block, now_ms: u64) -> Result<AcceptResult, ChainError> {
         let hash = block.hash();
-        self.accept(Arc::new(block), hash, Prechecked::Nothing, now_ms)
+        self.accept(Arc::new(block), hash, Prechecked::Nothing, None, now_ms)
     }
 
     /// [`Chain::accept_block`] of a block whose stateless checks already ran: same
     /// result, same errors, without checking again what [`CheckedBlock::check`] did.
     pub fn accept_checked(&mut self, checked: CheckedBlock, now_ms: u64) -> Result<AcceptResult, ChainError> {
-        let CheckedBlock { block, hash, params, checked } = checked;
+        let CheckedBlock { block, hash, params, checked, senders } = checked;
         let pre = match checked {
             Some((txids, signatures)) if params == self.genesis.params => {
                 Prechecked::All { txids, signatures }
             }
             _ => Prechecked::Nothing,
         };
-        self.accept(block, hash, pre, now_ms)
+        self.accept(block, hash, pre, senders, now_ms)
     }
 
     /// Accepts blocks in order, each exactly as [`Chain::accept_block`] would (same
@@ -324,6 +338,7 @@ impl Chain {
         block: Arc<Block>,
         hash: BlockHash,
         pre: Prechecked,
+        senders: Option<Vec<Address>>,
         now_ms: u64,
     ) -> Result<AcceptResult, ChainError> {
         if self.rejected.get(&hash).is_some() || self.orphans.contains(&hash) {
@@ -351,6 +366,9 @@ impl Chain {
         };
         let mut fresh = Fresh::new();
         fresh.insert_checked(hash, block, txids);
+        if let Some(senders) = senders {
+            fresh.insert_senders(hash, senders);
+        }
         self.connect_orphans_of(hash, now_ms, &mut fresh)?;
         let mut failures = HashMap::new();
         self.activate_best_chain(&mut failures, &mut fresh)?;

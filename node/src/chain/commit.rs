@@ -29,6 +29,10 @@ pub(super) const FSYNC_INTERVAL_MS: u64 = 1_000;
 pub(super) struct Fresh {
     blocks: HashMap<BlockHash, Arc<Block>>,
     txids: HashMap<BlockHash, Vec<Txid>>,
+    /// Senders known before the connection (see [`CheckedBlock::rebuilt`]).
+    ///
+    /// [`CheckedBlock::rebuilt`]: super::CheckedBlock
+    senders: HashMap<BlockHash, Vec<Address>>,
 }
 
 impl Fresh {
@@ -48,12 +52,18 @@ impl Fresh {
         self.blocks.insert(hash, block);
     }
 
+    /// A block's senders, in transaction order (the coinbase's recipient first).
+    pub(super) fn insert_senders(&mut self, hash: BlockHash, senders: Vec<Address>) {
+        self.senders.insert(hash, senders);
+    }
+
     pub(super) fn remove(&mut self, hash: &BlockHash) -> Option<Arc<Block>> {
         self.take(hash).map(|(block, _)| block)
     }
 
     /// A block and its txids when they are known.
     fn take(&mut self, hash: &BlockHash) -> Option<(Arc<Block>, Option<Vec<Txid>>)> {
+        self.senders.remove(hash);
         let txids = self.txids.remove(hash);
         self.blocks.remove(hash).map(|b| (b, txids))
     }
@@ -86,8 +96,14 @@ impl<'a> Prefetched<'a> {
         store: &'a dyn KvStore,
         cache: &AccountCache,
         block: &Block,
+        known_senders: Option<Vec<Address>>,
     ) -> Result<Prefetched<'a>, StateError> {
-        let mut senders: Vec<Address> = Vec::with_capacity(block.transactions.len());
+        // Senders the caller knew (one per transaction), or derived here from each
+        // transfer's public key.
+        let known_senders = known_senders.filter(|s| s.len() == block.transactions.len());
+        let derive = known_senders.is_none();
+        let mut senders: Vec<Address> = known_senders.unwrap_or_default();
+        senders.reserve(block.transactions.len().saturating_sub(senders.len()));
         // Each address once, from the cache or (the misses) read below: deduplicated
         // through the map rather than by sorting every address of the block (about two
         // per transfer, most of them repeats); only the misses are sorted, for MultiGet.
@@ -104,18 +120,27 @@ impl<'a> Prefetched<'a> {
                 }
             }
         };
-        for tx in &block.transactions {
-            match tx {
-                Transaction::Transfer(st) => {
-                    let sender = st.transfer.sender();
-                    senders.push(sender);
-                    touch(sender);
-                    touch(st.transfer.to);
-                }
-                Transaction::Coinbase(cb) => {
-                    senders.push(cb.to);
-                    touch(cb.to);
-                }
+        for (i, tx) in block.transactions.iter().enumerate() {
+            let sender = match tx {
+                Transaction::Transfer(st) if derive => st.transfer.sender(),
+                Transaction::Coinbase(cb) if derive => cb.to,
+                _ => senders[i],
+            };
+            if derive {
+                senders.push(sender);
+            } else {
+                debug_assert_eq!(
+                    sender,
+                    match tx {
+                        Transaction::Transfer(st) => st.transfer.sender(),
+                        Transaction::Coinbase(cb) => cb.to,
+                    },
+                    "a known sender that is not the transaction's"
+                );
+            }
+            touch(sender);
+            if let Transaction::Transfer(st) = tx {
+                touch(st.transfer.to);
             }
         }
         misses.sort_unstable();
@@ -204,7 +229,9 @@ impl Chain {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::hash_map::Entry::Vacant(e) => e.insert(Arc::new(self.read_block(&hash)?)),
         };
-        let state = Prefetched::load(&*self.store, &self.accounts, block).map_err(|e| ChainError::Db(e.0))?;
+        let known = fresh.senders.remove(&hash);
+        let state =
+            Prefetched::load(&*self.store, &self.accounts, block, known).map_err(|e| ChainError::Db(e.0))?;
         let (changes, undo) =
             match apply_block_with_senders(&state, block, Some(&state.senders), &self.genesis.params) {
                 Ok(x) => x,

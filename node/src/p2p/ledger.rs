@@ -125,9 +125,9 @@ pub trait Ledger: Send + Sync {
     }
     /// A stored block, decoded (to build a compact block, or answer `getblocktxn`).
     fn block(&self, hash: &BlockHash) -> Result<Option<Block>, String>;
-    /// Calls `f` with every transfer in the mempool and its txid (to rebuild a compact
-    /// block from it).
-    fn for_each_pending(&self, f: &mut dyn FnMut(&Txid, &SignedTransfer));
+    /// Calls `f` with every transfer in the mempool, its txid and its sender (to
+    /// rebuild a compact block from it).
+    fn for_each_pending(&self, f: &mut dyn FnMut(&Txid, &SignedTransfer, &Address));
     /// Checks transfers' signatures in parallel, in order (the transfers of a compact
     /// block that did not come from our mempool).
     fn verify_many(&self, txs: Vec<SignedTransfer>) -> Vec<Checked>;
@@ -271,7 +271,7 @@ impl Ledger for Node {
         self.chain().block(hash).map_err(|e| e.to_string())
     }
 
-    fn for_each_pending(&self, f: &mut dyn FnMut(&Txid, &SignedTransfer)) {
+    fn for_each_pending(&self, f: &mut dyn FnMut(&Txid, &SignedTransfer, &Address)) {
         self.mempool().for_each(f);
     }
 

@@ -22,7 +22,7 @@ use super::*;
 use crate::p2p::siphash::siphash24;
 use cairn_core::transaction::Transaction;
 use cairn_core::validation::BlockError;
-use cairn_core::SignedTransfer;
+use cairn_core::{Address, SignedTransfer};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use wire::{BlockTxn, CmpctBlock, GetBlockTxn, PrefilledTx, SendCmpct, ShortId, CMPCT_VERSION};
@@ -48,6 +48,9 @@ pub(super) struct PeerCompact {
     partial: Option<Partial>,
 }
 
+/// A mempool transfer's txid and sender, known before the block is rebuilt.
+type Known = (Txid, Address);
+
 /// A compact block being completed.
 #[derive(Debug)]
 struct Partial {
@@ -56,12 +59,13 @@ struct Partial {
     /// The block's transaction count.
     count: usize,
     /// The transactions at hand (prefilled, from the mempool, then fetched), by
-    /// increasing index, with their txids where known already (those from the mempool),
-    /// so that the merkle root and the compact block pushed on do not hash them again.
+    /// increasing index, with their txids and senders where known already (those from
+    /// the mempool), so that the merkle root and the compact block pushed on do not hash
+    /// them again, nor the connection derive their senders' addresses.
     /// Only these are held while the rest is asked for: a slot for every transaction
     /// would hold a full block's worth (about 1 MB) per partial block, and a node may
     /// complete [`MAX_PARTIALS`] at once.
-    have: Vec<(u32, Transaction, Option<Txid>)>,
+    have: Vec<(u32, Transaction, Option<Known>)>,
     /// Indexes asked for with `getblocktxn`, increasing.
     asked: Vec<u32>,
     /// Indexes whose transfers came from the peer (prefilled), to check.
@@ -152,7 +156,7 @@ enum Rebuilt {
 fn rebuild(c: &CmpctBlock, ledger: &dyn Ledger, now_ms: u64) -> Result<Rebuilt, String> {
     let n = c.tx_count();
     let mut txs: Vec<Option<Transaction>> = vec![None; n];
-    let mut txids: Vec<Option<Txid>> = vec![None; n];
+    let mut known: Vec<Option<Known>> = vec![None; n];
     let mut from_peer = Vec::new();
     for p in &c.prefilled {
         // The wire checked that indexes increase and stay below n.
@@ -180,13 +184,13 @@ fn rebuild(c: &CmpctBlock, ledger: &dyn Ledger, now_ms: u64) -> Result<Rebuilt, 
     }
     let mut collision = false;
     if !slots.is_empty() {
-        ledger.for_each_pending(&mut |txid, tx| {
+        ledger.for_each_pending(&mut |txid, tx, sender| {
             if let Some(&pos) = slots.get(&short_id(key, txid)) {
                 if txs[pos].is_some() {
                     collision = true;
                 }
                 txs[pos] = Some(Transaction::Transfer(*tx));
-                txids[pos] = Some(*txid);
+                known[pos] = Some((*txid, *sender));
             }
         });
     }
@@ -195,8 +199,8 @@ fn rebuild(c: &CmpctBlock, ledger: &dyn Ledger, now_ms: u64) -> Result<Rebuilt, 
     }
     let asked: Vec<u32> =
         txs.iter().enumerate().filter(|(_, t)| t.is_none()).map(|(i, _)| i as u32).collect();
-    let have: Vec<(u32, Transaction, Option<Txid>)> =
-        txs.into_iter().zip(txids).enumerate().filter_map(|(i, (t, id))| Some((i as u32, t?, id))).collect();
+    let have: Vec<(u32, Transaction, Option<Known>)> =
+        txs.into_iter().zip(known).enumerate().filter_map(|(i, (t, k))| Some((i as u32, t?, k))).collect();
     let partial = Partial {
         header: c.header,
         hash: c.header.hash(),
@@ -440,8 +444,16 @@ impl Protocol {
         }
         let mut txs = Vec::with_capacity(partial.count);
         let mut txids = Vec::with_capacity(partial.count);
-        for (_, t, id) in partial.have {
-            txids.push(id.unwrap_or_else(|| t.txid()));
+        let mut senders = Vec::with_capacity(partial.count);
+        for (_, t, known) in partial.have {
+            let (txid, sender) = match (known, &t) {
+                (Some(k), _) => k,
+                (None, Transaction::Transfer(st)) => (t.txid(), st.transfer.sender()),
+                // The coinbase's "sender" is its recipient, as the chain counts it.
+                (None, Transaction::Coinbase(cb)) => (t.txid(), cb.to),
+            };
+            txids.push(txid);
+            senders.push(sender);
             txs.push(t);
         }
         let block = Block { header: partial.header, transactions: txs };
@@ -465,7 +477,7 @@ impl Protocol {
         // Every signature passed on this node (the mempool's when admitted, the peer's
         // just now), so the chain checks none again either.
         let push_txids = txids.clone();
-        let checked_block = match CheckedBlock::rebuilt(block, txids, &self.ledger.params()) {
+        let checked_block = match CheckedBlock::rebuilt(block, txids, senders, &self.ledger.params()) {
             Ok(c) => c,
             Err(BlockError::BadMerkleRoot) => {
                 // A short id that matched the wrong mempool transfer, or a lie: either
