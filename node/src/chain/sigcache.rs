@@ -76,14 +76,21 @@ impl SigCache {
     /// for takes no slot (the simulator's 10,000 nodes would each hold every txid of
     /// every block otherwise); a real node has no shared set.
     pub fn insert(&self, txid: Txid) {
+        self.insert_many(&[txid]);
+    }
+
+    /// [`SigCache::insert`] for each of `txids`, under one lock.
+    pub fn insert_many(&self, txids: &[Txid]) {
         let mut e = self.entries();
-        if e.capacity == 0 || e.shared.as_ref().is_some_and(|f| f(&txid)) || !e.known.insert(txid) {
-            return;
-        }
-        e.order.push_back(txid);
-        while e.order.len() > e.capacity {
-            if let Some(old) = e.order.pop_front() {
-                e.known.remove(&old);
+        for &txid in txids {
+            if e.capacity == 0 || e.shared.as_ref().is_some_and(|f| f(&txid)) || !e.known.insert(txid) {
+                continue;
+            }
+            e.order.push_back(txid);
+            while e.order.len() > e.capacity {
+                if let Some(old) = e.order.pop_front() {
+                    e.known.remove(&old);
+                }
             }
         }
     }
@@ -151,5 +158,22 @@ mod tests {
         other.insert(id(1));
         assert!(c.contains(&id(1)));
         assert_eq!(c.known(&[id(2), id(1)]), vec![false, true]);
+    }
+
+    /// Many at once (a compact block's fetched transfers) is the same as one by one:
+    /// repeats take one slot, and the oldest leave first even within one call.
+    #[test]
+    fn many_at_once_is_one_by_one() {
+        let id = |b: u8| Txid([b; 32]);
+        let ids = [id(1), id(2), id(1), id(3), id(4)];
+        let (many, one) = (SigCache::new(3), SigCache::new(3));
+        many.insert_many(&ids);
+        for t in ids {
+            one.insert(t);
+        }
+        let all: Vec<Txid> = (0..6).map(id).collect();
+        assert_eq!(many.known(&all), one.known(&all));
+        assert_eq!(many.known(&all), vec![false, false, true, true, true, false]);
+        assert_eq!(many.entries().order, one.entries().order);
     }
 }

@@ -286,10 +286,7 @@ impl Ledger for Node {
     }
 
     fn remember_verified(&self, txids: &[Txid]) {
-        let cache = self.sig_cache();
-        for txid in txids {
-            cache.insert(*txid);
-        }
+        self.sig_cache().insert_many(txids);
     }
 
     fn submit_headers(&self, headers: &[BlockHeader], now_ms: u64) -> Result<HeadersOutcome, String> {
