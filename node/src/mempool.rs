@@ -295,10 +295,9 @@ impl Mempool {
         self.entries.len()
     }
 
-    /// Calls `f` with every pending transfer and its txid, in no particular order (the
-    /// short-id match of a compact block, `p2p::protocol::compact`).
     /// Calls `f` with every pending transfer, its txid and its sender (derived once, at
-    /// admission).
+    /// admission), in no particular order (the short-id match of a compact block,
+    /// `p2p::protocol::compact`).
     pub fn for_each(&self, mut f: impl FnMut(&Txid, &SignedTransfer, &Address)) {
         for (txid, e) in &self.entries {
             f(txid, &e.tx, &e.sender);

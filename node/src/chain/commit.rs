@@ -29,9 +29,8 @@ pub(super) const FSYNC_INTERVAL_MS: u64 = 1_000;
 pub(super) struct Fresh {
     blocks: HashMap<BlockHash, Arc<Block>>,
     txids: HashMap<BlockHash, Vec<Txid>>,
-    /// Senders known before the connection (see [`CheckedBlock::rebuilt`]).
-    ///
-    /// [`CheckedBlock::rebuilt`]: super::CheckedBlock
+    /// Senders known before the connection (a block rebuilt from the mempool, see
+    /// `CheckedBlock::rebuilt`), in transaction order.
     senders: HashMap<BlockHash, Vec<Address>>,
 }
 
