@@ -728,7 +728,7 @@ mod tests {
     /// its next nonce, the miner building the next template) sees the pool without
     /// them, never the new tip with the old pool. Blocks from a peer and our own ones
     /// (checked off the lock first) alike. While another thread holds the pool, no
-    /// event may go out (a second of waiting shows none did).
+    /// event may go out (a second of waiting for it, on a timer, shows none did).
     #[test]
     fn a_new_tip_subscriber_never_sees_the_block_still_pending() {
         let g = Genesis::dev();
@@ -738,6 +738,7 @@ mod tests {
             keys.iter().map(|k| Address::from_public_key(&public_key_of(k))).collect();
         let per_sender = 40u64;
         let mut events = node.subscribe();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
         for (round, origin) in [Origin::Peer(1), Origin::Rpc].into_iter().enumerate() {
             for k in &keys {
                 for i in 0..per_sender {
@@ -768,17 +769,21 @@ mod tests {
                 let node = node.clone();
                 std::thread::spawn(move || node.submit_block(block, origin, crate::now_ms()).unwrap())
             };
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
-            while std::time::Instant::now() < deadline {
-                match events.try_recv() {
-                    Ok(NodeEvent::NewTip { .. }) => {
-                        panic!("{origin:?}: NewTip went out while the pool was not yet taken")
+            let next_tip = async {
+                loop {
+                    match events.recv().await {
+                        Ok(NodeEvent::NewTip { .. }) => return Ok(()),
+                        Ok(_) => continue,
+                        Err(e) => return Err(e),
                     }
-                    Ok(_) | Err(broadcast::error::TryRecvError::Empty) => {
-                        std::thread::sleep(std::time::Duration::from_millis(2))
-                    }
-                    Err(e) => panic!("events ended: {e}"),
                 }
+            };
+            match rt
+                .block_on(async { tokio::time::timeout(std::time::Duration::from_secs(1), next_tip).await })
+            {
+                Ok(Ok(())) => panic!("{origin:?}: NewTip went out while the pool was not yet taken"),
+                Ok(Err(e)) => panic!("events ended: {e}"),
+                Err(_) => {} // a second without the event: it waits for the pool
             }
             assert_eq!(held.len(), pending, "{origin:?}: the pool was held throughout");
             drop(held);

@@ -204,13 +204,12 @@ impl CheckedBlock {
         check_header_stateless(&block.header)?;
         check_block_structure_with_txids(&block, &txids, params)?;
         let hash = block.hash();
-        let senders = (senders.len() == block.transactions.len()).then_some(senders);
         Ok(CheckedBlock {
             block: Arc::new(block),
             hash,
             params: *params,
             checked: Some((txids, Ok(()))),
-            senders,
+            senders: Some(senders),
         })
     }
 
@@ -365,10 +364,7 @@ impl Chain {
             Processed::Stored(idx, txids) => (idx, txids),
         };
         let mut fresh = Fresh::new();
-        fresh.insert_checked(hash, block, txids);
-        if let Some(senders) = senders {
-            fresh.insert_senders(hash, senders);
-        }
+        fresh.insert_checked(hash, block, txids, senders);
         self.connect_orphans_of(hash, now_ms, &mut fresh)?;
         let mut failures = HashMap::new();
         self.activate_best_chain(&mut failures, &mut fresh)?;
@@ -573,7 +569,7 @@ impl Chain {
                     self.process_block(&child, hash, now_ms, Prechecked::Signatures)?
                 {
                     queue.push(hash);
-                    fresh.insert_checked(hash, Arc::new(child), txids);
+                    fresh.insert_checked(hash, Arc::new(child), txids, None);
                 }
             }
         }

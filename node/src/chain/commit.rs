@@ -43,17 +43,22 @@ impl Fresh {
         self.blocks.insert(hash, block);
     }
 
-    /// A block with its txids, in transaction order.
-    pub(super) fn insert_checked(&mut self, hash: BlockHash, block: Arc<Block>, txids: Vec<Txid>) {
+    /// A block with its txids and, when known, its senders (see [`sender_of`]), both in
+    /// transaction order.
+    pub(super) fn insert_checked(
+        &mut self,
+        hash: BlockHash,
+        block: Arc<Block>,
+        txids: Vec<Txid>,
+        senders: Option<Vec<Address>>,
+    ) {
         if txids.len() == block.transactions.len() {
             self.txids.insert(hash, txids);
         }
+        if let Some(senders) = senders {
+            self.senders.insert(hash, senders);
+        }
         self.blocks.insert(hash, block);
-    }
-
-    /// A block's senders, in transaction order (the coinbase's recipient first).
-    pub(super) fn insert_senders(&mut self, hash: BlockHash, senders: Vec<Address>) {
-        self.senders.insert(hash, senders);
     }
 
     pub(super) fn remove(&mut self, hash: &BlockHash) -> Option<Arc<Block>> {
@@ -99,10 +104,16 @@ impl<'a> Prefetched<'a> {
     ) -> Result<Prefetched<'a>, StateError> {
         // Senders the caller knew (one per transaction), or derived here from each
         // transfer's public key.
-        let known_senders = known_senders.filter(|s| s.len() == block.transactions.len());
-        let derive = known_senders.is_none();
-        let mut senders: Vec<Address> = known_senders.unwrap_or_default();
-        senders.reserve(block.transactions.len().saturating_sub(senders.len()));
+        let senders: Vec<Address> = match known_senders {
+            Some(s) if s.len() == block.transactions.len() => {
+                debug_assert!(
+                    block.transactions.iter().zip(&s).all(|(tx, a)| sender_of(tx) == *a),
+                    "a known sender that is not the transaction's"
+                );
+                s
+            }
+            _ => block.transactions.iter().map(sender_of).collect(),
+        };
         // Each address once, from the cache or (the misses) read below: deduplicated
         // through the map rather than by sorting every address of the block (about two
         // per transfer, most of them repeats); only the misses are sorted, for MultiGet.
@@ -119,25 +130,8 @@ impl<'a> Prefetched<'a> {
                 }
             }
         };
-        for (i, tx) in block.transactions.iter().enumerate() {
-            let sender = match tx {
-                Transaction::Transfer(st) if derive => st.transfer.sender(),
-                Transaction::Coinbase(cb) if derive => cb.to,
-                _ => senders[i],
-            };
-            if derive {
-                senders.push(sender);
-            } else {
-                debug_assert_eq!(
-                    sender,
-                    match tx {
-                        Transaction::Transfer(st) => st.transfer.sender(),
-                        Transaction::Coinbase(cb) => cb.to,
-                    },
-                    "a known sender that is not the transaction's"
-                );
-            }
-            touch(sender);
+        for (tx, sender) in block.transactions.iter().zip(&senders) {
+            touch(*sender);
             if let Transaction::Transfer(st) = tx {
                 touch(st.transfer.to);
             }
@@ -159,6 +153,16 @@ impl AccountSource for Prefetched<'_> {
             Some(a) => Ok(*a),
             None => self.store.account(address),
         }
+    }
+}
+
+/// The account a transaction's entry in [`Prefetched::senders`] names: a transfer's
+/// sender, and the coinbase's recipient (whose slot [`apply_block_with_senders`] does not
+/// read, but whose account the coinbase credits, so it is prefetched too).
+fn sender_of(tx: &Transaction) -> Address {
+    match tx {
+        Transaction::Transfer(st) => st.transfer.sender(),
+        Transaction::Coinbase(cb) => cb.to,
     }
 }
 
