@@ -18,6 +18,9 @@
 //! `CAIRN_BENCH_WINDOWS=FILE` makes `propagation` write each counted block's kind,
 //! submit and last arrival (CLOCK_MONOTONIC nanoseconds, as `perf record -k
 //! CLOCK_MONOTONIC` stamps samples), to cut a profile down to the blocks' windows.
+//! `CAIRN_BENCH_TRACE=FILE` makes it write, per counted block, its kind, its time to
+//! the last node, then each node's arrival (ms after the submit) and the block-relay
+//! bytes that node received, by command: which nodes were late, and how each got it.
 
 mod connect;
 mod gen;

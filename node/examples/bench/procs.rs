@@ -489,6 +489,12 @@ pub fn propagation(
         Some(path) => Some(std::fs::File::create(&path).with_context(|| format!("create {path:?}"))?),
         None => None,
     };
+    // `CAIRN_BENCH_TRACE=FILE`: per counted block, each node's arrival and the
+    // block-relay bytes it received, by command.
+    let mut trace = match std::env::var_os("CAIRN_BENCH_TRACE") {
+        Some(path) => Some(std::fs::File::create(&path).with_context(|| format!("create {path:?}"))?),
+        None => None,
+    };
     let warmup = 2;
     let mut out = Propagation {
         empty: KindFigures::default(),
@@ -610,8 +616,25 @@ pub fn propagation(
         f.nodes_cpu_ms.push(nodes_cpu);
         f.source_cpu_ms.push(source_cpu);
         f.node_ms.resize(procs.len(), Vec::new());
-        for (i, t) in reached {
-            f.node_ms[i].push(t.duration_since(t0).as_secs_f64() * 1e3);
+        for (i, t) in &reached {
+            f.node_ms[*i].push(t.duration_since(t0).as_secs_f64() * 1e3);
+        }
+        if let Some(w) = trace.as_mut() {
+            use std::io::Write;
+            write!(w, "{kind:?} {:.2}", last.duration_since(t0).as_secs_f64() * 1e3)?;
+            let mut by_node = reached.clone();
+            by_node.sort_by_key(|(i, _)| *i);
+            for (i, t) in by_node {
+                // Process i is meter i + 1 (meter 0 is the in-process first node).
+                let got: Vec<String> = BLOCK_RELAY_COMMANDS
+                    .iter()
+                    .zip(after[i + 1].received.iter().zip(&before[i + 1].received))
+                    .filter(|(_, (a, b))| a > b)
+                    .map(|(c, (a, b))| format!("{c}={}", a - b))
+                    .collect();
+                write!(w, " | n{} {:.2} {}", i + 1, t.duration_since(t0).as_secs_f64() * 1e3, got.join(","))?;
+            }
+            writeln!(w)?;
         }
         let mut sent_max = 0;
         let mut sent_all = 0;
