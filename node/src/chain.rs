@@ -82,6 +82,7 @@ pub use history::{BlockSummary, ChainOptions, HistoryCursor, HistoryEntry, Histo
 
 use accept::Rejected;
 use accounts::AccountCache;
+pub use commit::sender_of;
 use commit::StateView;
 
 use crate::store::{KvStore, RecordError, StoreError};

@@ -485,16 +485,10 @@ pub fn propagation(
     // submit and the last arrival in CLOCK_MONOTONIC nanoseconds, the clock of
     // `perf record -k CLOCK_MONOTONIC`), one line per block, to cut a system-wide
     // profile down to the blocks' windows.
-    let mut windows = match std::env::var_os("CAIRN_BENCH_WINDOWS") {
-        Some(path) => Some(std::fs::File::create(&path).with_context(|| format!("create {path:?}"))?),
-        None => None,
-    };
+    let mut windows = file_named_by("CAIRN_BENCH_WINDOWS")?;
     // `CAIRN_BENCH_TRACE=FILE`: per counted block, each node's arrival and the
     // block-relay bytes it received, by command.
-    let mut trace = match std::env::var_os("CAIRN_BENCH_TRACE") {
-        Some(path) => Some(std::fs::File::create(&path).with_context(|| format!("create {path:?}"))?),
-        None => None,
-    };
+    let mut trace = file_named_by("CAIRN_BENCH_TRACE")?;
     let warmup = 2;
     let mut out = Propagation {
         empty: KindFigures::default(),
@@ -654,6 +648,13 @@ pub fn propagation(
     }
     drop(procs);
     Ok(out)
+}
+
+/// The file the environment variable `var` names, created; `None` when it is unset.
+fn file_named_by(var: &str) -> anyhow::Result<Option<std::fs::File>> {
+    std::env::var_os(var)
+        .map(|path| std::fs::File::create(&path).with_context(|| format!("create {path:?} ({var})")))
+        .transpose()
 }
 
 /// CLOCK_MONOTONIC now, in nanoseconds (what `Instant` reads on Linux, as a number).

@@ -156,10 +156,11 @@ impl AccountSource for Prefetched<'_> {
     }
 }
 
-/// The account a transaction's entry in [`Prefetched::senders`] names: a transfer's
-/// sender, and the coinbase's recipient (whose slot [`apply_block_with_senders`] does not
-/// read, but whose account the coinbase credits, so it is prefetched too).
-fn sender_of(tx: &Transaction) -> Address {
+/// The account a transaction's entry in a block's senders names, as the connection
+/// counts it ([`Prefetched::senders`], [`super::CheckedBlock::rebuilt`]): a transfer's
+/// sender, and the coinbase's recipient (whose slot [`apply_block_with_senders`] does
+/// not read, but whose account the coinbase credits, so it is prefetched too).
+pub fn sender_of(tx: &Transaction) -> Address {
     match tx {
         Transaction::Transfer(st) => st.transfer.sender(),
         Transaction::Coinbase(cb) => cb.to,

@@ -176,4 +176,70 @@ mod tests {
         assert_eq!(many.known(&all), vec![false, false, true, true, true, false]);
         assert_eq!(many.entries().order, one.entries().order);
     }
+
+    /// One step of [`random_sequences_match_a_plain_list`].
+    #[derive(Clone, Debug)]
+    enum Op {
+        Insert(u8),
+        InsertMany(Vec<u8>),
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        prop_oneof![
+            (0u8..12).prop_map(Op::Insert),
+            proptest::collection::vec(0u8..12, 0..8).prop_map(Op::InsertMany),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Random sequences of single and batched inserts, at capacities from 0 up and
+        /// with or without a shared set, against a plain list of the distinct txids
+        /// recorded, oldest first, cut to the capacity: after every step the cache
+        /// vouches for exactly the list and the shared set, and holds no more than
+        /// its capacity.
+        #[test]
+        fn random_sequences_match_a_plain_list(
+            capacity in proptest::sample::select(vec![0usize, 1, 2, 3, 7]),
+            shared in proptest::option::of(0u8..12),
+            ops in proptest::collection::vec(op(), 0..40),
+        ) {
+            let id = |b: u8| Txid([b; 32]);
+            let c = SigCache::new(capacity);
+            if let Some(s) = shared {
+                c.entries().shared = Some(Arc::new(move |t: &Txid| *t == id(s)));
+            }
+            let mut model: Vec<u8> = Vec::new();
+            let record = |b: u8, model: &mut Vec<u8>| {
+                if capacity == 0 || Some(b) == shared || model.contains(&b) {
+                    return;
+                }
+                model.push(b);
+                if model.len() > capacity {
+                    model.remove(0);
+                }
+            };
+            for op in ops {
+                match op {
+                    Op::Insert(b) => {
+                        c.insert(id(b));
+                        record(b, &mut model);
+                    }
+                    Op::InsertMany(bs) => {
+                        c.insert_many(&bs.iter().map(|b| id(*b)).collect::<Vec<_>>());
+                        for b in bs {
+                            record(b, &mut model);
+                        }
+                    }
+                }
+                let all: Vec<Txid> = (0..12).map(id).collect();
+                let want: Vec<bool> = (0..12u8).map(|b| model.contains(&b) || Some(b) == shared).collect();
+                proptest::prop_assert_eq!(c.known(&all), want);
+                let e = c.entries();
+                proptest::prop_assert_eq!(e.order.iter().copied().collect::<Vec<_>>(), model.iter().map(|b| id(*b)).collect::<Vec<_>>());
+                proptest::prop_assert_eq!(e.known.len(), e.order.len());
+                proptest::prop_assert!(e.order.len() <= capacity);
+            }
+        }
+    }
 }

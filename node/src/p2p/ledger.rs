@@ -16,6 +16,9 @@ use cairn_core::validation::ParentInfo;
 use cairn_core::{Address, BlockHash, SignedTransfer, Txid, Work};
 use std::sync::Arc;
 
+/// A transaction's entry in a block's senders, as the chain counts it (a rebuilt
+/// compact block carries them).
+pub use crate::chain::sender_of;
 /// A block whose stateless checks ran before its turn (the TCP driver's readers check
 /// the blocks the node asked for): the protocol carries it through.
 pub use crate::chain::CheckedBlock;

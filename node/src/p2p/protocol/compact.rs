@@ -19,6 +19,7 @@
 //! refused and remembered as invalid, the peer stays.
 
 use super::*;
+use crate::p2p::ledger::sender_of;
 use crate::p2p::siphash::siphash24;
 use cairn_core::transaction::Transaction;
 use cairn_core::validation::BlockError;
@@ -446,12 +447,7 @@ impl Protocol {
         let mut txids = Vec::with_capacity(partial.count);
         let mut senders = Vec::with_capacity(partial.count);
         for (_, t, known) in partial.have {
-            let (txid, sender) = match (known, &t) {
-                (Some(k), _) => k,
-                (None, Transaction::Transfer(st)) => (t.txid(), st.transfer.sender()),
-                // The coinbase's "sender" is its recipient, as the chain counts it.
-                (None, Transaction::Coinbase(cb)) => (t.txid(), cb.to),
-            };
+            let (txid, sender) = known.unwrap_or_else(|| (t.txid(), sender_of(&t)));
             txids.push(txid);
             senders.push(sender);
             txs.push(t);
