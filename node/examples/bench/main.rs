@@ -14,7 +14,9 @@
 //! traffic stays on 127.0.0.1. Real `cairn-node` processes are found as the test
 //! harness finds them (`$CAIRN_BIN_DIR`, else next to this program's directory).
 //! `--long` adds a chain of 1,000,000 transfers (generated once, cached in a `cache`
-//! directory beside `--out`), imported and synced with memory sampled throughout.
+//! directory beside `--out`), imported (by this program run again as `--import-child`,
+//! so that the import's memory is a process of its own) and synced, with each
+//! process's memory sampled throughout.
 //! `CAIRN_BENCH_WINDOWS=FILE` makes `propagation` write each counted block's kind,
 //! submit and last arrival (CLOCK_MONOTONIC nanoseconds, as `perf record -k
 //! CLOCK_MONOTONIC` stamps samples), to cut a profile down to the blocks' windows.
@@ -40,14 +42,22 @@ struct Args {
     long: Option<usize>,
     only: Option<Vec<String>>,
     out: PathBuf,
+    /// `--import-child GENESIS BLOCKS DIR`: not for people. The long run starts the bench
+    /// again with this, so that the import's memory is its own process's (see `long`).
+    import_child: Option<[PathBuf; 3]>,
 }
 
 const SCENARIOS: [&str; 9] =
     ["import", "miner", "rpc", "accounts", "memory", "sync", "restart", "propagation", "connect"];
 
 fn parse_args() -> Result<Args, String> {
-    let mut a =
-        Args { quick: false, long: None, only: None, out: PathBuf::from("target/bench/results.json") };
+    let mut a = Args {
+        quick: false,
+        long: None,
+        only: None,
+        out: PathBuf::from("target/bench/results.json"),
+        import_child: None,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         match flag.as_str() {
@@ -66,6 +76,11 @@ fn parse_args() -> Result<Args, String> {
                 a.only = Some(list);
             }
             "--out" => a.out = PathBuf::from(it.next().ok_or("--out needs a path")?),
+            "--import-child" => {
+                let mut path =
+                    || it.next().map(PathBuf::from).ok_or("--import-child needs GENESIS BLOCKS DIR");
+                a.import_child = Some([path()?, path()?, path()?]);
+            }
             "-h" | "--help" => {
                 return Err(
                     "usage: bench [--quick] [--long | --long-transfers N] [--only NAME,NAME] [--out FILE]"
@@ -110,6 +125,15 @@ fn main() {
             std::process::exit(2);
         }
     };
+    if let Some([genesis, blocks, dir]) = &args.import_child {
+        std::process::exit(match long::import_child(genesis, blocks, dir) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("import child: {e:#}");
+                1
+            }
+        });
+    }
     let wants = |name: &str| args.only.as_ref().is_none_or(|l| l.iter().any(|n| n == name));
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     let work = tempfile::Builder::new().prefix("cairn-bench-").tempdir().expect("temp dir");
