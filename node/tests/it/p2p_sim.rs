@@ -1021,6 +1021,39 @@ fn transfer_that_overtakes_its_predecessor_waits_for_it() {
     assert!(!asked_for_tx(&outs, 3, idc), "a transfer refused for good is fetched again");
 }
 
+/// Announcements past the inventory budget (100,000 items in 10 s, docs/PROTOCOL.md)
+/// are ignored until the window ends, and are not misbehaviour: a node relaying what
+/// `tx_submit` admits (over 10,000 transfers a second on two cores) announces that
+/// many, and its peers must not ban it for it.
+#[test]
+fn announcements_past_the_inventory_budget_are_ignored_not_punished() {
+    let quiet = Config { ping_interval_ms: 3_600_000, ping_timeout_ms: 3_600_000, ..sim_config() };
+    let mut s = Solo::new(quiet);
+    s.connect(1);
+    // A transfer the node holds: announcing it costs the node no request, so the
+    // budget is all that the flood below can reach.
+    let held = transfer(&s.genesis, 2, 0);
+    let held_id = held.txid();
+    s.node.verify_and_submit(held, Origin::Rpc, s.now).expect("admitted");
+    let start = s.now;
+    for i in 0..202 {
+        let outs = s.step(Input::Received { peer: 1, msg: Message::Inv(vec![InvItem::Tx(held_id); 500]) });
+        assert!(!outs.iter().any(|o| matches!(o, Output::Disconnect(1, _))), "dropped at inv {i}: {outs:?}");
+    }
+    assert!(s.now - start < 10_000, "the flood must fit in one window");
+    assert_eq!(s.proto.ready_peers(), vec![1], "101,000 announcements in 10 s got the peer dropped");
+
+    // Past the budget, a new transfer's announcement is not acted on...
+    let new = transfer(&s.genesis, 3, 0).txid();
+    let outs = s.step(Input::Received { peer: 1, msg: Message::Inv(vec![InvItem::Tx(new)]) });
+    assert!(!asked_for_tx(&outs, 1, new), "an announcement past the budget was fetched");
+    // ...and once the window is over, it is.
+    s.now = start + 10_001;
+    let outs = s.step(Input::Received { peer: 1, msg: Message::Inv(vec![InvItem::Tx(new)]) });
+    assert!(asked_for_tx(&outs, 1, new), "the announcement was not fetched in the next window");
+    assert_eq!(s.proto.ready_peers(), vec![1]);
+}
+
 /// `--max-peers` counts inbound and outbound together: 8 outbound slots (half of a
 /// smaller cap) are kept free of inbound connections.
 #[test]

@@ -293,6 +293,8 @@ fn bad_signature_transfer(chain_id: u32, nonce: u64) -> SignedTransfer {
     t
 }
 
+/// Invalid blocks and transfers and an orphan block flood get the sender banned; address
+/// and inventory floods are throttled without a ban. The node stays healthy throughout.
 #[test]
 fn invalid_blocks_transfers_and_floods_ban_the_sender() {
     let net = Net::start();
@@ -412,7 +414,10 @@ fn invalid_blocks_transfers_and_floods_ban_the_sender() {
     eprintln!("orphan flood: {sent} blocks written before the victim closed");
     net.assert_banned(p, "orphan block flood");
 
-    // An inventory flood: 500 unknown transfer ids per inv, past 100 000 in 10 s.
+    // An inventory flood: 500 unknown transfer ids per inv, past 100 000 in 10 s. Past
+    // that budget the node ignores the peer's transfer announcements until the window
+    // ends, without punishing it (an honest node relaying what tx_submit admits can
+    // announce as many), so the peer stays connected and is still answered.
     let mut p = net.ready_peer("adv/inv-flood", WORK_NONE);
     for _ in 0..400 {
         let items: Vec<(u32, [u8; 32])> = (0..500)
@@ -426,8 +431,11 @@ fn invalid_blocks_transfers_and_floods_ban_the_sender() {
             break;
         }
     }
-    assert_closed(&mut p, Duration::from_secs(10), "inventory flood");
-    net.assert_banned(p, "inventory flood");
+    p.send(cmd::PING, &98u64.to_le_bytes()).unwrap();
+    let pong = p.expect(cmd::PONG, Duration::from_secs(10)).unwrap();
+    assert_eq!(pong.payload, 98u64.to_le_bytes());
+    assert!(net.peer_agents().iter().any(|a| a == "adv/inv-flood"));
+    net.assert_not_banned(p, "inventory flood");
 
     // Transfers with bad signatures: announced, asked for, delivered: banned at the first.
     let mut p = net.ready_peer("adv/bad-sig-txs", WORK_NONE);

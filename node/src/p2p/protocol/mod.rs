@@ -131,11 +131,14 @@ impl Config {
 pub mod limits {
     /// Blocks one `getdata` may ask for (more is misbehaviour).
     pub const MAX_BLOCKS_PER_GETDATA: usize = 16;
-    /// Inventory items a peer may send us per [`INV_WINDOW_MS`] before it is flooding:
-    /// 10,000 a second, more than this node can admit (tx_submit admitted 7,315 a
-    /// second on two cores in docs/PERFORMANCE.md), so an honest peer relaying a busy
-    /// network stays below it. (It was 5,000 per window, and a benchmark relaying 1,000
-    /// transfers a second got its source node scored as a flooder.)
+    /// Inventory items per peer per [`INV_WINDOW_MS`] that this node acts on. Past it,
+    /// until the window ends, the peer's transfer announcements are ignored (not
+    /// fetched, not remembered as known to it) but not punished, as Bitcoin Core ignores
+    /// a peer's announcements past `MAX_PEER_TX_ANNOUNCEMENTS`. An honest peer can go
+    /// past it: `tx_submit`
+    /// admits over 10,000 transfers a second on two cores (docs/PERFORMANCE.md), and a
+    /// node announces each to every peer. (Until 2026-12-03 going past it scored 50
+    /// points, so such a node was banned by its peers within a window.)
     pub const MAX_INV_PER_WINDOW: u32 = 100_000;
     pub const INV_WINDOW_MS: u64 = 10_000;
     /// Unsolicited addresses accepted per peer: a bucket of this many, refilled by one

@@ -13,16 +13,19 @@ impl Protocol {
             p.relay.inv_in_window = 0;
         }
         p.relay.inv_in_window = p.relay.inv_in_window.saturating_add(items.len() as u32);
-        if p.relay.inv_in_window > limits::MAX_INV_PER_WINDOW {
-            self.misbehave(peer, 50, "inventory flood");
-            return;
-        }
+        // Past the budget, the window's transfer announcements are ignored, not punished:
+        // an honest node relaying a busy network can announce that many. Block
+        // announcements are still heard (one `getheaders` per message at most).
+        let over_budget = p.relay.inv_in_window > limits::MAX_INV_PER_WINDOW;
         let mut want_txs = Vec::new();
         let mut new_block = false;
         let mut known_blocks = Vec::new();
         {
             let ledger = &self.ledger;
             for item in &items {
+                if over_budget && matches!(item, InvItem::Tx(_)) {
+                    continue;
+                }
                 p.relay.known.insert(*item);
                 match item {
                     InvItem::Block(h) | InvItem::CmpctBlock(h) => {
