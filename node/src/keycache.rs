@@ -2,7 +2,7 @@
 //! ([`crate::node::verify`]: `tx_submit`; [`verify_all`], in batches: transfers relayed
 //! by peers, a compact block's fetched transfers).
 //! Decompressing a sender's 33-byte key is a square root in the field, about a tenth of a
-//! verification (docs/PERFORMANCE.md), and a busy sender (a faucet, an exchange, a
+//! verification (docs/PERFORMANCE-LOG.md), and a busy sender (a faucet, an exchange, a
 //! wallet under a script) sends many transfers with the same key. Block checks keep
 //! their own per-block set ([`cairn_core::transaction::DecodedKeys`]).
 //!

@@ -196,7 +196,7 @@ fn verify_hashed(tx: SignedTransfer, txid: Txid, chain_id: u32) -> Checked {
 /// [`verify_many`] from async code: the checks run on the rayon pool, one thread per
 /// core, while the caller's task waits. (Tokio's blocking pool would start a thread per
 /// concurrent call and have them preempt each other: under 32 RPC clients that cost
-/// ~100 us of CPU per `tx_submit`, see docs/PERFORMANCE.md.) A panic in a check, which
+/// ~100 us of CPU per `tx_submit`, see docs/PERFORMANCE-LOG.md.) A panic in a check, which
 /// the fuzz target `transfer` has not found, gives `None` where the library runs without
 /// the binary's fail-stop panic hook (tests, the fuzz targets); in `cairn-node` the hook
 /// ends the process first.

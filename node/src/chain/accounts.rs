@@ -4,7 +4,7 @@
 //! next blocks touch many of them again (a sender that keeps sending, the mempool
 //! re-checking a sender's pending transfers right after its block); each read from
 //! RocksDB is a search of the memtable and the levels, several microseconds with cold
-//! caches (docs/PERFORMANCE.md), a read from here one hash lookup.
+//! caches (docs/PERFORMANCE-LOG.md), a read from here one hash lookup.
 //!
 //! Write-through, never ahead of the store: an entry is what the committed state holds
 //! (`None`: no account). Connecting and disconnecting a block record what their batch

@@ -85,7 +85,7 @@ impl AccountSource for StateView<'_> {
 
 /// The accounts a block touches, taken from the account cache or read from the store in
 /// one batched lookup before the block is applied (serial point reads cost ~15 us each
-/// on a state of a million accounts, see docs/PERFORMANCE.md); anything not prefetched
+/// on a state of a million accounts, see docs/PERFORMANCE-LOG.md); anything not prefetched
 /// falls back to the store.
 pub(super) struct Prefetched<'a> {
     accounts: HashMap<Address, Option<Account>>,

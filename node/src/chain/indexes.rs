@@ -8,7 +8,7 @@
 //! (in-memory chains, the simulator, which must stay deterministic). This is how Bitcoin Core keeps its
 //! `-txindex`, from its validation interface's `BlockConnected`: a block is connected,
 //! announced and relayed without waiting for the entries of its thousand transfers,
-//! which are about half of its write (docs/PERFORMANCE.md).
+//! which are about half of its write (docs/PERFORMANCE-LOG.md).
 //!
 //! Blocks are indexed and unindexed in the order the chain connected and disconnected
 //! them, each batch with the `meta` key `indexed` (the hash of the block the indexes
@@ -242,7 +242,7 @@ fn write_and_sync(store: &dyn KvStore, b: Batch, sync: bool) {
 /// Puts the calling thread in Linux's `SCHED_IDLE` class: it runs when no other thread
 /// of the machine wants the core, and any other thread that wakes up takes the core from
 /// it at once (at nice 19 it still ran for 21 % of the CPU inside the windows of blocks
-/// whose transfers every node held, docs/PERFORMANCE.md). It still gets a small share
+/// whose transfers every node held, docs/PERFORMANCE-LOG.md). It still gets a small share
 /// under full load, and a sync that outruns it waits on the bounded queue, so it does
 /// not starve. Failing to is harmless: the writer then runs at normal priority.
 fn lower_priority() {
