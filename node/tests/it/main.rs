@@ -10,6 +10,7 @@ mod compact_model;
 mod compact_sim;
 mod dev_transfer;
 mod fail_stop;
+mod inv_budget_model;
 mod net_info;
 mod net_seeds;
 mod node_config;

@@ -1047,6 +1047,13 @@ fn announcements_past_the_inventory_budget_are_ignored_not_punished() {
     let new = transfer(&s.genesis, 3, 0).txid();
     let outs = s.step(Input::Received { peer: 1, msg: Message::Inv(vec![InvItem::Tx(new)]) });
     assert!(!asked_for_tx(&outs, 1, new), "an announcement past the budget was fetched");
+    // A block announcement is still heard: its headers are asked for.
+    let outs =
+        s.step(Input::Received { peer: 1, msg: Message::Inv(vec![InvItem::Block(BlockHash([7; 32]))]) });
+    assert!(
+        outs.iter().any(|o| matches!(o, Output::Send(1, Message::GetHeaders(_)))),
+        "a block announcement past the budget was ignored: {outs:?}"
+    );
     // ...and once the window is over, it is.
     s.now = start + 10_001;
     let outs = s.step(Input::Received { peer: 1, msg: Message::Inv(vec![InvItem::Tx(new)]) });
