@@ -36,7 +36,7 @@ use cairn_node::chain::{check_db, check_store, Acceptance, Chain, ChainError};
 use cairn_node::store::{meta_key, Batch, Column, KvStore, RocksStore};
 use k256::ecdsa::SigningKey;
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use proptest::test_runner::TestCaseError;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -822,19 +822,15 @@ fn run(s: &Scenario) -> Result<(), TestCaseError> {
     Ok(())
 }
 
-fn cases() -> u32 {
-    std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(DEFAULT_CASES)
-}
-
 #[test]
 fn chain_matches_a_replay_from_genesis_after_every_step() {
-    let mut runner =
-        TestRunner::new(Config { cases: cases(), failure_persistence: None, ..Config::default() });
+    let cases = crate::model_cases(DEFAULT_CASES);
+    let mut runner = crate::model_runner(cases);
     let result = runner.run(&scenario(), |s| run(&s));
     let n: Vec<usize> = SEEN.iter().map(|c| c.load(Ordering::Relaxed)).collect();
     eprintln!(
         "chain model: {} cases; blocks connected {}, side branch {}, invalid {}, duplicate {}; reorgs {}, restarts {}; {} of the blocks through accept_blocks; {} restarts with the indexes rolled back, {} of them to a branch the chain had left",
-        cases(),
+        cases,
         n[0],
         n[1],
         n[2],

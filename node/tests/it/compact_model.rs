@@ -51,7 +51,7 @@ use cairn_node::p2p::protocol::{DisconnectReason, Input, Output, Protocol, Serve
 use cairn_node::p2p::wire::{max_payload, BlockTxn, GetBlockTxn, InvItem, Message, SendCmpct};
 use cairn_node::p2p::PeerId;
 use proptest::prelude::*;
-use proptest::test_runner::{Config as RunnerConfig, TestCaseError, TestRunner};
+use proptest::test_runner::TestCaseError;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -899,22 +899,15 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
     Ok(())
 }
 
-fn cases() -> u32 {
-    std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(DEFAULT_CASES)
-}
-
 #[test]
 fn compact_relay_follows_the_model() {
-    let mut runner = TestRunner::new(RunnerConfig {
-        cases: cases(),
-        failure_persistence: None,
-        ..RunnerConfig::default()
-    });
+    let cases = crate::model_cases(DEFAULT_CASES);
+    let mut runner = crate::model_runner(cases);
     let result = runner.run(&prop::collection::vec(op(), 1..60), |ops| run(&ops));
     let n: Vec<usize> = SEEN.iter().map(|c| c.load(Ordering::Relaxed)).collect();
     eprintln!(
         "compact model: {} cases; connected at once {}, getblocktxn sent {}, connected by blocktxn {}, fetched whole {}, bans {}, getblocktxn served {}, own blocks pushed {}, whole blocks unasked {}, asked {}, connected {}",
-        cases(),
+        cases,
         n[CONNECTED_AT_ONCE],
         n[ASKED_BLOCKTXN],
         n[CONNECTED_BY_BLOCKTXN],

@@ -26,7 +26,7 @@ use cairn_node::p2p::protocol::limits::{INV_WINDOW_MS, MAX_INV_PER_WINDOW};
 use cairn_node::p2p::protocol::{Config, Input, Output, Protocol};
 use cairn_node::p2p::wire::{InvItem, Message, MAX_INV};
 use proptest::prelude::*;
-use proptest::test_runner::{Config as RunnerConfig, TestCaseError, TestRunner};
+use proptest::test_runner::TestCaseError;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -195,22 +195,15 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
     Ok(())
 }
 
-fn cases() -> u32 {
-    std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(DEFAULT_CASES)
-}
-
 #[test]
 fn transfer_announcements_follow_the_inventory_budget_model() {
-    let mut runner = TestRunner::new(RunnerConfig {
-        cases: cases(),
-        failure_persistence: None,
-        ..RunnerConfig::default()
-    });
+    let cases = crate::model_cases(DEFAULT_CASES);
+    let mut runner = crate::model_runner(cases);
     let result = runner.run(&prop::collection::vec(op(), 1..40), |ops| run(&ops));
     let n: Vec<usize> = SEEN.iter().map(|c| c.load(Ordering::Relaxed)).collect();
     eprintln!(
         "inventory budget model: {} cases; new transfers fetched {}, ignored past the budget {}, windows past the budget {}",
-        cases(),
+        cases,
         n[FETCHED],
         n[IGNORED],
         n[OVER]

@@ -27,3 +27,14 @@ mod protocol_model;
 mod rpc_api;
 mod rpc_block_status;
 mod rpc_history;
+
+/// Cases for a model test: `PROPTEST_CASES`, else `default`.
+pub(crate) fn model_cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// The runner of a model test: `cases` random sequences, no failure files written.
+pub(crate) fn model_runner(cases: u32) -> proptest::test_runner::TestRunner {
+    use proptest::test_runner::{Config, TestRunner};
+    TestRunner::new(Config { cases, failure_persistence: None, ..Config::default() })
+}

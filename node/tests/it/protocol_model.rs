@@ -31,7 +31,7 @@ use cairn_node::p2p::protocol::limits::BAN_SCORE;
 use cairn_node::p2p::protocol::{Config, DisconnectReason, Input, Output, Protocol};
 use cairn_node::p2p::wire::{max_payload, Message, Version, WireError, PROTOCOL_VERSION};
 use proptest::prelude::*;
-use proptest::test_runner::{Config as RunnerConfig, TestCaseError, TestRunner};
+use proptest::test_runner::TestCaseError;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -545,22 +545,15 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
     Ok(())
 }
 
-fn cases() -> u32 {
-    std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(DEFAULT_CASES)
-}
-
 #[test]
 fn connections_follow_the_handshake_and_liveness_model() {
-    let mut runner = TestRunner::new(RunnerConfig {
-        cases: cases(),
-        failure_persistence: None,
-        ..RunnerConfig::default()
-    });
+    let cases = crate::model_cases(DEFAULT_CASES);
+    let mut runner = crate::model_runner(cases);
     let result = runner.run(&prop::collection::vec(op(), 1..80), |ops| run(&ops));
     let n: Vec<usize> = SEEN.iter().map(|c| c.load(Ordering::Relaxed)).collect();
     eprintln!(
         "protocol model: {} cases; handshakes completed {}, drops {}, pongs matched {}, nonce twins {}, bans {}",
-        cases(),
+        cases,
         n[READY],
         n[DROPS],
         n[PONGED],
