@@ -151,7 +151,11 @@ fn main() {
 
     // Limits.
     step("measuring the limits");
-    let sample: Vec<_> = blocks[0].transactions.iter().filter_map(|t| t.as_transfer()).collect();
+    // The transfers both yardsticks check, at the start and again at the end of the run
+    // (a copy: the blocks go to the import).
+    let yardstick_sample: Vec<cairn_core::SignedTransfer> =
+        blocks[0].transactions.iter().filter_map(|t| t.as_transfer()).copied().collect();
+    let sample: Vec<_> = yardstick_sample.iter().collect();
     // A second of the same loop first, not counted: the first seconds of a run have
     // measured the check at 0.67 of its repeat at the end of the same run (a `--quick`
     // run on 2026-12-03), which flattered every ratio to it.
@@ -202,14 +206,11 @@ fn main() {
         ),
     ));
     let libsecp_limit = (libsecp1 * cores as f64, format!("libsecp256k1 verify/s x {cores} cores"));
-    // Kept for measuring both yardsticks again once every scenario has run.
-    let yardstick_sample: Vec<cairn_core::SignedTransfer> = sample.iter().map(|t| **t).collect();
 
     let import_dir = work.path().join("import");
     let mut import_rate = None;
     if wants("import") || wants("sync") {
         step("import");
-        let sample: Vec<_> = blocks[0].transactions.iter().filter_map(|t| t.as_transfer()).collect();
         let verify_par = limits::verify_rate_parallel(&sample, chain_id, Duration::from_millis(1500));
         let index_blocks = wants("import").then(|| blocks.clone());
         match inproc::import(&import_dir, &genesis, blocks) {
@@ -675,7 +676,6 @@ fn main() {
     // Both yardsticks again, now that every scenario has run: how far the host's speed
     // moved during the run, which the ratios above (all to the start's limits) cannot show.
     step("measuring the signature limits again");
-    let sample: Vec<_> = yardstick_sample.iter().collect();
     let (verify_end, _) = limits::verify_rate(&sample, chain_id, Duration::from_secs(2));
     let (libsecp_end, _) = limits::libsecp_verify_rate(&sample, Duration::from_secs(2));
     rows.push(Row::limit(

@@ -135,10 +135,10 @@ pub mod limits {
     /// until the window ends, the peer's transfer announcements are ignored (not
     /// fetched, not remembered as known to it) but not punished, as Bitcoin Core ignores
     /// a peer's announcements past `MAX_PEER_TX_ANNOUNCEMENTS`. An honest peer can go
-    /// past it: `tx_submit`
-    /// admits over 10,000 transfers a second on two cores (docs/PERFORMANCE.md), and a
-    /// node announces each to every peer. (Until 2026-12-03 going past it scored 50
-    /// points, so such a node was banned by its peers within a window.)
+    /// past it: `tx_submit` admits over 10,000 transfers a second on two cores
+    /// (docs/PERFORMANCE.md), and a node announces each to every peer. (Until 2026-12-03
+    /// going past it scored 50 points, so such a node was banned by its peers within a
+    /// window.)
     pub const MAX_INV_PER_WINDOW: u32 = 100_000;
     pub const INV_WINDOW_MS: u64 = 10_000;
     /// Unsolicited addresses accepted per peer: a bucket of this many, refilled by one
