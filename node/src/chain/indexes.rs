@@ -15,13 +15,20 @@
 //! now reach), so the indexes always hold exactly the transactions of the chain from
 //! genesis to `indexed`, a chain that was the best chain when that block was
 //! connected. The chain knows how many jobs it handed over; reads that need the
-//! indexes ([`Chain::tx_location`], [`Chain::history`]) first wait until the writer
-//! has done them all (Core's `BlockUntilSyncedToCurrentChain`), so a caller never sees
-//! the lag, only, at worst, the few milliseconds of a block's entries.
+//! indexes ([`Chain::tx_location`], [`Chain::history`]) first have the writer write
+//! what it holds and wait until it has done them all (Core's
+//! `BlockUntilSyncedToCurrentChain`), so a caller never sees the lag, only, at worst,
+//! the few milliseconds of the entries' write.
+//!
+//! The writer holds jobs back until no job has come for [`QUIET`] (see
+//! [`run_writer`]). Ten nodes on one 2-core machine, as the bench and a local testnet
+//! run them, share the cores while a block crosses them; entries written then delay
+//! the block at the nodes still working on it, even from a `SCHED_IDLE` thread (it
+//! still ran 3.5 to 10.8 ms inside the slowest windows, docs/PERFORMANCE-LOG.md).
 //!
 //! The writer also makes the chain's writes durable once a second (an fsync of the
 //! WAL, [`IndexJob::SyncWal`]), so that no block waits for the disk with the chain lock
-//! held; it syncs everything written before the request.
+//! held; it syncs everything written before the request, when it next writes.
 //!
 //! After a crash `indexed` may be behind the tip, or on a branch the chain has left.
 //! Opening the chain unindexes back to the fork point and indexes forward to the tip
@@ -36,17 +43,24 @@ use crate::store::{
 };
 use cairn_core::block::Block;
 use cairn_core::{BlockHash, Txid};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// Jobs queued for the writer thread before the chain waits for it: about 32 blocks
-/// of index entries in memory at most (a few MB with full blocks), while a sync runs
-/// ahead of the writer.
-const QUEUE_JOBS: usize = 32;
-/// Jobs written in one batch when the writer finds them queued (a sync's blocks).
-const JOBS_PER_BATCH: usize = 64;
+/// Jobs queued for the writer thread before the chain waits for it; with the jobs the
+/// writer holds back (at most [`JOBS_PER_BATCH`]), about 32 blocks of index entries in
+/// memory at most (a few MB with full blocks), while a sync runs ahead of the writer.
+const QUEUE_JOBS: usize = 16;
+/// Jobs written in one batch at most; the writer writes as soon as it holds this many.
+const JOBS_PER_BATCH: usize = 16;
+/// How long no job must have come before the writer writes what it holds back. A block
+/// takes about 5 to 35 ms to cross ten nodes that share a 2-core machine
+/// (docs/PERFORMANCE.md), so its entries are written once it has passed, not while
+/// the other nodes on the machine still work on it.
+const QUIET: Duration = Duration::from_millis(200);
+/// The longest a job is held back while jobs keep coming (a sync, a busy network).
+const MAX_HOLD: Duration = Duration::from_secs(1);
 /// How long a read waits for the writer before it answers with an error. The writer
 /// falls this far behind only if its thread is gone (a panic) or the disk hangs.
 const WAIT_LIMIT: Duration = Duration::from_secs(60);
@@ -61,6 +75,9 @@ pub(super) enum IndexJob {
     /// chain's periodic sync, done here so that the chain lock, and the block that
     /// holds it, do not wait for the disk.
     SyncWal,
+    /// Write everything held back now: a reader waits for it ([`IndexWriter::wait`]).
+    /// Not counted as a job.
+    Flush,
 }
 
 impl IndexJob {
@@ -69,6 +86,7 @@ impl IndexJob {
     fn write_into(self, b: &mut Batch, address_index: bool) -> bool {
         match self {
             IndexJob::SyncWal => return true,
+            IndexJob::Flush => {}
             IndexJob::Connect { hash, height, block, txids } => {
                 let txids = txids.unwrap_or_else(|| block.txids());
                 for (i, txid) in txids.iter().enumerate() {
@@ -164,8 +182,17 @@ impl IndexWriter {
         self.sent.saturating_sub(*lock_or_stop(&self.progress.done, "index progress"))
     }
 
-    /// Returns once every job handed over is written (at once when inline).
+    /// Returns once every job handed over is written (at once when inline): has the
+    /// writer write what it holds back, then waits for it.
     pub(super) fn wait(&self) -> Result<(), ChainError> {
+        if self.backlog() == 0 {
+            return Ok(());
+        }
+        if let Some(queue) = &self.queue {
+            if queue.send(IndexJob::Flush).is_err() {
+                fail_stop(format_args!("the index writer thread is gone"));
+            }
+        }
         let deadline = Instant::now() + WAIT_LIMIT;
         let mut done = lock_or_stop(&self.progress.done, "index progress");
         while *done < self.sent {
@@ -202,18 +229,72 @@ impl Drop for IndexWriter {
     }
 }
 
-/// The writer thread: each job in order, those found queued together in one batch.
+/// The writer thread. It holds jobs back until no job has come for [`QUIET`], and
+/// writes them in order in one batch then, or earlier: when it holds
+/// [`JOBS_PER_BATCH`], when the first has waited [`MAX_HOLD`], when a reader asks
+/// ([`IndexJob::Flush`]) or when the chain closes. A [`IndexJob::SyncWal`] is held back
+/// the same way: the block whose commit asked for it is relayed before the disk is
+/// touched.
 fn run_writer(store: &dyn KvStore, address_index: bool, rx: Receiver<IndexJob>, progress: &Progress) {
     lower_priority();
-    while let Ok(job) = rx.recv() {
-        let mut b = Batch::new();
-        let mut sync = job.write_into(&mut b, address_index);
-        let mut jobs = 1;
-        while jobs < JOBS_PER_BATCH && !sync {
-            let Ok(job) = rx.try_recv() else { break };
-            sync = job.write_into(&mut b, address_index);
-            jobs += 1;
+    let mut held = Held::default();
+    loop {
+        let job = match held.due() {
+            None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            Some(due) => rx.recv_timeout(due.saturating_duration_since(Instant::now())),
+        };
+        match job {
+            Ok(IndexJob::Flush) => held.write(store, address_index, progress),
+            Ok(job) => {
+                held.push(job);
+                if held.jobs.len() >= JOBS_PER_BATCH {
+                    held.write(store, address_index, progress);
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => held.write(store, address_index, progress),
+            Err(RecvTimeoutError::Disconnected) => {
+                held.write(store, address_index, progress);
+                return;
+            }
         }
+    }
+}
+
+/// The jobs the writer thread holds back.
+#[derive(Default)]
+struct Held {
+    jobs: Vec<IndexJob>,
+    /// When the first job held came, and the last.
+    first: Option<Instant>,
+    last: Option<Instant>,
+}
+
+impl Held {
+    fn push(&mut self, job: IndexJob) {
+        let now = Instant::now();
+        self.first.get_or_insert(now);
+        self.last = Some(now);
+        self.jobs.push(job);
+    }
+
+    /// When the jobs held must be written, if any are.
+    fn due(&self) -> Option<Instant> {
+        Some((self.last? + QUIET).min(self.first? + MAX_HOLD))
+    }
+
+    /// Writes every job held, in order, in one batch (then the WAL sync one of them
+    /// asked for), and counts them done.
+    fn write(&mut self, store: &dyn KvStore, address_index: bool, progress: &Progress) {
+        if self.jobs.is_empty() {
+            return;
+        }
+        let jobs = self.jobs.len();
+        let mut b = Batch::new();
+        let mut sync = false;
+        for job in self.jobs.drain(..) {
+            sync |= job.write_into(&mut b, address_index);
+        }
+        (self.first, self.last) = (None, None);
         // In key order, each insert into RocksDB's memtable (a skip list) starts from
         // where the one before ended instead of searching from the top.
         b.sort_by_key();

@@ -423,6 +423,36 @@ fn reads_wait_for_the_index_writer_and_closing_flushes_it() {
     }
 }
 
+/// The index writer holds a block's entries back while blocks keep coming, but not
+/// for ever: with no read to ask for them, they are written once the chain has been
+/// quiet, and the metric's backlog falls to 0.
+#[test]
+#[cfg(feature = "rocksdb")]
+fn index_entries_held_back_are_written_without_a_read() {
+    let g = easy_genesis();
+    let dir = tempfile::tempdir().unwrap();
+    let mut chain = Chain::open(dir.path(), &g).unwrap();
+    let mut blocks = Vec::new();
+    for tag in 1..=5u8 {
+        let block = mine_on_tip(&chain, tag);
+        blocks.push((block.hash(), block.transactions[0].txid()));
+        chain.accept_block(block, now(&g)).unwrap();
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while chain.index_backlog() > 0 {
+        assert!(std::time::Instant::now() < deadline, "{} index jobs never written", chain.index_backlog());
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    // Read from the store itself: `tx_location` would ask the writer to flush.
+    let tip = blocks.last().unwrap().0;
+    assert_eq!(chain.store.get(Column::Meta, crate::store::meta_key::INDEXED).unwrap(), Some(tip.0.to_vec()));
+    for (height, (hash, txid)) in blocks.iter().enumerate() {
+        let stored = chain.store.get(Column::TxIndex, &txid.0).unwrap().expect("the coinbase's entry");
+        let loc = crate::store::TxLocationRecord::decode(&stored).unwrap();
+        assert_eq!((loc.block_hash, loc.height), (*hash, height as u64 + 1));
+    }
+}
+
 /// The tx and address index columns and meta's `indexed`, to put back later.
 fn index_state(store: &MemStore) -> Vec<(Column, Vec<u8>, Option<Vec<u8>>)> {
     let mut out = Vec::new();
