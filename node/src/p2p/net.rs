@@ -830,15 +830,21 @@ fn protocol_thread(
                 protocol.step(crate::now_ms(), input);
                 // The message is handled: its bytes go back to the readers.
                 drop(budget);
-                for out in protocol.drain() {
+                // Transfer announcements wait for the end of the batch (one `inv` per
+                // peer for all of them); everything else goes out now.
+                for out in protocol.drain_holding_invs() {
                     handle_output(out, &shared, &runtime, &data_dir, &mut pending);
                 }
                 // A compact block pushed on above connects now (compact.rs, `connect_deferred`).
                 while protocol.connect_deferred(crate::now_ms()) {
-                    for out in protocol.drain() {
+                    for out in protocol.drain_holding_invs() {
                         handle_output(out, &shared, &runtime, &data_dir, &mut pending);
                     }
                 }
+            }
+            // The batch is done: the transfers it admitted are announced.
+            for out in protocol.drain() {
+                handle_output(out, &shared, &runtime, &data_dir, &mut pending);
             }
         }
         *lock_or_stop(&shared.peers, "P2P peer list") = protocol.peer_infos();

@@ -5,8 +5,9 @@
 //! `relay: false` hears of no transfers or addresses.
 #![allow(clippy::unwrap_used)] // test helpers fail loudly
 
-use cairn_core::genesis::Genesis;
-use cairn_core::Txid;
+use cairn_core::genesis::{dev_keys, Genesis};
+use cairn_core::transaction::{public_key_of, Transfer};
+use cairn_core::{Address, Amount, Txid};
 use cairn_node::chain::Chain;
 use cairn_node::mempool::Mempool;
 use cairn_node::node::Node;
@@ -16,13 +17,37 @@ use cairn_node::p2p::protocol::{Config, Input, Output, Protocol};
 use cairn_node::p2p::wire::{InvItem, Message, NetAddr, Version, PROTOCOL_VERSION};
 use cairn_node::p2p::PeerId;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 const NOW: u64 = 1_700_000_000_000;
 
 fn protocol(config: Config) -> Protocol {
+    protocol_and_node(config).0
+}
+
+fn protocol_and_node(config: Config) -> (Protocol, Arc<Node>) {
     let genesis = Genesis::dev();
     let node = Node::new(Chain::open_in_memory(&genesis), Mempool::new(1 << 20), genesis);
-    Protocol::new(node, Config { listen_port: 7333, ..config }, Snapshot::default(), 1, NOW)
+    (Protocol::new(node.clone(), Config { listen_port: 7333, ..config }, Snapshot::default(), 1, NOW), node)
+}
+
+/// A transfer from dev account 0 admitted to `node`'s mempool (only pending transfers
+/// are announced), and the node's event for it.
+fn new_transfer(node: &Node) -> (Txid, NodeEvent) {
+    let key = &dev_keys()[0];
+    let tx = Transfer {
+        chain_id: Genesis::dev().params.chain_id,
+        nonce: 0,
+        from: public_key_of(key),
+        to: Address([7; 20]),
+        amount: Amount(1),
+        fee: Amount(1),
+    }
+    .sign(key)
+    .unwrap();
+    let (txid, event) = node.verify_and_submit(tx, Origin::Local, NOW).unwrap();
+    assert!(matches!(event, NodeEvent::NewTransfer { .. }));
+    (txid, event)
 }
 
 fn a(s: &str) -> SocketAddr {
@@ -182,14 +207,14 @@ fn private_addresses_never_reach_a_public_peer() {
 
 #[test]
 fn a_peer_that_sent_relay_false_hears_no_transfers_or_addresses() {
-    let mut p = protocol(Config::default());
+    let (mut p, node) = protocol_and_node(Config::default());
     handshake(&mut p, 1, a("11.1.0.1:7333"), false, a("11.9.0.1:1"), false);
     handshake(&mut p, 2, a("11.2.0.1:7333"), false, a("11.9.0.1:2"), true);
     // Our external address (adopted from the two reports) goes to peer 2 only.
     assert_eq!(p.self_address().external(7333).len(), 1);
     // A new transfer is announced to peer 2 only.
-    let txid = Txid([7; 32]);
-    let out = step(&mut p, Input::Node(NodeEvent::NewTransfer { txid, origin: Origin::Local }));
+    let (txid, event) = new_transfer(&node);
+    let out = step(&mut p, Input::Node(event));
     let inv_to = |peer| out.contains(&Output::Send(peer, Message::Inv(vec![InvItem::Tx(txid)])));
     assert!(!inv_to(1) && inv_to(2), "{out:?}");
     // An inbound newcomer's address is relayed, but not to peer 1.
@@ -205,15 +230,15 @@ fn a_peer_that_sent_relay_false_hears_no_transfers_or_addresses() {
 
 #[test]
 fn a_block_relay_only_dial_says_relay_false_and_asks_no_addresses() {
-    let mut p = protocol(Config::default());
+    let (mut p, node) = protocol_and_node(Config::default());
     p.dial_block_relay(a("11.1.0.1:7333"));
     let out = p.drain();
     assert_eq!(out, vec![Output::Connect(a("11.1.0.1:7333"))]);
     let (ours, out) = handshake(&mut p, 1, a("11.1.0.1:7333"), false, a("11.9.0.1:1"), true);
     assert!(!ours.relay);
     assert!(!out.contains(&Output::Send(1, Message::GetAddr)), "{out:?}");
-    let txid = Txid([8; 32]);
-    let out = step(&mut p, Input::Node(NodeEvent::NewTransfer { txid, origin: Origin::Local }));
+    let (txid, event) = new_transfer(&node);
+    let out = step(&mut p, Input::Node(event));
     assert!(!out.contains(&Output::Send(1, Message::Inv(vec![InvItem::Tx(txid)]))), "{out:?}");
     // An ordinary dial is a full link.
     step(&mut p, Input::AddPeer(a("11.2.0.1:7333")));

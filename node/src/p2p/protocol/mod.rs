@@ -483,6 +483,9 @@ pub struct Protocol {
     /// Transfers from peers waiting for their predecessor (see [`waiting`]).
     waiting: WaitingTransfers,
     out: Vec<Output>,
+    /// Transfers announced and not yet sent, per peer, in order: one `inv` per peer
+    /// carries them all when the outputs are drained ([`Protocol::drain`]).
+    held_invs: BTreeMap<PeerId, Vec<Txid>>,
     now_ms: u64,
     last_save_ms: u64,
     progress: SyncProgress,
@@ -520,6 +523,7 @@ impl Protocol {
             recent_rejects: BoundedSet::new(limits::RECENT_REJECTS),
             waiting: WaitingTransfers::default(),
             out: Vec::new(),
+            held_invs: BTreeMap::new(),
             now_ms,
             // Zero: the first change is saved at once, later ones at most every interval.
             last_save_ms: 0,
@@ -573,7 +577,33 @@ impl Protocol {
     }
 
     pub fn drain(&mut self) -> Vec<Output> {
+        self.flush_invs();
         std::mem::take(&mut self.out)
+    }
+
+    /// [`Protocol::drain`] without the transfer announcements, which wait for the next
+    /// `drain`. The P2P thread takes outputs this way after each input of a batch and
+    /// drains once the batch is done, so that the transfers admitted from a batch of
+    /// inputs reach each peer as one `inv` instead of one frame per transfer. Nothing
+    /// waits for a timer: a lone transfer still goes out as soon as its batch ends.
+    pub fn drain_holding_invs(&mut self) -> Vec<Output> {
+        std::mem::take(&mut self.out)
+    }
+
+    /// The held transfer announcements, as one `inv` per peer (at most [`wire::MAX_INV`]
+    /// items a frame), leaving out the transfers that left the mempool in the
+    /// meantime (a block took them, or they were evicted) and the peers that are gone.
+    fn flush_invs(&mut self) {
+        for (peer, txids) in std::mem::take(&mut self.held_invs) {
+            if !self.peers.contains_key(&peer) {
+                continue;
+            }
+            let items: Vec<InvItem> =
+                txids.into_iter().filter(|t| self.ledger.has_transfer(t)).map(InvItem::Tx).collect();
+            for chunk in items.chunks(wire::MAX_INV) {
+                self.out.push(Output::Send(peer, Message::Inv(chunk.to_vec())));
+            }
+        }
     }
 
     /// Handles one input at time `now_ms`.
@@ -777,7 +807,11 @@ impl Protocol {
             to.push(*id);
         }
         for id in to {
-            self.send(id, Message::Inv(vec![item]));
+            match item {
+                // Held until the outputs are drained, to go out with the others.
+                InvItem::Tx(txid) => self.held_invs.entry(id).or_default().push(txid),
+                _ => self.send(id, Message::Inv(vec![item])),
+            }
         }
     }
 }

@@ -258,3 +258,284 @@ impl Protocol {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Transfer announcements held until the outputs are drained, as a state machine:
+    //! random sequences of transfers admitted (locally or from a peer, with edge amounts
+    //! and fees: 0, 1, `u64::MAX`), outputs taken with and without the held `inv`s,
+    //! peers dropped and blocks mined (which take transfers out of the mempool), against
+    //! a model of what each peer must be told.
+    #![allow(clippy::unwrap_used)] // test helpers fail loudly
+
+    use super::*;
+    use crate::chain::Chain;
+    use crate::mempool::Mempool;
+    use crate::node::Node;
+    use cairn_core::genesis::{dev_keys, Genesis};
+    use cairn_core::transaction::Transfer;
+    use cairn_core::{Address, Amount};
+    use proptest::prelude::*;
+
+    const PEERS: u64 = 3;
+
+    fn version(genesis: &Genesis, nonce: u64) -> Version {
+        Version {
+            protocol_version: wire::PROTOCOL_VERSION,
+            chain_id: genesis.params.chain_id,
+            genesis_hash: genesis.hash(),
+            best_height: 0,
+            best_work: Work::ZERO.to_be_bytes(),
+            listen_port: 7333,
+            nonce,
+            your_addr: NetAddr::from_socket("127.0.0.1:7333".parse().unwrap()),
+            relay: true,
+            user_agent: "test".into(),
+        }
+    }
+
+    /// A dev node and a protocol with peers 1..=PEERS ready (inbound, full relay).
+    fn setup() -> (Genesis, Arc<Node>, Protocol) {
+        let genesis = Genesis::dev();
+        let node = Node::new(Chain::open_in_memory(&genesis), Mempool::new(1 << 24), genesis.clone());
+        let mut proto = Protocol::new(node.clone(), Config::default(), Snapshot::default(), 7, 0);
+        for peer in 1..=PEERS {
+            let addr = SocketAddr::new([10, peer as u8, 0, 1].into(), 7333);
+            proto.step(1, Input::Connected { peer, addr, inbound: true });
+            proto.step(2, Input::Received { peer, msg: Message::Version(version(&genesis, 100 + peer)) });
+            proto.step(3, Input::Received { peer, msg: Message::Verack });
+            assert!(proto.peers[&peer].is_ready(), "peer {peer} ready");
+        }
+        proto.drain();
+        (genesis, node, proto)
+    }
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        /// A transfer from dev account `sender`, submitted through RPC (`from` 0) or
+        /// announced and sent by peer `from`; admitted or refused by the node.
+        Submit {
+            sender: usize,
+            amount: u64,
+            fee: u64,
+            from: u64,
+        },
+        /// Outputs taken after one input of a batch: no transfer `inv` may be among them.
+        TakeHolding,
+        /// The batch ends: the held `inv`s go out.
+        Drain,
+        Disconnect {
+            peer: u64,
+        },
+        /// A block of the pending transfers, mined and connected.
+        Mine,
+    }
+
+    fn edge() -> impl Strategy<Value = u64> {
+        prop_oneof![Just(0), Just(1), Just(u64::MAX), 1u64..1_000]
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            6 => (0..4usize, edge(), edge(), 0..=PEERS).prop_map(|(sender, amount, fee, from)| Op::Submit {
+                sender,
+                amount,
+                fee,
+                from
+            }),
+            2 => Just(Op::TakeHolding),
+            2 => Just(Op::Drain),
+            1 => (1..=PEERS).prop_map(|peer| Op::Disconnect { peer }),
+            1 => Just(Op::Mine),
+        ]
+    }
+
+    /// Transfer announcements among `outs`, per peer, in order; fails on one to a peer
+    /// no longer connected, or an `inv` over the frame limit.
+    fn tx_invs(outs: &[Output], connected: &BTreeSet<u64>) -> Result<BTreeMap<u64, Vec<Txid>>, String> {
+        let mut got: BTreeMap<u64, Vec<Txid>> = BTreeMap::new();
+        for o in outs {
+            if let Output::Send(peer, Message::Inv(items)) = o {
+                if items.len() > wire::MAX_INV {
+                    return Err(format!("inv of {} items", items.len()));
+                }
+                for item in items {
+                    if let InvItem::Tx(t) = item {
+                        if !connected.contains(peer) {
+                            return Err(format!("transfer {t} announced to peer {peer}, which is gone"));
+                        }
+                        got.entry(*peer).or_default().push(*t);
+                    }
+                }
+            }
+        }
+        Ok(got)
+    }
+
+    fn run(ops: &[Op]) -> Result<(), TestCaseError> {
+        let (genesis, node, mut proto) = setup();
+        let keys = dev_keys();
+        let mut nonces = [0u64; 4];
+        let mut now = 10;
+        // The model: peers connected; per peer, the transfers it must hear of at the
+        // next drain, in order; transfers pending (admitted, not mined); per peer, every
+        // transfer it was told of.
+        let mut connected: BTreeSet<u64> = (1..=PEERS).collect();
+        let mut owed: BTreeMap<u64, Vec<Txid>> = BTreeMap::new();
+        let mut pending: BTreeSet<Txid> = BTreeSet::new();
+        let mut told: BTreeMap<u64, BTreeSet<Txid>> = BTreeMap::new();
+        for op in ops {
+            now += 1;
+            match op {
+                Op::Submit { sender, amount, fee, from } => {
+                    let key = &keys[*sender];
+                    let tx = Transfer {
+                        chain_id: genesis.params.chain_id,
+                        nonce: nonces[*sender],
+                        from: cairn_core::transaction::public_key_of(key),
+                        to: Address([0x77; 20]),
+                        amount: Amount(*amount),
+                        fee: Amount(*fee),
+                    }
+                    .sign(key)
+                    .unwrap();
+                    let txid = tx.txid();
+                    let admitted = if *from == 0 {
+                        // Through RPC: the node's event reaches the protocol.
+                        match node.verify_and_submit(tx, Origin::Rpc, now) {
+                            Ok((_, event)) => {
+                                proto.step(now, Input::Node(event));
+                                true
+                            }
+                            Err(_) => false,
+                        }
+                    } else if connected.contains(from) {
+                        // From a peer, as the wire has it: announced, asked for, sent.
+                        let peer = *from;
+                        proto.step(now, Input::Received { peer, msg: Message::Inv(vec![InvItem::Tx(txid)]) });
+                        let checked = crate::node::verify(tx, genesis.params.chain_id);
+                        proto.step(now, Input::Transfer { peer, checked });
+                        if !proto.peers.contains_key(&peer) {
+                            // Banned for an invalid transfer (the ban rules have tests
+                            // of their own): it is owed nothing more.
+                            connected.remove(&peer);
+                            owed.remove(&peer);
+                        }
+                        node.mempool().contains(&txid)
+                    } else {
+                        false
+                    };
+                    if admitted {
+                        nonces[*sender] += 1;
+                        pending.insert(txid);
+                        for p in connected.iter().filter(|p| **p != *from) {
+                            owed.entry(*p).or_default().push(txid);
+                        }
+                    }
+                }
+                Op::TakeHolding => {
+                    let got =
+                        tx_invs(&proto.drain_holding_invs(), &connected).map_err(TestCaseError::fail)?;
+                    prop_assert!(got.is_empty(), "transfer invs before the batch ended: {got:?}");
+                }
+                Op::Drain => {
+                    let outs = proto.drain();
+                    let got = tx_invs(&outs, &connected).map_err(TestCaseError::fail)?;
+                    let want: BTreeMap<u64, Vec<Txid>> = std::mem::take(&mut owed)
+                        .into_iter()
+                        .map(|(p, v)| (p, v.into_iter().filter(|t| pending.contains(t)).collect::<Vec<_>>()))
+                        .filter(|(_, v)| !v.is_empty())
+                        .collect();
+                    prop_assert_eq!(&got, &want);
+                    for (peer, txids) in got {
+                        let frames = outs
+                            .iter()
+                            .filter(|o| {
+                                matches!(o, Output::Send(p, Message::Inv(items))
+                                    if *p == peer && items.iter().any(|i| matches!(i, InvItem::Tx(_))))
+                            })
+                            .count();
+                        prop_assert_eq!(
+                            frames,
+                            txids.len().div_ceil(wire::MAX_INV),
+                            "one inv per peer (per MAX_INV transfers)"
+                        );
+                        let seen = told.entry(peer).or_default();
+                        for t in txids {
+                            prop_assert!(seen.insert(t), "peer {} told of {} twice", peer, t);
+                        }
+                    }
+                }
+                Op::Disconnect { peer } => {
+                    if connected.remove(peer) {
+                        owed.remove(peer);
+                        proto
+                            .step(now, Input::Disconnected { peer: *peer, reason: DisconnectReason::Closed });
+                    }
+                }
+                Op::Mine => {
+                    let mut block = crate::miner::block_template(&node, Address([9; 20])).unwrap();
+                    prop_assert!(cairn_core::assemble::grind(&mut block.header, u64::MAX));
+                    let mined: Vec<Txid> = block.txids();
+                    let (result, event) = node.submit_block(block, Origin::Local, crate::now_ms()).unwrap();
+                    prop_assert!(result.tip_change.is_some(), "the block connected: {:?}", result.acceptance);
+                    for t in &mined {
+                        pending.remove(t);
+                    }
+                    if let Some(event) = event {
+                        proto.step(now, Input::Node(event));
+                    }
+                }
+            }
+            // Whatever was taken, nothing announced a transfer the node does not hold.
+            for t in &pending {
+                prop_assert!(node.mempool().contains(t), "model and mempool agree on {}", t);
+            }
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(32))]
+        #[test]
+        fn held_transfer_invs_follow_the_model(ops in proptest::collection::vec(op(), 1..60)) {
+            run(&ops)?;
+        }
+    }
+
+    /// More transfers than one frame holds, announced in one batch: each peer gets them
+    /// as full `inv`s of [`wire::MAX_INV`] and one for the rest.
+    #[test]
+    fn a_large_batch_goes_out_in_frames_of_max_inv() {
+        let (genesis, node, mut proto) = setup();
+        let keys = dev_keys();
+        let count = 2 * wire::MAX_INV + 1;
+        for i in 0..count {
+            let key = &keys[i % 5];
+            let tx = Transfer {
+                chain_id: genesis.params.chain_id,
+                nonce: (i / 5) as u64,
+                from: cairn_core::transaction::public_key_of(key),
+                to: Address([0x77; 20]),
+                amount: Amount(1),
+                fee: Amount(1),
+            }
+            .sign(key)
+            .unwrap();
+            let (_, event) = node.verify_and_submit(tx, Origin::Rpc, 10).unwrap();
+            proto.step(10, Input::Node(event));
+            assert!(proto.drain_holding_invs().is_empty());
+        }
+        let outs = proto.drain();
+        for peer in 1..=PEERS {
+            let sizes: Vec<usize> = outs
+                .iter()
+                .filter_map(|o| match o {
+                    Output::Send(p, Message::Inv(items)) if *p == peer => Some(items.len()),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(sizes, vec![wire::MAX_INV, wire::MAX_INV, 1], "peer {peer}");
+        }
+    }
+}
