@@ -383,7 +383,7 @@ impl Protocol {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::chain::Chain;
     use crate::mempool::Mempool;
@@ -446,7 +446,8 @@ mod tests {
         assert_eq!(select_to_evict(c[..2].to_vec(), 2), None);
     }
 
-    fn version(genesis: &Genesis, nonce: u64) -> Version {
+    /// A peer's `version` on `genesis`'s chain (also used by relay.rs's tests).
+    pub(in crate::p2p::protocol) fn version(genesis: &Genesis, nonce: u64) -> Version {
         Version {
             protocol_version: wire::PROTOCOL_VERSION,
             chain_id: genesis.params.chain_id,

@@ -268,6 +268,7 @@ mod tests {
     //! a model of what each peer must be told.
     #![allow(clippy::unwrap_used)] // test helpers fail loudly
 
+    use super::super::eclipse::tests::version;
     use super::*;
     use crate::chain::Chain;
     use crate::mempool::Mempool;
@@ -278,21 +279,6 @@ mod tests {
     use proptest::prelude::*;
 
     const PEERS: u64 = 3;
-
-    fn version(genesis: &Genesis, nonce: u64) -> Version {
-        Version {
-            protocol_version: wire::PROTOCOL_VERSION,
-            chain_id: genesis.params.chain_id,
-            genesis_hash: genesis.hash(),
-            best_height: 0,
-            best_work: Work::ZERO.to_be_bytes(),
-            listen_port: 7333,
-            nonce,
-            your_addr: NetAddr::from_socket("127.0.0.1:7333".parse().unwrap()),
-            relay: true,
-            user_agent: "test".into(),
-        }
-    }
 
     /// A dev node and a protocol with peers 1..=PEERS ready (inbound, full relay).
     fn setup() -> (Genesis, Arc<Node>, Protocol) {
