@@ -14,6 +14,7 @@ use cairn_core::block::{Block, BlockHeader};
 use cairn_core::params::ChainParams;
 use cairn_core::validation::ParentInfo;
 use cairn_core::{Address, BlockHash, SignedTransfer, Txid, Work};
+use std::collections::HashSet;
 use std::sync::Arc;
 
 /// A transaction's entry in a block's senders, as the chain counts it (a rebuilt
@@ -104,6 +105,10 @@ pub trait Ledger: Send + Sync {
     /// cumulative work, and the recent timestamps up to it.
     fn header_context(&self, hash: &BlockHash) -> Option<(ParentInfo, Work, Vec<u64>)>;
     fn has_transfer(&self, txid: &Txid) -> bool;
+    /// Those of `txids` that are in the mempool now (the mempool asked once for all).
+    fn pending_among(&self, txids: &[Txid]) -> HashSet<Txid> {
+        txids.iter().filter(|t| self.has_transfer(t)).copied().collect()
+    }
     fn transfer(&self, txid: &Txid) -> Option<SignedTransfer>;
     /// The nonce `sender`'s next transfer must carry, counting pending transfers.
     fn next_nonce(&self, sender: &Address) -> Result<u64, String>;
@@ -233,6 +238,11 @@ impl Ledger for Node {
 
     fn has_transfer(&self, txid: &Txid) -> bool {
         self.mempool().contains(txid)
+    }
+
+    fn pending_among(&self, txids: &[Txid]) -> HashSet<Txid> {
+        let mempool = self.mempool();
+        txids.iter().filter(|t| mempool.contains(t)).copied().collect()
     }
 
     fn transfer(&self, txid: &Txid) -> Option<SignedTransfer> {

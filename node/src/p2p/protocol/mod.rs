@@ -594,12 +594,22 @@ impl Protocol {
     /// items a frame), leaving out the transfers that left the mempool in the
     /// meantime (a block took them, or they were evicted) and the peers that are gone.
     fn flush_invs(&mut self) {
-        for (peer, txids) in std::mem::take(&mut self.held_invs) {
+        let held = std::mem::take(&mut self.held_invs);
+        // Each transfer is looked up once, however many peers are to hear of it.
+        let mut asked: Vec<Txid> = held
+            .iter()
+            .filter(|(peer, _)| self.peers.contains_key(*peer))
+            .flat_map(|(_, txids)| txids.iter().copied())
+            .collect();
+        asked.sort_unstable();
+        asked.dedup();
+        let pending = self.ledger.pending_among(&asked);
+        for (peer, txids) in held {
             if !self.peers.contains_key(&peer) {
                 continue;
             }
             let items: Vec<InvItem> =
-                txids.into_iter().filter(|t| self.ledger.has_transfer(t)).map(InvItem::Tx).collect();
+                txids.into_iter().filter(|t| pending.contains(t)).map(InvItem::Tx).collect();
             for chunk in items.chunks(wire::MAX_INV) {
                 self.out.push(Output::Send(peer, Message::Inv(chunk.to_vec())));
             }
