@@ -106,9 +106,7 @@ pub trait Ledger: Send + Sync {
     fn header_context(&self, hash: &BlockHash) -> Option<(ParentInfo, Work, Vec<u64>)>;
     fn has_transfer(&self, txid: &Txid) -> bool;
     /// Those of `txids` that are in the mempool now (the mempool asked once for all).
-    fn pending_among(&self, txids: &[Txid]) -> HashSet<Txid> {
-        txids.iter().filter(|t| self.has_transfer(t)).copied().collect()
-    }
+    fn pending_among(&self, txids: &[Txid]) -> HashSet<Txid>;
     fn transfer(&self, txid: &Txid) -> Option<SignedTransfer>;
     /// The nonce `sender`'s next transfer must carry, counting pending transfers.
     fn next_nonce(&self, sender: &Address) -> Result<u64, String>;

@@ -594,20 +594,17 @@ impl Protocol {
     /// items a frame), leaving out the transfers that left the mempool in the
     /// meantime (a block took them, or they were evicted) and the peers that are gone.
     fn flush_invs(&mut self) {
-        let held = std::mem::take(&mut self.held_invs);
+        let mut held = std::mem::take(&mut self.held_invs);
+        held.retain(|peer, _| self.peers.contains_key(peer));
+        if held.is_empty() {
+            return;
+        }
         // Each transfer is looked up once, however many peers are to hear of it.
-        let mut asked: Vec<Txid> = held
-            .iter()
-            .filter(|(peer, _)| self.peers.contains_key(*peer))
-            .flat_map(|(_, txids)| txids.iter().copied())
-            .collect();
+        let mut asked: Vec<Txid> = held.values().flatten().copied().collect();
         asked.sort_unstable();
         asked.dedup();
         let pending = self.ledger.pending_among(&asked);
         for (peer, txids) in held {
-            if !self.peers.contains_key(&peer) {
-                continue;
-            }
             let items: Vec<InvItem> =
                 txids.into_iter().filter(|t| pending.contains(t)).map(InvItem::Tx).collect();
             for chunk in items.chunks(wire::MAX_INV) {
