@@ -223,17 +223,16 @@ pub struct Peer {
 impl Peer {
     /// Connects from an OS-chosen port.
     ///
-    /// The kernel picks the local port at connect time, which moves on from the ports
-    /// used just before. (Bound first to port 0 with SO_REUSEADDR, as [`Peer::connect_from`]
-    /// does, a new peer got one of the last eight ports in about 0.1 to 0.2 % of
-    /// connections here, and so, on loopback, where the node bans `ip:port`, the port
-    /// of a peer just banned: refused before its handshake.)
+    /// The kernel picks the port at connect time (no bind first), which moves on from
+    /// the ports used just before: bound to port 0 first, a new peer got one of the last
+    /// eight ports in about 0.1 to 0.2 % of connections here, and so, on loopback, where
+    /// the node bans `ip:port`, possibly the port of a peer just banned, refused before
+    /// its handshake. SO_REUSEADDR is still set, so that [`reconnect_refused`] can bind
+    /// the same port again.
     pub fn connect(node: SocketAddr, magic: [u8; 4]) -> Result<Peer> {
-        let stream = TcpStream::connect_timeout(&node, Duration::from_secs(5))
-            .with_context(|| format!("connect {node}"))?;
-        stream.set_nodelay(true)?;
-        let local = stream.local_addr()?;
-        Ok(Peer { stream, magic, local, buf: Vec::new(), received: 0 })
+        let s = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
+        s.set_reuse_address(true)?;
+        Self::finish_connect(s, node, magic)
     }
 
     /// Connects from `local` (SO_REUSEADDR, so a port we used before can be used again).
@@ -241,6 +240,10 @@ impl Peer {
         let s = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
         s.set_reuse_address(true)?;
         s.bind(&local.into()).with_context(|| format!("bind {local}"))?;
+        Self::finish_connect(s, node, magic)
+    }
+
+    fn finish_connect(s: Socket, node: SocketAddr, magic: [u8; 4]) -> Result<Peer> {
         s.connect_timeout(&node.into(), Duration::from_secs(5)).with_context(|| format!("connect {node}"))?;
         let stream: TcpStream = s.into();
         stream.set_nodelay(true)?;
