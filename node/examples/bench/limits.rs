@@ -98,6 +98,14 @@ pub fn cpu_secs_of(stat_file: &str) -> f64 {
     (ticks(14) + ticks(15)) / 100.0
 }
 
+/// Minor page faults process `pid` has taken so far, all its threads together (field
+/// 10 of `/proc/PID/stat`): each is a page of memory touched for the first time.
+pub fn minor_faults(pid: u32) -> u64 {
+    let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return 0 };
+    let Some((_, rest)) = text.rsplit_once(')') else { return 0 };
+    rest.split_whitespace().nth(10 - 3).and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
 /// The threads of process `pid` (`"self"` for this one): each thread's id and its
 /// `/proc/PID/task/TID` directory.
 pub fn threads_of(pid: &str) -> Vec<(u32, std::path::PathBuf)> {

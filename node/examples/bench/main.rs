@@ -503,12 +503,14 @@ fn main() {
                     let busy: Vec<f64> = total.iter().zip(&f.ms).map(|(c, w)| c / w).collect();
                     step(&format!(
                         "{name}: CPU from the submit to the last arrival, median per block: {:.1} ms in the {} node \
-                         processes + {:.1} ms in the bench's (the first node, the clients) = {:.1} ms; {:.2} cores busy",
+                         processes + {:.1} ms in the bench's (the first node, the clients) = {:.1} ms; {:.2} cores busy; \
+                         {:.0} minor page faults in the node processes",
                         median(&f.nodes_cpu_ms),
                         p.hops,
                         median(&f.source_cpu_ms),
                         median(&total),
                         median(&busy),
+                        median(&f.nodes_minflt.iter().map(|n| *n as f64).collect::<Vec<_>>()),
                     ));
                 }
                 let floor: Vec<f64> = p

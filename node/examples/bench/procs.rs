@@ -1,7 +1,7 @@
 //! Scenarios about the node as a program: real `cairn-node` processes on loopback
 //! (restart time, resident memory, sync from a peer, block propagation).
 
-use crate::limits::{cpu_between_ms, threads_cpu_ns};
+use crate::limits::{cpu_between_ms, minor_faults, threads_cpu_ns};
 use anyhow::{bail, Context};
 use cairn_api::{CairnApiClient, NewHead};
 use cairn_core::assemble::{assemble_block, grind};
@@ -254,6 +254,9 @@ pub struct KindFigures {
     /// Per block: the same for the bench's own process (the first node, and the bench's
     /// subscription clients), ms.
     pub source_cpu_ms: Vec<f64>,
+    /// Per block: minor page faults of the node processes (1 to n - 1) over the same
+    /// window, summed: pages of memory they touched for the first time.
+    pub nodes_minflt: Vec<u64>,
 }
 
 pub struct Propagation {
@@ -579,6 +582,7 @@ pub fn propagation(
         let size = block.encoded_len();
         let pids: Vec<u32> = procs.iter().filter_map(NodeProcess::pid).collect();
         let cpu_before: Vec<_> = pids.iter().map(|p| threads_cpu_ns(*p)).collect();
+        let faults_before: u64 = pids.iter().map(|p| minor_faults(*p)).sum();
         let source_before = threads_cpu_ns(std::process::id());
         let t0 = Instant::now();
         let t0_mono_ns = monotonic_ns();
@@ -586,6 +590,7 @@ pub fn propagation(
         let imported = t0.elapsed();
         let reached = wait_all(hash, &mut rx)?;
         let source_cpu = cpu_between_ms(&source_before, &threads_cpu_ns(std::process::id()));
+        let faults: u64 = pids.iter().map(|p| minor_faults(*p)).sum::<u64>().saturating_sub(faults_before);
         let nodes_cpu: f64 =
             pids.iter().zip(&cpu_before).map(|(p, b)| cpu_between_ms(b, &threads_cpu_ns(*p))).sum();
         let (after, quiet_after) = settle(&meters)?;
@@ -609,6 +614,7 @@ pub fn propagation(
         f.block_bytes.push(size);
         f.nodes_cpu_ms.push(nodes_cpu);
         f.source_cpu_ms.push(source_cpu);
+        f.nodes_minflt.push(faults);
         f.node_ms.resize(procs.len(), Vec::new());
         for (i, t) in &reached {
             f.node_ms[*i].push(t.duration_since(t0).as_secs_f64() * 1e3);
