@@ -367,9 +367,11 @@ impl Peer {
 /// the connection without sending its `version`. An accepted connection gets a version
 /// at once (both sides send it first), so a close without one is the node's ban check.
 pub fn reconnect_refused(local: SocketAddr, node: SocketAddr, magic: [u8; 4]) -> Result<bool> {
-    // The old connection's port may take a moment to be reusable.
-    let mut p = wait_until(Duration::from_secs(10), "rebinding the offender's address", || {
-        Ok(Peer::connect_from(local, node, magic).ok())
+    // The old connection's port is reusable once the node has closed its end (our end
+    // then leaves FIN-WAIT-2), which a loaded machine can delay for seconds. The last
+    // error (bind or connect) is kept for the timeout's message.
+    let mut p = wait_until(Duration::from_secs(30), "rebinding the offender's address", || {
+        Peer::connect_from(local, node, magic).map(Some)
     });
     match p.recv(Duration::from_secs(5)) {
         Err(_) => Ok(p.received == 0),
