@@ -367,9 +367,9 @@ impl Peer {
 /// the connection without sending its `version`. An accepted connection gets a version
 /// at once (both sides send it first), so a close without one is the node's ban check.
 pub fn reconnect_refused(local: SocketAddr, node: SocketAddr, magic: [u8; 4]) -> Result<bool> {
-    // The old connection's port is reusable once the node has closed its end (our end
-    // then leaves FIN-WAIT-2), which a loaded machine can delay for seconds. The last
-    // error (bind or connect) is kept for the timeout's message.
+    // The old connection's address pair is busy until both ends have let go of it; in
+    // one loaded CI run that took longer than 10 s. The last error (bind or connect) is
+    // kept for the timeout's message.
     let mut p = wait_until(Duration::from_secs(30), "rebinding the offender's address", || {
         Peer::connect_from(local, node, magic).map(Some)
     });

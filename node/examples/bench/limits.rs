@@ -90,20 +90,30 @@ pub fn cpu_secs() -> f64 {
 /// CPU time (user + system) of the thread or process whose `stat` file this is, in
 /// seconds.
 pub fn cpu_secs_of(stat_file: &str) -> f64 {
-    let Ok(text) = std::fs::read_to_string(stat_file) else { return f64::NAN };
-    let Some((_, rest)) = text.rsplit_once(')') else { return f64::NAN };
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    // After the command name: state is field 3, utime field 14, stime field 15.
-    let ticks = |i: usize| f.get(i - 3).and_then(|v| v.parse::<f64>().ok()).unwrap_or(f64::NAN);
+    let f = stat_fields(stat_file);
+    let ticks = |i: usize| field(&f, i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(f64::NAN);
     (ticks(14) + ticks(15)) / 100.0
 }
 
 /// Minor page faults process `pid` has taken so far, all its threads together (field
 /// 10 of `/proc/PID/stat`): each is a page of memory touched for the first time.
 pub fn minor_faults(pid: u32) -> u64 {
-    let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return 0 };
-    let Some((_, rest)) = text.rsplit_once(')') else { return 0 };
-    rest.split_whitespace().nth(10 - 3).and_then(|v| v.parse().ok()).unwrap_or(0)
+    let f = stat_fields(&format!("/proc/{pid}/stat"));
+    field(&f, 10).and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+/// The fields of a `stat` file after the command name (which may hold spaces and
+/// parentheses, so it is cut at the last `)`); empty when the file cannot be read.
+fn stat_fields(stat_file: &str) -> Vec<String> {
+    let Ok(text) = std::fs::read_to_string(stat_file) else { return Vec::new() };
+    let Some((_, rest)) = text.rsplit_once(')') else { return Vec::new() };
+    rest.split_whitespace().map(str::to_string).collect()
+}
+
+/// Field `n` of a `stat` file, numbered as in proc(5) (state is field 3, the first
+/// after the command name).
+fn field(fields: &[String], n: usize) -> Option<&str> {
+    fields.get(n.checked_sub(3)?).map(String::as_str)
 }
 
 /// The threads of process `pid` (`"self"` for this one): each thread's id and its
