@@ -9,12 +9,13 @@
 //! (`ProjectivePoint::to_affine`); nothing in a verification is secret, so here it is
 //! the variable-time inversion, and [`verify_prehashed_all`] shares one inversion
 //! among many signatures (Montgomery's trick, k256's `batch_normalize_vartime`), where a
-//! block brings a thousand. The scalar and point arithmetic is k256's own; the tests
-//! compare both functions with k256's check on valid signatures and on signatures wrong
-//! in each of their parts.
+//! block brings a thousand; and `u1·G + u2·Q` is [`crate::ecmult`]'s, which builds G's
+//! tables once instead of on every call. The scalar, field and point arithmetic is
+//! k256's own; the tests compare both functions with k256's check on valid signatures
+//! and on signatures wrong in each of their parts.
 
 use k256::ecdsa::{Signature, VerifyingKey};
-use k256::elliptic_curve::ops::{MulByGeneratorVartime, Reduce};
+use k256::elliptic_curve::ops::Reduce;
 use k256::elliptic_curve::point::AffineCoordinates;
 use k256::elliptic_curve::scalar::IsHigh;
 use k256::elliptic_curve::BatchNormalize;
@@ -67,7 +68,7 @@ fn r_and_point(c: &Claim<'_>) -> Option<(Scalar, ProjectivePoint)> {
     let z = <Scalar as Reduce<FieldBytes>>::reduce(&FieldBytes::from(c.prehash));
     let s_inv: Scalar = Option::from(s.invert_vartime())?;
     let q = ProjectivePoint::from(*c.key.as_affine());
-    let point = ProjectivePoint::mul_by_generator_and_mul_add_vartime(&(z * s_inv), &(*r * s_inv), &q);
+    let point = crate::ecmult::mul_generator_add(&(z * s_inv), &(*r * s_inv), &q);
     Some((*r, point))
 }
 

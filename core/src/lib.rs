@@ -10,6 +10,8 @@
 //! - [`amount`]: [`Amount`], a `u64` of base units with checked arithmetic only.
 //! - [`pow`]: 256-bit [`Target`] and [`Work`], and the proof-of-work check.
 //! - [`params`]: [`ChainParams`], every consensus parameter of a chain.
+//! - [`ecmult`]: `a·G + b·Q` in variable time on k256's point arithmetic, with G's window
+//!   tables built once (the bulk of a signature check).
 //! - [`ecdsa`]: the ECDSA signature equation on k256's arithmetic, one signature or many
 //!   at once.
 //! - [`transaction`]: transfers, their signing hash, low-S ECDSA signatures, coinbases.
@@ -32,6 +34,7 @@ pub mod assemble;
 pub mod block;
 pub mod difficulty;
 pub mod ecdsa;
+pub mod ecmult;
 pub mod encoding;
 pub mod genesis;
 pub mod hash;
