@@ -17,7 +17,7 @@ cd "$(dirname "$0")/../fuzz"
 secs="${1:-${FUZZ_SECONDS:-15}}"
 [ $# -gt 0 ] && shift
 targets=("$@")
-[ ${#targets[@]} -eq 0 ] && targets=(wire transfer block protocol genesis keystore rpc mempool)
+[ ${#targets[@]} -eq 0 ] && targets=(wire transfer ecmult block protocol genesis keystore rpc mempool)
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/cairn-target}/fuzz"
 host="$(rustc -vV | sed -n 's/^host: //p')"
