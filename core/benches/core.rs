@@ -1,13 +1,16 @@
-//! Core throughput: signature verification (one thread), block validation per transfer,
-//! header hashes per second. `cargo bench -p cairn-core`.
+//! Core throughput: signature verification (one thread), `a·G + b·Q` (Cairn's and k256's),
+//! block validation per transfer, header hashes per second. `cargo bench -p cairn-core`.
 #![allow(clippy::unwrap_used)] // a benchmark: failing loudly is right
 
 use cairn_core::assemble::assemble_block;
 use cairn_core::genesis::{dev_keys, Genesis};
+use cairn_core::hash::sha256;
 use cairn_core::transaction::{address_of, public_key_of, Transfer};
 use cairn_core::validation::{check_block_stateless, ParentInfo};
 use cairn_core::Amount;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use k256::elliptic_curve::ops::{MulByGeneratorVartime, Reduce};
+use k256::{FieldBytes, ProjectivePoint, Scalar};
 
 fn signed(n: u64) -> Vec<cairn_core::SignedTransfer> {
     let keys = dev_keys();
@@ -37,6 +40,26 @@ fn benches(c: &mut Criterion) {
         b.iter(|| {
             i = (i + 1) % txs.len();
             txs[i].verify(1337).unwrap()
+        })
+    });
+
+    // a·G + b·Q, the bulk of a check: Cairn's (G's tables built once) and k256's own.
+    let scalars: Vec<Scalar> = (0..1001u64)
+        .map(|i| <Scalar as Reduce<FieldBytes>>::reduce(&FieldBytes::from(sha256(&i.to_le_bytes()))))
+        .collect();
+    let q = ProjectivePoint::GENERATOR * scalars[1000];
+    g.bench_function("ecmult_cairn", |b| {
+        let mut i = 0;
+        b.iter(|| {
+            i = (i + 1) % 1000;
+            cairn_core::ecmult::mul_generator_add(&scalars[i], &scalars[i + 1], &q)
+        })
+    });
+    g.bench_function("ecmult_k256", |b| {
+        let mut i = 0;
+        b.iter(|| {
+            i = (i + 1) % 1000;
+            ProjectivePoint::mul_by_generator_and_mul_add_vartime(&scalars[i], &scalars[i + 1], &q)
         })
     });
 
