@@ -3,13 +3,14 @@
 //!
 //! k256's own `mul_by_generator_and_mul_add_vartime` splits both scalars with the GLV
 //! endomorphism (`λ·(x, y) = (β·x, y)`) into halves of 128 bits and builds four window
-//! tables on every call: odd multiples of G, λ·G, Q and λ·Q, 15 point operations each.
-//! Here the two tables of G are built once, wider (window 8: 64 odd multiples each) and
-//! in affine form, so that G's half of the sum takes about 29 cheaper mixed additions
-//! instead of about 43 full ones, and no table is built for it; λ·Q's table is Q's with
-//! every x multiplied by β (one field multiplication a point) instead of being built
-//! again. The rest is the same method: interleaved width-w NAFs (Straus), one shared
-//! chain of doublings.
+//! tables on every call: odd multiples of G, λ·G, Q and λ·Q, a doubling and eight
+//! additions each (the `wnaf` crate's tables; the last addition goes unused). Here the
+//! two tables of G are built once, wider (window 8: 64 odd multiples each) and in affine
+//! form, so that G's half of the sum takes about 29 cheaper mixed additions instead of
+//! about 43 full ones, and no table is built for it; λ·Q's table is Q's with every x
+//! multiplied by β (one field multiplication a point) instead of being built again. The
+//! rest is the same method: interleaved width-w NAFs (Straus), one shared chain of
+//! doublings.
 //!
 //! Every number here is public (a signature, a hash, a key), so nothing needs constant
 //! time. The answer is the same point k256 computes: the halves satisfy
