@@ -4,16 +4,16 @@
 //! `VerifyingKey::verify_prehash` runs, with the same answer for every input: s must be
 //! low; with z the hash read as a big-endian integer mod n, `u1 = z/s` and `u2 = r/s`;
 //! the signature holds when the x coordinate of `R = u1·G + u2·Q`, taken mod n, is r (the
-//! point at infinity has none, and fails). Only the last step differs. ecdsa 0.17 brings
-//! R to affine coordinates with k256's constant-time field inversion
-//! (`ProjectivePoint::to_affine`); nothing in a verification is secret, so here it is
-//! the variable-time inversion, and [`verify_prehashed_all`] shares one inversion
-//! among many signatures (Montgomery's trick, k256's `batch_normalize_vartime`), where a
-//! block brings a thousand, and one inversion of their s values (the same trick, on
-//! scalars); and `u1·G + u2·Q` is [`crate::ecmult`]'s, which builds G's
-//! tables once instead of on every call. The scalar, field and point arithmetic is
-//! k256's own; the tests compare both functions with k256's check on valid signatures
-//! and on signatures wrong in each of their parts.
+//! point at infinity has none, and fails). Only how the steps are computed differs,
+//! never their results. ecdsa 0.17 brings R to affine coordinates with k256's
+//! constant-time field inversion (`ProjectivePoint::to_affine`); nothing in a
+//! verification is secret, so here it is the variable-time inversion, and
+//! [`verify_prehashed_all`] shares one inversion among many signatures (Montgomery's
+//! trick, k256's `batch_normalize_vartime`), where a block brings a thousand, and one
+//! inversion of their s values (the same trick, on scalars). `u1·G + u2·Q` is
+//! [`crate::ecmult`]'s, which builds G's tables once instead of on every call. The
+//! scalar, field and point arithmetic is k256's own; the tests compare both functions
+//! with k256's check on valid signatures and on signatures wrong in each of their parts.
 
 use k256::ecdsa::{Signature, VerifyingKey};
 use k256::elliptic_curve::ops::Reduce;
@@ -100,8 +100,8 @@ fn invert_all(xs: &[Scalar]) -> Option<Vec<Scalar>> {
     Some(out)
 }
 
-/// r and the point `R = (z/s)·G + (r/s)·Q`, given `s_inv` = 1/s; `None` (from the caller)
-/// when s is high. (r and s are non-zero: a [`Signature`] holds only scalars in 1..n.)
+/// r and the point `R = (z/s)·G + (r/s)·Q`, given `s_inv` = 1/s (the callers have
+/// refused a high s). r and s are non-zero: a [`Signature`] holds only scalars in 1..n.
 fn r_and_point(c: &Claim<'_>, s_inv: &Scalar) -> (Scalar, ProjectivePoint) {
     let r = *c.signature.r();
     let z = <Scalar as Reduce<FieldBytes>>::reduce(&FieldBytes::from(c.prehash));
