@@ -22,6 +22,7 @@ use k256::elliptic_curve::ops::MulByGeneratorVartime;
 use k256::elliptic_curve::scalar::IsHigh;
 use k256::elliptic_curve::{BatchNormalize, PrimeField};
 use k256::{AffinePoint, FieldBytes, ProjectivePoint, Scalar};
+use std::ops::{Add, Sub};
 use std::sync::OnceLock;
 
 /// Window of G's tables: odd multiples 1·G to 127·G.
@@ -63,6 +64,9 @@ const fn hex32(s: &str) -> [u8; 32] {
 
 /// What every call shares, made on first use.
 struct Fixed {
+    /// g1 and g2 as little-endian limbs.
+    g1: [u64; 4],
+    g2: [u64; 4],
     lambda: Scalar,
     minus_b1: Scalar,
     minus_b2: Scalar,
@@ -80,6 +84,8 @@ fn fixed() -> &'static Fixed {
         let g = odd_multiples::<G_TABLE>(&ProjectivePoint::GENERATOR);
         let g_lambda = g.map(|p| p.endomorphism());
         Fixed {
+            g1: le_limbs(&G1),
+            g2: le_limbs(&G2),
             lambda: scalar(LAMBDA),
             minus_b1: scalar(MINUS_B1),
             minus_b2: scalar(MINUS_B2),
@@ -108,10 +114,10 @@ pub fn mul_generator_add(a: &Scalar, b: &Scalar, q: &ProjectivePoint) -> Project
 
 fn glv_straus(a: &Scalar, b: &Scalar, q: &ProjectivePoint) -> Option<ProjectivePoint> {
     let f = fixed();
-    let [(a1, a1_neg), (a2, a2_neg)] = split(a, f)?;
-    let [(b1, b1_neg), (b2, b2_neg)] = split(b, f)?;
-    let (da1, da2) = (wnaf(a1, G_WINDOW)?, wnaf(a2, G_WINDOW)?);
-    let (db1, db2) = (wnaf(b1, Q_WINDOW)?, wnaf(b2, Q_WINDOW)?);
+    let [a1, a2] = split(a, f)?;
+    let [b1, b2] = split(b, f)?;
+    let (da1, da2) = (signed_naf(a1, G_WINDOW)?, signed_naf(a2, G_WINDOW)?);
+    let (db1, db2) = (signed_naf(b1, Q_WINDOW)?, signed_naf(b2, Q_WINDOW)?);
     let q_table = odd_multiples::<Q_TABLE>(q);
     let q_lambda = q_table.map(|p| p.endomorphism());
     let top =
@@ -119,32 +125,35 @@ fn glv_straus(a: &Scalar, b: &Scalar, q: &ProjectivePoint) -> Option<ProjectiveP
     let mut acc = ProjectivePoint::IDENTITY;
     for i in (0..=top).rev() {
         acc = acc.double();
-        if let Some((p, neg)) = pick(&f.g, da1[i], a1_neg)? {
-            acc = if neg { acc - p } else { acc + p };
-        }
-        if let Some((p, neg)) = pick(&f.g_lambda, da2[i], a2_neg)? {
-            acc = if neg { acc - p } else { acc + p };
-        }
-        if let Some((p, neg)) = pick(&q_table, db1[i], b1_neg)? {
-            acc = if neg { acc - p } else { acc + p };
-        }
-        if let Some((p, neg)) = pick(&q_lambda, db2[i], b2_neg)? {
-            acc = if neg { acc - p } else { acc + p };
-        }
+        acc = add_digit(acc, &f.g, da1[i])?;
+        acc = add_digit(acc, &f.g_lambda, da2[i])?;
+        acc = add_digit(acc, &q_table, db1[i])?;
+        acc = add_digit(acc, &q_lambda, db2[i])?;
     }
     Some(acc)
 }
 
-/// The table entry for NAF digit `d` of a half whose sign is `half_neg`, and whether to
-/// subtract it: `Some(None)` for a zero digit, `None` for a digit beyond the table
-/// (which [`wnaf`] never makes; the whole sum then falls back).
-#[allow(clippy::type_complexity)]
-fn pick<P>(table: &[P], d: i16, half_neg: bool) -> Option<Option<(&P, bool)>> {
+/// The width-`w` NAF of a half of a split, its digits negated when the half is.
+fn signed_naf((magnitude, negative): (u128, bool), w: u32) -> Option<[i16; DIGITS]> {
+    let mut digits = wnaf(magnitude, w)?;
+    if negative {
+        digits.iter_mut().for_each(|d| *d = -*d);
+    }
+    Some(digits)
+}
+
+/// `acc` plus NAF digit `d` times the point whose odd multiples `table` holds: `acc` for
+/// a zero digit, `None` for a digit beyond the table (which [`wnaf`] never makes; the
+/// whole sum then falls back).
+fn add_digit<'t, P>(acc: ProjectivePoint, table: &'t [P], d: i16) -> Option<ProjectivePoint>
+where
+    ProjectivePoint: Add<&'t P, Output = ProjectivePoint> + Sub<&'t P, Output = ProjectivePoint>,
+{
     if d == 0 {
-        return Some(None);
+        return Some(acc);
     }
     let entry = table.get(usize::from(d.unsigned_abs() / 2))?;
-    Some(Some((entry, (d < 0) != half_neg)))
+    Some(if d < 0 { acc - entry } else { acc + entry })
 }
 
 /// `k = r1 + r2·λ (mod n)`, each half as its magnitude below 2^128 and whether it is
@@ -152,8 +161,8 @@ fn pick<P>(table: &[P], d: i16, half_neg: bool) -> Option<Option<(&P, bool)>> {
 /// `k·g1 / 2^384`, `k·g2 / 2^384`; `r1 = k - r2·λ`). `None` if a half does not fit.
 fn split(k: &Scalar, f: &Fixed) -> Option<[(u128, bool); 2]> {
     let limbs = le_limbs(&k.to_bytes().into());
-    let c1 = Scalar::from(mul_shift_384(&limbs, &le_limbs(&G1)));
-    let c2 = Scalar::from(mul_shift_384(&limbs, &le_limbs(&G2)));
+    let c1 = Scalar::from(mul_shift_384(&limbs, &f.g1));
+    let c2 = Scalar::from(mul_shift_384(&limbs, &f.g2));
     let r2 = c1 * f.minus_b1 + c2 * f.minus_b2;
     let r1 = *k - r2 * f.lambda;
     Some([half(&r1)?, half(&r2)?])
