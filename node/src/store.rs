@@ -71,7 +71,8 @@
 //! The WAL is bounded (`max_total_wal_size`, 32 MiB: past it RocksDB flushes memtables)
 //! and a clean close (dropping the [`RocksStore`], after the chain's last fsync)
 //! flushes every memtable, so the next open has no WAL to replay, and opening after a
-//! crash never replays more than that bound, whatever the chain length.
+//! crash never replays more than that bound, whatever the chain length. A new chain's
+//! genesis is flushed as soon as it is written ([`KvStore::flush`]), whatever its size.
 
 use crate::failstop::lock_or_stop;
 use cairn_core::block::{BlockHeader, HEADER_LEN};
@@ -215,6 +216,13 @@ pub trait KvStore: Send + Sync {
     fn for_each(&self, column: Column, f: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> Result<(), StoreError>;
     /// Makes every write so far durable against a power cut.
     fn sync(&self) -> Result<(), StoreError>;
+    /// Moves everything written so far out of the write-ahead log into the store's own
+    /// files (RocksDB: flushes every memtable), durably. For after a large one-off
+    /// write such as a genesis of many allocations: otherwise its flush runs in the
+    /// background under the first blocks, and a lookup searches it in memory until then.
+    fn flush(&self) -> Result<(), StoreError> {
+        self.sync()
+    }
     /// Visits the entries of `column` with `lower <= key < upper` in descending key
     /// order until `f` returns false. (This default scans the whole column; both
     /// backends seek instead.)
@@ -315,12 +323,8 @@ impl Drop for RocksStore {
     /// A clean close writes the memtables out, so the next open has no WAL to replay.
     /// (After a kill -9 the WAL is replayed instead: nothing committed is lost either way.)
     fn drop(&mut self) {
-        for c in Column::ALL {
-            if let Ok(cf) = self.cf(c) {
-                if let Err(e) = self.db.flush_cf(cf) {
-                    tracing::warn!(column = c.name(), error = %e, "flushing on close failed");
-                }
-            }
+        if let Err(e) = KvStore::flush(self) {
+            tracing::warn!(error = %e, "flushing on close failed");
         }
     }
 }
@@ -393,6 +397,16 @@ impl KvStore for RocksStore {
         self.db
             .flush_wal(true)
             .map_err(|source| StoreError::Rocks { context: "syncing the WAL".into(), source })
+    }
+
+    /// Flushes each column family's memtable and waits for it; the SST files are synced.
+    fn flush(&self) -> Result<(), StoreError> {
+        for c in Column::ALL {
+            self.db
+                .flush_cf(self.cf(c)?)
+                .map_err(|source| StoreError::Rocks { context: format!("flushing {}", c.name()), source })?;
+        }
+        Ok(())
     }
 
     fn for_each_rev_in(

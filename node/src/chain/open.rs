@@ -136,6 +136,10 @@ impl Chain {
         b.put(Column::Meta, meta_key::TIP, hash.0);
         b.put(Column::Meta, meta_key::INDEXED, hash.0);
         self.store.write(b)?;
+        // Genesis goes to the store's files at once: a genesis of a million allocations
+        // would otherwise sit in a memtable that every account lookup searches, and be
+        // flushed in the background while the first blocks connect.
+        self.store.flush()?;
         Ok(())
     }
 
