@@ -120,7 +120,15 @@ pub fn run(work: &Path, cache_dir: &Path, transfers: usize, y: &Yardsticks) -> a
         limit: y.short_sync.map(|r| (r, "short sync rate, same run".into())),
         goal: Goal::RatioAtLeast(0.9),
         note: if s.reached >= s.target {
-            format!("fresh node spawn to tip at height {}: {:.1} s", s.target, s.secs)
+            format!(
+                "fresh node spawn to tip at height {}: {:.1} s; syncing node {:.1} s CPU = {} tx per \
+                 CPU-second, serving node {:.2} s CPU",
+                s.target,
+                s.secs,
+                s.cpu_secs,
+                num(synced_tx / s.cpu_secs),
+                s.source_cpu_secs
+            )
         } else {
             format!("DID NOT FINISH: height {} of {} after {:.0} s", s.reached, s.target, s.secs)
         },
