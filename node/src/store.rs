@@ -400,13 +400,20 @@ impl KvStore for RocksStore {
     }
 
     /// Flushes each column family's memtable and waits for it; the SST files are synced.
+    /// Every column is tried, whatever failed before it; the first failure is returned.
     fn flush(&self) -> Result<(), StoreError> {
+        let mut first = Ok(());
         for c in Column::ALL {
-            self.db
-                .flush_cf(self.cf(c)?)
-                .map_err(|source| StoreError::Rocks { context: format!("flushing {}", c.name()), source })?;
+            let flushed = self.cf(c).and_then(|cf| {
+                self.db
+                    .flush_cf(cf)
+                    .map_err(|source| StoreError::Rocks { context: format!("flushing {}", c.name()), source })
+            });
+            if first.is_ok() {
+                first = flushed;
+            }
         }
-        Ok(())
+        first
     }
 
     fn for_each_rev_in(

@@ -112,23 +112,14 @@ pub fn run(work: &Path, cache_dir: &Path, transfers: usize, y: &Yardsticks) -> a
     let timeout = Duration::from_secs((transfers as u64 / 500).max(300));
     let s = procs::sync(&genesis_file, &dir, work, "long-fresh", &[], blocks as u64, transfers, timeout)?;
     let (peak, samples) = rss_summary(&s.rss_samples);
-    let synced_tx = transfers as f64 * (s.reached as f64 / s.target as f64);
     let sync = Row {
         scenario: format!("long: sync {transfers} transfers from a peer"),
-        figure: synced_tx / s.secs,
+        figure: s.synced_transfers() / s.secs,
         unit: "tx/s",
         limit: y.short_sync.map(|r| (r, "short sync rate, same run".into())),
         goal: Goal::RatioAtLeast(0.9),
         note: if s.reached >= s.target {
-            format!(
-                "fresh node spawn to tip at height {}: {:.1} s; syncing node {:.1} s CPU = {} tx per \
-                 CPU-second, serving node {:.2} s CPU",
-                s.target,
-                s.secs,
-                s.cpu_secs,
-                num(synced_tx / s.cpu_secs),
-                s.source_cpu_secs
-            )
+            format!("fresh node spawn to tip at height {}: {:.1} s; {}", s.target, s.secs, s.cpu_note())
         } else {
             format!("DID NOT FINISH: height {} of {} after {:.0} s", s.reached, s.target, s.secs)
         },

@@ -383,23 +383,19 @@ fn main() {
             ) {
                 Ok(s) => {
                     let done = s.reached >= s.target;
-                    let synced_tx = total as f64 * (s.reached as f64 / s.target as f64);
                     let sync = Row {
                         scenario: format!("sync {} transfers from a peer process", s.transfers),
-                        figure: synced_tx / s.secs,
+                        figure: s.synced_transfers() / s.secs,
                         unit: "tx/s",
                         limit: Some((import_rate, "import rate, same run".into())),
                         goal: Goal::RatioAtLeast(0.9),
                         note: if done {
                             format!(
-                                "fresh node spawn to tip at height {}: {:.2} s (height 1 at {:.2} s); syncing node {:.2} s CPU \
-                                 = {} tx per CPU-second, serving node {:.2} s CPU",
+                                "fresh node spawn to tip at height {}: {:.2} s (height 1 at {:.2} s); {}",
                                 s.target,
                                 s.secs,
                                 s.first_block_secs.unwrap_or(f64::NAN),
-                                s.cpu_secs,
-                                report::num(synced_tx / s.cpu_secs),
-                                s.source_cpu_secs
+                                s.cpu_note()
                             )
                         } else {
                             format!(

@@ -129,6 +129,24 @@ pub struct Sync {
     pub first_block_secs: Option<f64>,
 }
 
+impl Sync {
+    /// The transfers of the blocks the syncing node reached (all of them once it is at
+    /// the target).
+    pub fn synced_transfers(&self) -> f64 {
+        self.transfers as f64 * (self.reached as f64 / self.target as f64)
+    }
+
+    /// Both nodes' CPU over the sync, for a row's note.
+    pub fn cpu_note(&self) -> String {
+        format!(
+            "syncing node {:.2} s CPU = {} tx per CPU-second, serving node {:.2} s CPU",
+            self.cpu_secs,
+            crate::report::num(self.synced_transfers() / self.cpu_secs),
+            self.source_cpu_secs
+        )
+    }
+}
+
 /// A node serving `source_dir` (a chain of `target` blocks holding `transfers` transfers)
 /// and a fresh node (in `work/fresh_name`, started with `fresh_args` besides `--peer`)
 /// peering with it: time from the fresh node's spawn until its tip is at `target`
