@@ -510,6 +510,9 @@ pub fn propagation(
     // `CAIRN_BENCH_TRACE=FILE`: per counted block, each node's arrival and the
     // block-relay bytes it received, by command.
     let mut trace = file_named_by("CAIRN_BENCH_TRACE")?;
+    // `CAIRN_BENCH_THREADS=FILE`: per counted block, the nine processes' CPU and run-queue
+    // wait from the submit to the last arrival, summed by thread name.
+    let mut threads = file_named_by("CAIRN_BENCH_THREADS")?;
     let warmup = 2;
     let mut out = Propagation {
         empty: KindFigures::default(),
@@ -600,6 +603,7 @@ pub fn propagation(
         let size = block.encoded_len();
         let pids: Vec<u32> = procs.iter().filter_map(NodeProcess::pid).collect();
         let cpu_before: Vec<_> = pids.iter().map(|p| threads_cpu_ns(*p)).collect();
+        let by_name_before = threads.is_some().then(|| cpu_by_thread_name(&pids));
         let faults_before: u64 = pids.iter().map(|p| minor_faults(*p)).sum();
         let source_before = threads_cpu_ns(std::process::id());
         let t0 = Instant::now();
@@ -611,6 +615,7 @@ pub fn propagation(
         let faults: u64 = pids.iter().map(|p| minor_faults(*p)).sum::<u64>().saturating_sub(faults_before);
         let nodes_cpu: f64 =
             pids.iter().zip(&cpu_before).map(|(p, b)| cpu_between_ms(b, &threads_cpu_ns(*p))).sum();
+        let by_name_after = threads.is_some().then(|| cpu_by_thread_name(&pids));
         let (after, quiet_after) = settle(&meters)?;
         if !counted {
             continue;
@@ -654,6 +659,18 @@ pub fn propagation(
             }
             writeln!(w)?;
         }
+        if let (Some(w), Some(b), Some(a)) = (threads.as_mut(), &by_name_before, &by_name_after) {
+            use std::io::Write;
+            write!(w, "{kind:?} {:.2}", last.duration_since(t0).as_secs_f64() * 1e3)?;
+            for (name, (cpu, wait)) in a {
+                let (cpu0, wait0) = b.get(name).copied().unwrap_or((0, 0));
+                let (cpu, wait) = (cpu.saturating_sub(cpu0), wait.saturating_sub(wait0));
+                if cpu + wait > 0 {
+                    write!(w, " | {name} {:.2} {:.2}", cpu as f64 / 1e6, wait as f64 / 1e6)?;
+                }
+            }
+            writeln!(w)?;
+        }
         let mut sent_max = 0;
         let mut sent_all = 0;
         for (b, a) in before.iter().zip(&after) {
@@ -672,6 +689,26 @@ pub fn propagation(
     }
     drop(procs);
     Ok(out)
+}
+
+/// Nanoseconds run and waited for a core (the first two fields of `schedstat`) by the
+/// threads of `pids`, summed by thread name, with a name's trailing number dropped
+/// (`rayon-3` counts as `rayon`), in name order.
+fn cpu_by_thread_name(pids: &[u32]) -> std::collections::BTreeMap<String, (u64, u64)> {
+    let mut out = std::collections::BTreeMap::<String, (u64, u64)>::new();
+    for pid in pids {
+        for (_, dir) in crate::limits::threads_of(&pid.to_string()) {
+            let Ok(stat) = std::fs::read_to_string(dir.join("schedstat")) else { continue };
+            let mut fields = stat.split_whitespace().map(|f| f.parse::<u64>().unwrap_or(0));
+            let (ran, waited) = (fields.next().unwrap_or(0), fields.next().unwrap_or(0));
+            let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+            let name = comm.trim().trim_end_matches(|c: char| c.is_ascii_digit() || c == '-' || c == '_');
+            let e = out.entry(name.to_string()).or_default();
+            e.0 += ran;
+            e.1 += waited;
+        }
+    }
+    out
 }
 
 /// The file the environment variable `var` names, created; `None` when it is unset.
