@@ -661,7 +661,7 @@ pub fn propagation(
         }
         if let (Some(w), Some(b), Some(a)) = (threads.as_mut(), &by_name_before, &by_name_after) {
             use std::io::Write;
-            write!(w, "{kind:?} {:.2}", last.duration_since(t0).as_secs_f64() * 1e3)?;
+            write!(w, "{kind:?} {:.2} minflt {faults}", last.duration_since(t0).as_secs_f64() * 1e3)?;
             for (name, (cpu, wait)) in a {
                 let (cpu0, wait0) = b.get(name).copied().unwrap_or((0, 0));
                 let (cpu, wait) = (cpu.saturating_sub(cpu0), wait.saturating_sub(wait0));
