@@ -24,8 +24,9 @@
 //! the last node, then each node's arrival (ms after the submit) and the block-relay
 //! bytes that node received, by command: which nodes were late, and how each got it.
 //! `CAIRN_BENCH_THREADS=FILE` makes it write, per counted block, its kind, its time to
-//! the last node, the node processes' minor page faults (`minflt N`), then per thread name the node processes' CPU and run-queue wait (ms)
-//! over the same window, summed over the processes.
+//! the last node, the node processes' minor page faults (`minflt N`), then per thread
+//! name the node processes' CPU and run-queue wait (ms) over the same window, summed
+//! over the processes.
 
 mod connect;
 mod gen;
