@@ -510,8 +510,9 @@ pub fn propagation(
     // `CAIRN_BENCH_TRACE=FILE`: per counted block, each node's arrival and the
     // block-relay bytes it received, by command.
     let mut trace = file_named_by("CAIRN_BENCH_TRACE")?;
-    // `CAIRN_BENCH_THREADS=FILE`: per counted block, the nine processes' CPU and run-queue
-    // wait from the submit to the last arrival, summed by thread name.
+    // `CAIRN_BENCH_THREADS=FILE`: per counted block, the node processes' minor faults,
+    // and their CPU and run-queue wait from the submit to the last arrival, summed by
+    // thread name.
     let mut threads = file_named_by("CAIRN_BENCH_THREADS")?;
     let warmup = 2;
     let mut out = Propagation {
