@@ -25,8 +25,8 @@
 //! bytes that node received, by command: which nodes were late, and how each got it.
 //! `CAIRN_BENCH_THREADS=FILE` makes it write, per counted block, its kind, its time to
 //! the last node, the node processes' minor page faults (`minflt N`), then per thread
-//! name the node processes' CPU and run-queue wait (ms) over the same window, summed
-//! over the processes.
+//! name the node processes' CPU and run-queue wait (ms) and the times their threads were
+//! put on a core, over the same window, summed over the processes.
 
 mod connect;
 mod gen;

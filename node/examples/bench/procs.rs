@@ -511,8 +511,8 @@ pub fn propagation(
     // block-relay bytes it received, by command.
     let mut trace = file_named_by("CAIRN_BENCH_TRACE")?;
     // `CAIRN_BENCH_THREADS=FILE`: per counted block, the node processes' minor faults,
-    // and their CPU and run-queue wait from the submit to the last arrival, summed by
-    // thread name.
+    // and their CPU, run-queue wait and times on a core from the submit to the last
+    // arrival, summed by thread name.
     let mut threads = file_named_by("CAIRN_BENCH_THREADS")?;
     let warmup = 2;
     let mut out = Propagation {
@@ -663,11 +663,12 @@ pub fn propagation(
         if let (Some(w), Some(b), Some(a)) = (threads.as_mut(), &by_name_before, &by_name_after) {
             use std::io::Write;
             write!(w, "{kind:?} {:.2} minflt {faults}", last.duration_since(t0).as_secs_f64() * 1e3)?;
-            for (name, (cpu, wait)) in a {
-                let (cpu0, wait0) = b.get(name).copied().unwrap_or((0, 0));
+            for (name, &(cpu, wait, slices)) in a {
+                let (cpu0, wait0, slices0) = b.get(name).copied().unwrap_or_default();
                 let (cpu, wait) = (cpu.saturating_sub(cpu0), wait.saturating_sub(wait0));
                 if cpu + wait > 0 {
-                    write!(w, " | {name} {:.2} {:.2}", cpu as f64 / 1e6, wait as f64 / 1e6)?;
+                    let slices = slices.saturating_sub(slices0);
+                    write!(w, " | {name} {:.2} {:.2} {slices}", cpu as f64 / 1e6, wait as f64 / 1e6)?;
                 }
             }
             writeln!(w)?;
@@ -692,21 +693,23 @@ pub fn propagation(
     Ok(out)
 }
 
-/// Nanoseconds run and waited for a core (the first two fields of `schedstat`) by the
-/// threads of `pids`, summed by thread name, with a name's trailing number dropped
-/// (`rayon-3` counts as `rayon`), in name order.
-fn cpu_by_thread_name(pids: &[u32]) -> std::collections::BTreeMap<String, (u64, u64)> {
-    let mut out = std::collections::BTreeMap::<String, (u64, u64)>::new();
+/// Nanoseconds run and waited for a core, and times put on a core (the three fields of
+/// `schedstat`), by the threads of `pids`, summed by thread name, with a name's
+/// trailing number dropped (`rayon-3` counts as `rayon`), in name order.
+fn cpu_by_thread_name(pids: &[u32]) -> std::collections::BTreeMap<String, (u64, u64, u64)> {
+    let mut out = std::collections::BTreeMap::<String, (u64, u64, u64)>::new();
     for pid in pids {
         for (_, dir) in crate::limits::threads_of(&pid.to_string()) {
             let Ok(stat) = std::fs::read_to_string(dir.join("schedstat")) else { continue };
             let mut fields = stat.split_whitespace().map(|f| f.parse::<u64>().unwrap_or(0));
             let (ran, waited) = (fields.next().unwrap_or(0), fields.next().unwrap_or(0));
+            let slices = fields.next().unwrap_or(0);
             let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
             let name = comm.trim().trim_end_matches(|c: char| c.is_ascii_digit() || c == '-' || c == '_');
             let e = out.entry(name.to_string()).or_default();
             e.0 += ran;
             e.1 += waited;
+            e.2 += slices;
         }
     }
     out
