@@ -123,16 +123,22 @@ pub fn threads_of(pid: &str) -> Vec<(u32, std::path::PathBuf)> {
     dir.flatten().filter_map(|t| Some((t.file_name().to_str()?.parse().ok()?, t.path()))).collect()
 }
 
+/// The three fields of a thread's `schedstat` (its `/proc/PID/task/TID` directory):
+/// nanoseconds run, nanoseconds waited for a core, times put on a core. `None` once the
+/// thread has ended.
+pub fn schedstat(thread_dir: &std::path::Path) -> Option<[u64; 3]> {
+    let text = std::fs::read_to_string(thread_dir.join("schedstat")).ok()?;
+    let mut fields = text.split_whitespace().map(|f| f.parse::<u64>().ok());
+    Some([fields.next()??, fields.next()??, fields.next()??])
+}
+
 /// CPU time each thread of process `pid` has run so far, ns, by thread id (the first
 /// field of its `schedstat`). A thread that ends between two readings is missed; one
 /// that starts counts from zero.
 pub fn threads_cpu_ns(pid: u32) -> std::collections::HashMap<u32, u64> {
     threads_of(&pid.to_string())
         .into_iter()
-        .filter_map(|(tid, dir)| {
-            let text = std::fs::read_to_string(dir.join("schedstat")).ok()?;
-            Some((tid, text.split_whitespace().next()?.parse().ok()?))
-        })
+        .filter_map(|(tid, dir)| Some((tid, schedstat(&dir)?[0])))
         .collect()
 }
 

@@ -623,6 +623,7 @@ pub fn propagation(
         }
         out.unsettled += usize::from(!quiet_before) + usize::from(!quiet_after);
         let last = reached.iter().map(|(_, t)| *t).max().expect("n > 1");
+        let last_ms = last.duration_since(t0).as_secs_f64() * 1e3;
         if let Some(w) = windows.as_mut() {
             use std::io::Write;
             let end = t0_mono_ns + last.duration_since(t0).as_nanos() as u64;
@@ -633,7 +634,7 @@ pub fn propagation(
             BlockKind::InMempool => &mut out.in_mempool,
             BlockKind::Unseen => &mut out.unseen,
         };
-        f.ms.push(last.duration_since(t0).as_secs_f64() * 1e3);
+        f.ms.push(last_ms);
         f.import_ms.push(imported.as_secs_f64() * 1e3);
         f.block_bytes.push(size);
         f.nodes_cpu_ms.push(nodes_cpu);
@@ -645,7 +646,7 @@ pub fn propagation(
         }
         if let Some(w) = trace.as_mut() {
             use std::io::Write;
-            write!(w, "{kind:?} {:.2}", last.duration_since(t0).as_secs_f64() * 1e3)?;
+            write!(w, "{kind:?} {last_ms:.2}")?;
             let mut by_node = reached.clone();
             by_node.sort_by_key(|(i, _)| *i);
             for (i, t) in by_node {
@@ -662,7 +663,7 @@ pub fn propagation(
         }
         if let (Some(w), Some(b), Some(a)) = (threads.as_mut(), &by_name_before, &by_name_after) {
             use std::io::Write;
-            write!(w, "{kind:?} {:.2} minflt {faults}", last.duration_since(t0).as_secs_f64() * 1e3)?;
+            write!(w, "{kind:?} {last_ms:.2} minflt {faults}")?;
             for (name, &(cpu, wait, slices)) in a {
                 let (cpu0, wait0, slices0) = b.get(name).copied().unwrap_or_default();
                 let (cpu, wait) = (cpu.saturating_sub(cpu0), wait.saturating_sub(wait0));
@@ -700,10 +701,7 @@ fn cpu_by_thread_name(pids: &[u32]) -> std::collections::BTreeMap<String, (u64, 
     let mut out = std::collections::BTreeMap::<String, (u64, u64, u64)>::new();
     for pid in pids {
         for (_, dir) in crate::limits::threads_of(&pid.to_string()) {
-            let Ok(stat) = std::fs::read_to_string(dir.join("schedstat")) else { continue };
-            let mut fields = stat.split_whitespace().map(|f| f.parse::<u64>().unwrap_or(0));
-            let (ran, waited) = (fields.next().unwrap_or(0), fields.next().unwrap_or(0));
-            let slices = fields.next().unwrap_or(0);
+            let Some([ran, waited, slices]) = crate::limits::schedstat(&dir) else { continue };
             let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
             let name = comm.trim().trim_end_matches(|c: char| c.is_ascii_digit() || c == '-' || c == '_');
             let e = out.entry(name.to_string()).or_default();
