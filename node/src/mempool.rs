@@ -685,6 +685,11 @@ impl Mempool {
     /// block; they are not hashed again here).
     pub fn on_block_connected(&mut self, block: &Block, txids: &[Txid], state: &dyn AccountSource) {
         debug_assert_eq!(txids.len(), block.transactions.len());
+        if self.entries.is_empty() {
+            // Nothing to confirm and no queue to re-check (a sync, or a block no node had
+            // seen): not worth hashing each transfer's key for its sender.
+            return;
+        }
         let mut senders = HashSet::new();
         // Taken out of `entries` and the sender queues at once (one lookup each); the
         // ordered sets follow below.
