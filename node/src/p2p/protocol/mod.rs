@@ -23,6 +23,7 @@ mod addresses;
 mod blocks;
 pub mod compact;
 mod connections;
+pub mod disconnect;
 mod eclipse;
 mod relay;
 mod self_addr;
@@ -47,7 +48,8 @@ use rand::{Rng, SeedableRng};
 use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use thiserror::Error;
+
+pub use disconnect::DisconnectReason;
 
 /// Tunables. The defaults are for real networks; the simulator shortens the timeouts.
 #[derive(Clone, Debug)]
@@ -155,43 +157,6 @@ pub mod limits {
     pub const BAN_SCORE: u32 = 100;
     /// `headers` that do not connect before the peer is dropped.
     pub const MAX_UNCONNECTED_HEADERS: u32 = 8;
-}
-
-/// Why we dropped a peer. Logged; the serious ones also ban.
-#[derive(Clone, Debug, Error, PartialEq, Eq)]
-pub enum DisconnectReason {
-    #[error("handshake timed out")]
-    HandshakeTimeout,
-    #[error("no pong in time")]
-    PingTimeout,
-    #[error("peer is on another network: {0}")]
-    WrongNetwork(String),
-    #[error("connected to ourselves")]
-    SelfConnection,
-    #[error("already connected to this node")]
-    Duplicate,
-    #[error("too many inbound peers")]
-    TooManyPeers,
-    #[error("address is banned")]
-    Banned,
-    #[error("blocked by the operator (net_blockPeer)")]
-    Blocked,
-    #[error("protocol violation: {0}")]
-    Protocol(String),
-    #[error("misbehaviour: {0}")]
-    Misbehaviour(String),
-    #[error("malformed frame: {0}")]
-    Wire(WireError),
-    #[error("stalled block download")]
-    Stalled,
-    #[error("claimed more work but did not deliver headers")]
-    NoHeaders,
-    #[error("did not deliver a block of the chain it showed us")]
-    NotDelivered,
-    #[error("send queue full (peer reads too slowly)")]
-    SlowReader,
-    #[error("connection closed")]
-    Closed,
 }
 
 /// Something the driver or simulator tells the protocol.
