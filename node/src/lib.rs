@@ -10,7 +10,8 @@
 //!   tokio driver that runs it over TCP.
 //! - [`rpc`]: the JSON-RPC server (the `cairn-api` trait) and cookie auth.
 //! - [`explorer`]: the block explorer page served on the RPC port.
-//! - [`metrics`]: Prometheus metrics and the `/metrics` server.
+//! - [`metrics`]: Prometheus metrics, counted where events happen; [`metrics_server`]:
+//!   the state read at scrape time and the `/metrics` server.
 //! - [`failstop`]: how the node stops when one of its own invariants breaks.
 //! - [`node`]: the glue: one [`node::Node`] owns the chain and mempool, and every block
 //!   or transfer from the miner, a peer or RPC goes through it.
@@ -21,6 +22,7 @@ pub mod failstop;
 pub mod keycache;
 pub mod mempool;
 pub mod metrics;
+pub mod metrics_server;
 pub mod miner;
 pub mod node;
 pub mod p2p;

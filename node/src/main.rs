@@ -458,7 +458,7 @@ fn close_node(node: std::sync::Arc<Node>) {
 struct Services {
     p2p: p2p::P2p,
     rpc: Option<rpc::RpcServer>,
-    metrics: Option<cairn_node::metrics::export::MetricsServer>,
+    metrics: Option<cairn_node::metrics_server::MetricsServer>,
     miner: Option<miner::MinerHandle>,
 }
 
@@ -537,7 +537,7 @@ async fn start_services(
     println!("RPC cookie: {}", cookie.path().display());
     let metrics_addr = args.metrics_addr.or(args.dev.then_some(SocketAddr::from(([127, 0, 0, 1], 0))));
     if let Some(addr) = metrics_addr {
-        let m = services.metrics.insert(cairn_node::metrics::export::start(addr, node, Some(network)).await?);
+        let m = services.metrics.insert(cairn_node::metrics_server::start(addr, node, Some(network)).await?);
         println!("metrics listening on http://{}/metrics", m.local_addr);
     }
     tracing::info!(rpc = %rpc_addr, p2p = %p2p_addr, "node started");

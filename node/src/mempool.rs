@@ -46,7 +46,7 @@ use std::borrow::Borrow;
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet};
 
-pub mod error;
+pub(crate) mod error;
 #[cfg(any(test, fuzzing))]
 pub mod model;
 

@@ -20,17 +20,17 @@
 //! The figures are encoded by `prometheus-client`. A scraper that asks for OpenMetrics
 //! (`Accept: application/openmetrics-text`, as Prometheus does) gets the crate's output
 //! as it is; any other client gets the same families in the Prometheus text format 0.0.4
-//! (what `promtool check metrics` and older scrapers read), see [`export::to_text_format`].
+//! (what `promtool check metrics` and older scrapers read), see [`crate::metrics_server::to_text_format`].
 //!
 //! The server is a small hyper HTTP/1.1 server on its own listener: at most
-//! [`export::MAX_CONNECTIONS`] connections at once, 10 s to send the request head, each
-//! connection closed after [`export::CONNECTION_LIFETIME`]. Scrapes run on the blocking
+//! [`crate::metrics_server::MAX_CONNECTIONS`] connections at once, 10 s to send the request head, each
+//! connection closed after [`crate::metrics_server::CONNECTION_LIFETIME`]. Scrapes run on the blocking
 //! pool (the collector locks the chain and the mempool, each briefly, one after the other).
 //!
 //! This file is the event side, which the chain's caller, the mempool and the P2P layer
 //! call; it depends on none of them but for the error types it counts by reason. The
 //! state collectors, the encoding and the server, which read the node and the network,
-//! are [`export`]: so no module the node calls depends back on the node.
+//! are [`crate::metrics_server`]: so no module the node calls depends back on the node.
 
 use crate::chain::{AcceptResult, Acceptance};
 use crate::mempool::error::MempoolError;
@@ -45,8 +45,6 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, OnceLock};
 use std::time::Duration;
-
-pub mod export;
 
 // ---------------------------------------------------------------------------------------
 // A histogram of atomic adds.
@@ -638,6 +636,13 @@ pub fn rpc_methods(names: impl Iterator<Item = &'static str>) -> &'static RpcMet
         );
         RpcMetrics { registry, index, methods }
     })
+}
+
+/// The registries of the events: every metric of [`Metrics`], then the RPC metrics once
+/// an RPC server has started. What a scrape encodes besides the state
+/// ([`crate::metrics_server`]).
+pub fn event_registries() -> impl Iterator<Item = &'static Registry> {
+    std::iter::once(&get().registry).chain(RPC.get().map(|rpc| &rpc.registry))
 }
 
 impl RpcMetrics {

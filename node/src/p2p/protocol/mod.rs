@@ -23,7 +23,7 @@ mod addresses;
 mod blocks;
 pub mod compact;
 mod connections;
-pub mod disconnect;
+pub(crate) mod disconnect;
 mod eclipse;
 mod relay;
 mod self_addr;

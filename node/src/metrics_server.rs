@@ -1,10 +1,11 @@
 //! The scrape side of the metrics: the state figures read from the node, the P2P layer
 //! and `/proc/self` at scrape time, the encoding in either text format, and the HTTP
-//! server of `GET /metrics`. The event side, which the rest of the node calls, is the
-//! parent module, [`super`]; this file is the only part of the metrics that depends on
-//! [`Node`] and the network, so that nothing the node calls depends back on them.
+//! server of `GET /metrics` (the module doc of [`crate::metrics`] says what is counted
+//! and how). The event side, which the rest of the node calls, is [`crate::metrics`];
+//! this file is the only part of the metrics that depends on [`Node`] and the network,
+//! and only `main.rs` uses it, so nothing the node calls depends back on the node.
 
-use super::{get, RPC};
+use crate::metrics;
 use crate::node::Node;
 use crate::p2p::Network;
 use prometheus_client::collector::Collector;
@@ -260,9 +261,8 @@ impl Scrape {
     pub fn openmetrics(&self) -> Result<String, std::fmt::Error> {
         use prometheus_client::encoding::text::{encode_eof, encode_registry};
         let mut out = String::with_capacity(32 * 1024);
-        encode_registry(&mut out, &get().registry)?;
-        if let Some(rpc) = RPC.get() {
-            encode_registry(&mut out, &rpc.registry)?;
+        for events in metrics::event_registries() {
+            encode_registry(&mut out, events)?;
         }
         encode_registry(&mut out, &self.state)?;
         encode_eof(&mut out)?;
